@@ -1,0 +1,59 @@
+#pragma once
+// Backends are empty tag types; kernels are found through the customization point
+// `kernel<Op, Backend, Formats...>`. A backend without a specialization falls back to the
+// next one down (cpu_simd<A> -> cpu_scalar). `cuda` never falls back: a missing CUDA kernel
+// is a compile error, not a silent host loop.
+
+#include <type_traits>
+#include <xsimd/xsimd.hpp>
+
+namespace tessel {
+
+/// The portable reference: straightforward loops whose only job is to be right.
+struct cpu_scalar {
+  static constexpr const char* name() { return "cpu_scalar"; }
+};
+
+/// SIMD kernels written with xsimd for the instruction set `Arch` (e.g. xsimd::avx2).
+template <class Arch>
+struct cpu_simd {
+  using arch = Arch;
+  static constexpr const char* name() { return Arch::name(); }
+};
+
+/// CUDA device kernels (only usable from translation units compiled by nvcc).
+struct cuda {
+  static constexpr const char* name() { return "cuda"; }
+};
+
+/// The best CPU backend this translation unit was compiled for.
+#if XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
+using cpu_best_arch = xsimd::fma3<xsimd::avx2>;
+using cpu = cpu_simd<cpu_best_arch>;
+#elif XSIMD_WITH_SSE2
+using cpu_best_arch = xsimd::sse2;
+using cpu = cpu_simd<cpu_best_arch>;
+#else
+using cpu = cpu_scalar;
+#endif
+
+template <class B>
+inline constexpr bool is_cpu_backend_v = std::is_same_v<B, cpu_scalar>;
+template <class A>
+inline constexpr bool is_cpu_backend_v<cpu_simd<A>> = true;
+
+/// Where a backend looks when it has no kernel of its own.
+template <class Backend>
+struct fallback_of {};  // no fallback: explicit backends such as `cuda`
+template <class Arch>
+struct fallback_of<cpu_simd<Arch>> {
+  using type = cpu_scalar;
+};
+
+/// The customization point. Specialize `kernel<MyOp, cpu_scalar, ...>` with the reference and
+/// `kernel<MyOp, cpu_simd<A>, ...>` with the fast version; an unspecialized cpu_simd<A> uses
+/// the reference.
+template <class Op, class Backend, class... Formats>
+struct kernel : kernel<Op, typename fallback_of<Backend>::type, Formats...> {};
+
+}  // namespace tessel

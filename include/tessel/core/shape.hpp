@@ -22,6 +22,13 @@ template <index_t... Es>
 constexpr std::size_t count_dyn() {
   return ((Es == dyn ? 1u : 0u) + ... + 0u);
 }
+// Storage of the dynamic extents; an all-static shape is an empty type.
+template <std::size_t N>
+struct dyn_extents : std::array<index_t, N> {};
+template <>
+struct dyn_extents<0> {
+  constexpr index_t operator[](std::size_t) const noexcept { return 0; }
+};
 }  // namespace detail
 
 template <index_t... Es>
@@ -101,13 +108,13 @@ class Shape {
         if (v[i] != static_extents[i])
           throw shape_error("tessel::Shape: axis " + std::to_string(i) + " is static " +
                             std::to_string(static_extents[i]) + ", got " + std::to_string(v[i]));
-      } else {
+      } else if constexpr (rank_dynamic > 0) {
         dyn_[dyn_slot(i)] = v[i];
       }
     }
   }
 
-  [[no_unique_address]] std::array<index_t, rank_dynamic> dyn_;
+  [[no_unique_address]] detail::dyn_extents<rank_dynamic> dyn_;
 };
 
 namespace detail {

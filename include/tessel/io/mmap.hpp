@@ -1,0 +1,118 @@
+#pragma once
+// Read-only bytes of a file, memory-mapped so that opening costs nothing per byte of data and
+// tensors can be viewed in place (zero copy). The same type also holds an in-memory buffer, so
+// the readers run unchanged on bytes from a fuzzer or a test.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "../core/error.hpp"
+#include "../core/memory.hpp"
+
+namespace tessel::io {
+
+/// Could not open, stat or map a file (an OS error, not a format error).
+struct io_error : tessel::error {
+  using tessel::error::error;
+};
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+
+  /// Maps `path` read-only. An empty file gives an empty span (mmap of length 0 is invalid).
+  static MappedFile open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw io_error("tessel: cannot open '" + path + "': " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw io_error("tessel: cannot stat '" + path + "': " + std::strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw io_error("tessel: '" + path + "' is not a regular file");
+    }
+    MappedFile m;
+    m.name_ = path;
+    m.size_ = static_cast<std::size_t>(st.st_size);
+    if (m.size_ > 0) {
+      void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        const int e = errno;
+        ::close(fd);
+        throw io_error("tessel: cannot map '" + path + "': " + std::strerror(e));
+      }
+      m.data_ = static_cast<const std::byte*>(p);
+      m.mapped_ = true;
+    }
+    ::close(fd);  // the mapping stays valid after close
+    return m;
+  }
+
+  /// A copy of `bytes` in 64-byte aligned memory, named `name` in error messages.
+  static MappedFile from_bytes(std::span<const std::byte> bytes, std::string name = "<memory>") {
+    MappedFile m;
+    m.name_ = std::move(name);
+    m.size_ = bytes.size();
+    if (!bytes.empty()) {
+      m.owned_.reset(static_cast<std::byte*>(host_space::allocate(bytes.size())));
+      std::memcpy(m.owned_.get(), bytes.data(), bytes.size());
+      m.data_ = m.owned_.get();
+    }
+    return m;
+  }
+  static MappedFile from_bytes(const void* data, std::size_t n, std::string name = "<memory>") {
+    return from_bytes({static_cast<const std::byte*>(data), n}, std::move(name));
+  }
+
+  MappedFile(MappedFile&& o) noexcept { swap(o); }
+  MappedFile& operator=(MappedFile&& o) noexcept {
+    MappedFile t(std::move(o));
+    swap(t);
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
+  }
+
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  /// The path (or buffer name) used in error messages.
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  struct free_deleter {
+    void operator()(std::byte* p) const noexcept { host_space::deallocate(p); }
+  };
+  void swap(MappedFile& o) noexcept {
+    std::swap(name_, o.name_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(mapped_, o.mapped_);
+    std::swap(owned_, o.owned_);
+  }
+
+  std::string name_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  bool mapped_ = false;
+  std::unique_ptr<std::byte, free_deleter> owned_;
+};
+
+}  // namespace tessel::io

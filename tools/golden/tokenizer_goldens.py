@@ -80,7 +80,8 @@ def corpus():
         # emoji
         "\U0001F600", "\U0001F600\U0001F601\U0001F602", "I love \U0001F355 and \U0001F363!",
         "\U0001F44D\U0001F3FD thumbs up with skin tone", "\U0001F468\u200d\U0001F469\u200d\U0001F467 family",
-        "\U0001F1FA\U0001F1F8 flag", "\u2764\ufe0f heart", "\U0001F680 launch \U0001F525\U0001F525",
+        "\U0001F1FA\U0001F1F8 flag", "\u2764\ufe0f heart", "\U0001F680 launch \U0001F525\U0001F525", "singing outloud!! you!!!",
+        "thethe hehe the he",
         "emoji\U0001F600between", " \U0001F600 ", "\u263a", "\U0001FAE0 melting face",
         # Korean
         "\uc548\ub155\ud558\uc138\uc694", "\ud55c\uad6d\uc5b4 \ud14d\uc2a4\ud2b8\uc785\ub2c8\ub2e4.",
@@ -136,6 +137,47 @@ BAD_UTF8 = [b"ab\xffcd", b"\xe2\x82a", b"\xed\xa0\x80a", b"\xc0\xaf", b"\xf4\x90
             b"\xf0\x9f\x98", b"\x80\x80a", b"a\x00b", b"\xfe\xff", b"ok \xe4\xb8 bad"]
 
 
+# Variants of tok512.model that exercise what the stock models do not: unused pieces (split
+# back after merging), user-defined pieces (matched whole), and other normalizer settings. The
+# test builds them from vectors, as GGUF's tokenizer.ggml.* arrays would give them.
+VARIANTS = {
+    "tok512_types": {"unused": ["he", "\u2581the"], "user_defined": ["ing", "ou", "!!"],
+                     "add_dummy_prefix": True, "remove_extra_whitespaces": False},
+    "tok512_no_prefix": {"unused": [], "user_defined": [],
+                         "add_dummy_prefix": False, "remove_extra_whitespaces": True},
+}
+
+
+def variant_goldens(base_path, strings, spec, tmp_path):
+    m = model_pb2.ModelProto()
+    with open(base_path, "rb") as f:
+        m.ParseFromString(f.read())
+    for p in m.pieces:
+        if p.piece in spec["unused"]:
+            p.type = model_pb2.ModelProto.SentencePiece.UNUSED
+        if p.piece in spec["user_defined"]:
+            p.type = model_pb2.ModelProto.SentencePiece.USER_DEFINED
+    for piece in spec["user_defined"]:
+        if not any(p.piece == piece for p in m.pieces):
+            m.pieces.add(piece=piece, score=0.0, type=model_pb2.ModelProto.SentencePiece.USER_DEFINED)
+    m.normalizer_spec.add_dummy_prefix = spec["add_dummy_prefix"]
+    m.normalizer_spec.remove_extra_whitespaces = spec["remove_extra_whitespaces"]
+    with open(tmp_path, "wb") as f:
+        f.write(m.SerializeToString())
+    sp = spm.SentencePieceProcessor(model_file=tmp_path)
+    os.remove(tmp_path)
+    ids = [sp.encode(x) for x in strings]
+    return {
+        "add_dummy_prefix": spec["add_dummy_prefix"],
+        "remove_extra_whitespaces": spec["remove_extra_whitespaces"],
+        "pieces": [p.piece for p in m.pieces],
+        "scores": [p.score for p in m.pieces],
+        "types": [int(p.type) for p in m.pieces],  # the proto's values are GGUF's
+        "ids": ids,
+        "decoded": [sp.decode(i) for i in ids],
+    }
+
+
 def main():
     strings = corpus()
     assert len(strings) >= 200, len(strings)
@@ -159,6 +201,9 @@ def main():
         print(name, info["normalizer"], "dummy_prefix", info["add_dummy_prefix"],
               "remove_extra_ws", info["remove_extra_whitespaces"],
               "tokens", sum(len(i) for i in ids), file=sys.stderr)
+    for name, spec in VARIANTS.items():
+        goldens[name] = variant_goldens(os.path.join(MODELS, "stories260K/tok512.model"), strings,
+                                        spec, os.path.join(OUT, name + ".model.tmp"))
     with open(os.path.join(OUT, "sentencepiece_goldens.json"), "w", encoding="utf-8") as f:
         json.dump(goldens, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")

@@ -178,9 +178,10 @@ class thread_pool {
     }
   }
 
-  void worker_loop() {
+  // `seen` is read by the spawning thread: a wake-up posted before this thread starts running
+  // must not be mistaken for the state to sleep on.
+  void worker_loop(std::uint32_t seen) {
     in_parallel_region() = true;
-    std::uint32_t seen = wake_.load(std::memory_order_acquire);
     for (;;) {
       std::uint32_t now = seen;
       for (int spin = 0; spin < spin_limit && now == seen; ++spin) {
@@ -200,7 +201,8 @@ class thread_pool {
   void start_workers(int n) {
     stop_.store(false, std::memory_order_relaxed);
     workers_.reserve(static_cast<std::size_t>(n - 1));
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+    const std::uint32_t seen = wake_.load(std::memory_order_relaxed);
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, seen] { worker_loop(seen); });
     size_.store(n, std::memory_order_relaxed);
   }
 

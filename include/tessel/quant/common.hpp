@@ -24,7 +24,8 @@ concept QuantFormat = requires(const float* x, F* b, const F* cb, float* y, inde
   typename F::vec_dot_type;
   F::quantize_row(x, b, n);
   F::dequantize_row(cb, y, n);
-} && sizeof(F) == F::block_bytes;
+}
+&&sizeof(F) == F::block_bytes;
 
 namespace qdetail {
 

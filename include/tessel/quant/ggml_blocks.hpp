@@ -31,7 +31,8 @@ struct q8_0 {
       const float d = amax / 127.f;
       const float id = d != 0 ? 1.f / d : 0.f;
       y[i].d = qdetail::tof16(d);
-      for (int j = 0; j < 32; ++j) y[i].qs[j] = static_cast<std::int8_t>(qdetail::nearest_int(x[j] * id));
+      for (int j = 0; j < 32; ++j)
+        y[i].qs[j] = static_cast<std::int8_t>(qdetail::nearest_int(x[j] * id));
     }
   }
   static void dequantize_row(const q8_0* x, float* y, index_t n) {
@@ -257,7 +258,7 @@ struct q5_1 {
 };
 
 static_assert(sizeof(q8_0) == 34 && sizeof(q8_1) == 36 && sizeof(q4_0) == 18 &&
-              sizeof(q4_1) == 20 && sizeof(q5_0) == 22 && sizeof(q5_1) == 24,
+                  sizeof(q4_1) == 20 && sizeof(q5_0) == 22 && sizeof(q5_1) == 24,
               "ggml block sizes");
 
 }  // namespace tessel

@@ -1,0 +1,43 @@
+#pragma once
+// Embedding<Vocab, Dim, W>: a table of Vocab rows of Dim, stored in format W (GGUF name
+// `token_embd`); lookup widens the row of each token to f32.
+
+#include <span>
+
+#include "common.hpp"
+
+namespace tessel::nn {
+
+template <index_t Vocab, index_t Dim, WeightFormat W = float>
+class Embedding {
+ public:
+  using weight_format = W;
+
+  Embedding() requires(Vocab != dyn && Dim != dyn) = default;
+  Embedding(index_t vocab, index_t dim) : weight(Shape<Vocab, Dim>(vocab, dim)) {}
+
+  index_t vocab() const noexcept { return weight.extent(0); }
+  index_t dim() const noexcept { return weight.extent(1); }
+
+  /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error.
+  template <class Id>
+  void forward(std::span<const Id> tokens, float* out) const {
+    const index_t D = dim(), row_units = D / block_elems_v<W>;
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      const auto t = static_cast<index_t>(tokens[i]);
+      if (t < 0 || t >= vocab())
+        throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
+                          " is outside the vocabulary of " + std::to_string(vocab()));
+      detail::weight_row_f32(weight.data() + t * row_units, out + index_t(i) * D, D);
+    }
+  }
+
+  template <class V>
+  void visit(const std::string& name, V&& v) {
+    v(name + ".weight", weight);
+  }
+
+  Tensor<W, Shape<Vocab, Dim>> weight;
+};
+
+}  // namespace tessel::nn

@@ -1,0 +1,91 @@
+#pragma once
+// Linear<In, Out, W, Bias>: y = x Wᵀ (+ b), the weight stored [Out, In] in format W as
+// PyTorch and GGUF store it. In and Out are static extents or `dyn` (then given to the
+// constructor); W is f32, f16, bf16 (read by gemm, widened to f32 in registers) or a block
+// format with dequantize_row (q8_0, q4_0, ...: each weight row is widened once per call and
+// dotted with every input row, until quantized GEMV kernels take over).
+//
+//   nn::Linear<64, 172, f16> up;            // static: shapes checked at compile time
+//   nn::Linear<dyn, dyn> proj(dim, hidden);  // run-time dimensions
+//   up.forward(x, M, y);                     // x [M, In], y [M, Out], row-major f32
+//   up.forward(x, M, y, 1.0f);               // y += x Wᵀ (a residual add for free)
+
+#include "common.hpp"
+
+namespace tessel::nn {
+
+template <index_t In, index_t Out, WeightFormat W = float, bool Bias = false>
+class Linear {
+ public:
+  using weight_format = W;
+  static constexpr bool has_bias = Bias;
+  static constexpr index_t static_in = In, static_out = Out;
+
+  Linear() requires(In != dyn && Out != dyn) = default;
+  Linear(index_t in, index_t out) : weight(Shape<Out, In>(out, in)), bias(make_bias(out)) {}
+
+  index_t in() const noexcept { return weight.extent(1); }
+  index_t out() const noexcept { return weight.extent(0); }
+
+  /// y[M, Out] = x[M, In] Wᵀ + b + beta · y (beta 0 never reads y).
+  void forward(const float* x, index_t M, float* y, float beta = 0.0f) const {
+    forward_strided(x, in(), M, y, out(), beta);
+  }
+  /// The same with row strides (ldx >= In, ldy >= Out): writes straight into a KV cache.
+  void forward_strided(const float* x, index_t ldx, index_t M, float* y, index_t ldy,
+                       float beta = 0.0f) const {
+    const index_t K = in(), N = out();
+    if constexpr (is_dense_weight_v<W>) {
+      gemm<cpu>(M, N, K, x, ldx, weight.data(), K, true, y, ldy, beta);
+    } else {
+      forward_blocks(x, ldx, M, y, ldy, beta);
+    }
+    if constexpr (Bias) {
+      const float* b = bias.data();
+      for (index_t i = 0; i < M; ++i)
+        for (index_t j = 0; j < N; ++j) y[i * ldy + j] += b[j];
+    }
+  }
+
+  template <class V>
+  void visit(const std::string& name, V&& v) {
+    v(name + ".weight", weight);
+    if constexpr (Bias) v(name + ".bias", bias);
+  }
+
+  Tensor<W, Shape<Out, In>> weight;
+  [[no_unique_address]] std::conditional_t<Bias, Tensor<float, Shape<Out>>, no_param> bias;
+
+ private:
+  static auto make_bias(index_t out) {
+    if constexpr (Bias) {
+      return Tensor<float, Shape<Out>>(Shape<Out>(out));
+    } else {
+      return no_param{};
+    }
+  }
+
+  void forward_blocks(const float* x, index_t ldx, index_t M, float* y, index_t ldy,
+                      float beta) const {
+    const index_t K = in(), N = out();
+    const index_t row_units = K / block_elems_v<W>;
+    parallel_for(0, N, std::max<index_t>(1, 16384 / std::max<index_t>(K * M, 1)),
+                 [&](index_t lo, index_t hi) {
+                   // Grows once per thread, then reused: no allocation in a decode loop.
+                   thread_local std::vector<float> row;
+                   if (static_cast<index_t>(row.size()) < K) row.resize(std::size_t(K));
+                   for (index_t n = lo; n < hi; ++n) {
+                     W::dequantize_row(weight.data() + n * row_units, row.data(), K);
+                     for (index_t m = 0; m < M; ++m) {
+                       const float* xm = x + m * ldx;
+                       float s = 0.0f;
+                       for (index_t k = 0; k < K; ++k) s += row[std::size_t(k)] * xm[k];
+                       float& out = y[m * ldy + n];
+                       out = beta == 0.0f ? s : s + beta * out;
+                     }
+                   }
+                 });
+  }
+};
+
+}  // namespace tessel::nn

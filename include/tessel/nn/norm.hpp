@@ -1,0 +1,59 @@
+#pragma once
+// RMSNorm<Dim> and LayerNorm<Dim> over rows of Dim, with f32 parameters (GGUF keeps norms in
+// F32 whatever the weight format): weight (and LayerNorm's bias).
+//   RMSNorm:   y = x / sqrt(mean(x²) + eps) · weight
+//   LayerNorm: y = (x − mean) / sqrt(var + eps) · weight + bias   (biased variance)
+
+#include "common.hpp"
+
+namespace tessel::nn {
+
+template <index_t Dim>
+class RMSNorm {
+ public:
+  explicit RMSNorm(float eps = 1e-5f) requires(Dim != dyn) : eps(eps) {}
+  RMSNorm(index_t dim, float eps) : weight(Shape<Dim>(dim)), eps(eps) {}
+
+  index_t dim() const noexcept { return weight.extent(0); }
+
+  /// y[M, Dim] = rms_norm(x[M, Dim]); y may be x.
+  void forward(const float* x, index_t M, float* y) const {
+    const index_t D = dim();
+    for (index_t i = 0; i < M; ++i) detail::rows::rms_norm(x + i * D, y + i * D, D, weight.data(), eps);
+  }
+
+  template <class V>
+  void visit(const std::string& name, V&& v) {
+    v(name + ".weight", weight);
+  }
+
+  Tensor<float, Shape<Dim>> weight;
+  float eps;
+};
+
+template <index_t Dim>
+class LayerNorm {
+ public:
+  explicit LayerNorm(float eps = 1e-5f) requires(Dim != dyn) : eps(eps) {}
+  LayerNorm(index_t dim, float eps) : weight(Shape<Dim>(dim)), bias(Shape<Dim>(dim)), eps(eps) {}
+
+  index_t dim() const noexcept { return weight.extent(0); }
+
+  void forward(const float* x, index_t M, float* y) const {
+    const index_t D = dim();
+    for (index_t i = 0; i < M; ++i)
+      detail::rows::layer_norm(x + i * D, y + i * D, D, weight.data(), bias.data(), eps);
+  }
+
+  template <class V>
+  void visit(const std::string& name, V&& v) {
+    v(name + ".weight", weight);
+    v(name + ".bias", bias);
+  }
+
+  Tensor<float, Shape<Dim>> weight;
+  Tensor<float, Shape<Dim>> bias;
+  float eps;
+};
+
+}  // namespace tessel::nn

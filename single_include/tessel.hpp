@@ -5,6 +5,8 @@
 // ---- begin tessel/tessel.hpp ----
 // tessel: compile-time typed tensors, number and quantization formats, layer templates.
 // Include this one header (or single_include/tessel.hpp) to get the whole library.
+
+// core: number types, shapes, tensors and views, memory spaces, errors
 // ---- begin tessel/core.hpp ----
 // core/: number types, shapes, tensors, views, errors, memory spaces.
 // ---- begin tessel/core/error.hpp ----
@@ -392,6 +394,13 @@ template <index_t... Es>
 constexpr std::size_t count_dyn() {
   return ((Es == dyn ? 1u : 0u) + ... + 0u);
 }
+// Storage of the dynamic extents; an all-static shape is an empty type.
+template <std::size_t N>
+struct dyn_extents : std::array<index_t, N> {};
+template <>
+struct dyn_extents<0> {
+  constexpr index_t operator[](std::size_t) const noexcept { return 0; }
+};
 }  // namespace detail
 
 template <index_t... Es>
@@ -471,13 +480,13 @@ class Shape {
         if (v[i] != static_extents[i])
           throw shape_error("tessel::Shape: axis " + std::to_string(i) + " is static " +
                             std::to_string(static_extents[i]) + ", got " + std::to_string(v[i]));
-      } else {
+      } else if constexpr (rank_dynamic > 0) {
         dyn_[dyn_slot(i)] = v[i];
       }
     }
   }
 
-  [[no_unique_address]] std::array<index_t, rank_dynamic> dyn_;
+  [[no_unique_address]] detail::dyn_extents<rank_dynamic> dyn_;
 };
 
 namespace detail {
@@ -957,6 +966,22 @@ requires(block_elems_v<T> == 1) std::ostream& operator<<(std::ostream& os,
 }  // namespace tessel
 // ---- end tessel/core/tensor.hpp ----
 // ---- end tessel/core.hpp ----
+
+// backends: tags and the kernel customization point, threads, CPU evaluation of
+// expressions (includes expr/), GEMM/GEMV, the Eigen bridge
+// ---- begin tessel/backend/cpu/eval.hpp ----
+// CPU evaluation of expression trees (see expr/expr.hpp for the API):
+//   cpu_scalar      the reference (expr/scalar_eval.hpp): one element at a time, one thread
+//   cpu_simd<Arch>  xsimd batches along the innermost axis (contiguous leaves are vector loads,
+//                   leaves broadcast along it are splats, strided leaves are gathered), axes
+//                   merged where every operand is contiguous across them, tails done
+//                   element by element, rows / chunks of rows spread over the thread pool.
+
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <xsimd/xsimd.hpp>
+
 // ---- begin tessel/backend/tags.hpp ----
 // Backends are empty tag types; kernels are found through the customization point
 // `kernel<Op, Backend, Formats...>`. A backend without a specialization falls back to the
@@ -1017,4 +1042,7039 @@ struct kernel : kernel<Op, typename fallback_of<Backend>::type, Formats...> {};
 
 }  // namespace tessel
 // ---- end tessel/backend/tags.hpp ----
+// ---- begin tessel/backend/thread_pool.hpp ----
+// A persistent thread pool for data-parallel loops.
+//
+//   tessel::set_num_threads(n);            // n <= 0: all hardware threads
+//   int n = tessel::num_threads();          // default: TESSEL_NUM_THREADS or hardware threads
+//   tessel::parallel_for(begin, end, grain, [&](index_t lo, index_t hi) { ... });
+//   tessel::parallel_for_each_thread([&](int t, int n) { ... });
+//
+// It is built for many small jobs (one GEMV per layer in LLM decoding, thousands per second):
+// workers spin briefly after a job and then sleep on a futex (std::atomic::wait), the caller
+// runs tasks too, and tasks are claimed with one CAS on a ticket that carries the job's
+// generation, so a worker that wakes late can never touch a finished job. A call made from
+// inside a task, or while another thread owns the pool, runs serially in the calling thread.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace tessel {
+
+using index_t = std::int64_t;  // the same alias as core/shape.hpp (a redeclaration is allowed)
+
+namespace detail {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+/// True while this thread runs a pool task (nested parallel calls then run serially).
+inline bool& in_parallel_region() noexcept {
+  thread_local bool flag = false;
+  return flag;
+}
+
+class thread_pool {
+ public:
+  using task_fn = void (*)(void* ctx, index_t task);
+  // Ticket layout: generation (32 bits) | next task (16 bits) | task count (16 bits).
+  static constexpr index_t max_tasks = 0xffff;
+  static constexpr int max_threads = 1024;
+
+  static thread_pool& instance() {
+    static thread_pool pool;
+    return pool;
+  }
+
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+  ~thread_pool() { stop_workers(); }
+
+  /// Threads that run a job, the caller included.
+  int size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
+  void resize(int n) {
+    if (in_parallel_region())
+      throw value_error("tessel::set_num_threads: called from inside a parallel region");
+    n = clamp_threads(n);
+    std::lock_guard<std::mutex> lock(owner_);
+    if (n == size()) return;
+    stop_workers();
+    start_workers(n);
+  }
+
+  /// Runs fn(ctx, i) once for every i in [0, ntasks); returns when all have finished and
+  /// rethrows the first exception one of them threw.
+  void run(index_t ntasks, task_fn fn, void* ctx) {
+    if (ntasks <= 0) return;
+    std::unique_lock<std::mutex> lock(owner_, std::defer_lock);
+    if (ntasks == 1 || in_parallel_region() || size() == 1 || ntasks > max_tasks ||
+        !lock.try_lock()) {
+      run_serial(ntasks, fn, ctx);
+      return;
+    }
+    fn_.store(fn, std::memory_order_relaxed);
+    ctx_.store(ctx, std::memory_order_relaxed);
+    finished_.store(0, std::memory_order_relaxed);
+    failed_.store(false, std::memory_order_relaxed);
+    generation_ = (generation_ + 1) & 0xffffffffu;
+    ticket_.store((generation_ << 32) | static_cast<std::uint64_t>(ntasks),
+                  std::memory_order_release);
+    wake_.fetch_add(1, std::memory_order_release);
+    wake_.notify_all();
+
+    in_parallel_region() = true;
+    work();
+    in_parallel_region() = false;
+
+    // Wait for tasks still running on workers: spin first (they are usually short).
+    const auto n = static_cast<std::uint32_t>(ntasks);
+    for (int spin = 0; spin < spin_limit; ++spin) {
+      if (finished_.load(std::memory_order_acquire) == n) break;
+      cpu_relax();
+    }
+    for (std::uint32_t done; (done = finished_.load(std::memory_order_acquire)) != n;)
+      finished_.wait(done, std::memory_order_acquire);
+
+    if (failed_.load(std::memory_order_relaxed)) {
+      std::exception_ptr e = std::exchange(error_, nullptr);
+      std::rethrow_exception(e);
+    }
+  }
+
+ private:
+  static constexpr int spin_limit = 4000;  // ~20-50 us of pause before sleeping
+
+  thread_pool() { start_workers(clamp_threads(default_threads())); }
+
+  static int hardware_threads() {
+    unsigned h = std::thread::hardware_concurrency();
+    return h == 0 ? 1 : static_cast<int>(h);
+  }
+  static int clamp_threads(int n) {
+    if (n <= 0) n = hardware_threads();
+    return std::min(n, max_threads);
+  }
+  static int default_threads() {
+    if (const char* env = std::getenv("TESSEL_NUM_THREADS")) {
+      char* end = nullptr;
+      long v = std::strtol(env, &end, 10);
+      if (end != env && *end == '\0' && v > 0) return static_cast<int>(std::min(v, 1024L));
+    }
+    return hardware_threads();
+  }
+
+  static void run_serial(index_t ntasks, task_fn fn, void* ctx) {
+    bool& flag = in_parallel_region();
+    const bool outer = flag;
+    flag = true;
+    try {
+      for (index_t i = 0; i < ntasks; ++i) fn(ctx, i);
+    } catch (...) {
+      flag = outer;
+      throw;
+    }
+    flag = outer;
+  }
+
+  // Claims and runs tasks of the current job until none is left.
+  void work() noexcept {
+    std::uint64_t t = ticket_.load(std::memory_order_acquire);
+    for (;;) {
+      const std::uint64_t next = (t >> 16) & 0xffff, count = t & 0xffff;
+      if (next >= count) return;
+      if (!ticket_.compare_exchange_weak(t, t + (1u << 16), std::memory_order_acq_rel,
+                                         std::memory_order_acquire))
+        continue;
+      // The claim succeeded, so this job cannot finish before we do: fn_/ctx_ are its own.
+      if (!failed_.load(std::memory_order_relaxed)) {
+        try {
+          fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed),
+                                              static_cast<index_t>(next));
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_lock_);
+          if (!failed_.load(std::memory_order_relaxed)) {
+            error_ = std::current_exception();
+            failed_.store(true, std::memory_order_relaxed);
+          }
+        }
+      }
+      if (finished_.fetch_add(1, std::memory_order_acq_rel) + 1 == count) finished_.notify_one();
+      t = ticket_.load(std::memory_order_acquire);
+    }
+  }
+
+  // `seen` is read by the spawning thread: a wake-up posted before this thread starts running
+  // must not be mistaken for the state to sleep on.
+  void worker_loop(std::uint32_t seen) {
+    in_parallel_region() = true;
+    for (;;) {
+      std::uint32_t now = seen;
+      for (int spin = 0; spin < spin_limit && now == seen; ++spin) {
+        cpu_relax();
+        now = wake_.load(std::memory_order_acquire);
+      }
+      if (now == seen) {
+        wake_.wait(seen, std::memory_order_acquire);
+        now = wake_.load(std::memory_order_acquire);
+      }
+      seen = now;
+      if (stop_.load(std::memory_order_acquire)) return;
+      work();
+    }
+  }
+
+  void start_workers(int n) {
+    stop_.store(false, std::memory_order_relaxed);
+    workers_.reserve(static_cast<std::size_t>(n - 1));
+    const std::uint32_t seen = wake_.load(std::memory_order_relaxed);
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, seen] { worker_loop(seen); });
+    size_.store(n, std::memory_order_relaxed);
+  }
+
+  void stop_workers() {
+    stop_.store(true, std::memory_order_release);
+    wake_.fetch_add(1, std::memory_order_release);
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+    size_.store(1, std::memory_order_relaxed);
+  }
+
+  std::mutex owner_;  // held by the thread whose job is running (and by resize)
+  std::vector<std::thread> workers_;
+  std::atomic<int> size_{1};
+  std::uint64_t generation_ = 0;
+  alignas(64) std::atomic<std::uint64_t> ticket_{0};
+  alignas(64) std::atomic<std::uint32_t> wake_{0};
+  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<std::uint32_t> finished_{0};
+  std::atomic<bool> failed_{false};
+  alignas(64) std::atomic<task_fn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::mutex error_lock_;
+  std::exception_ptr error_;
+};
+
+}  // namespace detail
+
+/// Sets the number of threads parallel loops use (the caller included); n <= 0 means all
+/// hardware threads. Throws tessel::value_error when called from inside a parallel loop.
+inline void set_num_threads(int n) {
+  detail::thread_pool::instance().resize(n);
+}
+
+/// Threads parallel loops use: TESSEL_NUM_THREADS, else all hardware threads, until changed.
+inline int num_threads() {
+  return detail::thread_pool::instance().size();
+}
+
+/// Calls f(lo, hi) on disjoint chunks that cover [begin, end), in parallel. Chunk bounds are
+/// begin + multiples of grain (grain < 1 counts as 1); there are at most 4 chunks per thread so
+/// that a thread descheduled by the OS does not hold up the rest. The calling thread runs
+/// chunks too; the first exception f throws is rethrown here after all chunks have ended.
+template <class F>
+void parallel_for(index_t begin, index_t end, index_t grain, F&& f) {
+  if (end <= begin) return;
+  grain = std::max<index_t>(grain, 1);
+  const index_t units = (end - begin + grain - 1) / grain;
+  auto& pool = detail::thread_pool::instance();
+  const index_t ntasks = std::min<index_t>(units, 4 * static_cast<index_t>(pool.size()));
+  if (ntasks <= 1 || detail::in_parallel_region()) {
+    f(begin, end);
+    return;
+  }
+  struct context {
+    std::remove_reference_t<F>* f;
+    index_t begin, end, grain, units, ntasks;
+  } ctx{&f, begin, end, grain, units, ntasks};
+  pool.run(
+      ntasks,
+      [](void* p, index_t task) {
+        auto& c = *static_cast<context*>(p);
+        const index_t lo = c.begin + c.grain * (c.units * task / c.ntasks);
+        const index_t hi = std::min(c.end, c.begin + c.grain * (c.units * (task + 1) / c.ntasks));
+        (*c.f)(lo, hi);
+      },
+      &ctx);
+}
+
+/// Calls f(t, n) once for every t in [0, n), n = num_threads(), usually each on its own
+/// thread. Calls must not wait for one another: two of them may run one after the other on
+/// the same thread. Nested calls get n = 1.
+template <class F>
+void parallel_for_each_thread(F&& f) {
+  auto& pool = detail::thread_pool::instance();
+  const int n = detail::in_parallel_region() ? 1 : pool.size();
+  if (n == 1) {
+    f(0, 1);
+    return;
+  }
+  struct context {
+    std::remove_reference_t<F>* f;
+    int n;
+  } ctx{&f, n};
+  pool.run(
+      n,
+      [](void* p, index_t task) {
+        auto& c = *static_cast<context*>(p);
+        (*c.f)(static_cast<int>(task), c.n);
+      },
+      &ctx);
+}
+
+}  // namespace tessel
+// ---- end tessel/backend/thread_pool.hpp ----
+// ---- begin tessel/expr/expr.hpp ----
+// tessel expressions: lazy elementwise maps with numpy broadcasting, axis reductions, and a
+// fused evaluation that runs the whole tree in one pass with no temporaries.
+//
+//   #include <tessel/expr/expr.hpp>          // nodes, shapes, broadcasting (backend-free)
+//   #include <tessel/backend/cpu/eval.hpp>   // eval / materialize on the CPU (includes this file)
+//   #include <tessel/backend/cuda/eval.cuh>  // eval(tessel::cuda{}, ...) under nvcc
+//
+// Operands: Tensor / TensorView of any number element type (f32, f16, bf16, f8, i8, i32; read
+// and computed in f32), numbers, and other expressions. Expressions hold tensors by pointer:
+// the tensors must outlive the expression (a temporary Tensor operand is a compile error).
+//
+// Elementwise (numpy broadcasting; static shapes that cannot broadcast are a compile error, a
+// dynamic mismatch throws shape_error naming the operation and both shapes):
+//   a + b, a - b, a * b, a / b, -a, a < b, a <= b, a > b, a >= b, equal(a, b),
+//   not_equal(a, b) (comparisons give 1 or 0), where(c, a, b) (a where c != 0),
+//   min(a, b), max(a, b) (= minimum / maximum, NaN-propagating), pow(a, b),
+//   exp log sqrt rsqrt abs tanh erf sigmoid silu gelu (erf form) gelu_tanh softplus relu.
+// Reductions along one axis (kept with extent 1 unless keepdims<false> is passed):
+//   sum(x, axis<1>), mean(x, axis<-1>), max(x, axis<1>), argmax(x, axis<1>),
+//   sum(x, dyn_axis(i)) / sum(x, i) with a run-time axis (max needs axis<> or dyn_axis()).
+//   max and argmax propagate NaN as numpy does; argmax gives the first index of the maximum
+//   (materialize() makes it an int32 tensor).
+//
+// Evaluation (backend/cpu/eval.hpp):
+//   eval(dst, e)              dst = e with the best CPU backend (tessel::cpu), threaded
+//   eval(backend, dst, e)     backend: tessel::cpu_scalar (reference) or cpu_simd<Arch>
+//   materialize(e)            a new Tensor<result, shape of e> (f32, i32 for argmax)
+//   materialize<T>(e)         ... with element type T
+// `dst` is a Tensor or TensorView; e's shape must broadcast to dst's shape. Values are
+// converted to dst's element type at the store (f16 / bf16 / f8 round to nearest even).
+// The tree is evaluated in one pass: each leaf element is read once per output element that
+// uses it, nothing is materialized in between. A reduction inside a tree is computed first
+// into a buffer of the reduced shape, then read as a leaf (so `exp(x - max(x, axis<1>))` reads
+// x twice: once for the max, once for the difference). dst may be one of the leaves (the same
+// view, not an overlapping shifted one).
+
+// ---- begin tessel/expr/broadcast.hpp ----
+// numpy broadcasting of shapes: aligned from the right, two extents fit when they are equal or
+// one of them is 1. Static shapes are checked by the compiler, dynamic ones at run time.
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <utility>
+
+
+namespace tessel {
+namespace detail {
+
+inline constexpr index_t bad_extent = -2;  // marks a static broadcast mismatch
+
+/// Extent of axis k of a shape aligned (from the right) to rank R; missing axes are 1.
+template <std::size_t R, std::size_t N>
+constexpr index_t aligned_extent(const std::array<index_t, N>& e, std::size_t k) {
+  return k + N < R ? 1 : e[k + N - R];
+}
+
+/// Broadcast of two extents that may be dyn; bad_extent when two static extents clash.
+constexpr index_t broadcast_extent(index_t x, index_t y) {
+  if (x == y) return x;
+  if (x == 1) return y;
+  if (y == 1) return x;
+  if (x == dyn) return y;  // the run-time extent must be 1 or y
+  if (y == dyn) return x;
+  return bad_extent;
+}
+
+template <auto Arr, class Seq = std::make_index_sequence<Arr.size()>>
+struct shape_of_array;
+template <auto Arr, std::size_t... I>
+struct shape_of_array<Arr, std::index_sequence<I...>> {
+  using type = Shape<Arr[I]...>;
+};
+
+/// The shape type whose extents (static or dyn) are the constexpr array Arr.
+template <auto Arr>
+using shape_of_array_t = typename shape_of_array<Arr>::type;
+
+template <class SA, class SB>
+struct broadcast_static {
+  static constexpr std::size_t rank = SA::rank > SB::rank ? SA::rank : SB::rank;
+  static constexpr std::array<index_t, rank> raw = [] {
+    std::array<index_t, rank> r{};
+    for (std::size_t k = 0; k < rank; ++k)
+      r[k] = broadcast_extent(aligned_extent<rank>(SA::static_extents, k),
+                              aligned_extent<rank>(SB::static_extents, k));
+    return r;
+  }();
+  static constexpr bool ok = [] {
+    for (auto e : raw)
+      if (e == bad_extent) return false;
+    return true;
+  }();
+  // On a mismatch the shape type is never used (the node's static_assert fires first).
+  static constexpr std::array<index_t, rank> extents = [] {
+    auto r = raw;
+    for (auto& e : r)
+      if (e == bad_extent) e = dyn;
+    return r;
+  }();
+  using type = shape_of_array_t<extents>;
+};
+
+/// Whether static shape SE can be written into static shape SD (SE broadcasts to SD).
+template <class SE, class SD>
+constexpr bool assignable_static() {
+  if constexpr (SE::rank > SD::rank) {
+    return false;
+  } else {
+    for (std::size_t k = 0; k < SD::rank; ++k) {
+      const index_t e = aligned_extent<SD::rank>(SE::static_extents, k);
+      const index_t d = SD::static_extents[k];
+      if (e != dyn && d != dyn && e != 1 && e != d) return false;
+    }
+    return true;
+  }
+}
+
+}  // namespace detail
+
+/// The broadcast shape type of SA and SB (dyn where an extent is known only at run time).
+template <class SA, class SB>
+using broadcast_shape_t = typename detail::broadcast_static<SA, SB>::type;
+
+/// The broadcast of two shapes at run time; throws shape_error naming `op` and both shapes.
+template <class SA, class SB>
+broadcast_shape_t<SA, SB> broadcast_shapes(const char* op, const SA& a, const SB& b) {
+  using R = broadcast_shape_t<SA, SB>;
+  constexpr std::size_t rank = R::rank;
+  const auto ea = a.extents();
+  const auto eb = b.extents();
+  std::array<index_t, rank> r{};
+  for (std::size_t k = 0; k < rank; ++k) {
+    const index_t x = detail::aligned_extent<rank>(ea, k);
+    const index_t y = detail::aligned_extent<rank>(eb, k);
+    if (x != y && x != 1 && y != 1)
+      throw shape_error(std::string("tessel: ") + op + ": shapes " + to_string(a) + " and " +
+                        to_string(b) + " cannot broadcast");
+    r[k] = x == 1 ? y : x;
+  }
+  return R::from_array(r);
+}
+
+/// Checks that an expression of shape `e` can be written into a destination of shape `d`.
+template <class SE, class SD>
+void check_assignable(const char* op, const SE& e, const SD& d) {
+  static_assert(SE::rank <= SD::rank,
+                "tessel: eval: the expression has a higher rank than the destination");
+  static_assert(detail::assignable_static<SE, SD>(),
+                "tessel: eval: the expression's static shape does not fit the destination's "
+                "static shape (numpy broadcasting: each extent must equal the destination's or "
+                "be 1)");
+  const auto ee = e.extents();
+  for (std::size_t k = 0; k < SD::rank; ++k) {
+    const index_t x = detail::aligned_extent<SD::rank>(ee, k);
+    if (x != 1 && x != d.extent(k))
+      throw shape_error(std::string("tessel: ") + op + ": an expression of shape " + to_string(e) +
+                        " cannot be written to a destination of shape " + to_string(d));
+  }
+}
+
+}  // namespace tessel
+// ---- end tessel/expr/broadcast.hpp ----
+// ---- begin tessel/expr/elementwise.hpp ----
+// Elementwise nodes (unary, binary, ternary) with numpy broadcasting, the operations models use,
+// and the operators and functions that build them. Every operation computes in f32.
+
+#include <math.h>
+
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+// ---- begin tessel/expr/node.hpp ----
+// Expression leaves (tensors, views, scalars) and the protocol every node follows.
+//
+// A node is a small value (leaves hold a pointer, the shape and the strides) with
+//   shape_type, rank, shape()       its numpy-broadcast shape
+//   result_type                     the element type materialize() picks by default
+//   spaces                          memory spaces of its leaves (bit 1 host, bit 2 cuda)
+//   has_reduction                   whether a reduction sits somewhere below
+//   bind<R>(out_extents, ctx)       a "bound" evaluator for an output of rank R
+// A bound evaluator answers, in f32:
+//   at(idx)                         the value at a full output index (host and device)
+//   seek(outer) / get(j)            position at an output row, then the value at column j
+//   load<V>(j)                      V::size consecutive columns as a SIMD batch V
+//   for_each_leaf(f)                f(strides) for every leaf (lets a backend merge axes);
+//                                   strides is an array of R index_t (st[k] for axis k)
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#define TESSEL_HOST_DEVICE __host__ __device__
+#else
+#define TESSEL_HOST_DEVICE
+#endif
+
+namespace tessel {
+
+/// The vector implementation of an elementwise operation, supplied by a backend
+/// (backend/cpu/eval.hpp): `static V apply(V...)` on SIMD batches.
+template <class Op>
+struct simd_op;
+
+namespace detail {
+
+/// Element -> f32 usable in device code too (host code uses core's conversions).
+template <class T>
+TESSEL_HOST_DEVICE inline float load_f32(const T& x) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) {
+    return x;
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    return __uint_as_float(static_cast<unsigned>(x.bits) << 16);
+  } else if constexpr (std::is_same_v<T, f16>) {
+    return __half2float(__ushort_as_half(x.bits));
+  } else if constexpr (std::is_integral_v<T>) {
+    return static_cast<float>(x);
+  } else {
+    static_assert(sizeof(T) == 0, "tessel: this element type is not supported in CUDA kernels");
+    return 0.f;
+  }
+#else
+  return to_f32(x);
+#endif
+}
+
+/// f32 -> element, rounding to nearest even; usable in device code too.
+template <class T>
+TESSEL_HOST_DEVICE inline T store_f32(float v) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    const unsigned u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<std::uint16_t>((u >> 16) | 0x40u)};
+    return bf16{static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
+  } else if constexpr (std::is_same_v<T, f16>) {
+    return f16{__half_as_ushort(__float2half_rn(v))};
+  } else if constexpr (std::is_same_v<T, std::int32_t>) {
+    return v != v ? 0 : __float2int_rn(fminf(fmaxf(v, -2147483648.f), 2147483520.f));
+  } else {
+    static_assert(sizeof(T) == 0, "tessel: this element type is not supported in CUDA kernels");
+    return T{};
+  }
+#else
+  return from_f32<T>(v);
+#endif
+}
+
+}  // namespace detail
+
+/// Tag base of every expression node.
+struct expr_base {};
+
+template <class E>
+concept Expr = std::is_base_of_v<expr_base, std::remove_cvref_t<E>>;
+
+inline constexpr int host_bit = 1;
+inline constexpr int cuda_bit = 2;
+
+template <class Space>
+inline constexpr int space_bit = std::is_same_v<Space, host_space> ? host_bit : cuda_bit;
+
+// ---- bound evaluators of leaves ---------------------------------------------------------
+
+/// A leaf bound to an output of rank R: strides per output axis (0 where broadcast).
+template <class T, std::size_t R>
+struct leaf_eval {
+  const T* base;
+  index_t st[R];  // a plain array: std::array's operator[] is not callable in device code
+  const T* row;
+
+  TESSEL_HOST_DEVICE float at(const index_t* idx) const {
+    index_t off = 0;
+    for (std::size_t k = 0; k < R; ++k) off += idx[k] * st[k];
+    return detail::load_f32(base[off]);
+  }
+  void seek(const index_t* outer) {
+    index_t off = 0;
+    for (std::size_t k = 0; k + 1 < R; ++k) off += outer[k] * st[k];
+    row = base + off;
+  }
+  float get(index_t j) const { return to_f32(row[j * st[R - 1]]); }
+  template <class V>
+  V load(index_t j) const {
+    constexpr std::size_t W = V::size;
+    const index_t s = st[R - 1];
+    if constexpr (std::is_same_v<T, float>)
+      if (s == 1) return V::load_unaligned(row + j);
+    if (s == 0) return V(to_f32(row[0]));  // broadcast along the row: a splat
+    alignas(64) float buf[W];
+    if (s == 1) {
+      convert_to_f32(row + j, buf, static_cast<index_t>(W));
+    } else {
+      for (std::size_t k = 0; k < W; ++k) buf[k] = to_f32(row[(j + static_cast<index_t>(k)) * s]);
+    }
+    return V::load_aligned(buf);
+  }
+  template <class F>
+  void for_each_leaf(F&& f) {
+    f(st);
+  }
+};
+
+/// A scalar leaf: the same value everywhere.
+struct scalar_eval {
+  float v;
+  TESSEL_HOST_DEVICE float at(const index_t*) const { return v; }
+  void seek(const index_t*) {}
+  float get(index_t) const { return v; }
+  template <class V>
+  V load(index_t) const {
+    return V(v);
+  }
+  template <class F>
+  void for_each_leaf(F&&) {}
+};
+
+namespace detail {
+/// Binds data with extents `e` and strides `st` (rank N) to an output of rank R >= N.
+template <std::size_t R, class T, std::size_t N>
+leaf_eval<T, R> bind_strided(const T* data, const std::array<index_t, N>& e,
+                             const std::array<index_t, N>& st, const std::array<index_t, R>& out) {
+  static_assert(R >= N, "tessel: a leaf cannot be bound to an output of lower rank");
+  leaf_eval<T, R> b{data, {}, data};
+  for (std::size_t k = R - N; k < R; ++k) {
+    const std::size_t a = k - (R - N);
+    b.st[k] = (e[a] == 1 && out[k] != 1) ? 0 : st[a];
+  }
+  return b;
+}
+}  // namespace detail
+
+// ---- leaves -----------------------------------------------------------------------------
+
+/// A tensor or view as an expression leaf (non-owning: the tensor must outlive the expression).
+template <class T, class S, class Space>
+struct leaf_expr : expr_base {
+  static_assert(Element<T>, "tessel: expression leaves must have a number element type");
+  using shape_type = S;
+  using result_type = float;
+  static constexpr std::size_t rank = S::rank;
+  static constexpr int spaces = space_bit<Space>;
+  static constexpr bool has_reduction = false;
+
+  const T* data;
+  S shape_;
+  std::array<index_t, rank> strides;
+
+  const S& shape() const { return shape_; }
+  template <std::size_t R, class Ctx>
+  leaf_eval<T, R> bind(const std::array<index_t, R>& out, Ctx&) const {
+    return detail::bind_strided<R>(data, shape_.extents(), strides, out);
+  }
+};
+
+/// A number as an expression leaf (rank 0: broadcasts to every shape).
+struct scalar_expr : expr_base {
+  using shape_type = Shape<>;
+  using result_type = float;
+  static constexpr std::size_t rank = 0;
+  static constexpr int spaces = 0;
+  static constexpr bool has_reduction = false;
+
+  float value;
+
+  Shape<> shape() const { return {}; }
+  template <std::size_t R, class Ctx>
+  scalar_eval bind(const std::array<index_t, R>&, Ctx&) const {
+    return {value};
+  }
+};
+
+template <class X>
+concept Arithmetic = std::is_arithmetic_v<std::remove_cvref_t<X>>;
+
+template <class X>
+concept TensorLike = (is_tensor<std::remove_cvref_t<X>>::value ||
+                      is_tensor_view<std::remove_cvref_t<X>>::value) &&
+                     Element<typename std::remove_cvref_t<X>::value_type>;
+
+/// What an expression operand may be: a node, a tensor or view of numbers, or a number.
+template <class X>
+concept ExprOperand = Expr<X> || TensorLike<X> || Arithmetic<X>;
+
+/// The expression node for an operand (nodes pass through; tensors become leaves).
+template <class X>
+auto as_expr(X&& x) {
+  using D = std::remove_cvref_t<X>;
+  if constexpr (Expr<D>) {
+    return D(x);
+  } else if constexpr (Arithmetic<D>) {
+    return scalar_expr{{}, static_cast<float>(x)};
+  } else if constexpr (is_tensor<D>::value) {
+    static_assert(std::is_lvalue_reference_v<X>,
+                  "tessel: an expression cannot hold a temporary Tensor (it would dangle): "
+                  "store the tensor in a variable first");
+    using T = typename D::value_type;
+    auto v = x.view();
+    return leaf_expr<T, typename D::shape_type, typename D::space>{
+        {}, v.data(), v.shape(), v.strides()};
+  } else {
+    static_assert(TensorLike<D>,
+                  "tessel: not an expression operand (expected an expression, "
+                  "a Tensor or TensorView of numbers, or a number)");
+    using T = typename D::value_type;
+    return leaf_expr<T, typename D::shape_type, typename D::space>{
+        {}, x.data(), x.shape(), x.strides()};
+  }
+}
+
+template <class X>
+using expr_t = decltype(as_expr(std::declval<X>()));
+
+}  // namespace tessel
+// ---- end tessel/expr/node.hpp ----
+
+namespace tessel {
+
+// ---- operations: scalar f32 semantics (the reference; also the CUDA code) --------------------
+// Each has a `name` for error messages. NaN propagates as in numpy / PyTorch.
+
+#define TESSEL_UNARY_OP(NAME, EXPR)                                 \
+  struct NAME##_op {                                                \
+    static constexpr const char* name = #NAME;                      \
+    TESSEL_HOST_DEVICE static float apply(float x) { return EXPR; } \
+  };
+TESSEL_UNARY_OP(neg, -x)
+TESSEL_UNARY_OP(exp, ::expf(x))
+TESSEL_UNARY_OP(log, ::logf(x))
+TESSEL_UNARY_OP(sqrt, ::sqrtf(x))
+TESSEL_UNARY_OP(rsqrt, 1.f / ::sqrtf(x))
+TESSEL_UNARY_OP(abs, ::fabsf(x))
+TESSEL_UNARY_OP(tanh, ::tanhf(x))
+TESSEL_UNARY_OP(erf, ::erff(x))
+TESSEL_UNARY_OP(sigmoid, 1.f / (1.f + ::expf(-x)))
+TESSEL_UNARY_OP(silu, x / (1.f + ::expf(-x)))
+// 0.5 x (1 + erf(x/√2)) written with erfc: no cancellation for x << 0.
+TESSEL_UNARY_OP(gelu, 0.5f * x * ::erfcf(-0.70710678118654752f * x))
+// 0.5 x (1 + tanh(u)) = x · sigmoid(2u): no cancellation for x << 0.
+TESSEL_UNARY_OP(gelu_tanh, x / (1.f + ::expf(-1.5957691216057308f * (x + 0.044715f * x * x * x))))
+// log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
+TESSEL_UNARY_OP(softplus, (x > 0.f ? x : 0.f) + ::log1pf(::expf(-::fabsf(x))))
+TESSEL_UNARY_OP(relu, x < 0.f ? 0.f : x)
+#undef TESSEL_UNARY_OP
+
+#define TESSEL_BINARY_OP(NAME, EXPR)                                         \
+  struct NAME##_op {                                                         \
+    static constexpr const char* name = #NAME;                               \
+    TESSEL_HOST_DEVICE static float apply(float a, float b) { return EXPR; } \
+  };
+TESSEL_BINARY_OP(add, a + b)
+TESSEL_BINARY_OP(sub, a - b)
+TESSEL_BINARY_OP(mul, a* b)
+TESSEL_BINARY_OP(div, a / b)
+TESSEL_BINARY_OP(pow, ::powf(a, b))
+TESSEL_BINARY_OP(minimum, (a != a || b != b) ? a + b : (b < a ? b : a))
+TESSEL_BINARY_OP(maximum, (a != a || b != b) ? a + b : (a < b ? b : a))
+TESSEL_BINARY_OP(less, a < b ? 1.f : 0.f)
+TESSEL_BINARY_OP(less_equal, a <= b ? 1.f : 0.f)
+TESSEL_BINARY_OP(greater, a > b ? 1.f : 0.f)
+TESSEL_BINARY_OP(greater_equal, a >= b ? 1.f : 0.f)
+TESSEL_BINARY_OP(equal, a == b ? 1.f : 0.f)
+TESSEL_BINARY_OP(not_equal, a != b ? 1.f : 0.f)
+#undef TESSEL_BINARY_OP
+
+/// where(c, a, b): a where c is nonzero (NaN counts as nonzero), else b.
+struct where_op {
+  static constexpr const char* name = "where";
+  TESSEL_HOST_DEVICE static float apply(float c, float a, float b) { return c != 0.f ? a : b; }
+};
+
+// ---- bound evaluators ---------------------------------------------------------------------
+
+template <class Op, class A>
+struct unary_eval {
+  A a;
+  TESSEL_HOST_DEVICE float at(const index_t* i) const { return Op::apply(a.at(i)); }
+  void seek(const index_t* o) { a.seek(o); }
+  float get(index_t j) const { return Op::apply(a.get(j)); }
+  template <class V>
+  V load(index_t j) const {
+    return simd_op<Op>::apply(a.template load<V>(j));
+  }
+  template <class F>
+  void for_each_leaf(F&& f) {
+    a.for_each_leaf(f);
+  }
+};
+
+template <class Op, class A, class B>
+struct binary_eval {
+  A a;
+  B b;
+  TESSEL_HOST_DEVICE float at(const index_t* i) const { return Op::apply(a.at(i), b.at(i)); }
+  void seek(const index_t* o) {
+    a.seek(o);
+    b.seek(o);
+  }
+  float get(index_t j) const { return Op::apply(a.get(j), b.get(j)); }
+  template <class V>
+  V load(index_t j) const {
+    return simd_op<Op>::apply(a.template load<V>(j), b.template load<V>(j));
+  }
+  template <class F>
+  void for_each_leaf(F&& f) {
+    a.for_each_leaf(f);
+    b.for_each_leaf(f);
+  }
+};
+
+template <class Op, class A, class B, class C>
+struct ternary_eval {
+  A a;
+  B b;
+  C c;
+  TESSEL_HOST_DEVICE float at(const index_t* i) const {
+    return Op::apply(a.at(i), b.at(i), c.at(i));
+  }
+  void seek(const index_t* o) {
+    a.seek(o);
+    b.seek(o);
+    c.seek(o);
+  }
+  float get(index_t j) const { return Op::apply(a.get(j), b.get(j), c.get(j)); }
+  template <class V>
+  V load(index_t j) const {
+    return simd_op<Op>::apply(a.template load<V>(j), b.template load<V>(j), c.template load<V>(j));
+  }
+  template <class F>
+  void for_each_leaf(F&& f) {
+    a.for_each_leaf(f);
+    b.for_each_leaf(f);
+    c.for_each_leaf(f);
+  }
+};
+
+// ---- nodes ------------------------------------------------------------------------------
+
+template <class Op, class A>
+struct unary_expr : expr_base {
+  using shape_type = typename A::shape_type;
+  using result_type = float;
+  static constexpr std::size_t rank = A::rank;
+  static constexpr int spaces = A::spaces;
+  static constexpr bool has_reduction = A::has_reduction;
+
+  A a;
+
+  decltype(auto) shape() const { return a.shape(); }
+  template <std::size_t R, class Ctx>
+  auto bind(const std::array<index_t, R>& out, Ctx& ctx) const {
+    using BA = decltype(a.template bind<R>(out, ctx));
+    return unary_eval<Op, BA>{a.template bind<R>(out, ctx)};
+  }
+};
+
+template <class Op, class A, class B>
+struct binary_expr : expr_base {
+  static_assert(detail::broadcast_static<typename A::shape_type, typename B::shape_type>::ok,
+                "tessel: elementwise operation on static shapes that cannot broadcast (numpy "
+                "rules: shapes align from the right and extents must be equal or 1; the "
+                "operation and both Shape<...> types are in the template arguments above)");
+  using shape_type = broadcast_shape_t<typename A::shape_type, typename B::shape_type>;
+  using result_type = float;
+  static constexpr std::size_t rank = shape_type::rank;
+  static constexpr int spaces = A::spaces | B::spaces;
+  static constexpr bool has_reduction = A::has_reduction || B::has_reduction;
+
+  A a;
+  B b;
+  shape_type shape_;
+
+  binary_expr(A a_, B b_)
+      : a(std::move(a_)),
+        b(std::move(b_)),
+        shape_(broadcast_shapes(Op::name, a.shape(), b.shape())) {}
+
+  const shape_type& shape() const { return shape_; }
+  template <std::size_t R, class Ctx>
+  auto bind(const std::array<index_t, R>& out, Ctx& ctx) const {
+    using BA = decltype(a.template bind<R>(out, ctx));
+    using BB = decltype(b.template bind<R>(out, ctx));
+    return binary_eval<Op, BA, BB>{a.template bind<R>(out, ctx), b.template bind<R>(out, ctx)};
+  }
+};
+
+template <class Op, class A, class B, class C>
+struct ternary_expr : expr_base {
+  using ab_shape = broadcast_shape_t<typename A::shape_type, typename B::shape_type>;
+  static_assert(detail::broadcast_static<typename A::shape_type, typename B::shape_type>::ok &&
+                    detail::broadcast_static<ab_shape, typename C::shape_type>::ok,
+                "tessel: elementwise operation on static shapes that cannot broadcast (numpy "
+                "rules: shapes align from the right and extents must be equal or 1; the "
+                "operation and the Shape<...> types are in the template arguments above)");
+  using shape_type = broadcast_shape_t<ab_shape, typename C::shape_type>;
+  using result_type = float;
+  static constexpr std::size_t rank = shape_type::rank;
+  static constexpr int spaces = A::spaces | B::spaces | C::spaces;
+  static constexpr bool has_reduction = A::has_reduction || B::has_reduction || C::has_reduction;
+
+  A a;
+  B b;
+  C c;
+  shape_type shape_;
+
+  ternary_expr(A a_, B b_, C c_)
+      : a(std::move(a_)),
+        b(std::move(b_)),
+        c(std::move(c_)),
+        shape_(broadcast_shapes(Op::name, broadcast_shapes(Op::name, a.shape(), b.shape()),
+                                c.shape())) {}
+
+  const shape_type& shape() const { return shape_; }
+  template <std::size_t R, class Ctx>
+  auto bind(const std::array<index_t, R>& out, Ctx& ctx) const {
+    using BA = decltype(a.template bind<R>(out, ctx));
+    using BB = decltype(b.template bind<R>(out, ctx));
+    using BC = decltype(c.template bind<R>(out, ctx));
+    return ternary_eval<Op, BA, BB, BC>{a.template bind<R>(out, ctx), b.template bind<R>(out, ctx),
+                                        c.template bind<R>(out, ctx)};
+  }
+};
+
+// ---- builders -----------------------------------------------------------------------------
+
+template <class X>
+concept UnaryOperand = Expr<X> || TensorLike<X>;
+
+template <class A, class B>
+concept BinaryOperands = ExprOperand<A> && ExprOperand<B> && !(Arithmetic<A> && Arithmetic<B>);
+
+template <class Op, class A>
+auto make_unary(A&& a) {
+  return unary_expr<Op, expr_t<A&&>>{{}, as_expr(std::forward<A>(a))};
+}
+template <class Op, class A, class B>
+auto make_binary(A&& a, B&& b) {
+  return binary_expr<Op, expr_t<A&&>, expr_t<B&&>>(as_expr(std::forward<A>(a)),
+                                                   as_expr(std::forward<B>(b)));
+}
+
+#define TESSEL_UNARY_FN(FN, OP)                \
+  template <UnaryOperand A>                    \
+  auto FN(A&& a) {                             \
+    return make_unary<OP>(std::forward<A>(a)); \
+  }
+TESSEL_UNARY_FN(operator-, neg_op)
+TESSEL_UNARY_FN(exp, exp_op)
+TESSEL_UNARY_FN(log, log_op)
+TESSEL_UNARY_FN(sqrt, sqrt_op)
+TESSEL_UNARY_FN(rsqrt, rsqrt_op)
+TESSEL_UNARY_FN(abs, abs_op)
+TESSEL_UNARY_FN(tanh, tanh_op)
+TESSEL_UNARY_FN(erf, erf_op)
+TESSEL_UNARY_FN(sigmoid, sigmoid_op)
+TESSEL_UNARY_FN(silu, silu_op)
+TESSEL_UNARY_FN(gelu, gelu_op)
+TESSEL_UNARY_FN(gelu_tanh, gelu_tanh_op)
+TESSEL_UNARY_FN(softplus, softplus_op)
+TESSEL_UNARY_FN(relu, relu_op)
+#undef TESSEL_UNARY_FN
+
+#define TESSEL_BINARY_FN(FN, OP)                                    \
+  template <class A, class B>                                       \
+  requires BinaryOperands<A, B>                                     \
+  auto FN(A&& a, B&& b) {                                           \
+    return make_binary<OP>(std::forward<A>(a), std::forward<B>(b)); \
+  }
+TESSEL_BINARY_FN(operator+, add_op)
+TESSEL_BINARY_FN(operator-, sub_op)
+TESSEL_BINARY_FN(operator*, mul_op)
+TESSEL_BINARY_FN(operator/, div_op)
+TESSEL_BINARY_FN(operator<, less_op)
+TESSEL_BINARY_FN(operator<=, less_equal_op)
+TESSEL_BINARY_FN(operator>, greater_op)
+TESSEL_BINARY_FN(operator>=, greater_equal_op)
+TESSEL_BINARY_FN(equal, equal_op)
+TESSEL_BINARY_FN(not_equal, not_equal_op)
+TESSEL_BINARY_FN(pow, pow_op)
+TESSEL_BINARY_FN(minimum, minimum_op)
+TESSEL_BINARY_FN(maximum, maximum_op)
+#undef TESSEL_BINARY_FN
+
+/// Elementwise min / max (numpy minimum / maximum). An integer second argument is ambiguous
+/// (a reduction axis or a number?) and rejected: see max(x, axis<I>) in reduce.hpp.
+template <class A, class B>
+requires BinaryOperands<A, B> &&
+    (!std::is_integral_v<std::remove_cvref_t<B>>)auto min(A&& a, B&& b) {
+  return make_binary<minimum_op>(std::forward<A>(a), std::forward<B>(b));
+}
+template <class A, class B>
+requires BinaryOperands<A, B> &&
+    (!std::is_integral_v<std::remove_cvref_t<B>>)auto max(A&& a, B&& b) {
+  return make_binary<maximum_op>(std::forward<A>(a), std::forward<B>(b));
+}
+
+/// where(c, a, b): a where c != 0, else b; all three broadcast together.
+template <class C, class A, class B>
+requires ExprOperand<C> && ExprOperand<A> && ExprOperand<B>
+auto where(C&& c, A&& a, B&& b) {
+  using EC = expr_t<C&&>;
+  using EA = expr_t<A&&>;
+  using EB = expr_t<B&&>;
+  return ternary_expr<where_op, EC, EA, EB>(
+      as_expr(std::forward<C>(c)), as_expr(std::forward<A>(a)), as_expr(std::forward<B>(b)));
+}
+
+}  // namespace tessel
+// ---- end tessel/expr/elementwise.hpp ----
+// ---- begin tessel/expr/reduce.hpp ----
+// Reductions along one axis: sum, mean, max, argmax. The axis is static (`axis<1>`, negative
+// counts from the end) or run-time (`dyn_axis(i)`, or a plain integer for sum/mean/argmax).
+// The reduced axis is kept with extent 1 by default, so `exp(x - max(x, axis<1>))` broadcasts;
+// pass `keepdims<false>` to drop it.
+//
+// Evaluation: a reduction inside a tree computes its reduced values into a buffer first (once,
+// when the tree is bound), then acts as a leaf over that buffer; the rest of the tree is still
+// one pass.
+
+#include <climits>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+
+
+namespace tessel {
+
+template <int I>
+struct static_axis {
+  static constexpr int value = I;
+};
+/// A reduction axis known at compile time.
+template <int I>
+inline constexpr static_axis<I> axis{};
+
+struct dyn_axis_t {
+  index_t value;
+};
+/// A reduction axis known at run time.
+constexpr dyn_axis_t dyn_axis(index_t a) {
+  return {a};
+}
+
+template <bool K>
+struct keepdims_t {};
+template <bool K>
+inline constexpr keepdims_t<K> keepdims{};
+
+// ---- reduction operations: state, step, result ------------------------------------------
+
+struct sum_red {
+  static constexpr const char* name = "sum";
+  static constexpr bool needs_nonempty = false;
+  using result_type = float;
+  struct state {
+    double v;  // the reference accumulates in double
+  };
+  static state init() { return {0.0}; }
+  static void step(state& s, float v, index_t) { s.v += v; }
+  static float result(const state& s, index_t) { return static_cast<float>(s.v); }
+};
+struct mean_red {
+  static constexpr const char* name = "mean";
+  static constexpr bool needs_nonempty = false;
+  using result_type = float;
+  using state = sum_red::state;
+  static state init() { return {0.0}; }
+  static void step(state& s, float v, index_t) { s.v += v; }
+  static float result(const state& s, index_t n) {
+    return static_cast<float>(n ? s.v / static_cast<double>(n) : std::nan(""));
+  }
+};
+/// max propagates NaN (as numpy.max).
+struct max_red {
+  static constexpr const char* name = "max";
+  static constexpr bool needs_nonempty = true;
+  using result_type = float;
+  struct state {
+    float v;
+  };
+  static state init() { return {-std::numeric_limits<float>::infinity()}; }
+  static void step(state& s, float v, index_t) {
+    if (s.v == s.v && (v != v || v > s.v)) s.v = v;
+  }
+  static float result(const state& s, index_t) { return s.v; }
+};
+/// argmax: the first index of the maximum; a NaN counts as the maximum (as numpy.argmax).
+/// The index travels through the f32 tree, exact up to 2^24.
+struct argmax_red {
+  static constexpr const char* name = "argmax";
+  static constexpr bool needs_nonempty = true;
+  using result_type = std::int32_t;
+  struct state {
+    float v;
+    index_t i;
+  };
+  static state init() { return {-std::numeric_limits<float>::infinity(), -1}; }
+  static void step(state& s, float v, index_t k) {
+    if (s.i < 0 || (s.v == s.v && (v != v || v > s.v))) s = {v, k};
+  }
+  static float result(const state& s, index_t) { return static_cast<float>(s.i); }
+};
+
+/// A bound reduction: its values, computed at bind time, viewed as a leaf.
+template <std::size_t R>
+struct reduce_eval {
+  std::shared_ptr<const float[]> buf;  // shared by the copies each thread makes
+  leaf_eval<float, R> leaf;
+
+  float at(const index_t* i) const { return leaf.at(i); }
+  void seek(const index_t* o) { leaf.seek(o); }
+  float get(index_t j) const { return leaf.get(j); }
+  template <class V>
+  V load(index_t j) const {
+    return leaf.template load<V>(j);
+  }
+  template <class F>
+  void for_each_leaf(F&& f) {
+    leaf.for_each_leaf(f);
+  }
+};
+
+inline constexpr int runtime_axis = INT_MIN;
+
+namespace detail {
+template <class S, int Axis, bool Keep>
+struct reduced_shape {
+  static constexpr std::size_t rank = Keep ? S::rank : S::rank - 1;
+  static constexpr std::array<index_t, rank> extents = [] {
+    std::array<index_t, rank> r{};
+    for (std::size_t k = 0, j = 0; k < S::rank; ++k) {
+      if (static_cast<int>(k) != Axis) {
+        r[j++] = S::static_extents[k];
+      } else if (Keep) {
+        r[j++] = 1;
+      }
+    }
+    return r;
+  }();
+  using type = shape_of_array_t<extents>;
+};
+template <class S, bool Keep>
+struct reduced_shape<S, runtime_axis, Keep> {
+  using type = DynShape<Keep ? S::rank : S::rank - 1>;
+};
+}  // namespace detail
+
+template <class Red, class A, int Axis, bool Keep>
+struct reduce_expr : expr_base {
+  static constexpr std::size_t in_rank = A::rank;
+  static_assert(in_rank >= 1, "tessel: cannot reduce a rank-0 expression along an axis");
+  using shape_type = typename detail::reduced_shape<typename A::shape_type, Axis, Keep>::type;
+  using result_type = typename Red::result_type;
+  static constexpr std::size_t rank = shape_type::rank;
+  static constexpr int spaces = A::spaces;
+  static constexpr bool has_reduction = true;
+
+  A a;
+  std::size_t axis_;
+  shape_type shape_;
+
+  reduce_expr(A a_, index_t ax) : a(std::move(a_)) {
+    const index_t r = static_cast<index_t>(in_rank);
+    if (ax < -r || ax >= r)
+      throw shape_error(std::string("tessel: ") + Red::name + ": axis " + std::to_string(ax) +
+                        " out of range for shape " + to_string(a.shape()));
+    axis_ = static_cast<std::size_t>(ax < 0 ? ax + r : ax);
+    const auto ce = a.shape().extents();
+    std::array<index_t, rank> e{};
+    for (std::size_t k = 0, j = 0; k < in_rank; ++k) {
+      if (k != axis_) {
+        e[j++] = ce[k];
+      } else if (Keep) {
+        e[j++] = 1;
+      }
+    }
+    shape_ = shape_type::from_array(e);
+  }
+
+  const shape_type& shape() const { return shape_; }
+  std::size_t reduced_axis() const { return axis_; }
+
+  template <std::size_t R, class Ctx>
+  reduce_eval<R> bind(const std::array<index_t, R>& out, Ctx& ctx) const {
+    const auto ce = a.shape().extents();
+    auto cb = a.template bind<in_rank>(ce, ctx);
+    const index_t n_out = shape_.size();
+    if (Red::needs_nonempty && ce[axis_] == 0 && n_out > 0)
+      throw shape_error(std::string("tessel: ") + Red::name + ": reduction over the empty axis " +
+                        std::to_string(axis_) + " of shape " + to_string(a.shape()));
+    // Padded by 16 floats: vector loops may not read past n_out, but GCC cannot always prove it.
+    std::shared_ptr<float[]> buf(n_out > 0 ? new float[static_cast<std::size_t>(n_out) + 16]
+                                           : nullptr);
+    if (n_out > 0) ctx.template reduce<Red>(cb, ce, axis_, buf.get());
+    const auto se = shape_.extents();
+    const auto st = detail::contiguous_strides(shape_, 1);
+    return {buf, detail::bind_strided<R>(static_cast<const float*>(buf.get()), se, st, out)};
+  }
+};
+
+template <class Red, int I, class A, bool K>
+auto make_reduce(A&& a, keepdims_t<K>) {
+  using E = expr_t<A&&>;
+  constexpr int r = static_cast<int>(E::rank);
+  static_assert(I >= -r && I < r, "tessel: reduction axis out of range for the expression's rank");
+  constexpr int ax = I < 0 ? I + r : I;
+  return reduce_expr<Red, E, ax, K>(as_expr(std::forward<A>(a)), ax);
+}
+template <class Red, class A, bool K>
+auto make_reduce(A&& a, index_t ax, keepdims_t<K>) {
+  using E = expr_t<A&&>;
+  return reduce_expr<Red, E, runtime_axis, K>(as_expr(std::forward<A>(a)), ax);
+}
+
+#define TESSEL_REDUCE_FN(FN, RED)                             \
+  template <UnaryOperand A, int I, bool K = true>             \
+  auto FN(A&& a, static_axis<I>, keepdims_t<K> k = {}) {      \
+    return make_reduce<RED, I>(std::forward<A>(a), k);        \
+  }                                                           \
+  template <UnaryOperand A, bool K = true>                    \
+  auto FN(A&& a, dyn_axis_t ax, keepdims_t<K> k = {}) {       \
+    return make_reduce<RED>(std::forward<A>(a), ax.value, k); \
+  }
+TESSEL_REDUCE_FN(sum, sum_red)
+TESSEL_REDUCE_FN(mean, mean_red)
+TESSEL_REDUCE_FN(max, max_red)
+TESSEL_REDUCE_FN(argmax, argmax_red)
+#undef TESSEL_REDUCE_FN
+
+// A plain integer axis where it cannot be mistaken for a number.
+#define TESSEL_REDUCE_INT_FN(FN, RED)                                         \
+  template <UnaryOperand A, class I, bool K = true>                           \
+  requires std::is_integral_v<I>                                              \
+  auto FN(A&& a, I ax, keepdims_t<K> k = {}) {                                \
+    return make_reduce<RED>(std::forward<A>(a), static_cast<index_t>(ax), k); \
+  }
+TESSEL_REDUCE_INT_FN(sum, sum_red)
+TESSEL_REDUCE_INT_FN(mean, mean_red)
+TESSEL_REDUCE_INT_FN(argmax, argmax_red)
+#undef TESSEL_REDUCE_INT_FN
+
+template <UnaryOperand A, class I>
+requires std::is_integral_v<std::remove_cvref_t<I>>
+void max(A&&, I) {
+  static_assert(!sizeof(I*),
+                "tessel::max(x, n) with an integer n is ambiguous: write max(x, axis<n>) or "
+                "max(x, dyn_axis(n)) to reduce along axis n, or max(x, float(n)) for the "
+                "elementwise maximum");
+}
+
+}  // namespace tessel
+// ---- end tessel/expr/reduce.hpp ----
+// ---- begin tessel/expr/scalar_eval.hpp ----
+// The scalar evaluation of an expression tree: the reference every backend is tested against.
+// Straightforward loops, one element at a time, no axis merging, no threads.
+
+#include <array>
+#include <vector>
+
+
+namespace tessel {
+namespace detail {
+
+/// Advances the outer index (axes 0..R-2 of extents e) in row-major order.
+template <std::size_t R>
+inline void next_outer(std::array<index_t, R>& idx, const std::array<index_t, R>& e) {
+  for (std::size_t k = R - 1; k-- > 0;) {
+    if (++idx[k] < e[k]) return;
+    idx[k] = 0;
+  }
+}
+
+/// Number of rows: product of the extents of axes 0..R-2.
+template <std::size_t R>
+inline index_t outer_count(const std::array<index_t, R>& e) {
+  index_t n = 1;
+  for (std::size_t k = 0; k + 1 < R; ++k) n *= e[k];
+  return n;
+}
+
+/// Reduces bound child `b` (extents ce) along `axis` into `out` (ce with ce[axis] = 1,
+/// row-major), one element at a time.
+template <class Red, class B, std::size_t R>
+void reduce_reference(B& b, const std::array<index_t, R>& ce, std::size_t axis, float* out) {
+  auto oe = ce;
+  oe[axis] = 1;
+  index_t n_out = 1;
+  for (auto e : oe) n_out *= e;
+  std::vector<typename Red::state> acc(static_cast<std::size_t>(n_out), Red::init());
+  const index_t n = ce[R - 1];
+  const index_t rows = outer_count(ce);
+  std::array<index_t, R> idx{};
+  for (index_t r = 0; r < rows; ++r, next_outer(idx, ce)) {
+    b.seek(idx.data());
+    index_t orow = 0;  // row of `out` (axes 0..R-2 of oe, idx[axis] read as 0)
+    for (std::size_t k = 0; k + 1 < R; ++k) orow = orow * oe[k] + (k == axis ? 0 : idx[k]);
+    if (axis == R - 1) {
+      auto& s = acc[static_cast<std::size_t>(orow)];
+      for (index_t j = 0; j < n; ++j) Red::step(s, b.get(j), j);
+    } else {
+      for (index_t j = 0; j < n; ++j)
+        Red::step(acc[static_cast<std::size_t>(orow * n + j)], b.get(j), idx[axis]);
+    }
+  }
+  for (index_t i = 0; i < n_out; ++i)
+    out[i] = Red::result(acc[static_cast<std::size_t>(i)], ce[axis]);
+}
+
+/// The binding context of the scalar reference: reductions use reduce_reference.
+struct scalar_ctx {
+  template <class Red, class B, std::size_t R>
+  void reduce(B& b, const std::array<index_t, R>& ce, std::size_t axis, float* out) {
+    reduce_reference<Red>(b, ce, axis, out);
+  }
+};
+
+/// The extents of `s`, or {1} for rank 0 (evaluation always works on at least one axis).
+template <class S>
+auto eval_extents(const S& s) {
+  if constexpr (S::rank == 0) {
+    return std::array<index_t, 1>{1};
+  } else {
+    return s.extents();
+  }
+}
+template <class T, class S, class Sp>
+auto eval_strides(const TensorView<T, S, Sp>& d) {
+  if constexpr (S::rank == 0) {
+    return std::array<index_t, 1>{0};
+  } else {
+    return d.strides();
+  }
+}
+
+/// dst = e, one element at a time (e's shape must broadcast to dst's; checked by the caller).
+template <class T, class S, class E, class Ctx>
+void eval_reference(const TensorView<T, S, host_space>& dst, const E& e, Ctx& ctx) {
+  const auto ext = eval_extents(dst.shape());
+  constexpr std::size_t R = std::tuple_size_v<std::decay_t<decltype(ext)>>;
+  const auto dst_st = eval_strides(dst);
+  auto b = e.template bind<R>(ext, ctx);
+  const index_t n = ext[R - 1];
+  const index_t rows = outer_count(ext);
+  if (n == 0) return;
+  std::array<index_t, R> idx{};
+  for (index_t r = 0; r < rows; ++r, next_outer(idx, ext)) {
+    b.seek(idx.data());
+    index_t off = 0;
+    for (std::size_t k = 0; k + 1 < R; ++k) off += idx[k] * dst_st[k];
+    T* row = dst.data() + off;
+    for (index_t j = 0; j < n; ++j) row[j * dst_st[R - 1]] = from_f32<T>(b.get(j));
+  }
+}
+
+}  // namespace detail
+}  // namespace tessel
+// ---- end tessel/expr/scalar_eval.hpp ----
+// ---- end tessel/expr/expr.hpp ----
+
+namespace tessel {
+
+// ---- vector versions of the operations ----------------------------------------------------
+
+/// Any operation without a vector version runs its scalar version lane by lane.
+template <class Op>
+struct simd_op {
+  template <class V, class... Vs>
+  static V apply(const V& a, const Vs&... rest) {
+    constexpr std::size_t W = V::size;
+    alignas(64) float x[1 + sizeof...(Vs)][W];
+    a.store_aligned(x[0]);
+    int k = 1;
+    ((rest.store_aligned(x[k++])), ...);
+    alignas(64) float r[W];
+    for (std::size_t i = 0; i < W; ++i) {
+      if constexpr (sizeof...(Vs) == 0) r[i] = Op::apply(x[0][i]);
+      if constexpr (sizeof...(Vs) == 1) r[i] = Op::apply(x[0][i], x[1][i]);
+      if constexpr (sizeof...(Vs) == 2) r[i] = Op::apply(x[0][i], x[1][i], x[2][i]);
+    }
+    return V::load_aligned(r);
+  }
+};
+
+namespace detail {
+/// xsimd's float exp overflows from 88.3763 on, below the true limit 88.7228: lanes above 88
+/// take exp(x/2)^2 instead.
+template <class V>
+inline V simd_exp(const V& x) {
+  V r = xsimd::exp(x);
+  const auto big = x > V(88.f);
+  if (xsimd::any(big)) {
+    const V h = xsimd::exp(V(0.5f) * x);
+    r = xsimd::select(big, h * h, r);
+  }
+  return r;
+}
+}  // namespace detail
+
+#define TESSEL_SIMD_UNARY(OP, EXPR) \
+  template <>                       \
+  struct simd_op<OP> {              \
+    template <class V>              \
+    static V apply(const V& x) {    \
+      return EXPR;                  \
+    }                               \
+  };
+TESSEL_SIMD_UNARY(neg_op, -x)
+TESSEL_SIMD_UNARY(exp_op, detail::simd_exp(x))
+TESSEL_SIMD_UNARY(log_op, xsimd::log(x))
+TESSEL_SIMD_UNARY(sqrt_op, xsimd::sqrt(x))
+TESSEL_SIMD_UNARY(rsqrt_op, V(1.f) / xsimd::sqrt(x))
+TESSEL_SIMD_UNARY(abs_op, xsimd::abs(x))
+TESSEL_SIMD_UNARY(tanh_op, xsimd::tanh(x))
+TESSEL_SIMD_UNARY(erf_op, xsimd::erf(x))
+TESSEL_SIMD_UNARY(sigmoid_op, V(1.f) / (V(1.f) + xsimd::exp(-x)))
+TESSEL_SIMD_UNARY(silu_op, x / (V(1.f) + xsimd::exp(-x)))
+TESSEL_SIMD_UNARY(gelu_op, V(0.5f) * x * xsimd::erfc(V(-0.70710678118654752f) * x))
+TESSEL_SIMD_UNARY(gelu_tanh_op, x / (V(1.f) + xsimd::exp(V(-1.5957691216057308f) *
+                                                         (x + V(0.044715f) * x * x * x))))
+TESSEL_SIMD_UNARY(softplus_op, xsimd::max(x, V(0.f)) + xsimd::log1p(xsimd::exp(-xsimd::abs(x))))
+TESSEL_SIMD_UNARY(relu_op, xsimd::select(x < V(0.f), V(0.f), x))
+#undef TESSEL_SIMD_UNARY
+
+#define TESSEL_SIMD_BINARY(OP, EXPR)         \
+  template <>                                \
+  struct simd_op<OP> {                       \
+    template <class V>                       \
+    static V apply(const V& a, const V& b) { \
+      return EXPR;                           \
+    }                                        \
+  };
+TESSEL_SIMD_BINARY(add_op, a + b)
+TESSEL_SIMD_BINARY(sub_op, a - b)
+TESSEL_SIMD_BINARY(mul_op, a* b)
+TESSEL_SIMD_BINARY(div_op, a / b)
+// pow has no vector version: xsimd::pow is off by up to ~30 ulp (measured); lane-wise powf.
+TESSEL_SIMD_BINARY(minimum_op, xsimd::select(xsimd::isnan(a) | xsimd::isnan(b), a + b,
+                                             xsimd::select(b < a, b, a)))
+TESSEL_SIMD_BINARY(maximum_op, xsimd::select(xsimd::isnan(a) | xsimd::isnan(b), a + b,
+                                             xsimd::select(a < b, b, a)))
+TESSEL_SIMD_BINARY(less_op, xsimd::select(a < b, V(1.f), V(0.f)))
+TESSEL_SIMD_BINARY(less_equal_op, xsimd::select(a <= b, V(1.f), V(0.f)))
+TESSEL_SIMD_BINARY(greater_op, xsimd::select(a > b, V(1.f), V(0.f)))
+TESSEL_SIMD_BINARY(greater_equal_op, xsimd::select(a >= b, V(1.f), V(0.f)))
+TESSEL_SIMD_BINARY(equal_op, xsimd::select(a == b, V(1.f), V(0.f)))
+// (xsimd's != is an ordered compare: false for NaN; numpy's is true)
+TESSEL_SIMD_BINARY(not_equal_op, xsimd::select(a == b, V(0.f), V(1.f)))
+#undef TESSEL_SIMD_BINARY
+
+template <>
+struct simd_op<where_op> {
+  template <class V>
+  static V apply(const V& c, const V& a, const V& b) {
+    return xsimd::select(c == V(0.f), b, a);  // a NaN condition picks a, as the reference
+  }
+};
+
+namespace detail {
+
+/// Below this many elements a loop stays on the calling thread.
+inline constexpr index_t parallel_threshold = index_t{1} << 16;
+
+template <class Red>
+inline constexpr bool simd_reducible_v =
+    std::is_same_v<Red, sum_red> || std::is_same_v<Red, mean_red> || std::is_same_v<Red, max_red>;
+
+template <class Red, class V>
+V simd_combine(const V& acc, const V& v) {
+  if constexpr (std::is_same_v<Red, max_red>) {
+    return xsimd::select((v > acc) | xsimd::isnan(v), v, acc);  // NaN, once in, stays
+  } else {
+    return acc + v;
+  }
+}
+template <class Red>
+float scalar_combine(float acc, float v) {
+  if constexpr (std::is_same_v<Red, max_red>) {
+    return (v > acc || v != v) ? v : acc;
+  } else {
+    return acc + v;
+  }
+}
+template <class Red>
+constexpr float identity_of() {
+  return std::is_same_v<Red, max_red> ? -std::numeric_limits<float>::infinity() : 0.f;
+}
+
+/// The binding context of cpu_simd: sum / mean / max reductions in vectors, others by the
+/// reference loop.
+template <class Arch>
+struct simd_ctx {
+  template <class Red, class B, std::size_t R>
+  void reduce(B& b, const std::array<index_t, R>& ce, std::size_t axis, float* out) {
+    if constexpr (!simd_reducible_v<Red>) {
+      reduce_reference<Red>(b, ce, axis, out);
+    } else {
+      using V = xsimd::batch<float, Arch>;
+      constexpr index_t W = static_cast<index_t>(V::size);
+      auto oe = ce;
+      oe[axis] = 1;
+      const index_t n = ce[R - 1];
+      const index_t rows = outer_count(ce);
+      auto out_row = [&](const std::array<index_t, R>& idx) {
+        index_t orow = 0;
+        for (std::size_t k = 0; k + 1 < R; ++k) orow = orow * oe[k] + (k == axis ? 0 : idx[k]);
+        return orow;
+      };
+      auto finish = [&](float s) {
+        return std::is_same_v<Red, mean_red> ? s / static_cast<float>(ce[axis]) : s;
+      };
+      if (axis == R - 1) {
+        // One value per row: rows are independent, spread them over the threads.
+        auto body = [&](index_t lo, index_t hi) {
+          B lb = b;
+          std::array<index_t, R> idx{};
+          index_t rem = lo;
+          for (std::size_t k = R - 1; k-- > 0;) idx[k] = rem % ce[k], rem /= ce[k];
+          for (index_t r = lo; r < hi; ++r, next_outer(idx, ce)) {
+            lb.seek(idx.data());
+            V acc(identity_of<Red>());
+            index_t j = 0;
+            for (; j + W <= n; j += W) acc = simd_combine<Red>(acc, lb.template load<V>(j));
+            float s;
+            if constexpr (std::is_same_v<Red, max_red>) {
+              alignas(64) float lanes[V::size];
+              acc.store_aligned(lanes);
+              s = lanes[0];
+              for (std::size_t k = 1; k < V::size; ++k) s = scalar_combine<Red>(s, lanes[k]);
+            } else {
+              s = xsimd::hadd(acc);
+            }
+            for (; j < n; ++j) s = scalar_combine<Red>(s, lb.get(j));
+            out[out_row(idx)] = finish(s);
+          }
+        };
+        if (rows * n >= parallel_threshold && rows > 1) {
+          parallel_for(0, rows, std::max<index_t>(1, 4096 / std::max<index_t>(n, 1)), body);
+        } else {
+          body(0, rows);
+        }
+      } else {
+        // Rows accumulate into rows of `out`: elementwise vector updates.
+        index_t n_out = 1;
+        for (auto e : oe) n_out *= e;
+        std::fill(out, out + n_out, identity_of<Red>());
+        std::array<index_t, R> idx{};
+        for (index_t r = 0; r < rows; ++r, next_outer(idx, ce)) {
+          b.seek(idx.data());
+          float* o = out + out_row(idx) * n;
+          index_t j = 0;
+          for (; j + W <= n; j += W)
+            simd_combine<Red>(V::load_unaligned(o + j), b.template load<V>(j))
+                .store_unaligned(o + j);
+          for (; j < n; ++j) o[j] = scalar_combine<Red>(o[j], b.get(j));
+        }
+        if constexpr (std::is_same_v<Red, mean_red>)
+          for (index_t i = 0; i < n_out; ++i) out[i] = finish(out[i]);
+      }
+    }
+  }
+};
+
+/// Merges outer axes into the innermost one while dst and every leaf are contiguous across
+/// them, so that e.g. a [1000, 3] tensor runs as one row of 3000.
+template <std::size_t R, class B>
+void merge_axes(std::array<index_t, R>& ext, std::array<index_t, R>& dst_st, B& b) {
+  for (std::size_t k = R - 1; k-- > 0;) {
+    if (ext[k] == 1) continue;
+    const index_t inner = ext[R - 1];
+    bool ok = dst_st[k] == dst_st[R - 1] * inner;
+    b.for_each_leaf([&](const auto& st) { ok = ok && st[k] == st[R - 1] * inner; });
+    if (!ok) return;
+    ext[R - 1] *= ext[k];
+    ext[k] = 1;
+  }
+}
+
+template <class V, class T>
+inline void store_batch(T* p, const V& v) {
+  if constexpr (std::is_same_v<T, float>) {
+    v.store_unaligned(p);
+  } else {
+    alignas(64) float buf[V::size];
+    v.store_aligned(buf);
+    convert_from_f32(buf, p, static_cast<index_t>(V::size));
+  }
+}
+
+/// d[j * ds] = b(j) for j in [j0, j1).
+template <class V, class T, class B>
+inline void simd_row(const B& b, T* d, index_t ds, index_t j0, index_t j1) {
+  constexpr index_t W = static_cast<index_t>(V::size);
+  index_t j = j0;
+  if (ds == 1) {
+    for (; j + W <= j1; j += W) store_batch(d + j, b.template load<V>(j));
+  } else {
+    for (; j + W <= j1; j += W) {
+      alignas(64) float buf[V::size];
+      b.template load<V>(j).store_aligned(buf);
+      for (index_t k = 0; k < W; ++k) d[(j + k) * ds] = from_f32<T>(buf[k]);
+    }
+  }
+  for (; j < j1; ++j) d[j * ds] = from_f32<T>(b.get(j));
+}
+
+template <class Arch, class T, class S, class E>
+void eval_simd(const TensorView<T, S, host_space>& dst, const E& e, bool threaded) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  auto ext = eval_extents(dst.shape());
+  constexpr std::size_t R = std::tuple_size_v<decltype(ext)>;
+  auto dst_st = eval_strides(dst);
+  simd_ctx<Arch> ctx;
+  auto b = e.template bind<R>(ext, ctx);
+  merge_axes(ext, dst_st, b);
+  const index_t n = ext[R - 1];
+  const index_t rows = outer_count(ext);
+  if (n == 0 || rows == 0) return;
+  // Work units: (row, chunk of a row); chunks keep long rows divisible among threads.
+  const index_t chunk = n <= 32768 ? n : 16384;
+  const index_t per_row = (n + chunk - 1) / chunk;
+  const index_t units = rows * per_row;
+  auto body = [&](index_t lo, index_t hi) {
+    auto lb = b;  // each thread positions its own copy
+    std::array<index_t, R> idx{};
+    index_t cur = -1;
+    T* drow = nullptr;
+    for (index_t u = lo; u < hi; ++u) {
+      const index_t r = u / per_row, c = u % per_row;
+      if (r != cur) {
+        index_t rem = r;
+        for (std::size_t k = R - 1; k-- > 0;) idx[k] = rem % ext[k], rem /= ext[k];
+        lb.seek(idx.data());
+        index_t off = 0;
+        for (std::size_t k = 0; k + 1 < R; ++k) off += idx[k] * dst_st[k];
+        drow = dst.data() + off;
+        cur = r;
+      }
+      const index_t j0 = c * chunk, j1 = std::min(n, j0 + chunk);
+      simd_row<V>(lb, drow, dst_st[R - 1], j0, j1);
+    }
+  };
+  if (threaded && rows * n >= parallel_threshold && units > 1 && num_threads() > 1) {
+    const index_t grain = std::max<index_t>(1, (parallel_threshold / 4) / std::min(n, chunk));
+    parallel_for(0, units, grain, body);
+  } else {
+    body(0, units);
+  }
+  (void)W;
+}
+
+template <class T, class S, class Sp>
+auto dst_view(Tensor<T, S, Sp>& t) {
+  if constexpr (S::rank == 0) {
+    return TensorView<T, Shape<1>, Sp>(t.data(), Shape<1>{});  // (rank-0 views do not exist)
+  } else {
+    return t.view();
+  }
+}
+template <class T, class S, class Sp>
+TensorView<T, S, Sp> dst_view(const TensorView<T, S, Sp>& v) {
+  return v;
+}
+
+template <class D>
+concept HostDestination = requires(D& d) {
+  dst_view(d);
+}
+&&std::is_same_v<typename std::remove_cvref_t<D>::space, host_space>;
+
+}  // namespace detail
+
+/// dst = e on a CPU backend (cpu_scalar: the reference; cpu_simd<A>: vectorized, threaded).
+template <class Backend, class D, class X>
+requires is_cpu_backend_v<Backend> && ExprOperand<X>
+void eval(Backend, D&& dst, X&& x) {
+  auto view = detail::dst_view(dst);
+  using View = decltype(view);
+  static_assert(!std::is_const_v<typename View::element_type>,
+                "tessel: eval: the destination has const elements");
+  static_assert(std::is_same_v<typename View::space, host_space>,
+                "tessel: eval on a CPU backend needs a host_space destination");
+  const auto e = as_expr(std::forward<X>(x));
+  using E = std::remove_cvref_t<decltype(e)>;
+  static_assert((E::spaces & cuda_bit) == 0,
+                "tessel: eval: an expression over cuda_space tensors needs the cuda backend "
+                "(eval(tessel::cuda{}, dst, e) from a .cu file)");
+  check_assignable("eval", e.shape(), view.shape());
+  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
+    detail::scalar_ctx ctx;
+    detail::eval_reference(view, e, ctx);
+  } else {
+    detail::eval_simd<typename Backend::arch>(view, e, true);
+  }
+}
+
+/// dst = e with the best CPU backend of this build (tessel::cpu).
+template <class D, class X>
+requires ExprOperand<X> &&(!is_cpu_backend_v<std::remove_cvref_t<D>>)void eval(D&& dst, X&& x) {
+  eval(cpu{}, std::forward<D>(dst), std::forward<X>(x));
+}
+
+/// A new tensor holding e (element type T: f32, or i32 for argmax, unless given).
+template <class T = void, class Backend = cpu, class X>
+requires ExprOperand<X> && is_cpu_backend_v<Backend>
+auto materialize(X&& x, Backend be = {}) {
+  const auto e = as_expr(std::forward<X>(x));
+  using E = std::remove_cvref_t<decltype(e)>;
+  using Out = std::conditional_t<std::is_void_v<T>, typename E::result_type, T>;
+  Tensor<Out, typename E::shape_type> t(e.shape());
+  eval(be, t, e);
+  return t;
+}
+
+}  // namespace tessel
+// ---- end tessel/backend/cpu/eval.hpp ----
+// ---- begin tessel/backend/cpu/gemm.hpp ----
+// Single-precision matrix products on raw row-major pointers, with f32, f16 or bf16 weights.
+//
+//   tessel::gemm<Backend>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+//     C[M,N] = A[M,K] · op(B) + beta · C
+//     A: float, row-major, row stride lda >= K
+//     B: float, tessel::f16 or tessel::bf16 (widened to f32; products accumulate in f32)
+//        trans_b == false: B is [K,N], stride ldb >= N      (op(B) = B)
+//        trans_b == true:  B is [N,K], stride ldb >= K      (op(B) = Bᵀ; PyTorch Linear weight)
+//     C: float, row-major, stride ldc >= N; beta == 0 never reads C (it may be uninitialized)
+//
+//   tessel::gemv<Backend>(N, K, W, ldw, x, y, beta);   // y[N] = W[N,K] · x[K] + beta · y
+//
+// Backend is tessel::cpu_scalar (the reference: a plain triple loop accumulating in double)
+// or tessel::cpu_simd<Arch> (tessel::cpu is the best one compiled). The SIMD version packs
+// A and B into cache-sized panels (GotoBLAS/BLIS scheme, see gemm_kernels.hpp), runs an
+// MR x NR register micro-kernel, threads over blocks of C with the pool in thread_pool.hpp
+// (tessel::set_num_threads), and routes M <= 4 to streaming GEMV kernels (gemv.hpp).
+// Bad sizes, strides or null pointers throw tessel::value_error / tessel::shape_error.
+//
+// Both are reachable through the customization point kernel<gemm_op, Backend, TB>::run with
+// the same arguments as gemm.
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+// ---- begin tessel/backend/cpu/gemm_kernels.hpp ----
+// Building blocks of the SIMD SGEMM (backend/cpu/gemm.hpp): weight loads that widen f16/bf16
+// to f32, panel packing, and the register-blocked micro-kernel.
+//
+// Layout (GotoBLAS/BLIS): C[M,N] += A[M,K] * B[K,N] is cut into KC-deep rank-k updates. A
+// block of A (MC x KC) is packed into slivers of MR rows stored k-major (MR floats per k), a
+// block of B (KC x NC) into slivers of NR columns stored k-major (NR floats per k). The
+// micro-kernel keeps an MR x NR tile of C in registers and does one rank-1 update per k: NR/W
+// vector loads of B, MR broadcasts of A, MR*NR/W FMAs.
+
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <xsimd/xsimd.hpp>
+
+
+#if defined(__AVX__) || defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace tessel::detail {
+
+/// Weight element types the GEMM accepts for B (A and C are always f32).
+template <class T>
+inline constexpr bool is_gemm_weight_v =
+    std::is_same_v<T, float> || std::is_same_v<T, f16> || std::is_same_v<T, bf16>;
+
+/// Register tile of the micro-kernel for one instruction set: MR rows of C times NV vectors.
+/// MR * NV accumulators plus NV loads of B and one broadcast of A must fit the register file
+/// (16 vector registers below AVX-512, 32 with it); at least ~8 independent FMA chains are
+/// needed to cover FMA latency (4 cycles) on two FMA pipes.
+template <class Arch>
+struct gemm_tile {
+  static constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);
+  static constexpr int MR = W >= 16 ? 14 : 6;
+  static constexpr int NV = 2;
+  static constexpr int NR = NV * W;
+};
+
+/// A 64-byte aligned scratch buffer that only grows (one per thread, reused across calls).
+struct scratch_buffer {
+  float* data = nullptr;
+  std::size_t size = 0;
+  scratch_buffer() = default;
+  scratch_buffer(const scratch_buffer&) = delete;
+  scratch_buffer& operator=(const scratch_buffer&) = delete;
+  ~scratch_buffer() { std::free(data); }
+  float* get(std::size_t n) {
+    if (n > size) {
+      std::free(data);
+      data = nullptr;
+      size = 0;
+      const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      data = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data) throw std::bad_alloc();
+      size = n;
+    }
+    return data;
+  }
+};
+
+inline scratch_buffer& thread_scratch(int which) {
+  thread_local scratch_buffer buffers[2];
+  return buffers[which];
+}
+
+// ---- widening loads ----------------------------------------------------------------------
+
+template <class T>
+inline float weight_to_f32(T x) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    return x;
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    return std::bit_cast<float>(static_cast<std::uint32_t>(x.bits) << 16);
+  } else {
+    return to_f32(x);
+  }
+}
+
+/// W consecutive weights as one f32 batch (unaligned).
+template <class Arch, class T>
+inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr std::size_t W = batch::size;
+  if constexpr (std::is_same_v<T, float>) {
+    return batch::load_unaligned(p);
+  } else {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      if constexpr (std::is_same_v<T, f16>) {
+        return batch(_mm512_cvtph_ps(h));
+      } else {
+        return batch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+      }
+    }
+#endif
+#if defined(__AVX2__) && defined(__F16C__)
+    if constexpr (W == 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      if constexpr (std::is_same_v<T, f16>) {
+        return batch(_mm256_cvtph_ps(h));
+      } else {
+        return batch(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+      }
+    }
+#endif
+    alignas(64) float tmp[W];
+    for (std::size_t i = 0; i < W; ++i) tmp[i] = weight_to_f32(p[i]);
+    return batch::load_aligned(tmp);
+  }
+}
+
+// ---- packing -----------------------------------------------------------------------------
+
+/// Packs rows [0, mc) x columns [0, kc) of A (row-major, stride lda) into MR-row slivers,
+/// zero-padding the last sliver to MR rows.
+template <int MR>
+inline void pack_a(index_t mc, index_t kc, const float* A, index_t lda, float* out) noexcept {
+  for (index_t i0 = 0; i0 < mc; i0 += MR) {
+    const index_t rows = std::min<index_t>(MR, mc - i0);
+    const float* src = A + i0 * lda;
+    if (rows == MR) {
+      for (index_t k = 0; k < kc; ++k) {
+        for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r * lda + k];
+      }
+    } else {
+      for (index_t k = 0; k < kc; ++k) {
+        for (int r = 0; r < MR; ++r) out[k * MR + r] = r < rows ? src[r * lda + k] : 0.0f;
+      }
+    }
+    out += MR * kc;
+  }
+}
+
+/// Packs B[k, n] for k in [0, kc), n in [0, nc) into NR-column slivers, zero-padding the last
+/// one. B is row-major [K, N] (trans_b = false): each sliver row is a contiguous copy.
+template <class Arch, int NR, class T>
+inline void pack_b_rows(index_t kc, index_t nc, const T* B, index_t ldb, float* out) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr int W = static_cast<int>(batch::size);
+  for (index_t j0 = 0; j0 < nc; j0 += NR) {
+    const index_t cols = std::min<index_t>(NR, nc - j0);
+    if (cols == NR) {
+      for (index_t k = 0; k < kc; ++k) {
+        const T* src = B + k * ldb + j0;
+        for (int v = 0; v < NR / W; ++v)
+          load_f32<Arch>(src + v * W).store_aligned(out + k * NR + v * W);
+      }
+    } else {
+      for (index_t k = 0; k < kc; ++k) {
+        const T* src = B + k * ldb + j0;
+        for (index_t j = 0; j < NR; ++j) out[k * NR + j] = j < cols ? weight_to_f32(src[j]) : 0.0f;
+      }
+    }
+    out += NR * kc;
+  }
+}
+
+#if defined(__AVX__)
+/// 8 consecutive weights widened to f32, for the AVX transposes below.
+template <class T>
+inline __m256 load8_f32(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_loadu_ps(p);
+  } else {
+#if defined(__AVX2__) && defined(__F16C__)
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (std::is_same_v<T, f16>) {
+      return _mm256_cvtph_ps(h);
+    } else {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+#else
+    alignas(32) float tmp[8];
+    for (int i = 0; i < 8; ++i) tmp[i] = weight_to_f32(p[i]);
+    return _mm256_load_ps(tmp);
+#endif
+  }
+}
+
+/// In-register 8x8 transpose: r[i][j] -> r[j][i].
+inline void transpose8(__m256 r[8]) noexcept {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
+/// Packs like pack_b_rows, but from B stored transposed, [N, K] (trans_b = true, the layout of
+/// a Linear layer's weight): B[k, n] = Bt[n * ldb + k]. Full 8x8 blocks go through an
+/// in-register transpose (reads stay contiguous along k), the rest element by element.
+template <int NR, class T>
+inline void pack_b_cols(index_t kc, index_t nc, const T* Bt, index_t ldb, float* out) noexcept {
+  for (index_t j0 = 0; j0 < nc; j0 += NR) {
+    const index_t cols = std::min<index_t>(NR, nc - j0);
+    index_t k0 = 0;
+#if defined(__AVX__)
+    if (cols == NR && NR % 8 == 0) {
+      for (; k0 + 8 <= kc; k0 += 8) {
+        for (int jb = 0; jb < NR; jb += 8) {
+          __m256 r[8];
+          for (int i = 0; i < 8; ++i) r[i] = load8_f32(Bt + (j0 + jb + i) * ldb + k0);
+          transpose8(r);
+          for (int i = 0; i < 8; ++i) _mm256_store_ps(out + (k0 + i) * NR + jb, r[i]);
+        }
+      }
+    }
+#endif
+    for (index_t j = 0; j < NR; ++j) {
+      const T* src = Bt + (j0 + j) * ldb;
+      for (index_t k = k0; k < kc; ++k) out[k * NR + j] = j < cols ? weight_to_f32(src[k]) : 0.0f;
+    }
+    out += NR * kc;
+  }
+}
+
+// ---- micro-kernel ------------------------------------------------------------------------
+
+/// C[0:m, 0:n] = beta * C + Ap * Bp for one MR x NR tile (m <= MR, n <= NR): kc rank-1
+/// updates from packed slivers, then one pass over C. beta == 0 never reads C (it may hold NaN).
+template <class Arch>
+inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __restrict Bp,
+                         float* C, index_t ldc, float beta, index_t m, index_t n) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  using tile = gemm_tile<Arch>;
+  constexpr int MR = tile::MR, NV = tile::NV, W = tile::W, NR = tile::NR;
+  // C is touched only after kc * MR * NV FMAs; fetching it now hides a cache miss per row
+  // that would otherwise stall the stores (C is re-read once per KC block).
+  if (beta != 0.0f) {
+    for (index_t r = 0; r < m; ++r) {
+      __builtin_prefetch(C + r * ldc, 1, 3);
+      __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
+    }
+  }
+  batch acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.0f);
+#pragma GCC unroll 4
+  for (index_t k = 0; k < kc; ++k) {
+    batch b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = batch::load_aligned(Bp + v * W);
+    for (int r = 0; r < MR; ++r) {
+      const batch a(Ap[r]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+  if (m == MR && n == NR) {
+    for (int r = 0; r < MR; ++r) {
+      float* c = C + r * ldc;
+      for (int v = 0; v < NV; ++v) {
+        if (beta == 0.0f) {
+          acc[r][v].store_unaligned(c + v * W);
+        } else if (beta == 1.0f) {
+          (batch::load_unaligned(c + v * W) + acc[r][v]).store_unaligned(c + v * W);
+        } else {
+          xsimd::fma(batch(beta), batch::load_unaligned(c + v * W), acc[r][v])
+              .store_unaligned(c + v * W);
+        }
+      }
+    }
+  } else {
+    alignas(64) float t[MR * NR];
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(t + r * NR + v * W);
+    for (index_t r = 0; r < m; ++r) {
+      float* c = C + r * ldc;
+      for (index_t j = 0; j < n; ++j)
+        c[j] = beta == 0.0f ? t[r * NR + j] : beta * c[j] + t[r * NR + j];
+    }
+  }
+}
+
+}  // namespace tessel::detail
+// ---- end tessel/backend/cpu/gemm_kernels.hpp ----
+// ---- begin tessel/backend/cpu/gemv.hpp ----
+// Matrix products with few rows of A (M <= gemv_max_m): LLM decoding, y = W x. These are
+// bound by reading B once from memory, so they skip packing and stream B directly, several
+// rows (or column blocks) at a time with independent accumulators, threaded over N.
+
+#include <algorithm>
+#include <xsimd/xsimd.hpp>
+
+
+namespace tessel::detail {
+
+/// Largest M routed to the streaming kernels instead of the packed GEMM (measured with
+/// bench/gemm.cpp: below it re-reading B per row costs less than packing it).
+inline constexpr index_t gemv_max_m = 4;
+
+inline float apply_beta(float acc, float beta, const float* c) noexcept {
+  return beta == 0.0f ? acc : beta * *c + acc;
+}
+
+/// R rows of Bt ([N, K], trans_b) dotted with one row x of A: out[r] = <Bt[r], x>.
+template <class Arch, int R, class T>
+inline void dot_rows(index_t K, const T* Bt, index_t ldb, const float* x, float* out) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  batch acc0[R], acc1[R];
+  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = batch(0.0f);
+  index_t k = 0;
+  for (; k + 2 * W <= K; k += 2 * W) {
+    const batch x0 = batch::load_unaligned(x + k), x1 = batch::load_unaligned(x + k + W);
+    for (int r = 0; r < R; ++r) {
+      acc0[r] = xsimd::fma(load_f32<Arch>(Bt + r * ldb + k), x0, acc0[r]);
+      acc1[r] = xsimd::fma(load_f32<Arch>(Bt + r * ldb + k + W), x1, acc1[r]);
+    }
+  }
+  for (; k + W <= K; k += W) {
+    const batch x0 = batch::load_unaligned(x + k);
+    for (int r = 0; r < R; ++r) acc0[r] = xsimd::fma(load_f32<Arch>(Bt + r * ldb + k), x0, acc0[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = xsimd::hadd(acc0[r] + acc1[r]);
+    for (index_t kk = k; kk < K; ++kk) s += weight_to_f32(Bt[r * ldb + kk]) * x[kk];
+    out[r] = s;
+  }
+}
+
+/// C[0:M, n_lo:n_hi] = beta C + A Btᵀ with Bt [N, K]: rows of Bt are read once from memory;
+/// a block of 4 rows stays in cache while every row of A uses it.
+template <class Arch, class T>
+void gemv_trans_range(index_t M, index_t n_lo, index_t n_hi, index_t K, const float* A, index_t lda,
+                      const T* Bt, index_t ldb, float* C, index_t ldc, float beta) noexcept {
+  constexpr int R = 4;
+  index_t n = n_lo;
+  float out[R];
+  for (; n + R <= n_hi; n += R) {
+    for (index_t m = 0; m < M; ++m) {
+      dot_rows<Arch, R>(K, Bt + n * ldb, ldb, A + m * lda, out);
+      float* c = C + m * ldc + n;
+      for (int r = 0; r < R; ++r) c[r] = apply_beta(out[r], beta, c + r);
+    }
+  }
+  for (; n < n_hi; ++n) {
+    for (index_t m = 0; m < M; ++m) {
+      dot_rows<Arch, 1>(K, Bt + n * ldb, ldb, A + m * lda, out);
+      float* c = C + m * ldc + n;
+      c[0] = apply_beta(out[0], beta, c);
+    }
+  }
+}
+
+/// MB rows of A times a block of NV vectors of columns of B ([K, N], not transposed):
+/// acc[m][v] += A[m, k] * B[k, v*W ...] for every k; B's rows are read in one pass.
+template <class Arch, int MB, int NV, class T>
+inline void axpy_block(index_t K, const float* A, index_t lda, const T* B, index_t ldb, float* C,
+                       index_t ldc, float beta) noexcept {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size;
+  batch acc[MB][NV];
+  for (int m = 0; m < MB; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = batch(0.0f);
+  for (index_t k = 0; k < K; ++k) {
+    batch b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = load_f32<Arch>(B + k * ldb + v * W);
+    for (int m = 0; m < MB; ++m) {
+      const batch a(A[m * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[m][v] = xsimd::fma(a, b[v], acc[m][v]);
+    }
+  }
+  for (int m = 0; m < MB; ++m) {
+    for (int v = 0; v < NV; ++v) {
+      float* c = C + m * ldc + v * W;
+      if (beta == 0.0f) {
+        acc[m][v].store_unaligned(c);
+      } else {
+        xsimd::fma(batch(beta), batch::load_unaligned(c), acc[m][v]).store_unaligned(c);
+      }
+    }
+  }
+}
+
+template <class Arch, int MB, class T>
+void gemv_notrans_rows(index_t n_lo, index_t n_hi, index_t K, const float* A, index_t lda,
+                       const T* B, index_t ldb, float* C, index_t ldc, float beta) noexcept {
+  constexpr index_t W = xsimd::batch<float, Arch>::size;
+  index_t n = n_lo;
+  for (; n + 2 * W <= n_hi; n += 2 * W)
+    axpy_block<Arch, MB, 2>(K, A, lda, B + n, ldb, C + n, ldc, beta);
+  for (; n + W <= n_hi; n += W) axpy_block<Arch, MB, 1>(K, A, lda, B + n, ldb, C + n, ldc, beta);
+  for (; n < n_hi; ++n) {
+    for (int m = 0; m < MB; ++m) {
+      float s = 0.0f;
+      for (index_t k = 0; k < K; ++k) s += A[m * lda + k] * weight_to_f32(B[k * ldb + n]);
+      C[m * ldc + n] = apply_beta(s, beta, C + m * ldc + n);
+    }
+  }
+}
+
+/// C[0:M, n_lo:n_hi] = beta C + A B with B [K, N]: column blocks of B, up to 4 rows of A at once.
+template <class Arch, class T>
+void gemv_notrans_range(index_t M, index_t n_lo, index_t n_hi, index_t K, const float* A,
+                        index_t lda, const T* B, index_t ldb, float* C, index_t ldc,
+                        float beta) noexcept {
+  for (index_t m = 0; m < M; m += 4) {
+    const float* a = A + m * lda;
+    float* c = C + m * ldc;
+    switch (std::min<index_t>(4, M - m)) {
+      case 1:
+        gemv_notrans_rows<Arch, 1>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
+        break;
+      case 2:
+        gemv_notrans_rows<Arch, 2>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
+        break;
+      case 3:
+        gemv_notrans_rows<Arch, 3>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
+        break;
+      default:
+        gemv_notrans_rows<Arch, 4>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
+        break;
+    }
+  }
+}
+
+/// The small-M product, threaded over N. Chunks hold at least ~64 KiB of B so that waking
+/// the pool pays off; small products run on the calling thread.
+template <class Arch, class T>
+void gemv_simd(index_t M, index_t N, index_t K, const float* A, index_t lda, const T* B,
+               index_t ldb, bool trans_b, float* C, index_t ldc, float beta) {
+  constexpr index_t W = xsimd::batch<float, Arch>::size;
+  const index_t min_elems = 16384;
+  if (trans_b) {
+    const index_t grain = std::max<index_t>(4, (min_elems / std::max<index_t>(K, 1) + 3) / 4 * 4);
+    parallel_for(0, N, grain, [&](index_t lo, index_t hi) {
+      gemv_trans_range<Arch>(M, lo, hi, K, A, lda, B, ldb, C, ldc, beta);
+    });
+  } else {
+    const index_t grain = std::max<index_t>(
+        2 * W, (min_elems / std::max<index_t>(K, 1) + 2 * W - 1) / (2 * W) * 2 * W);
+    parallel_for(0, N, grain, [&](index_t lo, index_t hi) {
+      gemv_notrans_range<Arch>(M, lo, hi, K, A, lda, B, ldb, C, ldc, beta);
+    });
+  }
+}
+
+}  // namespace tessel::detail
+// ---- end tessel/backend/cpu/gemv.hpp ----
+
+namespace tessel {
+
+/// Tag of the matrix product in kernel<gemm_op, Backend, TB>.
+struct gemm_op {};
+
+namespace detail {
+
+/// Cache blocking of the packed GEMM. KC: depth of a rank-k update, so that one B sliver
+/// (KC x NR) stays in L1 while A slivers stream from L2. MC: rows of A packed together (MC x
+/// KC in L2). NC: columns of B packed together (KC x NC shared by the threads, in L3).
+template <class Arch>
+struct gemm_blocking {
+  static constexpr index_t MR = gemm_tile<Arch>::MR, NR = gemm_tile<Arch>::NR;
+  static constexpr index_t KC = 256;
+  static constexpr index_t MC = MR * (MR >= 14 ? 24 : 40);
+  static constexpr index_t NC = NR * (4096 / NR);
+};
+
+/// beta == 0 writes zeros (never reads C); otherwise scales C in place.
+inline void scale_c(index_t M, index_t N, float* C, index_t ldc, float beta) noexcept {
+  for (index_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    for (index_t j = 0; j < N; ++j) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+  }
+}
+
+template <class Arch, class T>
+void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, const T* B,
+                 index_t ldb, bool trans_b, float* C, index_t ldc, float beta) {
+  using blk = gemm_blocking<Arch>;
+  constexpr index_t MR = blk::MR, NR = blk::NR, KC = blk::KC, NC = blk::NC;
+  const index_t nt = num_threads();
+
+  // Blocks of A: as large as MC allows, but a multiple of the thread count so that threads
+  // get equal shares of rows.
+  index_t n_ic = (M + blk::MC - 1) / blk::MC;
+  if (nt > 1) n_ic = (n_ic + nt - 1) / nt * nt;
+  const index_t mc_step = std::min(blk::MC, ((M + n_ic - 1) / n_ic + MR - 1) / MR * MR);
+  n_ic = (M + mc_step - 1) / mc_step;
+
+  const index_t kc_max = std::min(KC, K);
+  const index_t nc_max = (std::min(NC, N) + NR - 1) / NR * NR;
+  float* Bp = thread_scratch(1).get(static_cast<std::size_t>(kc_max * nc_max));
+
+  for (index_t jc = 0; jc < N; jc += NC) {
+    const index_t nc = std::min(NC, N - jc);
+    const index_t n_slivers = (nc + NR - 1) / NR;
+    // Few blocks of A for many threads: also split the columns (A blocks get packed twice).
+    const index_t n_jg = n_ic >= 2 * nt ? 1 : std::min(n_slivers, (2 * nt + n_ic - 1) / n_ic);
+    for (index_t pc = 0; pc < K; pc += KC) {
+      const index_t kc = std::min(KC, K - pc);
+      const float beta_k = pc == 0 ? beta : 1.0f;
+
+      parallel_for(0, n_slivers, std::max<index_t>(1, 8192 / (kc * NR) + 1),
+                   [&](index_t lo, index_t hi) {
+                     const index_t j = lo * NR, cols = std::min(nc, hi * NR) - j;
+                     float* out = Bp + lo * NR * kc;
+                     if (trans_b) {
+                       pack_b_cols<NR>(kc, cols, B + (jc + j) * ldb + pc, ldb, out);
+                     } else {
+                       pack_b_rows<Arch, NR>(kc, cols, B + pc * ldb + jc + j, ldb, out);
+                     }
+                   });
+
+      parallel_for(0, n_ic * n_jg, 1, [&](index_t lo, index_t hi) {
+        float* Ap = thread_scratch(0).get(static_cast<std::size_t>(mc_step * kc));
+        index_t packed_ic = -1;
+        for (index_t t = lo; t < hi; ++t) {
+          const index_t ic = (t / n_jg) * mc_step, g = t % n_jg;
+          const index_t mc = std::min(mc_step, M - ic);
+          if (ic != packed_ic) {
+            pack_a<MR>(mc, kc, A + ic * lda + pc, lda, Ap);
+            packed_ic = ic;
+          }
+          const index_t s_lo = n_slivers * g / n_jg, s_hi = n_slivers * (g + 1) / n_jg;
+          for (index_t s = s_lo; s < s_hi; ++s) {
+            const index_t j = s * NR, n = std::min(NR, nc - j);
+            for (index_t i = 0; i < mc; i += MR) {
+              micro_kernel<Arch>(kc, Ap + i * kc, Bp + s * NR * kc, C + (ic + i) * ldc + jc + j,
+                                 ldc, beta_k, std::min(MR, mc - i), n);
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+inline void check_gemm_args(index_t M, index_t N, index_t K, const void* A, index_t lda,
+                            const void* B, index_t ldb, bool trans_b, const void* C, index_t ldc) {
+  const auto s = [](index_t v) { return std::to_string(v); };
+  if (M < 0 || N < 0 || K < 0)
+    throw value_error("tessel::gemm: sizes must be >= 0, got M=" + s(M) + " N=" + s(N) +
+                      " K=" + s(K));
+  if (M > 0 && K > 0 && lda < K)
+    throw shape_error("tessel::gemm: lda must be >= K=" + s(K) + " (A is [M,K] row-major), got " +
+                      s(lda));
+  const index_t brow = trans_b ? K : N;
+  if (N > 0 && K > 0 && ldb < brow)
+    throw shape_error(std::string("tessel::gemm: ldb must be >= ") + (trans_b ? "K=" : "N=") +
+                      s(brow) + " (B is " + (trans_b ? "[N,K]" : "[K,N]") + " row-major), got " +
+                      s(ldb));
+  if (M > 0 && N > 0 && ldc < N)
+    throw shape_error("tessel::gemm: ldc must be >= N=" + s(N) + " (C is [M,N] row-major), got " +
+                      s(ldc));
+  if ((M > 0 && K > 0 && !A) || (N > 0 && K > 0 && !B) || (M > 0 && N > 0 && !C))
+    throw value_error("tessel::gemm: null pointer for a non-empty matrix");
+}
+
+}  // namespace detail
+
+/// The reference: C = A op(B) + beta C by definition, accumulating in double.
+template <class TB>
+struct kernel<gemm_op, cpu_scalar, TB> {
+  static_assert(detail::is_gemm_weight_v<TB>, "tessel::gemm: B must be float, f16 or bf16");
+  static void run(index_t M, index_t N, index_t K, const float* A, index_t lda, const TB* B,
+                  index_t ldb, bool trans_b, float* C, index_t ldc, float beta) {
+    detail::check_gemm_args(M, N, K, A, lda, B, ldb, trans_b, C, ldc);
+    for (index_t i = 0; i < M; ++i) {
+      for (index_t j = 0; j < N; ++j) {
+        double s = 0.0;
+        for (index_t k = 0; k < K; ++k) {
+          const TB b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+          s += static_cast<double>(A[i * lda + k]) * static_cast<double>(to_f32(b));
+        }
+        float& c = C[i * ldc + j];
+        c = beta == 0.0f ? static_cast<float>(s)
+                         : static_cast<float>(s + static_cast<double>(beta) * c);
+      }
+    }
+  }
+};
+
+/// Packed, register-blocked, threaded GEMM; small M goes to the streaming GEMV kernels.
+template <class Arch, class TB>
+struct kernel<gemm_op, cpu_simd<Arch>, TB> {
+  static_assert(detail::is_gemm_weight_v<TB>, "tessel::gemm: B must be float, f16 or bf16");
+  static void run(index_t M, index_t N, index_t K, const float* A, index_t lda, const TB* B,
+                  index_t ldb, bool trans_b, float* C, index_t ldc, float beta) {
+    detail::check_gemm_args(M, N, K, A, lda, B, ldb, trans_b, C, ldc);
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+      detail::scale_c(M, N, C, ldc, beta);
+    } else if (M <= detail::gemv_max_m) {
+      detail::gemv_simd<Arch>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+    } else {
+      detail::gemm_packed<Arch>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+    }
+  }
+};
+
+/// C[M,N] = A[M,K] · op(B) + beta · C (see the top of this file).
+template <class Backend, class TB>
+void gemm(index_t M, index_t N, index_t K, const float* A, index_t lda, const TB* B, index_t ldb,
+          bool trans_b, float* C, index_t ldc, float beta = 0.0f) {
+  kernel<gemm_op, Backend, TB>::run(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+}
+
+/// y[N] = W[N,K] · x[K] + beta · y, W row-major with row stride ldw >= K.
+template <class Backend, class TW>
+void gemv(index_t N, index_t K, const TW* W, index_t ldw, const float* x, float* y,
+          float beta = 0.0f) {
+  kernel<gemm_op, Backend, TW>::run(1, N, K, x, K, W, ldw, true, y, N, beta);
+}
+
+}  // namespace tessel
+// ---- end tessel/backend/cpu/gemm.hpp ----
+// ---- begin tessel/backend/eigen/bridge.hpp ----
+// Zero-copy bridge between TensorView and Eigen::Map, both ways. Strides carry over, so a
+// transposed or sliced view maps without copying.
+
+#include <Eigen/Core>
+#include <type_traits>
+
+
+namespace tessel {
+
+template <class T>
+using eigen_matrix_map = Eigen::Map<
+    std::conditional_t<std::is_const_v<T>,
+                       const Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, Eigen::Dynamic,
+                                           Eigen::RowMajor>,
+                       Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>,
+    Eigen::Unaligned, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+
+template <class T>
+using eigen_vector_map =
+    Eigen::Map<std::conditional_t<std::is_const_v<T>,
+                                  const Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, 1>,
+                                  Eigen::Matrix<T, Eigen::Dynamic, 1>>,
+               Eigen::Unaligned, Eigen::InnerStride<Eigen::Dynamic>>;
+
+/// A rank-2 host view as an Eigen matrix map (row i, column j = view(i, j)).
+template <class T, class S>
+requires(S::rank == 2 && std::is_arithmetic_v<std::remove_const_t<T>>)
+    eigen_matrix_map<T> as_eigen(const TensorView<T, S, host_space>& v) {
+  return eigen_matrix_map<T>(
+      v.data(), v.extent(0), v.extent(1),
+      Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(v.stride(0), v.stride(1)));
+}
+/// A rank-1 host view as an Eigen vector map.
+template <class T, class S>
+requires(S::rank == 1 && std::is_arithmetic_v<std::remove_const_t<T>>)
+    eigen_vector_map<T> as_eigen(const TensorView<T, S, host_space>& v) {
+  return eigen_vector_map<T>(v.data(), v.extent(0),
+                             Eigen::InnerStride<Eigen::Dynamic>(v.stride(0)));
+}
+template <class T, class S>
+auto as_eigen(Tensor<T, S, host_space>& t) {
+  return as_eigen(t.view());
+}
+template <class T, class S>
+auto as_eigen(const Tensor<T, S, host_space>& t) {
+  return as_eigen(t.view());
+}
+
+/// An Eigen dense object with direct access (Matrix, Map, Block, ...) as a rank-2 view.
+template <class Derived>
+auto view_of(Eigen::PlainObjectBase<Derived>& m) {
+  using Scalar = typename Derived::Scalar;
+  const index_t rs = Derived::IsRowMajor ? m.outerStride() : m.innerStride();
+  const index_t cs = Derived::IsRowMajor ? m.innerStride() : m.outerStride();
+  return TensorView<Scalar, DynShape<2>>(m.data(), DynShape<2>(m.rows(), m.cols()), {rs, cs});
+}
+template <class Derived>
+auto view_of(const Eigen::PlainObjectBase<Derived>& m) {
+  using Scalar = typename Derived::Scalar;
+  const index_t rs = Derived::IsRowMajor ? m.outerStride() : m.innerStride();
+  const index_t cs = Derived::IsRowMajor ? m.innerStride() : m.outerStride();
+  return TensorView<const Scalar, DynShape<2>>(m.data(), DynShape<2>(m.rows(), m.cols()), {rs, cs});
+}
+
+}  // namespace tessel
+// ---- end tessel/backend/eigen/bridge.hpp ----
+#if defined(__CUDACC__)
+// ---- begin tessel/backend/cuda/eval.cuh ----
+// eval(tessel::cuda{}, dst, e): the whole elementwise tree as ONE fused CUDA kernel (a
+// grid-stride loop; each thread computes whole output elements through the nodes' `at`,
+// which are __host__ __device__). Leaves and destination must live in cuda_space; element
+// types f32, f16, bf16, i32 (and i8 for leaves). Reductions inside the tree are not supported
+// on CUDA yet (a compile error says so).
+
+#if !defined(__CUDACC__)
+#error "tessel/backend/cuda/eval.cuh must be compiled by nvcc"
+#endif
+
+#include <cuda_runtime.h>
+
+#include <string>
+#include <type_traits>
+
+
+namespace tessel {
+namespace detail {
+
+/// Extents and strides passed by value to the kernel (std::array is host-only there).
+template <std::size_t R>
+struct cuda_dims {
+  index_t ext[R];
+  index_t dst_st[R];
+};
+
+struct cuda_ctx {
+  template <class Red, class B, std::size_t R>
+  void reduce(B&, const std::array<index_t, R>&, std::size_t, float*) {}  // never bound
+};
+
+template <class T, std::size_t R, class B>
+__global__ void cuda_eval_kernel(T* dst, cuda_dims<R> d, index_t total, B b) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += step) {
+    index_t idx[R];
+    index_t rem = i, off = 0;
+    for (std::size_t k = R; k-- > 0;) {
+      idx[k] = rem % d.ext[k];
+      rem /= d.ext[k];
+      off += idx[k] * d.dst_st[k];
+    }
+    dst[off] = store_f32<T>(b.at(idx));
+  }
+}
+
+inline void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw error(std::string("tessel: cuda eval: ") + what + ": " + cudaGetErrorString(e));
+}
+
+template <class T, class S>
+auto cuda_dst_view(Tensor<T, S, cuda_space>& t) {
+  if constexpr (S::rank == 0) {
+    return TensorView<T, Shape<1>, cuda_space>(t.data(), Shape<1>{});
+  } else {
+    return t.view();
+  }
+}
+template <class T, class S>
+auto cuda_dst_view(const TensorView<T, S, cuda_space>& v) {
+  return v;
+}
+
+}  // namespace detail
+
+/// dst = e on the GPU, as one kernel on `stream` (default stream 0); returns without waiting.
+template <class D, class X>
+requires ExprOperand<X>
+void eval(cuda, D&& dst, X&& x, cudaStream_t stream = 0) {
+  auto view = detail::cuda_dst_view(dst);
+  using View = decltype(view);
+  using T = typename View::element_type;
+  static_assert(!std::is_const_v<T>, "tessel: eval: the destination has const elements");
+  const auto e = as_expr(std::forward<X>(x));
+  using E = std::remove_cvref_t<decltype(e)>;
+  static_assert((E::spaces & host_bit) == 0,
+                "tessel: eval(cuda, ...): every tensor of the expression must be in cuda_space");
+  static_assert(!E::has_reduction,
+                "tessel: eval(cuda, ...): reductions inside a CUDA expression are not supported "
+                "yet; reduce on the host or in a separate kernel");
+  check_assignable("eval", e.shape(), view.shape());
+  constexpr std::size_t R = View::rank;
+  detail::cuda_dims<R> d{};
+  index_t total = 1;
+  for (std::size_t k = 0; k < R; ++k) {
+    d.ext[k] = view.extent(k);
+    d.dst_st[k] = view.stride(k);
+    total *= d.ext[k];
+  }
+  if (total == 0) return;
+  detail::cuda_ctx ctx;
+  const auto b = e.template bind<R>(view.shape().extents(), ctx);
+  const int block = 256;
+  const index_t want = (total + block - 1) / block;
+  const int grid = static_cast<int>(want < 65535 * 8 ? want : 65535 * 8);
+  detail::cuda_eval_kernel<<<grid, block, 0, stream>>>(view.data(), d, total, b);
+  detail::cuda_check(cudaGetLastError(), "kernel launch");
+}
+
+}  // namespace tessel
+// ---- end tessel/backend/cuda/eval.cuh ----
+#endif
+
+// ops: tensor-level operations
+// ---- begin tessel/ops/matmul.hpp ----
+// matmul on tensors: C = A · B (+ beta · C), picking the packed SIMD GEMM or the streaming
+// GEMV of backend/cpu/gemm.hpp.
+//
+//   matmul(A, B, C)          A [M,K] f32, B [K,N] f32 / f16 / bf16, C [M,N] f32
+//   matmul(A, B, C, beta)    C = A·B + beta·C
+//   auto C = matmul(A, B)    a new f32 tensor (static shape when M and N are static)
+//   matmul(backend, ...)     with an explicit backend (cpu_scalar is the reference)
+//
+// B may be any strided view: a transposed weight W.transpose() of a [N,K] weight (the
+// PyTorch Linear / GGUF layout, y = x · Wᵀ) is used in place without copying. Static shapes
+// whose inner extents differ do not compile; run-time mismatches throw shape_error naming
+// both shapes. A or C with a non-unit column stride are staged through a contiguous copy.
+
+#include <type_traits>
+
+
+namespace tessel {
+
+namespace detail {
+
+template <class VA, class VB>
+constexpr void check_matmul_static() {
+  using SA = typename VA::shape_type;
+  using SB = typename VB::shape_type;
+  static_assert(SA::rank == 2 && SB::rank == 2, "tessel::matmul: A and B must be matrices");
+  constexpr index_t ka = SA::template static_extent<1>, kb = SB::template static_extent<0>;
+  static_assert(ka == dyn || kb == dyn || ka == kb,
+                "tessel::matmul: the columns of A must equal the rows of B");
+}
+
+template <class T>
+decltype(auto) as_view(T&& t) {
+  if constexpr (is_tensor<std::remove_cvref_t<T>>::value) {
+    return t.view();
+  } else {
+    return std::forward<T>(t);
+  }
+}
+
+template <class VA>
+void stage_contiguous(const VA& a, Tensor<float, DynShape<2>>& tmp) {
+  tmp = Tensor<float, DynShape<2>>(a.extent(0), a.extent(1));
+  for (index_t i = 0; i < a.extent(0); ++i)
+    for (index_t k = 0; k < a.extent(1); ++k) tmp(i, k) = to_f32(a(i, k));
+}
+
+}  // namespace detail
+
+template <class Backend, class TA, class TB, class TC>
+  requires(std::is_empty_v<Backend>)
+void matmul(Backend, const TA& a_in, const TB& b_in, TC&& c_in, float beta = 0.0f) {
+  const auto a = detail::as_view(a_in);
+  const auto b = detail::as_view(b_in);
+  auto c = detail::as_view(c_in);
+  using VA = std::remove_cvref_t<decltype(a)>;
+  using VB = std::remove_cvref_t<decltype(b)>;
+  using VC = std::remove_cvref_t<decltype(c)>;
+  detail::check_matmul_static<VA, VB>();
+  static_assert(VC::rank == 2, "tessel::matmul: C must be a matrix");
+  static_assert(std::is_same_v<typename VA::value_type, float> &&
+                    std::is_same_v<typename VC::value_type, float>,
+                "tessel::matmul: A and C must hold f32 (B may be f32, f16 or bf16)");
+  static_assert(!std::is_const_v<typename VC::element_type>, "tessel::matmul: C is read-only");
+  using SA = typename VA::shape_type;
+  using SB = typename VB::shape_type;
+  using SC = typename VC::shape_type;
+  static_assert(SA::template static_extent<0> == dyn || SC::template static_extent<0> == dyn ||
+                    SA::template static_extent<0> == SC::template static_extent<0>,
+                "tessel::matmul: C must have as many rows as A");
+  static_assert(SB::template static_extent<1> == dyn || SC::template static_extent<1> == dyn ||
+                    SB::template static_extent<1> == SC::template static_extent<1>,
+                "tessel::matmul: C must have as many columns as B");
+
+  const index_t M = a.extent(0), K = a.extent(1), N = b.extent(1);
+  if (b.extent(0) != K || c.extent(0) != M || c.extent(1) != N)
+    throw shape_error("tessel::matmul: A " + to_string(a.shape()) + " times B " +
+                      to_string(b.shape()) + " into C " + to_string(c.shape()) + ": expected B [" +
+                      std::to_string(K) + ", N] and C [" + std::to_string(M) + ", " +
+                      std::to_string(N) + "]");
+  if (M == 0 || N == 0) return;
+
+  // A: row-major with unit column stride, else staged.
+  Tensor<float, DynShape<2>> a_tmp(0, 0), c_tmp(0, 0);
+  const float* ap = a.data();
+  index_t lda = a.stride(0);
+  if (a.stride(1) != 1 || (M > 1 && lda < K)) {
+    detail::stage_contiguous(a, a_tmp);
+    ap = a_tmp.data();
+    lda = K;
+  }
+  // B: [K,N] with unit column stride, or the transpose of a row-major [N,K] weight.
+  using WB = typename VB::value_type;
+  const WB* bp = b.data();
+  bool trans_b = false;
+  index_t ldb = b.stride(0);
+  Tensor<WB, DynShape<2>> b_tmp(0, 0);
+  if (b.stride(1) == 1 && (K <= 1 || ldb >= N)) {
+    trans_b = false;
+  } else if (b.stride(0) == 1 && (N <= 1 || b.stride(1) >= K)) {
+    trans_b = true;
+    ldb = b.stride(1);
+  } else {
+    b_tmp = Tensor<WB, DynShape<2>>(K, N);
+    for (index_t k = 0; k < K; ++k)
+      for (index_t n = 0; n < N; ++n) b_tmp(k, n) = b(k, n);
+    bp = b_tmp.data();
+    ldb = N;
+  }
+  if (K == 1 && !trans_b) ldb = std::max<index_t>(ldb, N);
+  if (N == 1 && trans_b) ldb = std::max<index_t>(ldb, K);
+  // C: row-major with unit column stride, else computed into a staging buffer.
+  float* cp = c.data();
+  index_t ldc = c.stride(0);
+  const bool stage_c = c.stride(1) != 1 || (M > 1 && ldc < N);
+  if (stage_c) {
+    c_tmp = Tensor<float, DynShape<2>>(M, N);
+    if (beta != 0.0f)
+      for (index_t i = 0; i < M; ++i)
+        for (index_t n = 0; n < N; ++n) c_tmp(i, n) = c(i, n);
+    cp = c_tmp.data();
+    ldc = N;
+  }
+  if (M == 1) ldc = std::max<index_t>(ldc, N);
+  if (M == 1) lda = std::max<index_t>(lda, K);
+  kernel<gemm_op, Backend, WB>::run(M, N, K, ap, lda, bp, ldb, trans_b, cp, ldc, beta);
+  if (stage_c)
+    for (index_t i = 0; i < M; ++i)
+      for (index_t n = 0; n < N; ++n) c(i, n) = c_tmp(i, n);
+}
+
+template <class TA, class TB, class TC>
+requires(!std::is_empty_v<TA>) void matmul(const TA& a, const TB& b, TC&& c, float beta = 0.0f) {
+  matmul(cpu{}, a, b, std::forward<TC>(c), beta);
+}
+
+/// A new f32 tensor A · B; its shape is static where M and N are.
+template <class TA, class TB>
+requires(!std::is_empty_v<TA>) auto matmul(const TA& a_in, const TB& b_in) {
+  const auto a = detail::as_view(a_in);
+  const auto b = detail::as_view(b_in);
+  using SA = typename std::remove_cvref_t<decltype(a)>::shape_type;
+  using SB = typename std::remove_cvref_t<decltype(b)>::shape_type;
+  using SC = Shape<SA::template static_extent<0>, SB::template static_extent<1>>;
+  Tensor<float, SC> c(SC::from_array({a.extent(0), b.extent(1)}));
+  matmul(cpu{}, a, b, c.view());
+  return c;
+}
+
+}  // namespace tessel
+// ---- end tessel/ops/matmul.hpp ----
+// ---- begin tessel/ops/norm.hpp ----
+// Normalizations over the last axis.
+//   rms_norm:   y = x / sqrt(mean(x^2) + eps) * weight
+//   layer_norm: y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias   (biased variance)
+//
+//   auto y = rms_norm(x, weight, eps);            // a new f32 tensor
+//   rms_norm(y, x, weight, eps);                  // into y (any element type; y may be x)
+//   rms_norm(cpu_scalar{}, y, x, weight, eps);    // the reference; cpu_simd<A>: SIMD, threaded
+//   layer_norm(x, weight, bias, eps) and the same forms.
+// weight and bias are rank-1 tensors or views whose length is the last extent of x.
+
+#include <cmath>
+
+// ---- begin tessel/ops/rows.hpp ----
+// Row-wise operations over the last axis (softmax, rms_norm, layer_norm): the rows of an input
+// view and an output view of the same shape, walked in lockstep and spread over the thread
+// pool. A row kernel sees f32 rows; rows of other element types, or with a non-unit stride,
+// are converted through a per-task buffer.
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+
+namespace tessel::detail {
+
+/// A read-only view of a Tensor or TensorView.
+template <class T, class S, class Sp>
+TensorView<const T, S, Sp> src_view(const Tensor<T, S, Sp>& t) {
+  return t.view();
+}
+template <class T, class S, class Sp>
+TensorView<const std::remove_const_t<T>, S, Sp> src_view(const TensorView<T, S, Sp>& v) {
+  return v.as_const();
+}
+
+template <class V>
+index_t row_offset(const V& v, index_t r) {
+  index_t off = 0;
+  for (std::size_t k = V::rank - 1; k-- > 0;) {
+    off += (r % v.extent(k)) * v.stride(k);
+    r /= v.extent(k);
+  }
+  return off;
+}
+
+/// A rank-1 parameter (weight, bias) of length n, read into f32.
+template <class P>
+std::vector<float> param_f32(const char* op, const char* what, const P& p, index_t n,
+                             const std::string& x_shape) {
+  const auto v = src_view(p);
+  static_assert(decltype(v)::rank == 1, "tessel: a norm weight / bias must have rank 1");
+  if (v.extent(0) != n)
+    throw shape_error(std::string("tessel: ") + op + ": " + what + " of shape " +
+                      to_string(v.shape()) + " does not match the last axis of input shape " +
+                      x_shape);
+  std::vector<float> r(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i)
+    r[static_cast<std::size_t>(i)] = to_f32(v.data()[i * v.stride(0)]);
+  return r;
+}
+
+/// Calls kernel(const float* x, float* y, n) for every row of x / y (same shape; y may be x).
+template <class XV, class YV, class K>
+void for_each_row(const char* op, const XV& x, const YV& y, bool threaded, K kernel) {
+  static_assert(XV::rank >= 1, "tessel: row operations need a tensor of rank >= 1");
+  static_assert(std::is_same_v<typename XV::space, host_space> &&
+                    std::is_same_v<typename YV::space, host_space>,
+                "tessel: CPU row operations need host_space tensors");
+  if (x.shape().extents() != y.shape().extents())
+    throw shape_error(std::string("tessel: ") + op + ": output shape " + to_string(y.shape()) +
+                      " differs from input shape " + to_string(x.shape()));
+  using TX = std::remove_const_t<typename XV::element_type>;
+  using TY = typename YV::element_type;
+  const index_t n = x.extent(XV::rank - 1);
+  const index_t rows = n == 0 ? 0 : x.size() / n;
+  const index_t sx = x.stride(XV::rank - 1), sy = y.stride(XV::rank - 1);
+  auto body = [&](index_t lo, index_t hi) {
+    std::vector<float> xb, yb;
+    for (index_t r = lo; r < hi; ++r) {
+      const TX* xr = x.data() + row_offset(x, r);
+      TY* yr = y.data() + row_offset(y, r);
+      const float* xf;
+      if constexpr (std::is_same_v<TX, float>) {
+        if (sx == 1) xf = xr;
+      }
+      if (!std::is_same_v<TX, float> || sx != 1) {
+        xb.resize(static_cast<std::size_t>(n));
+        for (index_t j = 0; j < n; ++j) xb[static_cast<std::size_t>(j)] = to_f32(xr[j * sx]);
+        xf = xb.data();
+      }
+      if constexpr (std::is_same_v<TY, float>) {
+        if (sy == 1) {
+          kernel(xf, yr, n);
+          continue;
+        }
+      }
+      yb.resize(static_cast<std::size_t>(n));
+      kernel(xf, yb.data(), n);
+      for (index_t j = 0; j < n; ++j) yr[j * sy] = from_f32<TY>(yb[static_cast<std::size_t>(j)]);
+    }
+  };
+  if (threaded && rows > 1 && rows * n >= parallel_threshold) {
+    parallel_for(0, rows, std::max<index_t>(1, 4096 / n), body);
+  } else {
+    body(0, rows);
+  }
+}
+
+/// Horizontal maximum of a batch (xsimd 8 has none).
+template <class V>
+float hmax(const V& v) {
+  alignas(64) float lanes[V::size];
+  v.store_aligned(lanes);
+  float m = lanes[0];
+  for (std::size_t k = 1; k < V::size; ++k)
+    m = (lanes[k] > m || lanes[k] != lanes[k]) ? lanes[k] : m;
+  return m;
+}
+
+}  // namespace tessel::detail
+// ---- end tessel/ops/rows.hpp ----
+
+namespace tessel {
+
+namespace detail {
+
+inline void rms_norm_row_reference(const float* x, float* y, index_t n, const float* w, float eps) {
+  double ss = 0;
+  for (index_t j = 0; j < n; ++j) ss += static_cast<double>(x[j]) * x[j];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (index_t j = 0; j < n; ++j) y[j] = x[j] * scale * w[j];
+}
+
+template <class Arch>
+void rms_norm_row_simd(const float* x, float* y, index_t n, const float* w, float eps) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  V acc(0.f);
+  index_t j = 0;
+  for (; j + W <= n; j += W) {
+    const V v = V::load_unaligned(x + j);
+    acc = xsimd::fma(v, v, acc);
+  }
+  float ss = xsimd::hadd(acc);
+  for (; j < n; ++j) ss += x[j] * x[j];
+  const float scale = 1.f / std::sqrt(ss / static_cast<float>(n) + eps);
+  const V vs(scale);
+  for (j = 0; j + W <= n; j += W)
+    (V::load_unaligned(x + j) * vs * V::load_unaligned(w + j)).store_unaligned(y + j);
+  for (; j < n; ++j) y[j] = x[j] * scale * w[j];
+}
+
+inline void layer_norm_row_reference(const float* x, float* y, index_t n, const float* w,
+                                     const float* b, float eps) {
+  double s = 0;
+  for (index_t j = 0; j < n; ++j) s += x[j];
+  const double mean = s / static_cast<double>(n);
+  double v = 0;
+  for (index_t j = 0; j < n; ++j) v += (x[j] - mean) * (x[j] - mean);
+  const double rstd = 1.0 / std::sqrt(v / static_cast<double>(n) + eps);
+  for (index_t j = 0; j < n; ++j) y[j] = static_cast<float>((x[j] - mean) * rstd * w[j] + b[j]);
+}
+
+template <class Arch>
+void layer_norm_row_simd(const float* x, float* y, index_t n, const float* w, const float* b,
+                         float eps) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  V acc(0.f);
+  index_t j = 0;
+  for (; j + W <= n; j += W) acc += V::load_unaligned(x + j);
+  float s = xsimd::hadd(acc);
+  for (; j < n; ++j) s += x[j];
+  const float mean = s / static_cast<float>(n);
+  // Two passes (not E[x^2] - mean^2): no cancellation when |mean| >> std.
+  const V vmean(mean);
+  acc = V(0.f);
+  for (j = 0; j + W <= n; j += W) {
+    const V d = V::load_unaligned(x + j) - vmean;
+    acc = xsimd::fma(d, d, acc);
+  }
+  float var = xsimd::hadd(acc);
+  for (; j < n; ++j) var += (x[j] - mean) * (x[j] - mean);
+  const float rstd = 1.f / std::sqrt(var / static_cast<float>(n) + eps);
+  const V vr(rstd);
+  for (j = 0; j + W <= n; j += W) {
+    const V d = (V::load_unaligned(x + j) - vmean) * vr;
+    xsimd::fma(d, V::load_unaligned(w + j), V::load_unaligned(b + j)).store_unaligned(y + j);
+  }
+  for (; j < n; ++j) y[j] = (x[j] - mean) * rstd * w[j] + b[j];
+}
+
+template <class X>
+std::string shape_string(const X& x) {
+  return to_string(src_view(x).shape());
+}
+
+}  // namespace detail
+
+/// y = rms_norm(x) * weight over the last axis, on a CPU backend.
+template <class Backend, class Y, class X, class Wt>
+requires is_cpu_backend_v<Backend>
+void rms_norm(Backend, Y&& y, const X& x, const Wt& weight, float eps) {
+  const auto xv = detail::src_view(x);
+  const auto yv = detail::dst_view(y);
+  const index_t n = xv.extent(decltype(xv)::rank - 1);
+  const auto w = detail::param_f32("rms_norm", "weight", weight, n, detail::shape_string(x));
+  const float* wp = w.data();
+  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
+    detail::for_each_row("rms_norm", xv, yv, false, [&](const float* xr, float* yr, index_t m) {
+      detail::rms_norm_row_reference(xr, yr, m, wp, eps);
+    });
+  } else {
+    detail::for_each_row("rms_norm", xv, yv, true, [&](const float* xr, float* yr, index_t m) {
+      detail::rms_norm_row_simd<typename Backend::arch>(xr, yr, m, wp, eps);
+    });
+  }
+}
+template <class Y, class X, class Wt>
+requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void rms_norm(Y&& y, const X& x,
+                                                                  const Wt& weight, float eps) {
+  rms_norm(cpu{}, std::forward<Y>(y), x, weight, eps);
+}
+template <class X, class Wt>
+auto rms_norm(const X& x, const Wt& weight, float eps) {
+  const auto xv = detail::src_view(x);
+  Tensor<float, typename decltype(xv)::shape_type> y(xv.shape());
+  rms_norm(cpu{}, y, x, weight, eps);
+  return y;
+}
+
+/// y = layer_norm(x) * weight + bias over the last axis, on a CPU backend.
+template <class Backend, class Y, class X, class Wt, class Bs>
+requires is_cpu_backend_v<Backend>
+void layer_norm(Backend, Y&& y, const X& x, const Wt& weight, const Bs& bias, float eps) {
+  const auto xv = detail::src_view(x);
+  const auto yv = detail::dst_view(y);
+  const index_t n = xv.extent(decltype(xv)::rank - 1);
+  const auto xs = detail::shape_string(x);
+  const auto w = detail::param_f32("layer_norm", "weight", weight, n, xs);
+  const auto b = detail::param_f32("layer_norm", "bias", bias, n, xs);
+  const float *wp = w.data(), *bp = b.data();
+  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
+    detail::for_each_row("layer_norm", xv, yv, false, [&](const float* xr, float* yr, index_t m) {
+      detail::layer_norm_row_reference(xr, yr, m, wp, bp, eps);
+    });
+  } else {
+    detail::for_each_row("layer_norm", xv, yv, true, [&](const float* xr, float* yr, index_t m) {
+      detail::layer_norm_row_simd<typename Backend::arch>(xr, yr, m, wp, bp, eps);
+    });
+  }
+}
+template <class Y, class X, class Wt, class Bs>
+requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void layer_norm(Y&& y, const X& x,
+                                                                    const Wt& weight,
+                                                                    const Bs& bias, float eps) {
+  layer_norm(cpu{}, std::forward<Y>(y), x, weight, bias, eps);
+}
+template <class X, class Wt, class Bs>
+auto layer_norm(const X& x, const Wt& weight, const Bs& bias, float eps) {
+  const auto xv = detail::src_view(x);
+  Tensor<float, typename decltype(xv)::shape_type> y(xv.shape());
+  layer_norm(cpu{}, y, x, weight, bias, eps);
+  return y;
+}
+
+}  // namespace tessel
+// ---- end tessel/ops/norm.hpp ----
+// ---- begin tessel/ops/softmax.hpp ----
+// Numerically stable softmax along the last axis: y = exp(x - max) / sum(exp(x - max)).
+//
+//   auto y = softmax(x);                 // a new f32 tensor
+//   softmax(y, x);                       // into y (any element type; y may be x: in place)
+//   softmax(cpu_scalar{}, y, x);         // the reference; cpu_simd<A>: vectorized, threaded
+// A row containing NaN gives NaN; a row of -inf gives NaN (0/0), as PyTorch.
+
+#include <cmath>
+
+
+namespace tessel {
+
+namespace detail {
+
+inline void softmax_row_reference(const float* x, float* y, index_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (index_t j = 0; j < n; ++j) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;
+  double s = 0;
+  for (index_t j = 0; j < n; ++j) s += (y[j] = ::expf(x[j] - m));
+  const float inv = static_cast<float>(1.0 / s);
+  for (index_t j = 0; j < n; ++j) y[j] *= inv;
+}
+
+template <class Arch>
+void softmax_row_simd(const float* x, float* y, index_t n) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  index_t j = 0;
+  V vm(-std::numeric_limits<float>::infinity());
+  for (; j + W <= n; j += W) {
+    const V v = V::load_unaligned(x + j);
+    vm = xsimd::select((v > vm) | xsimd::isnan(v), v, vm);
+  }
+  float m = hmax(vm);
+  for (; j < n; ++j) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;
+  V vs(0.f);
+  const V vmax(m);
+  for (j = 0; j + W <= n; j += W) {
+    const V e = simd_exp(V::load_unaligned(x + j) - vmax);
+    e.store_unaligned(y + j);
+    vs += e;
+  }
+  float s = xsimd::hadd(vs);
+  for (; j < n; ++j) s += (y[j] = ::expf(x[j] - m));
+  const float inv = 1.f / s;
+  const V vinv(inv);
+  for (j = 0; j + W <= n; j += W) (V::load_unaligned(y + j) * vinv).store_unaligned(y + j);
+  for (; j < n; ++j) y[j] *= inv;
+}
+
+}  // namespace detail
+
+/// y = softmax(x) along the last axis, on a CPU backend.
+template <class Backend, class Y, class X>
+requires is_cpu_backend_v<Backend>
+void softmax(Backend, Y&& y, const X& x) {
+  const auto xv = detail::src_view(x);
+  const auto yv = detail::dst_view(y);
+  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
+    detail::for_each_row("softmax", xv, yv, false, detail::softmax_row_reference);
+  } else {
+    detail::for_each_row("softmax", xv, yv, true, detail::softmax_row_simd<typename Backend::arch>);
+  }
+}
+
+/// y = softmax(x) along the last axis (y may be x).
+template <class Y, class X>
+requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void softmax(Y&& y, const X& x) {
+  softmax(cpu{}, std::forward<Y>(y), x);
+}
+
+/// softmax(x) along the last axis as a new f32 tensor.
+template <class X>
+auto softmax(const X& x) {
+  const auto xv = detail::src_view(x);
+  Tensor<float, typename decltype(xv)::shape_type> y(xv.shape());
+  softmax(cpu{}, y, x);
+  return y;
+}
+
+}  // namespace tessel
+// ---- end tessel/ops/softmax.hpp ----
+
+// io: model files and tokenizers
+// ---- begin tessel/io/gguf.hpp ----
+// GGUF (versions 2 and 3), the llama.cpp / ggml model file: a header, typed key-value
+// metadata, a table of tensor infos and an aligned data section. Opening reads the metadata
+// and the table only; tensors are views into the memory-mapped file in their stored format.
+//
+// Dimensions: GGUF lists a tensor's extents innermost first (ne[0] is the row length). tessel
+// shapes are outermost first, so a GGUF tensor with ne = {64, 512} is a [512, 64] view.
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+// ---- begin tessel/io/byte_reader.hpp ----
+// A bounds-checked cursor over untrusted bytes. Every read checks the bytes remaining first and
+// throws tessel::format_error naming the file, the byte offset and what was being read.
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+
+namespace tessel::io {
+
+static_assert(std::endian::native == std::endian::little,
+              "tessel::io reads little-endian files in place and needs a little-endian host");
+
+/// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
+inline bool valid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (n - i < len) return false;
+    if (p[i + 1] < lo || p[i + 1] > hi) return false;
+    for (std::size_t k = 2; k < len; ++k)
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+    i += len;
+  }
+  return true;
+}
+
+class ByteReader {
+ public:
+  ByteReader(std::span<const std::byte> bytes, std::string name, std::uint64_t base = 0)
+      : bytes_(bytes), name_(std::move(name)), base_(base) {}
+
+  std::size_t pos() const noexcept { return pos_; }
+  std::size_t size() const noexcept { return bytes_.size(); }
+  std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
+  const std::string& name() const noexcept { return name_; }
+  std::span<const std::byte> bytes() const noexcept { return bytes_; }
+
+  /// Throws format_error at the current position (or at `at`).
+  [[noreturn]] void fail(const std::string& reason) const { fail_at(pos_, reason); }
+  [[noreturn]] void fail_at(std::size_t at, const std::string& reason) const {
+    throw format_error(name_, base_ + at, reason);
+  }
+
+  void need(std::size_t n, const char* what) const {
+    if (n > remaining())
+      fail(std::string("truncated: ") + what + " needs " + std::to_string(n) + " bytes, " +
+           std::to_string(remaining()) + " left");
+  }
+
+  template <class T>
+  requires std::is_trivially_copyable_v<T> T read(const char* what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::uint8_t u8(const char* what) { return read<std::uint8_t>(what); }
+  std::uint16_t u16(const char* what) { return read<std::uint16_t>(what); }
+  std::uint32_t u32(const char* what) { return read<std::uint32_t>(what); }
+  std::uint64_t u64(const char* what) { return read<std::uint64_t>(what); }
+  std::int32_t i32(const char* what) { return read<std::int32_t>(what); }
+
+  /// The next n bytes, in place.
+  std::span<const std::byte> take(std::size_t n, const char* what) {
+    need(n, what);
+    auto s = bytes_.subspan(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::string_view take_string(std::size_t n, const char* what) {
+    auto s = take(n, what);
+    return {reinterpret_cast<const char*>(s.data()), s.size()};
+  }
+  /// n bytes that must be UTF-8.
+  std::string_view take_utf8(std::size_t n, const char* what) {
+    const std::size_t at = pos_;
+    auto s = take_string(n, what);
+    if (!valid_utf8(s)) fail_at(at, std::string(what) + " is not valid UTF-8");
+    return s;
+  }
+  void skip(std::size_t n, const char* what) { take(n, what); }
+  void seek(std::size_t p, const char* what) {
+    if (p > bytes_.size())
+      fail(std::string(what) + " at " + std::to_string(p) + " is past the end (size " +
+           std::to_string(bytes_.size()) + ")");
+    pos_ = p;
+  }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::string name_;
+  std::uint64_t base_ = 0;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/byte_reader.hpp ----
+// ---- begin tessel/io/mmap.hpp ----
+// Read-only bytes of a file, memory-mapped so that opening costs nothing per byte of data and
+// tensors can be viewed in place (zero copy). The same type also holds an in-memory buffer, so
+// the readers run unchanged on bytes from a fuzzer or a test.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+
+
+namespace tessel::io {
+
+/// Could not open, stat or map a file (an OS error, not a format error).
+struct io_error : tessel::error {
+  using tessel::error::error;
+};
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+
+  /// Maps `path` read-only. An empty file gives an empty span (mmap of length 0 is invalid).
+  static MappedFile open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw io_error("tessel: cannot open '" + path + "': " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw io_error("tessel: cannot stat '" + path + "': " + std::strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw io_error("tessel: '" + path + "' is not a regular file");
+    }
+    MappedFile m;
+    m.name_ = path;
+    m.size_ = static_cast<std::size_t>(st.st_size);
+    if (m.size_ > 0) {
+      void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        const int e = errno;
+        ::close(fd);
+        throw io_error("tessel: cannot map '" + path + "': " + std::strerror(e));
+      }
+      m.data_ = static_cast<const std::byte*>(p);
+      m.mapped_ = true;
+    }
+    ::close(fd);  // the mapping stays valid after close
+    return m;
+  }
+
+  /// A copy of `bytes` in 64-byte aligned memory, named `name` in error messages.
+  static MappedFile from_bytes(std::span<const std::byte> bytes, std::string name = "<memory>") {
+    MappedFile m;
+    m.name_ = std::move(name);
+    m.size_ = bytes.size();
+    if (!bytes.empty()) {
+      m.owned_.reset(static_cast<std::byte*>(host_space::allocate(bytes.size())));
+      std::memcpy(m.owned_.get(), bytes.data(), bytes.size());
+      m.data_ = m.owned_.get();
+    }
+    return m;
+  }
+  static MappedFile from_bytes(const void* data, std::size_t n, std::string name = "<memory>") {
+    return from_bytes({static_cast<const std::byte*>(data), n}, std::move(name));
+  }
+
+  MappedFile(MappedFile&& o) noexcept { swap(o); }
+  MappedFile& operator=(MappedFile&& o) noexcept {
+    MappedFile t(std::move(o));
+    swap(t);
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
+  }
+
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  /// The path (or buffer name) used in error messages.
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  struct free_deleter {
+    void operator()(std::byte* p) const noexcept { host_space::deallocate(p); }
+  };
+  void swap(MappedFile& o) noexcept {
+    std::swap(name_, o.name_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(mapped_, o.mapped_);
+    std::swap(owned_, o.owned_);
+  }
+
+  std::string name_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  bool mapped_ = false;
+  std::unique_ptr<std::byte, free_deleter> owned_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/mmap.hpp ----
+
+namespace tessel::io {
+
+// ---- tensor formats ----------------------------------------------------------------------
+
+/// ggml tensor types, numbered as in the GGUF specification.
+enum class ggml_type : std::uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  I8 = 24,
+  I16 = 25,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
+  BF16 = 30,
+};
+
+struct ggml_type_info {
+  ggml_type type;
+  const char* name;
+  std::int64_t block_elems;  // elements per block (1 for plain numbers)
+  std::int64_t block_bytes;  // bytes per block
+};
+
+/// The formats tessel reads and writes (facts from the GGUF specification / ggml).
+inline constexpr std::array<ggml_type_info, 20> ggml_types{{
+    {ggml_type::F32, "F32", 1, 4},       {ggml_type::F16, "F16", 1, 2},
+    {ggml_type::Q4_0, "Q4_0", 32, 18},   {ggml_type::Q4_1, "Q4_1", 32, 20},
+    {ggml_type::Q5_0, "Q5_0", 32, 22},   {ggml_type::Q5_1, "Q5_1", 32, 24},
+    {ggml_type::Q8_0, "Q8_0", 32, 34},   {ggml_type::Q8_1, "Q8_1", 32, 36},
+    {ggml_type::Q2_K, "Q2_K", 256, 84},  {ggml_type::Q3_K, "Q3_K", 256, 110},
+    {ggml_type::Q4_K, "Q4_K", 256, 144}, {ggml_type::Q5_K, "Q5_K", 256, 176},
+    {ggml_type::Q6_K, "Q6_K", 256, 210}, {ggml_type::Q8_K, "Q8_K", 256, 292},
+    {ggml_type::I8, "I8", 1, 1},         {ggml_type::I16, "I16", 1, 2},
+    {ggml_type::I32, "I32", 1, 4},       {ggml_type::I64, "I64", 1, 8},
+    {ggml_type::F64, "F64", 1, 8},       {ggml_type::BF16, "BF16", 1, 2},
+}};
+
+/// The table entry of `t`, or nullptr for a type tessel does not know.
+constexpr const ggml_type_info* find_ggml_type(std::uint32_t t) noexcept {
+  for (const auto& i : ggml_types)
+    if (static_cast<std::uint32_t>(i.type) == t) return &i;
+  return nullptr;
+}
+inline const ggml_type_info& info(ggml_type t) {
+  const auto* i = find_ggml_type(static_cast<std::uint32_t>(t));
+  if (!i) throw value_error("tessel: unknown ggml type " + std::to_string(unsigned(t)));
+  return *i;
+}
+inline const char* name(ggml_type t) {
+  return info(t).name;
+}
+
+/// The ggml type that stores elements of C++ type T (empty for none). Numbers map by type; a
+/// block format (a struct with block_elems) maps by its geometry, which is unique among the
+/// GGUF formats.
+template <class T>
+constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
+  using U = std::remove_const_t<T>;
+  std::uint32_t id = ~0u;
+  if constexpr (std::is_same_v<U, float>)
+    id = 0;
+  else if constexpr (std::is_same_v<U, f16>)
+    id = 1;
+  else if constexpr (std::is_same_v<U, bf16>)
+    id = 30;
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    id = 24;
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    id = 25;
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    id = 26;
+  else if constexpr (std::is_same_v<U, std::int64_t>)
+    id = 27;
+  else if constexpr (std::is_same_v<U, double>)
+    id = 28;
+  for (const auto& i : ggml_types) {
+    if (static_cast<std::uint32_t>(i.type) == id) return i;
+    if constexpr (block_elems_v < U >> 1)
+      if (i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U))) return i;
+  }
+  return std::nullopt;
+}
+
+// ---- metadata values ----------------------------------------------------------------------
+
+/// GGUF metadata value types, numbered as in the specification.
+enum class gguf_type : std::uint32_t {
+  u8 = 0,
+  i8 = 1,
+  u16 = 2,
+  i16 = 3,
+  u32 = 4,
+  i32 = 5,
+  f32 = 6,
+  boolean = 7,
+  string = 8,
+  array = 9,
+  u64 = 10,
+  i64 = 11,
+  f64 = 12,
+};
+
+inline const char* name(gguf_type t) noexcept {
+  static constexpr const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                          "bool", "string", "array", "u64", "i64", "f64"};
+  const auto i = static_cast<std::uint32_t>(t);
+  return i < 13 ? names[i] : "unknown";
+}
+
+namespace detail {
+/// Byte size of a scalar metadata type (0 for string and array).
+constexpr std::size_t gguf_scalar_size(gguf_type t) noexcept {
+  switch (t) {
+    case gguf_type::u8:
+    case gguf_type::i8:
+    case gguf_type::boolean:
+      return 1;
+    case gguf_type::u16:
+    case gguf_type::i16:
+      return 2;
+    case gguf_type::u32:
+    case gguf_type::i32:
+    case gguf_type::f32:
+      return 4;
+    case gguf_type::u64:
+    case gguf_type::i64:
+    case gguf_type::f64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+template <class T>
+constexpr gguf_type gguf_type_of() {
+  if constexpr (std::is_same_v<T, std::uint8_t>)
+    return gguf_type::u8;
+  else if constexpr (std::is_same_v<T, std::int8_t>)
+    return gguf_type::i8;
+  else if constexpr (std::is_same_v<T, std::uint16_t>)
+    return gguf_type::u16;
+  else if constexpr (std::is_same_v<T, std::int16_t>)
+    return gguf_type::i16;
+  else if constexpr (std::is_same_v<T, std::uint32_t>)
+    return gguf_type::u32;
+  else if constexpr (std::is_same_v<T, std::int32_t>)
+    return gguf_type::i32;
+  else if constexpr (std::is_same_v<T, float>)
+    return gguf_type::f32;
+  else if constexpr (std::is_same_v<T, bool>)
+    return gguf_type::boolean;
+  else if constexpr (std::is_same_v<T, std::uint64_t>)
+    return gguf_type::u64;
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return gguf_type::i64;
+  else if constexpr (std::is_same_v<T, double>)
+    return gguf_type::f64;
+  else
+    static_assert(sizeof(T) == 0, "tessel: not a GGUF scalar type");
+}
+template <class T>
+concept gguf_scalar = std::is_same_v<T, std::uint8_t> || std::is_same_v<T, std::int8_t> ||
+    std::is_same_v<T, std::uint16_t> || std::is_same_v<T, std::int16_t> ||
+    std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::int32_t> ||
+    std::is_same_v<T, float> || std::is_same_v<T, bool> || std::is_same_v<T, std::uint64_t> ||
+    std::is_same_v<T, std::int64_t> || std::is_same_v<T, double>;
+}  // namespace detail
+
+/// One metadata value, pointing into the file (valid while the GGUFFile lives).
+class GGUFValue {
+ public:
+  gguf_type type() const noexcept { return type_; }
+  /// For arrays: the element type and count.
+  gguf_type elem_type() const noexcept { return elem_type_; }
+  std::uint64_t count() const noexcept { return count_; }
+  /// Byte offset of the value in the file (for error messages).
+  std::uint64_t offset() const noexcept { return offset_; }
+
+  bool is_array() const noexcept { return type_ == gguf_type::array; }
+
+  /// A scalar of exactly type T, or a string as std::string_view.
+  template <class T>
+  T as(const std::string& file, std::string_view key) const {
+    if constexpr (std::is_same_v<T, std::string_view> || std::is_same_v<T, std::string>) {
+      expect(file, key, gguf_type::string);
+      return T(str_);
+    } else {
+      expect(file, key, detail::gguf_type_of<T>());
+      T v;
+      if constexpr (std::is_same_v<T, bool>) {
+        v = scalar_[0] != 0;
+      } else {
+        std::memcpy(&v, scalar_, sizeof(T));
+      }
+      return v;
+    }
+  }
+  /// Any integer type (u8 .. i64, bool excluded) as int64; u64 above INT64_MAX is an error.
+  std::int64_t as_int(const std::string& file, std::string_view key) const {
+    switch (type_) {
+      case gguf_type::u8:
+        return load<std::uint8_t>();
+      case gguf_type::i8:
+        return load<std::int8_t>();
+      case gguf_type::u16:
+        return load<std::uint16_t>();
+      case gguf_type::i16:
+        return load<std::int16_t>();
+      case gguf_type::u32:
+        return load<std::uint32_t>();
+      case gguf_type::i32:
+        return load<std::int32_t>();
+      case gguf_type::i64:
+        return load<std::int64_t>();
+      case gguf_type::u64: {
+        const auto v = load<std::uint64_t>();
+        if (v > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+          throw format_error(file, offset_,
+                             "metadata '" + std::string(key) + "' value " + std::to_string(v) +
+                                 " does not fit in int64");
+        return std::int64_t(v);
+      }
+      default:
+        throw format_error(file, offset_,
+                           "metadata '" + std::string(key) + "' has type " + name(type_) +
+                               ", expected an integer");
+    }
+  }
+  /// f32 or f64 as double.
+  double as_float(const std::string& file, std::string_view key) const {
+    if (type_ == gguf_type::f32) return load<float>();
+    if (type_ == gguf_type::f64) return load<double>();
+    throw format_error(
+        file, offset_,
+        "metadata '" + std::string(key) + "' has type " + name(type_) + ", expected f32 or f64");
+  }
+
+  /// An array of scalars of exactly type T, copied out (the file data may be unaligned).
+  template <class T>
+  std::vector<T> array(const std::string& file, std::string_view key) const {
+    expect_array(file, key, detail::gguf_type_of<T>());
+    std::vector<T> out(count_);
+    if constexpr (std::is_same_v<T, bool>) {
+      for (std::size_t i = 0; i < count_; ++i) out[i] = array_data_[i] != std::byte{0};
+    } else if (count_) {
+      std::memcpy(out.data(), array_data_, count_ * sizeof(T));
+    }
+    return out;
+  }
+  /// Raw little-endian bytes of a scalar.
+  std::span<const std::byte> scalar_bytes() const noexcept {
+    return {reinterpret_cast<const std::byte*>(scalar_), detail::gguf_scalar_size(type_)};
+  }
+  /// Raw bytes of an array of scalars, in place.
+  std::span<const std::byte> array_bytes() const noexcept {
+    return {array_data_, std::size_t(count_) * detail::gguf_scalar_size(elem_type_)};
+  }
+  /// An array of strings, in place.
+  const std::vector<std::string_view>& strings(const std::string& file,
+                                               std::string_view key) const {
+    expect_array(file, key, gguf_type::string);
+    return strings_;
+  }
+  /// An array of arrays.
+  const std::vector<GGUFValue>& items(const std::string& file, std::string_view key) const {
+    expect_array(file, key, gguf_type::array);
+    return items_;
+  }
+
+ private:
+  friend class GGUFFile;
+  template <class T>
+  T load() const noexcept {
+    T v;
+    std::memcpy(&v, scalar_, sizeof(T));
+    return v;
+  }
+  void expect(const std::string& file, std::string_view key, gguf_type t) const {
+    if (type_ != t)
+      throw format_error(
+          file, offset_,
+          "metadata '" + std::string(key) + "' has type " + describe() + ", expected " + name(t));
+  }
+  void expect_array(const std::string& file, std::string_view key, gguf_type t) const {
+    if (type_ != gguf_type::array || elem_type_ != t)
+      throw format_error(file, offset_,
+                         "metadata '" + std::string(key) + "' has type " + describe() +
+                             ", expected array of " + name(t));
+  }
+  std::string describe() const {
+    return is_array() ? std::string("array of ") + name(elem_type_) : std::string(name(type_));
+  }
+
+  gguf_type type_ = gguf_type::u8;
+  gguf_type elem_type_ = gguf_type::u8;
+  std::uint64_t offset_ = 0;
+  std::uint64_t count_ = 0;
+  unsigned char scalar_[8] = {};
+  std::string_view str_;
+  const std::byte* array_data_ = nullptr;
+  std::vector<std::string_view> strings_;
+  std::vector<GGUFValue> items_;
+};
+
+// ---- tensors ------------------------------------------------------------------------------
+
+struct GGUFTensor {
+  std::string_view name;
+  ggml_type type = ggml_type::F32;
+  int n_dims = 0;
+  std::array<std::int64_t, 4> ne{1, 1, 1, 1};  // innermost first, as in the file
+  std::uint64_t offset = 0;                    // from the start of the data section
+  std::uint64_t n_bytes = 0;
+  const std::byte* data = nullptr;
+  const std::string* file = nullptr;  // owned by the GGUFFile, stable across moves
+  std::uint64_t file_offset = 0;      // absolute, for messages
+
+  std::int64_t n_elements() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
+  /// Extents outermost first (tessel order), n_dims of them.
+  std::vector<std::int64_t> shape() const {
+    std::vector<std::int64_t> s;
+    for (int i = n_dims; i-- > 0;) s.push_back(ne[std::size_t(i)]);
+    return s;
+  }
+  std::span<const std::byte> bytes() const noexcept { return {data, std::size_t(n_bytes)}; }
+
+  /// A row-major view of rank R in the stored format T (float, f16, ..., or a block format).
+  /// R may exceed n_dims (leading extents of 1); a smaller R needs the dropped outer extents
+  /// to be 1. Throws format_error when T is not the stored type.
+  template <class T, std::size_t R>
+  TensorView<const T, DynShape<R>> view() const {
+    constexpr auto want = ggml_type_of<T>();
+    static_assert(want.has_value(), "tessel: T is not a GGUF tensor format");
+    if (want->type != type)
+      throw format_error(*file, file_offset,
+                         "tensor '" + std::string(name) + "' is stored as " + io::name(type) +
+                             ", not " + want->name);
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[R - 1 - k] = k < 4 ? ne[k] : 1;
+    for (std::size_t k = R; k < 4; ++k)
+      if (ne[k] != 1)
+        throw shape_error("tessel: tensor '" + std::string(name) + "' has " +
+                          std::to_string(n_dims) + " dimensions; cannot view it with rank " +
+                          std::to_string(R));
+    if (reinterpret_cast<std::uintptr_t>(data) % alignof(T) != 0)
+      throw format_error(*file, file_offset,
+                         "tensor '" + std::string(name) + "' data is not aligned for its type");
+    return {reinterpret_cast<const T*>(data), DynShape<R>::from_array(e)};
+  }
+};
+
+// ---- the file ----------------------------------------------------------------------------
+
+class GGUFFile {
+ public:
+  static constexpr std::uint32_t default_alignment = 32;
+
+  static GGUFFile open(const std::string& path) { return GGUFFile(MappedFile::open(path)); }
+  static GGUFFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return GGUFFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit GGUFFile(MappedFile m)
+      : map_(std::move(m)), name_(std::make_unique<const std::string>(map_.name())) {
+    parse();
+  }
+
+  GGUFFile(GGUFFile&&) = default;
+  GGUFFile& operator=(GGUFFile&&) = default;
+
+  const std::string& path() const noexcept { return map_.name(); }
+  std::uint32_t version() const noexcept { return version_; }
+  std::uint32_t alignment() const noexcept { return alignment_; }
+  std::uint64_t data_offset() const noexcept { return data_offset_; }
+  std::size_t file_size() const noexcept { return map_.size(); }
+
+  // -- metadata
+  /// Keys in file order.
+  const std::vector<std::string_view>& keys() const noexcept { return keys_; }
+  bool contains(std::string_view key) const { return find(key) != nullptr; }
+  const GGUFValue* find(std::string_view key) const {
+    auto it = kv_.find(key);
+    return it == kv_.end() ? nullptr : &it->second;
+  }
+  const GGUFValue& value(std::string_view key) const {
+    if (const auto* v = find(key)) return *v;
+    throw format_error(path(), 0, "missing metadata key '" + std::string(key) + "'");
+  }
+  /// A scalar of exactly type T (or std::string_view for strings).
+  template <class T>
+  T get(std::string_view key) const {
+    return value(key).as<T>(path(), key);
+  }
+  template <class T>
+  T get_or(std::string_view key, T fallback) const {
+    const auto* v = find(key);
+    return v ? v->as<T>(path(), key) : fallback;
+  }
+  std::int64_t get_int(std::string_view key) const { return value(key).as_int(path(), key); }
+  double get_float(std::string_view key) const { return value(key).as_float(path(), key); }
+  template <class T>
+  std::vector<T> get_array(std::string_view key) const {
+    return value(key).array<T>(path(), key);
+  }
+  const std::vector<std::string_view>& get_strings(std::string_view key) const {
+    return value(key).strings(path(), key);
+  }
+
+  // -- tensors
+  const std::vector<GGUFTensor>& tensors() const noexcept { return tensors_; }
+  const GGUFTensor* find_tensor(std::string_view n) const {
+    auto it = tensor_index_.find(n);
+    return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+  }
+  const GGUFTensor& tensor(std::string_view n) const {
+    if (const auto* t = find_tensor(n)) return *t;
+    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  static constexpr int max_depth = 8;  // nesting of arrays of arrays
+
+  std::string_view read_string(ByteReader& r, const char* what) {
+    const std::uint64_t n = r.u64(what);
+    if (n > r.remaining())
+      r.fail(std::string(what) + " length " + std::to_string(n) + " is past the end of the file");
+    return r.take_utf8(std::size_t(n), what);
+  }
+
+  void read_value(ByteReader& r, GGUFValue& v, gguf_type t, int depth) {
+    v.type_ = t;
+    v.offset_ = r.pos();
+    if (t == gguf_type::string) {
+      v.str_ = read_string(r, "string value");
+    } else if (t == gguf_type::array) {
+      if (depth >= max_depth) r.fail("arrays nested deeper than " + std::to_string(max_depth));
+      const std::uint32_t et = r.u32("array element type");
+      if (et > 12) r.fail_at(r.pos() - 4, "unknown array element type " + std::to_string(et));
+      v.elem_type_ = gguf_type(et);
+      const std::uint64_t n = r.u64("array count");
+      // Every element takes at least this many bytes: bounds the count by the bytes left.
+      const std::size_t min_bytes = v.elem_type_ == gguf_type::string ? 8
+                                    : v.elem_type_ == gguf_type::array
+                                        ? 12
+                                        : detail::gguf_scalar_size(v.elem_type_);
+      if (n > r.remaining() / min_bytes)
+        r.fail_at(r.pos() - 8, "array count " + std::to_string(n) + " of " + name(v.elem_type_) +
+                                   " exceeds the bytes left in the file");
+      v.count_ = n;
+      if (v.elem_type_ == gguf_type::string) {
+        v.strings_.reserve(std::size_t(n));
+        for (std::uint64_t i = 0; i < n; ++i)
+          v.strings_.push_back(read_string(r, "string array element"));
+      } else if (v.elem_type_ == gguf_type::array) {
+        v.items_.resize(std::size_t(n));
+        for (auto& item : v.items_) read_value(r, item, gguf_type::array, depth + 1);
+      } else {
+        const auto at = r.pos();
+        auto b = r.take(std::size_t(n) * min_bytes, "array data");
+        if (v.elem_type_ == gguf_type::boolean)
+          for (std::size_t i = 0; i < b.size(); ++i)
+            if (std::to_integer<unsigned>(b[i]) > 1)
+              r.fail_at(at + i, "bool array element is neither 0 nor 1");
+        v.array_data_ = b.data();
+      }
+    } else {
+      const std::size_t n = detail::gguf_scalar_size(t);
+      auto b = r.take(n, "scalar value");
+      std::memcpy(v.scalar_, b.data(), n);
+      if (t == gguf_type::boolean && v.scalar_[0] > 1)
+        r.fail_at(r.pos() - 1, "bool value is neither 0 nor 1");
+    }
+  }
+
+  void parse() {
+    ByteReader r(map_.bytes(), map_.name());
+    const auto magic = r.take_string(4, "magic");
+    if (magic != "GGUF") r.fail_at(0, "not a GGUF file (magic is not 'GGUF')");
+    version_ = r.u32("version");
+    if (version_ != 2 && version_ != 3)
+      r.fail_at(4, "unsupported GGUF version " + std::to_string(version_) + " (expected 2 or 3)");
+    const std::uint64_t n_tensors = r.u64("tensor count");
+    const std::uint64_t n_kv = r.u64("metadata count");
+    // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info at
+    // least 8 + 4 + 8 + 4 + 8.
+    if (n_kv > r.remaining() / 13)
+      r.fail_at(16, "metadata count " + std::to_string(n_kv) + " exceeds the bytes in the file");
+    if (n_tensors > r.remaining() / 32)
+      r.fail_at(8, "tensor count " + std::to_string(n_tensors) + " exceeds the bytes in the file");
+
+    keys_.reserve(std::size_t(n_kv));
+    for (std::uint64_t i = 0; i < n_kv; ++i) {
+      const auto key_at = r.pos();
+      const auto key = read_string(r, "metadata key");
+      if (key.empty()) r.fail_at(key_at, "empty metadata key");
+      const std::uint32_t t = r.u32("metadata value type");
+      if (t > 12)
+        r.fail_at(r.pos() - 4, "unknown metadata value type " + std::to_string(t) + " for '" +
+                                   std::string(key) + "'");
+      GGUFValue v;
+      read_value(r, v, gguf_type(t), 0);
+      if (!kv_.emplace(key, std::move(v)).second)
+        r.fail_at(key_at, "duplicate metadata key '" + std::string(key) + "'");
+      keys_.push_back(key);
+    }
+
+    alignment_ = default_alignment;
+    if (const auto* a = find("general.alignment")) {
+      alignment_ = a->as<std::uint32_t>(path(), "general.alignment");
+      if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0)
+        throw format_error(
+            path(), a->offset(),
+            "general.alignment " + std::to_string(alignment_) + " is not a power of two");
+    }
+
+    tensors_.resize(std::size_t(n_tensors));
+    for (auto& t : tensors_) {
+      t.file = name_.get();
+      t.file_offset = r.pos();
+      t.name = read_string(r, "tensor name");
+      const auto name_s = [&] { return "tensor '" + std::string(t.name) + "'"; };
+      const std::uint32_t nd = r.u32("tensor n_dims");
+      if (nd < 1 || nd > 4)
+        r.fail_at(r.pos() - 4,
+                  name_s() + " has " + std::to_string(nd) + " dimensions (expected 1 to 4)");
+      t.n_dims = int(nd);
+      std::int64_t n = 1;
+      for (std::uint32_t d = 0; d < nd; ++d) {
+        const std::uint64_t e = r.u64("tensor extent");
+        if (e > std::uint64_t(std::numeric_limits<std::int64_t>::max()) ||
+            __builtin_mul_overflow(n, std::int64_t(e), &n))
+          r.fail_at(r.pos() - 8, name_s() + ": element count overflows (dims product)");
+        t.ne[d] = std::int64_t(e);
+      }
+      const std::uint32_t ty = r.u32("tensor type");
+      const auto* ti = find_ggml_type(ty);
+      if (!ti)
+        r.fail_at(r.pos() - 4,
+                  name_s() + " has unknown or unsupported ggml type " + std::to_string(ty));
+      t.type = ti->type;
+      if (t.ne[0] % ti->block_elems != 0)
+        r.fail_at(r.pos() - 4, name_s() + ": row of " + std::to_string(t.ne[0]) +
+                                   " elements is not a multiple of the " + ti->name +
+                                   " block size " + std::to_string(ti->block_elems));
+      std::int64_t bytes;
+      if (__builtin_mul_overflow(n / ti->block_elems, ti->block_bytes, &bytes))
+        r.fail_at(r.pos() - 4, name_s() + ": byte size overflows");
+      t.n_bytes = std::uint64_t(bytes);
+      t.offset = r.u64("tensor offset");
+      if (t.offset % alignment_ != 0)
+        r.fail_at(r.pos() - 8, name_s() + " offset " + std::to_string(t.offset) +
+                                   " is not a multiple of the alignment " +
+                                   std::to_string(alignment_));
+      if (!tensor_index_.emplace(t.name, std::size_t(&t - tensors_.data())).second)
+        r.fail_at(t.file_offset, "duplicate tensor name '" + std::string(t.name) + "'");
+    }
+
+    // The data section starts at the next multiple of the alignment.
+    const std::uint64_t end_of_infos = r.pos();
+    data_offset_ = (end_of_infos + alignment_ - 1) / alignment_ * alignment_;
+    const std::uint64_t size = map_.size();
+    if (!tensors_.empty() && data_offset_ > size)
+      r.fail_at(end_of_infos, "data section (aligned start " + std::to_string(data_offset_) +
+                                  ") is past the end of the file");
+    const std::uint64_t data_size = data_offset_ <= size ? size - data_offset_ : 0;
+
+    std::vector<std::size_t> order(tensors_.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    for (auto& t : tensors_) {
+      if (t.offset > data_size || t.n_bytes > data_size - t.offset)
+        throw format_error(path(), t.file_offset,
+                           "tensor '" + std::string(t.name) + "' data [" +
+                               std::to_string(t.offset) + ", +" + std::to_string(t.n_bytes) +
+                               ") lies outside the data section of " + std::to_string(data_size) +
+                               " bytes");
+      t.data = map_.data() + data_offset_ + t.offset;
+    }
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return tensors_[a].offset < tensors_[b].offset;
+    });
+    for (std::size_t i = 1; i < order.size(); ++i) {
+      const auto& p = tensors_[order[i - 1]];
+      const auto& q = tensors_[order[i]];
+      if (p.offset + p.n_bytes > q.offset && q.n_bytes > 0 && p.n_bytes > 0)
+        throw format_error(
+            path(), q.file_offset,
+            "tensor '" + std::string(q.name) + "' overlaps tensor '" + std::string(p.name) + "'");
+    }
+  }
+
+  MappedFile map_;
+  std::unique_ptr<const std::string> name_;
+  std::uint32_t version_ = 0;
+  std::uint32_t alignment_ = default_alignment;
+  std::uint64_t data_offset_ = 0;
+  std::vector<std::string_view> keys_;
+  std::map<std::string_view, GGUFValue, std::less<>> kv_;
+  std::vector<GGUFTensor> tensors_;
+  std::map<std::string_view, std::size_t, std::less<>> tensor_index_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/gguf.hpp ----
+// ---- begin tessel/io/llama2c.hpp ----
+// llama2.c checkpoints (karpathy/llama2.c, "version 0"): a header of 7 int32 (dim, hidden_dim,
+// n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means the
+// classifier is stored separately) and then f32 weights in llama2.c's order. Each weight is
+// exposed per layer under its GGUF name (the names llama.cpp gives the same tensors), so one
+// loader serves both formats:
+//
+//   token_embd.weight [vocab, dim]           blk.L.attn_norm.weight [dim]
+//   blk.L.attn_q.weight [dim, dim]           blk.L.attn_k.weight / attn_v [kv_dim, dim]
+//   blk.L.attn_output.weight [dim, dim]      blk.L.ffn_norm.weight [dim]
+//   blk.L.ffn_gate.weight (w1) [hidden, dim] blk.L.ffn_down.weight (w2) [dim, hidden]
+//   blk.L.ffn_up.weight (w3) [hidden, dim]   output_norm.weight [dim]
+//   output.weight [vocab, dim]  (the embedding's bytes when the classifier is shared)
+//
+// Shapes are row-major [out, in], exactly as stored; the RoPE frequency tables that follow
+// output_norm in the file are skipped (llama2.c ignores them too).
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace tessel::io {
+
+struct Llama2cConfig {
+  std::int32_t dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0,
+               seq_len = 0;
+  bool shared_classifier = true;
+  std::int32_t head_size() const noexcept { return dim / n_heads; }
+  std::int32_t kv_dim() const noexcept { return head_size() * n_kv_heads; }
+};
+
+struct Llama2cTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::uint64_t offset = 0;  // in the file
+  const float* data = nullptr;
+
+  std::int64_t n_elements() const noexcept {
+    std::int64_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+  std::span<const float> span() const noexcept { return {data, std::size_t(n_elements())}; }
+  template <std::size_t R>
+  TensorView<const float, DynShape<R>> view() const {
+    if (shape.size() != R)
+      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
+                        ", viewed with rank " + std::to_string(R));
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[k] = shape[k];
+    return {data, DynShape<R>::from_array(e)};
+  }
+};
+
+class Llama2cFile {
+ public:
+  static Llama2cFile open(const std::string& path) { return Llama2cFile(MappedFile::open(path)); }
+  static Llama2cFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return Llama2cFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit Llama2cFile(MappedFile m) : map_(std::move(m)) { parse(); }
+
+  const std::string& path() const noexcept { return map_.name(); }
+  const Llama2cConfig& config() const noexcept { return cfg_; }
+  /// In file order (output.weight last).
+  const std::vector<Llama2cTensor>& tensors() const noexcept { return tensors_; }
+  const Llama2cTensor* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+  }
+  const Llama2cTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  void parse() {
+    ByteReader r(map_.bytes(), path());
+    const char* names[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
+                            "n_kv_heads", "vocab_size", "seq_len"};
+    std::int32_t h[7];
+    for (int k = 0; k < 7; ++k) h[k] = r.i32(names[k]);
+    for (int k = 0; k < 7; ++k)  // vocab_size may be negative (separate classifier)
+      if (h[k] <= 0 && !(k == 5 && h[k] < 0 && h[k] != INT32_MIN))
+        r.fail_at(std::size_t(4 * k), std::string("header: ") + names[k] + " is " +
+                                          std::to_string(h[k]) + ", expected > 0");
+    cfg_ = {h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6], h[5] > 0};
+    if (cfg_.dim % cfg_.n_heads != 0)
+      r.fail_at(12, "header: dim " + std::to_string(cfg_.dim) + " is not a multiple of n_heads " +
+                        std::to_string(cfg_.n_heads));
+    if (cfg_.n_kv_heads > cfg_.n_heads || cfg_.n_heads % cfg_.n_kv_heads != 0)
+      r.fail_at(16, "header: n_heads " + std::to_string(cfg_.n_heads) +
+                        " is not a multiple of n_kv_heads " + std::to_string(cfg_.n_kv_heads));
+
+    const std::int64_t dim = cfg_.dim, hid = cfg_.hidden_dim, L = cfg_.n_layers,
+                       vocab = cfg_.vocab_size, kv = cfg_.kv_dim();
+    const auto mul = [&](std::int64_t a, std::int64_t b) {
+      std::int64_t v;
+      if (__builtin_mul_overflow(a, b, &v)) r.fail_at(0, "header implies a size that overflows");
+      return v;
+    };
+    const std::int64_t freq = mul(cfg_.seq_len, cfg_.head_size()) / 2;
+    // (name, per-layer shape, layered?) in file order
+    struct part {
+      const char* name;
+      std::int64_t rows, cols;
+      bool layered;
+    };
+    const part parts[] = {
+        {"token_embd.weight", vocab, dim, false}, {"attn_norm.weight", 1, dim, true},
+        {"attn_q.weight", dim, dim, true},        {"attn_k.weight", kv, dim, true},
+        {"attn_v.weight", kv, dim, true},         {"attn_output.weight", dim, dim, true},
+        {"ffn_norm.weight", 1, dim, true},        {"ffn_gate.weight", hid, dim, true},
+        {"ffn_down.weight", dim, hid, true},      {"ffn_up.weight", hid, dim, true},
+        {"output_norm.weight", 1, dim, false},    {nullptr, 2, freq, false},
+        {"output.weight", vocab, dim, false},
+    };
+    std::int64_t floats = 0;
+    for (const auto& p : parts) {
+      if (p.name && std::string_view(p.name) == "output.weight" && cfg_.shared_classifier) break;
+      const auto n = mul(mul(p.rows, p.cols), p.layered ? L : 1);
+      if (__builtin_add_overflow(floats, n, &floats))
+        r.fail_at(0, "header implies a size that overflows");
+    }
+    std::int64_t expected;
+    if (__builtin_mul_overflow(floats, 4, &expected) ||
+        __builtin_add_overflow(expected, 28, &expected) || std::uint64_t(expected) != map_.size())
+      r.fail_at(map_.size(), "file is " + std::to_string(map_.size()) +
+                                 " bytes, the header implies " +
+                                 (expected > 0 ? std::to_string(expected) : "an overflowing size"));
+
+    std::uint64_t off = 28;
+    const auto add = [&](std::string name, std::int64_t rows, std::int64_t cols, std::uint64_t at) {
+      Llama2cTensor t;
+      t.name = std::move(name);
+      t.shape = rows == 1 ? std::vector<std::int64_t>{cols} : std::vector<std::int64_t>{rows, cols};
+      t.offset = at;
+      t.data = reinterpret_cast<const float*>(map_.data() + at);
+      index_.emplace(t.name, tensors_.size());
+      tensors_.push_back(std::move(t));
+    };
+    for (const auto& p : parts) {
+      const std::uint64_t n = std::uint64_t(p.rows * p.cols);
+      if (!p.name) {
+        off += n * 4;
+        continue;
+      }
+      if (std::string_view(p.name) == "output.weight" && cfg_.shared_classifier) {
+        add(p.name, p.rows, p.cols, 28);  // the embedding doubles as the classifier
+        continue;
+      }
+      if (!p.layered) {
+        add(p.name, p.rows, p.cols, off);
+        off += n * 4;
+        continue;
+      }
+      for (std::int64_t l = 0; l < L; ++l)
+        add("blk." + std::to_string(l) + "." + p.name, p.rows, p.cols,
+            off + std::uint64_t(l) * n * 4);
+      off += n * 4 * std::uint64_t(L);
+    }
+  }
+
+  MappedFile map_;
+  Llama2cConfig cfg_;
+  std::vector<Llama2cTensor> tensors_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/llama2c.hpp ----
+// ---- begin tessel/io/npy.hpp ----
+// numpy .npy (format versions 1, 2 and 3) and .npz (a zip of .npy files, stored entries as
+// numpy.savez writes them). The header is a Python dict literal
+// {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } parsed here by hand.
+// Arrays are little-endian numbers; Fortran-ordered arrays are transposed on copy.
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// ---- begin tessel/io/zip.hpp ----
+// A minimal reader of zip archives (central directory, ZIP64 included) for the containers
+// that hold tensors: PyTorch's torch.save files and numpy's .npz. Only STORED (uncompressed)
+// entries can be read, in place; a compressed entry is refused with format_error, since
+// tessel has no inflate (both torch.save and numpy.savez store entries uncompressed).
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace tessel::io {
+
+struct ZipEntry {
+  std::string name;
+  std::uint16_t method = 0;  // 0 = stored, 8 = deflate, ...
+  std::uint32_t crc32 = 0;
+  std::uint64_t size = 0;  // uncompressed
+  std::uint64_t compressed = 0;
+  std::uint64_t header_offset = 0;  // of the local file header
+  std::uint64_t data_offset = 0;    // of the data (stored entries only)
+};
+
+class ZipArchive {
+ public:
+  ZipArchive() = default;
+  /// Reads the central directory of `bytes` (which must outlive the archive).
+  ZipArchive(std::span<const std::byte> bytes, std::string name)
+      : bytes_(bytes), name_(std::move(name)) {
+    parse();
+  }
+
+  const std::string& path() const noexcept { return name_; }
+  const std::vector<ZipEntry>& entries() const noexcept { return entries_; }
+  const ZipEntry* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  /// The bytes of a stored entry, in place; format_error for a compressed one.
+  std::span<const std::byte> data(const ZipEntry& e) const {
+    if (e.method != 0)
+      throw format_error(name_, e.header_offset,
+                         "zip entry '" + e.name + "' is compressed (method " +
+                             std::to_string(e.method) +
+                             "); only stored entries are supported (no inflate)");
+    return bytes_.subspan(std::size_t(e.data_offset), std::size_t(e.size));
+  }
+  /// CRC-32 (zip's polynomial) of an entry's data equals the directory's.
+  bool crc_ok(const ZipEntry& e) const {
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (auto x : data(e)) {
+      c ^= std::to_integer<std::uint32_t>(x);
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c == e.crc32;
+  }
+
+ private:
+  static constexpr std::uint32_t sig_eocd = 0x06054b50, sig_eocd64 = 0x06064b50,
+                                 sig_loc64 = 0x07064b50, sig_central = 0x02014b50,
+                                 sig_local = 0x04034b50;
+
+  std::uint32_t u32_at(std::size_t p) const {
+    std::uint32_t v;
+    std::memcpy(&v, bytes_.data() + p, 4);
+    return v;
+  }
+
+  void parse() {
+    ByteReader r(bytes_, name_);
+    const std::size_t n = bytes_.size();
+    if (n < 22) r.fail_at(0, "not a zip archive (too short for an end of central directory)");
+    // The end record is 22 bytes plus a comment of up to 65535 bytes, searched from the end.
+    std::size_t eocd = n;
+    const std::size_t lowest = n - 22 > 65535 ? n - 22 - 65535 : 0;
+    for (std::size_t p = n - 22 + 1; p-- > lowest;)
+      if (u32_at(p) == sig_eocd) {
+        eocd = p;
+        break;
+      }
+    if (eocd == n) r.fail_at(n, "not a zip archive (no end of central directory record)");
+    r.seek(eocd + 4, "end record");
+    const std::uint16_t disk = r.u16("disk number"), cd_disk = r.u16("directory disk");
+    r.u16("entries on disk");
+    std::uint64_t count = r.u16("entry count");
+    std::uint64_t cd_size = r.u32("directory size");
+    std::uint64_t cd_off = r.u32("directory offset");
+    if (disk != 0 || cd_disk != 0) r.fail_at(eocd, "multi-disk zip archives are not supported");
+    if (count == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF) {
+      if (eocd < 20 || u32_at(eocd - 20) != sig_loc64)
+        r.fail_at(eocd, "ZIP64 sizes without a ZIP64 end locator");
+      r.seek(eocd - 20 + 8, "ZIP64 locator");
+      const std::uint64_t e64 = r.u64("ZIP64 end offset");
+      if (e64 > n - 56 || e64 + 56 > eocd - 20)
+        r.fail_at(eocd - 12, "ZIP64 end record offset out of range");
+      r.seek(std::size_t(e64), "ZIP64 end record");
+      if (r.u32("ZIP64 end signature") != sig_eocd64)
+        r.fail_at(std::size_t(e64), "bad ZIP64 end record signature");
+      r.skip(8 + 2 + 2 + 4 + 4 + 8, "ZIP64 end record");
+      count = r.u64("ZIP64 entry count");
+      cd_size = r.u64("ZIP64 directory size");
+      cd_off = r.u64("ZIP64 directory offset");
+    }
+    if (cd_off > n || cd_size > n - cd_off)
+      r.fail_at(eocd, "central directory [" + std::to_string(cd_off) + ", +" +
+                          std::to_string(cd_size) + ") lies outside the archive");
+    if (count > cd_size / 46)
+      r.fail_at(eocd, "entry count " + std::to_string(count) + " exceeds the directory size");
+    ByteReader c(bytes_.subspan(std::size_t(cd_off), std::size_t(cd_size)), name_, cd_off);
+    entries_.reserve(std::size_t(count));
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::size_t at = c.pos();
+      if (c.u32("central directory signature") != sig_central)
+        c.fail_at(at, "bad central directory entry signature");
+      ZipEntry e;
+      c.skip(4, "versions");
+      const std::uint16_t flags = c.u16("flags");
+      e.method = c.u16("method");
+      c.skip(4, "time and date");
+      e.crc32 = c.u32("crc");
+      e.compressed = c.u32("compressed size");
+      e.size = c.u32("size");
+      const std::uint16_t name_len = c.u16("name length"), extra_len = c.u16("extra length"),
+                          comment_len = c.u16("comment length");
+      c.skip(8, "disk and attributes");
+      e.header_offset = c.u32("local header offset");
+      e.name = std::string(c.take_string(name_len, "entry name"));
+      auto extra =
+          ByteReader(c.take(extra_len, "extra field"), name_, cd_off + c.pos() - extra_len);
+      c.skip(comment_len, "entry comment");
+      if (flags & 1) c.fail_at(at, "zip entry '" + e.name + "' is encrypted");
+      while (extra.remaining() >= 4) {  // the ZIP64 field replaces saturated 32-bit values
+        const std::uint16_t id = extra.u16("extra id"), len = extra.u16("extra length");
+        auto field = ByteReader(extra.take(len, "extra data"), name_);
+        if (id != 1) continue;
+        if (e.size == 0xFFFFFFFF) e.size = field.u64("ZIP64 size");
+        if (e.compressed == 0xFFFFFFFF) e.compressed = field.u64("ZIP64 compressed size");
+        if (e.header_offset == 0xFFFFFFFF) e.header_offset = field.u64("ZIP64 offset");
+      }
+      // The data starts after the local header, whose name and extra lengths may differ.
+      if (e.header_offset > n || n - e.header_offset < 30)
+        c.fail_at(at, "zip entry '" + e.name + "' local header is outside the archive");
+      ByteReader l(bytes_, name_);
+      l.seek(std::size_t(e.header_offset), "local header");
+      if (l.u32("local header signature") != sig_local)
+        l.fail_at(std::size_t(e.header_offset), "bad local header signature for '" + e.name + "'");
+      l.skip(22, "local header");
+      const std::uint16_t ln = l.u16("local name length"), le = l.u16("local extra length");
+      l.skip(std::size_t(ln) + le, "local name and extra");
+      e.data_offset = l.pos();
+      if (e.compressed > n - e.data_offset)
+        c.fail_at(at, "zip entry '" + e.name + "' data runs past the end of the archive");
+      if (e.method == 0 && e.compressed != e.size)
+        c.fail_at(at, "stored zip entry '" + e.name + "' has different sizes");
+      if (!index_.emplace(e.name, entries_.size()).second)
+        c.fail_at(at, "duplicate zip entry '" + e.name + "'");
+      entries_.push_back(std::move(e));
+    }
+  }
+
+  std::span<const std::byte> bytes_;
+  std::string name_;
+  std::vector<ZipEntry> entries_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/zip.hpp ----
+
+namespace tessel::io {
+
+namespace detail {
+template <class T>
+constexpr const char* npy_descr() {
+  using U = std::remove_const_t<T>;
+  if constexpr (std::is_same_v<U, float>)
+    return "<f4";
+  else if constexpr (std::is_same_v<U, double>)
+    return "<f8";
+  else if constexpr (std::is_same_v<U, f16>)
+    return "<f2";
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    return "|i1";
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return "|u1";
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    return "<i2";
+  else if constexpr (std::is_same_v<U, std::uint16_t>)
+    return "<u2";
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return "<i4";
+  else if constexpr (std::is_same_v<U, std::uint32_t>)
+    return "<u4";
+  else if constexpr (std::is_same_v<U, std::int64_t>)
+    return "<i8";
+  else if constexpr (std::is_same_v<U, std::uint64_t>)
+    return "<u8";
+  else if constexpr (std::is_same_v<U, bool>)
+    return "|b1";
+  else
+    static_assert(sizeof(T) == 0, "tessel: no .npy dtype for this type");
+}
+/// Item size of a supported descr, 0 when unsupported.
+inline std::size_t npy_item_size(std::string_view d) {
+  static constexpr std::pair<const char*, std::size_t> known[] = {
+      {"<f4", 4}, {"<f8", 8}, {"<f2", 2}, {"|i1", 1}, {"|u1", 1}, {"<i2", 2},
+      {"<u2", 2}, {"<i4", 4}, {"<u4", 4}, {"<i8", 8}, {"<u8", 8}, {"|b1", 1}};
+  for (const auto& [n, s] : known)
+    if (d == n) return s;
+  return 0;
+}
+}  // namespace detail
+
+/// One array: its header facts and its bytes (in place; they may be unaligned in a .npz).
+struct NpyArray {
+  std::string descr;
+  bool fortran_order = false;
+  std::vector<std::int64_t> shape;
+  std::size_t item_size = 0;
+  std::span<const std::byte> data;
+  std::string file;
+
+  std::int64_t n_elements() const noexcept {
+    std::int64_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+
+  /// A C-ordered copy of rank R (a 0-d array is rank 1, extent 1). T must match the descr.
+  template <class T, std::size_t R>
+  Tensor<T, DynShape<R>> to_tensor() const {
+    if (descr != detail::npy_descr<T>())
+      throw format_error(file, 0,
+                         "array has dtype '" + descr + "', not '" + detail::npy_descr<T>() + "'");
+    const bool scalar = shape.empty() && R == 1;
+    if (shape.size() != R && !scalar)
+      throw shape_error("tessel: array has rank " + std::to_string(shape.size()) +
+                        ", asked for rank " + std::to_string(R));
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[k] = scalar ? 1 : shape[k];
+    Tensor<T, DynShape<R>> t(DynShape<R>::from_array(e));
+    if (!fortran_order || R <= 1) {
+      if (!data.empty()) std::memcpy(static_cast<void*>(t.data()), data.data(), data.size());
+      return t;
+    }
+    // Fortran order: element (i0, i1, ...) is at i0 + e0 * (i1 + e1 * ...).
+    std::array<index_t, R> ix{};
+    const index_t n = t.size();
+    for (index_t c = 0; c < n; ++c) {  // c walks the C order; f is the Fortran offset
+      index_t f = 0;
+      for (std::size_t k = R; k-- > 0;) f = f * e[k] + ix[k];
+      std::memcpy(static_cast<void*>(t.data() + c), data.data() + std::size_t(f) * sizeof(T),
+                  sizeof(T));
+      for (std::size_t k = R; k-- > 0;) {
+        if (++ix[k] < e[k]) break;
+        ix[k] = 0;
+      }
+    }
+    return t;
+  }
+};
+
+/// Parses a .npy held in `b`; `base` is its offset in `file` (inside an .npz) for messages.
+inline NpyArray parse_npy(std::span<const std::byte> b, const std::string& file,
+                          std::uint64_t base = 0) {
+  ByteReader r(b, file, base);
+  const auto magic = r.take_string(6, "magic");
+  if (magic != std::string_view("\x93NUMPY", 6)) r.fail_at(0, "not a .npy file (bad magic)");
+  const std::uint8_t major = r.u8("major version");
+  r.u8("minor version");
+  if (major < 1 || major > 3)
+    r.fail_at(6, "unsupported .npy version " + std::to_string(major) + " (expected 1 to 3)");
+  const std::size_t len = major == 1 ? r.u16("header length") : r.u32("header length");
+  const std::size_t hstart = r.pos();
+  const auto h = major == 3 ? r.take_utf8(len, "header") : r.take_string(len, "header");
+  NpyArray a;
+  a.file = file;
+
+  std::size_t p = 0;
+  const auto fail = [&](const std::string& why) -> void { r.fail_at(hstart + p, why); };
+  const auto ws = [&] {
+    while (p < h.size() && (h[p] == ' ' || h[p] == '\t' || h[p] == '\n' || h[p] == '\r')) ++p;
+  };
+  const auto expect = [&](char c) {
+    ws();
+    if (p >= h.size() || h[p] != c) fail(std::string("header: expected '") + c + "'");
+    ++p;
+  };
+  const auto quoted = [&]() -> std::string_view {
+    ws();
+    if (p >= h.size() || (h[p] != '\'' && h[p] != '"')) fail("header: expected a quoted string");
+    const char q = h[p++];
+    const std::size_t s = p;
+    while (p < h.size() && h[p] != q) ++p;
+    if (p >= h.size()) fail("header: unterminated string");
+    return h.substr(s, p++ - s);
+  };
+  bool have_descr = false, have_order = false, have_shape = false;
+  expect('{');
+  for (;;) {
+    ws();
+    if (p < h.size() && h[p] == '}') {
+      ++p;
+      break;
+    }
+    const auto key = quoted();
+    expect(':');
+    ws();
+    if (key == "descr") {
+      a.descr = std::string(quoted());
+      a.item_size = detail::npy_item_size(a.descr);
+      if (!a.item_size) fail("unsupported dtype '" + a.descr + "'");
+      have_descr = true;
+    } else if (key == "fortran_order") {
+      if (h.substr(p, 4) == "True") {
+        a.fortran_order = true, p += 4;
+      } else if (h.substr(p, 5) == "False") {
+        a.fortran_order = false, p += 5;
+      } else {
+        fail("header: fortran_order is not True or False");
+      }
+      have_order = true;
+    } else if (key == "shape") {
+      expect('(');
+      for (;;) {
+        ws();
+        if (p < h.size() && h[p] == ')') {
+          ++p;
+          break;
+        }
+        std::int64_t v = 0;
+        const std::size_t s = p;
+        while (p < h.size() && h[p] >= '0' && h[p] <= '9') {
+          if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, h[p] - '0', &v))
+            fail("header: shape extent overflows");
+          ++p;
+        }
+        if (p == s) fail("header: shape extent is not a non-negative integer");
+        if (a.shape.size() >= 32) fail("header: more than 32 dimensions");
+        a.shape.push_back(v);
+        ws();
+        if (p < h.size() && h[p] == ',') ++p;
+      }
+      have_shape = true;
+    } else {
+      fail("header: unknown key '" + std::string(key) + "'");
+    }
+    ws();
+    if (p < h.size() && h[p] == ',') ++p;
+  }
+  if (!have_descr || !have_order || !have_shape)
+    r.fail_at(hstart, "header lacks one of 'descr', 'fortran_order', 'shape'");
+  std::int64_t n = 1;
+  for (auto e : a.shape)
+    if (__builtin_mul_overflow(n, e, &n)) r.fail_at(hstart, "shape: element count overflows");
+  std::int64_t bytes;
+  if (__builtin_mul_overflow(n, std::int64_t(a.item_size), &bytes) ||
+      std::uint64_t(bytes) != r.remaining())
+    r.fail("data is " + std::to_string(r.remaining()) + " bytes, shape and dtype need " +
+           std::to_string(n) + " x " + std::to_string(a.item_size));
+  a.data = r.take(r.remaining(), "data");
+  return a;
+}
+
+/// A .npy file, memory-mapped.
+class NpyFile {
+ public:
+  static NpyFile open(const std::string& path) { return NpyFile(MappedFile::open(path)); }
+  static NpyFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return NpyFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit NpyFile(MappedFile m)
+      : map_(std::move(m)), array_(parse_npy(map_.bytes(), map_.name())) {}
+  const NpyArray& array() const noexcept { return array_; }
+
+ private:
+  MappedFile map_;
+  NpyArray array_;
+};
+
+/// A .npz archive: arrays by name (the entry name without ".npy").
+class NpzFile {
+ public:
+  static NpzFile open(const std::string& path) { return NpzFile(MappedFile::open(path)); }
+  static NpzFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return NpzFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit NpzFile(MappedFile m) : map_(std::move(m)), zip_(map_.bytes(), map_.name()) {
+    for (const auto& e : zip_.entries()) {
+      if (!e.name.ends_with(".npy")) continue;
+      const auto bytes = zip_.data(e);
+      if (!zip_.crc_ok(e))
+        throw format_error(map_.name(), e.data_offset, "CRC-32 mismatch in '" + e.name + "'");
+      arrays_.emplace(e.name.substr(0, e.name.size() - 4),
+                      parse_npy(bytes, map_.name() + ":" + e.name, e.data_offset));
+    }
+  }
+  const std::map<std::string, NpyArray>& arrays() const noexcept { return arrays_; }
+  const NpyArray& array(const std::string& n) const {
+    auto it = arrays_.find(n);
+    if (it == arrays_.end())
+      throw format_error(map_.name(), 0, "no array named '" + n + "' in the archive");
+    return it->second;
+  }
+  template <class T, std::size_t R>
+  Tensor<T, DynShape<R>> get(const std::string& n) const {
+    return array(n).to_tensor<T, R>();
+  }
+
+ private:
+  MappedFile map_;
+  ZipArchive zip_;
+  std::map<std::string, NpyArray> arrays_;
+};
+
+/// The bytes of a version-1 .npy file holding a C-ordered copy of `v`.
+template <class T, class S>
+std::vector<std::byte> npy_bytes(TensorView<T, S> v) {
+  using U = std::remove_const_t<T>;
+  static_assert(block_elems_v<U> == 1, "tessel: .npy holds plain numbers");
+  std::string h =
+      std::string("{'descr': '") + detail::npy_descr<U>() + "', 'fortran_order': False, 'shape': (";
+  for (std::size_t k = 0; k < S::rank; ++k) {
+    h += std::to_string(v.extent(k));
+    h += S::rank == 1 ? ",)" : (k + 1 < S::rank ? ", " : ")");
+  }
+  if constexpr (S::rank == 0) h += ")";
+  h += ", }";
+  // numpy pads the header with spaces so that the data starts at a multiple of 64 bytes.
+  const std::size_t total = (10 + h.size() + 1 + 63) / 64 * 64;
+  h.append(total - 10 - h.size() - 1, ' ');
+  h += '\n';
+  std::vector<std::byte> out(total + std::size_t(v.size()) * sizeof(U));
+  std::memcpy(out.data(), "\x93NUMPY\x01\x00", 8);
+  const auto hl = static_cast<std::uint16_t>(h.size());
+  std::memcpy(out.data() + 8, &hl, 2);
+  std::memcpy(out.data() + 10, h.data(), h.size());
+  auto* dst = out.data() + total;
+  std::array<index_t, S::rank> ix{};
+  for (index_t i = 0; i < v.size(); ++i) {  // any strides: copy element by element in C order
+    std::memcpy(dst + std::size_t(i) * sizeof(U), &v.at(ix), sizeof(U));
+    for (std::size_t k = S::rank; k-- > 0;) {
+      if (++ix[k] < v.extent(k)) break;
+      ix[k] = 0;
+    }
+  }
+  return out;
+}
+template <class T, class S>
+void write_npy(const std::string& path, TensorView<T, S> v) {
+  const auto b = npy_bytes(v);
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw io_error("tessel: cannot create '" + path + "'");
+  const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
+  if (std::fclose(f) != 0 || !ok) throw io_error("tessel: cannot write '" + path + "'");
+}
+
+}  // namespace tessel::io
+// ---- end tessel/io/npy.hpp ----
+// ---- begin tessel/io/safetensors.hpp ----
+// safetensors (Hugging Face): an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
+// data buffer. Tensors are zero-copy views into the memory-mapped file. Sharded checkpoints
+// are read through their model.safetensors.index.json (weight_map: tensor name -> file).
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace tessel::io {
+
+enum class st_dtype {
+  F64,
+  F32,
+  F16,
+  BF16,
+  F8_E4M3,
+  F8_E5M2,
+  I64,
+  I32,
+  I16,
+  I8,
+  U64,
+  U32,
+  U16,
+  U8,
+  BOOL
+};
+
+struct st_dtype_info {
+  st_dtype dtype;
+  const char* name;
+  std::size_t size;
+};
+inline constexpr std::array<st_dtype_info, 15> st_dtypes{{
+    {st_dtype::F64, "F64", 8},
+    {st_dtype::F32, "F32", 4},
+    {st_dtype::F16, "F16", 2},
+    {st_dtype::BF16, "BF16", 2},
+    {st_dtype::F8_E4M3, "F8_E4M3", 1},
+    {st_dtype::F8_E5M2, "F8_E5M2", 1},
+    {st_dtype::I64, "I64", 8},
+    {st_dtype::I32, "I32", 4},
+    {st_dtype::I16, "I16", 2},
+    {st_dtype::I8, "I8", 1},
+    {st_dtype::U64, "U64", 8},
+    {st_dtype::U32, "U32", 4},
+    {st_dtype::U16, "U16", 2},
+    {st_dtype::U8, "U8", 1},
+    {st_dtype::BOOL, "BOOL", 1},
+}};
+inline const st_dtype_info& info(st_dtype d) {
+  return st_dtypes[std::size_t(d)];
+}
+inline const char* name(st_dtype d) {
+  return info(d).name;
+}
+
+/// The safetensors dtype of C++ element type T (compile error for others).
+template <class T>
+constexpr st_dtype st_dtype_of() {
+  using U = std::remove_const_t<T>;
+  if constexpr (std::is_same_v<U, double>)
+    return st_dtype::F64;
+  else if constexpr (std::is_same_v<U, float>)
+    return st_dtype::F32;
+  else if constexpr (std::is_same_v<U, f16>)
+    return st_dtype::F16;
+  else if constexpr (std::is_same_v<U, bf16>)
+    return st_dtype::BF16;
+  else if constexpr (std::is_same_v<U, f8_e4m3>)
+    return st_dtype::F8_E4M3;
+  else if constexpr (std::is_same_v<U, f8_e5m2>)
+    return st_dtype::F8_E5M2;
+  else if constexpr (std::is_same_v<U, std::int64_t>)
+    return st_dtype::I64;
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return st_dtype::I32;
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    return st_dtype::I16;
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    return st_dtype::I8;
+  else if constexpr (std::is_same_v<U, std::uint64_t>)
+    return st_dtype::U64;
+  else if constexpr (std::is_same_v<U, std::uint32_t>)
+    return st_dtype::U32;
+  else if constexpr (std::is_same_v<U, std::uint16_t>)
+    return st_dtype::U16;
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return st_dtype::U8;
+  else if constexpr (std::is_same_v<U, bool>)
+    return st_dtype::BOOL;
+  else
+    static_assert(sizeof(T) == 0, "tessel: no safetensors dtype for this type");
+}
+
+struct SafetensorsTensor {
+  std::string name;
+  st_dtype dtype = st_dtype::F32;
+  std::vector<std::int64_t> shape;   // outermost first
+  std::uint64_t begin = 0, end = 0;  // data_offsets, relative to the data buffer
+  const std::byte* data = nullptr;
+  std::shared_ptr<const std::string> file;
+  std::uint64_t file_offset = 0;  // absolute offset of the data, for messages
+
+  std::int64_t n_elements() const noexcept {
+    std::int64_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+  std::span<const std::byte> bytes() const noexcept { return {data, std::size_t(end - begin)}; }
+
+  /// A contiguous row-major view of rank R (the tensor's rank; 1 for a scalar, rank 0) of
+  /// element type T, which must be the stored dtype. The data must be aligned for T.
+  template <class T, std::size_t R>
+  TensorView<const T, DynShape<R>> view() const {
+    if (st_dtype_of<T>() != dtype)
+      throw format_error(*file, file_offset,
+                         "tensor '" + name + "' has dtype " + io::name(dtype) + ", not " +
+                             io::name(st_dtype_of<T>()));
+    const bool scalar = shape.empty() && R == 1;
+    if (shape.size() != R && !scalar)
+      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
+                        ", viewed with rank " + std::to_string(R));
+    if (reinterpret_cast<std::uintptr_t>(data) % alignof(T) != 0)
+      throw format_error(*file, file_offset,
+                         "tensor '" + name + "' data is not aligned to " +
+                             std::to_string(alignof(T)) + " bytes; copy its bytes() instead");
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[k] = scalar ? 1 : shape[k];
+    return {reinterpret_cast<const T*>(data), DynShape<R>::from_array(e)};
+  }
+};
+
+class SafetensorsFile {
+ public:
+  /// The JSON header may not exceed this (the reference implementation's limit too).
+  static constexpr std::uint64_t max_header = 100'000'000;
+
+  static SafetensorsFile open(const std::string& path) {
+    return SafetensorsFile(MappedFile::open(path));
+  }
+  static SafetensorsFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return SafetensorsFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit SafetensorsFile(MappedFile m)
+      : map_(std::move(m)), name_(std::make_shared<const std::string>(map_.name())) {
+    parse();
+  }
+
+  const std::string& path() const noexcept { return *name_; }
+  std::uint64_t data_offset() const noexcept { return data_offset_; }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+  /// Tensors in the order of their data offsets.
+  const std::vector<SafetensorsTensor>& tensors() const noexcept { return tensors_; }
+  const SafetensorsTensor* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+  }
+  const SafetensorsTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  [[noreturn]] void fail(std::uint64_t at, const std::string& why) const {
+    throw format_error(path(), at, why);
+  }
+
+  void parse() {
+    ByteReader r(map_.bytes(), path());
+    const std::uint64_t n = r.u64("header length");
+    if (n > r.remaining())
+      r.fail_at(0, "header length " + std::to_string(n) + " is past the end of the file (" +
+                       std::to_string(map_.size()) + " bytes)");
+    if (n > max_header) r.fail_at(0, "header length " + std::to_string(n) + " is too large");
+    const auto text = r.take_string(std::size_t(n), "header");
+    data_offset_ = 8 + n;
+    const std::uint64_t data_size = map_.size() - data_offset_;
+
+    // nlohmann-json rejects ill-formed UTF-8 and bad syntax; no exceptions escape as its own.
+    nlohmann::json h = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+    if (h.is_discarded()) fail(8, "header is not valid JSON (or not UTF-8)");
+    if (!h.is_object()) fail(8, "header is not a JSON object");
+
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      const std::string& key = it.key();
+      const auto& v = it.value();
+      if (key == "__metadata__") {
+        if (!v.is_object()) fail(8, "__metadata__ is not an object");
+        for (auto m = v.begin(); m != v.end(); ++m) {
+          if (!m.value().is_string())
+            fail(8, "__metadata__ value of '" + m.key() + "' is not a string");
+          metadata_[m.key()] = m.value().get<std::string>();
+        }
+        continue;
+      }
+      const std::string what = "tensor '" + key + "'";
+      if (!v.is_object()) fail(8, what + " is not an object");
+      SafetensorsTensor t;
+      t.name = key;
+      t.file = name_;
+      const auto dt = v.find("dtype");
+      if (dt == v.end() || !dt->is_string()) fail(8, what + " has no dtype string");
+      const auto& ds = dt->get_ref<const std::string&>();
+      const auto* di = std::find_if(st_dtypes.begin(), st_dtypes.end(),
+                                    [&](const auto& d) { return ds == d.name; });
+      if (di == st_dtypes.end()) fail(8, what + " has unknown dtype '" + ds + "'");
+      t.dtype = di->dtype;
+      const auto sh = v.find("shape");
+      if (sh == v.end() || !sh->is_array()) fail(8, what + " has no shape array");
+      std::uint64_t count = 1;
+      for (const auto& e : *sh) {
+        if (!e.is_number_unsigned())
+          fail(8, what + " has a shape entry that is not an integer >= 0");
+        const auto x = e.get<std::uint64_t>();
+        if (x > std::uint64_t(std::numeric_limits<std::int64_t>::max()) ||
+            __builtin_mul_overflow(count, x, &count) ||
+            count > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+          fail(8, what + ": element count overflows");
+        t.shape.push_back(std::int64_t(x));
+      }
+      const auto off = v.find("data_offsets");
+      if (off == v.end() || !off->is_array() || off->size() != 2 ||
+          !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
+        fail(8, what + " has no data_offsets [begin, end] of integers");
+      t.begin = (*off)[0].get<std::uint64_t>();
+      t.end = (*off)[1].get<std::uint64_t>();
+      if (t.begin > t.end || t.end > data_size)
+        fail(8, what + " data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
+                    "] lie outside the data buffer of " + std::to_string(data_size) + " bytes");
+      std::uint64_t bytes;
+      if (__builtin_mul_overflow(count, std::uint64_t(di->size), &bytes) ||
+          bytes != t.end - t.begin)
+        fail(8, what + " has " + std::to_string(t.end - t.begin) + " bytes of data, but shape " +
+                    "and dtype need " + std::to_string(count) + " x " + std::to_string(di->size));
+      t.data = map_.data() + data_offset_ + t.begin;
+      t.file_offset = data_offset_ + t.begin;
+      tensors_.push_back(std::move(t));
+    }
+    // The buffer must be covered exactly: no overlaps, no holes (as the format requires).
+    std::sort(tensors_.begin(), tensors_.end(), [](const auto& a, const auto& b) {
+      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    });
+    std::uint64_t pos = 0;
+    for (const auto& t : tensors_) {
+      if (t.begin < pos) fail(t.file_offset, "tensor '" + t.name + "' overlaps the one before it");
+      if (t.begin > pos)
+        fail(data_offset_ + pos, "hole in the data buffer before tensor '" + t.name + "'");
+      pos = t.end;
+    }
+    if (pos != data_size)
+      fail(data_offset_ + pos, "data buffer has " + std::to_string(data_size - pos) +
+                                   " bytes not covered by any tensor");
+    for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
+  }
+
+  MappedFile map_;
+  std::shared_ptr<const std::string> name_;
+  std::uint64_t data_offset_ = 0;
+  std::map<std::string, std::string> metadata_;
+  std::vector<SafetensorsTensor> tensors_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+/// A checkpoint in one file or sharded: open() takes a .safetensors file or a
+/// model.safetensors.index.json whose weight_map names the shard of every tensor.
+class SafetensorsCheckpoint {
+ public:
+  static SafetensorsCheckpoint open(const std::string& path) {
+    SafetensorsCheckpoint c;
+    if (!path.ends_with(".json")) {
+      c.shards_.push_back(SafetensorsFile::open(path));
+      for (const auto& t : c.shards_[0].tensors()) c.where_.emplace(t.name, &t);
+      return c;
+    }
+    const auto index = MappedFile::open(path);
+    const auto* b = reinterpret_cast<const char*>(index.data());
+    nlohmann::json j = nlohmann::json::parse(b, b + index.size(), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw format_error(path, 0, "not a JSON object");
+    const auto wm = j.find("weight_map");
+    if (wm == j.end() || !wm->is_object()) throw format_error(path, 0, "no weight_map object");
+    const auto dir = std::filesystem::path(path).parent_path();
+    std::map<std::string, std::size_t> shard_of_file;
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      if (!it.value().is_string())
+        throw format_error(path, 0, "weight_map entry '" + it.key() + "' is not a file name");
+      const auto& f = it.value().get_ref<const std::string&>();
+      if (f.empty() || f.find('/') != std::string::npos || f == "..")
+        throw format_error(path, 0, "weight_map file '" + f + "' is not a plain file name");
+      if (!shard_of_file.count(f)) {
+        shard_of_file[f] = c.shards_.size();
+        c.shards_.push_back(SafetensorsFile::open((dir / f).string()));
+      }
+    }
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      const auto& shard = c.shards_[shard_of_file[it.value().get<std::string>()]];
+      const auto* t = shard.find(it.key());
+      if (!t)
+        throw format_error(shard.path(), 0,
+                           "shard has no tensor '" + it.key() + "' named in " + path);
+      c.where_.emplace(it.key(), t);
+    }
+    return c;
+  }
+
+  const std::vector<SafetensorsFile>& shards() const noexcept { return shards_; }
+  /// Every tensor, by name.
+  const std::map<std::string, const SafetensorsTensor*, std::less<>>& tensors() const noexcept {
+    return where_;
+  }
+  const SafetensorsTensor* find(std::string_view n) const {
+    auto it = where_.find(n);
+    return it == where_.end() ? nullptr : it->second;
+  }
+  const SafetensorsTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw value_error("tessel: checkpoint has no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  std::vector<SafetensorsFile> shards_;
+  std::map<std::string, const SafetensorsTensor*, std::less<>> where_;
+};
+
+/// Writes a safetensors file. Tensor bytes are not copied: they must stay alive until write().
+class SafetensorsWriter {
+ public:
+  void set_metadata(std::string key, std::string value) {
+    metadata_[std::move(key)] = std::move(value);
+  }
+  void add(std::string name, st_dtype dtype, std::vector<std::int64_t> shape,
+           std::span<const std::byte> data) {
+    if (name == "__metadata__" || !valid_utf8(name))
+      throw value_error("tessel: invalid safetensors tensor name '" + name + "'");
+    for (const auto& e : entries_)
+      if (e.name == name) throw value_error("tessel: duplicate safetensors tensor '" + name + "'");
+    std::int64_t n = 1;
+    for (auto e : shape) n = checked_mul(n, e, "safetensors tensor size");
+    const auto bytes = checked_mul(n, std::int64_t(info(dtype).size), "safetensors tensor bytes");
+    if (std::uint64_t(bytes) != data.size())
+      throw value_error("tessel: safetensors tensor '" + name + "' needs " + std::to_string(bytes) +
+                        " bytes, got " + std::to_string(data.size()));
+    entries_.push_back({std::move(name), dtype, std::move(shape), data});
+  }
+  template <class T, class S>
+  void add(std::string name, TensorView<T, S> v) {
+    if (!v.is_contiguous()) throw value_error("tessel: safetensors tensors must be contiguous");
+    const auto e = v.shape().extents();
+    add(std::move(name), st_dtype_of<T>(), std::vector<std::int64_t>(e.begin(), e.end()),
+        {reinterpret_cast<const std::byte*>(v.data()), std::size_t(v.size()) * sizeof(T)});
+  }
+
+  std::vector<std::byte> to_bytes() const {
+    // nlohmann's ordered_json keeps the insertion order: tensors in data order.
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    if (!metadata_.empty()) h["__metadata__"] = metadata_;
+    std::uint64_t off = 0;
+    for (const auto& e : entries_) {
+      h[e.name] = {{"dtype", name(e.dtype)},
+                   {"shape", e.shape},
+                   {"data_offsets", {off, off + e.data.size()}}};
+      off += e.data.size();
+    }
+    std::string text = h.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
+    std::vector<std::byte> out(8 + text.size() + off);
+    const std::uint64_t n = text.size();
+    std::memcpy(out.data(), &n, 8);
+    std::memcpy(out.data() + 8, text.data(), text.size());
+    std::size_t p = 8 + text.size();
+    for (const auto& e : entries_) {
+      if (!e.data.empty()) std::memcpy(out.data() + p, e.data.data(), e.data.size());
+      p += e.data.size();
+    }
+    return out;
+  }
+  void write(const std::string& path) const {
+    const auto b = to_bytes();
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) throw io_error("tessel: cannot create '" + path + "'");
+    const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
+    if (std::fclose(f) != 0 || !ok) throw io_error("tessel: cannot write '" + path + "'");
+  }
+
+ private:
+  struct entry {
+    std::string name;
+    st_dtype dtype;
+    std::vector<std::int64_t> shape;
+    std::span<const std::byte> data;
+  };
+  std::map<std::string, std::string> metadata_;
+  std::vector<entry> entries_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/safetensors.hpp ----
+// ---- begin tessel/io/tokenizer.hpp ----
+// Tokenizers: SentencePiece BPE (Llama family; from vectors or llama2.c's tokenizer.bin) and
+// GPT-2 byte-level BPE (from encoder.json + vocab.bpe, a Hugging Face tokenizer.json, or
+// vectors), one Tokenizer type over both, and a streaming decoder. See docs/tokenizers.md.
+
+// ---- begin tessel/io/llama2c_tokenizer.hpp ----
+// Reader of llama2.c's tokenizer.bin: int32 max_token_length, then for each token float32 score,
+// int32 length, that many bytes (little-endian). The file holds no token count (llama2.c takes
+// it from the checkpoint), no token types and no normalizer settings, so:
+// - ids 0, 1, 2 are <unk>, <s> (BOS), </s> (EOS), as llama2.c assumes; tokens spelled <0xNN>
+//   are byte tokens; the rest are normal;
+// - the exporter wrote spaces for SentencePiece's '▁' (and "\n<s>\n", "\n</s>\n" for BOS/EOS):
+//   this reader turns them back, so the pieces equal the SentencePiece model's;
+// - the normalizer settings come from the caller (see docs/tokenizers.md: tok512 of stories260K
+//   needs remove_extra_whitespaces = true, Llama 2's needs the defaults).
+
+// ---- begin tessel/io/tokenizer_sentencepiece.hpp ----
+// SentencePiece BPE encoding (the Llama family's tokenizer), built from plain vectors so that
+// GGUF (tokenizer.ggml.tokens / scores / token_type) and llama2.c's tokenizer.bin can feed it.
+//
+// Behaviour follows the SentencePiece library (checked against python3-sentencepiece):
+// - normalization is identity; spaces become U+2581 '▁'; add_dummy_prefix prepends one, and
+//   remove_extra_whitespaces drops leading/trailing spaces and collapses runs of spaces;
+// - the input is split into characters, then the adjacent pair whose concatenation is a piece
+//   with the highest score is merged, leftmost first on ties, until no pair is a piece;
+// - a symbol that is no piece becomes its UTF-8 bytes as <0xNN> tokens (byte fallback), or the
+//   unknown token when the vocabulary has no byte tokens;
+// - text that is not UTF-8 has each bad byte replaced by U+FFFD first, as SentencePiece does.
+
+// ---- begin tessel/io/utf8.hpp ----
+// Strict UTF-8 decoding (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF) and the
+// two ways tokenizers replace bad bytes with U+FFFD.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace tessel {
+
+/// How a run of bytes that is not UTF-8 becomes U+FFFD.
+enum class utf8_replacement {
+  /// One U+FFFD per bad byte, as SentencePiece does (its normalizer and its decoder).
+  per_byte,
+  /// One U+FFFD per maximal ill-formed subpart, as WHATWG TextDecoder and Python's
+  /// errors="replace" do (the GPT-2 decoders).
+  per_subpart,
+};
+
+/// One step of decoding.
+struct utf8_step {
+  enum status_t : std::uint8_t { ok, invalid, incomplete };
+  std::uint32_t cp;  // the code point when status is ok
+  std::size_t len;   // bytes consumed: the character, the maximal ill-formed subpart, or the tail
+  status_t status;   // incomplete: a valid prefix cut short by the end of the input
+};
+
+/// Decodes the character at s[i] (i < s.size()).
+inline utf8_step utf8_next(std::string_view s, std::size_t i) noexcept {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  if (c < 0x80) return {c, 1, utf8_step::ok};
+  std::size_t n;
+  std::uint32_t cp;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2, cp = c & 0x1Fu;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3, cp = c & 0x0Fu;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4, cp = c & 0x07u;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+  } else {
+    return {0, 1, utf8_step::invalid};
+  }
+  const std::size_t avail = s.size() - i;
+  for (std::size_t k = 1; k < n; ++k) {
+    if (k >= avail) return {0, k, utf8_step::incomplete};
+    const unsigned char x = b(k);
+    const bool good = k == 1 ? (x >= lo && x <= hi) : (x >= 0x80 && x <= 0xBF);
+    if (!good) return {0, k, utf8_step::invalid};
+    cp = (cp << 6) | (x & 0x3Fu);
+  }
+  return {cp, n, utf8_step::ok};
+}
+
+/// Appends the UTF-8 encoding of a Unicode scalar value.
+inline void append_utf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+inline constexpr std::string_view utf8_replacement_char = "\xEF\xBF\xBD";
+
+/// Appends the FFFDs for a bad run of `len` bytes under a policy.
+inline void append_replacement(std::string& out, std::size_t len, utf8_replacement policy) {
+  const std::size_t count = policy == utf8_replacement::per_byte ? len : 1;
+  for (std::size_t k = 0; k < count; ++k) out += utf8_replacement_char;
+}
+
+/// The input with every ill-formed sequence (a cut-short tail included) replaced by U+FFFD.
+inline std::string utf8_sanitize(std::string_view s, utf8_replacement policy) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const utf8_step st = utf8_next(s, i);
+    if (st.status == utf8_step::ok) {
+      out.append(s.substr(i, st.len));
+    } else {
+      append_replacement(out, st.len, policy);
+    }
+    i += st.len;
+  }
+  return out;
+}
+
+/// True when the whole input is well-formed UTF-8.
+inline bool utf8_valid(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size();) {
+    const utf8_step st = utf8_next(s, i);
+    if (st.status != utf8_step::ok) return false;
+    i += st.len;
+  }
+  return true;
+}
+
+}  // namespace tessel
+// ---- end tessel/io/utf8.hpp ----
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <queue>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace tessel {
+
+using token_id = std::int32_t;
+
+/// Token types, with the values of GGUF's tokenizer.ggml.token_type (= SentencePiece's enum).
+enum class token_type : std::int32_t {
+  undefined = 0,
+  normal = 1,
+  unknown = 2,
+  control = 3,
+  user_defined = 4,
+  unused = 5,
+  byte = 6,
+};
+
+/// The normalizer settings a SentencePiece model carries (normalizer_spec); llama2.c's
+/// tokenizer.bin does not carry them, so its loader takes them from the caller.
+struct sentencepiece_options {
+  bool add_dummy_prefix = true;           // GGUF: tokenizer.ggml.add_space_prefix
+  bool remove_extra_whitespaces = false;  // GGUF: tokenizer.ggml.remove_extra_whitespaces
+  bool byte_fallback = true;              // use <0xNN> tokens for characters not in the vocab
+};
+
+namespace detail {
+
+inline constexpr std::string_view sp_space = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+inline constexpr std::string_view sp_unknown_surface = " \xE2\x81\x87 ";  // " ⁇ "
+
+// Hash that lets unordered_map<std::string, ...> be searched with a string_view.
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+using piece_map = std::unordered_map<std::string, token_id, string_hash, std::equal_to<>>;
+
+// "<0xNN>" -> NN, or -1.
+inline int parse_byte_piece(std::string_view p) noexcept {
+  if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
+  int v = 0;
+  for (char c : p.substr(3, 2)) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'A' && c <= 'F') {
+      d = c - 'A' + 10;
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return -1;
+    }
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+}  // namespace detail
+
+class SentencePieceTokenizer {
+ public:
+  /// tokens, scores and types are indexed by token id and must have the same length; bos and eos
+  /// may be -1 (absent), unk must be a valid id. Throws value_error otherwise. Where a piece
+  /// appears twice, the first id wins.
+  SentencePieceTokenizer(std::vector<std::string> tokens, std::vector<float> scores,
+                         std::vector<token_type> types, token_id bos, token_id eos, token_id unk,
+                         sentencepiece_options options = {})
+      : pieces_(std::move(tokens)),
+        scores_(std::move(scores)),
+        types_(std::move(types)),
+        bos_(bos),
+        eos_(eos),
+        unk_(unk),
+        options_(options) {
+    const std::size_t n = pieces_.size();
+    if (n == 0 || n > static_cast<std::size_t>(std::numeric_limits<token_id>::max()))
+      throw value_error("SentencePiece vocabulary: expected 1 to 2^31-1 tokens, got " +
+                        std::to_string(n));
+    if (scores_.size() != n || types_.size() != n)
+      throw value_error("SentencePiece vocabulary: " + std::to_string(n) + " tokens but " +
+                        std::to_string(scores_.size()) + " scores and " +
+                        std::to_string(types_.size()) + " token types");
+    const auto check_id = [&](token_id id, const char* what, bool optional) {
+      if ((optional && id == -1) || (id >= 0 && static_cast<std::size_t>(id) < n)) return;
+      throw value_error(std::string("SentencePiece vocabulary: ") + what + " id " +
+                        std::to_string(id) + " is outside [0, " + std::to_string(n) + ")");
+    };
+    check_id(bos_, "BOS", true);
+    check_id(eos_, "EOS", true);
+    check_id(unk_, "unknown-token", false);
+    byte_ids_.fill(-1);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto id = static_cast<token_id>(i);
+      if (std::isnan(scores_[i])) scores_[i] = -std::numeric_limits<float>::infinity();
+      switch (types_[i]) {
+        case token_type::undefined:
+        case token_type::normal:
+        case token_type::unused:
+          pieces_map_.emplace(pieces_[i], id);
+          break;
+        case token_type::user_defined:
+          if (!pieces_[i].empty()) {
+            pieces_map_.emplace(pieces_[i], id);
+            user_defined_.push_back(id);
+          }
+          break;
+        case token_type::byte: {
+          const int b = detail::parse_byte_piece(pieces_[i]);
+          if (b < 0)
+            throw value_error("SentencePiece vocabulary: byte token " + std::to_string(i) +
+                              " is spelled \"" + pieces_[i] + "\", expected <0xNN>");
+          if (byte_ids_[static_cast<std::size_t>(b)] < 0)
+            byte_ids_[static_cast<std::size_t>(b)] = id;
+          break;
+        }
+        case token_type::unknown:
+        case token_type::control:
+          break;
+        default:
+          throw value_error("SentencePiece vocabulary: token " + std::to_string(i) + " has type " +
+                            std::to_string(static_cast<int>(types_[i])) + ", expected 0 to 6");
+      }
+    }
+    // Longest user-defined symbol first, so matching prefers it.
+    std::sort(user_defined_.begin(), user_defined_.end(), [&](token_id a, token_id b) {
+      return pieces_[static_cast<std::size_t>(a)].size() >
+             pieces_[static_cast<std::size_t>(b)].size();
+    });
+  }
+
+  std::size_t vocab_size() const noexcept { return pieces_.size(); }
+  token_id bos_id() const noexcept { return bos_; }
+  token_id eos_id() const noexcept { return eos_; }
+  token_id unk_id() const noexcept { return unk_; }
+  const sentencepiece_options& options() const noexcept { return options_; }
+  /// The piece as the vocabulary spells it (with '▁' for spaces); throws on a bad id.
+  const std::string& token(token_id id) const { return pieces_[checked(id)]; }
+  float score(token_id id) const { return scores_[checked(id)]; }
+  token_type type(token_id id) const { return types_[checked(id)]; }
+  /// The id of a piece (normal, user-defined or unused), or -1.
+  token_id find(std::string_view piece) const {
+    const auto it = pieces_map_.find(piece);
+    return it == pieces_map_.end() ? -1 : it->second;
+  }
+
+  /// Token ids of the text; BOS first and EOS last when asked for and the vocabulary has them.
+  std::vector<token_id> encode(std::string_view text, bool add_bos = false,
+                               bool add_eos = false) const {
+    std::vector<token_id> out;
+    if (add_bos && bos_ >= 0) out.push_back(bos_);
+    const std::string norm = normalize(text);
+    if (!norm.empty()) encode_normalized(norm, out);
+    if (add_eos && eos_ >= 0) out.push_back(eos_);
+    return out;
+  }
+
+  /// The text of the ids, as SentencePiece decodes: control tokens vanish, the unknown token
+  /// reads " ⁇ ", byte tokens join into UTF-8 (bad bytes become U+FFFD each), and the first
+  /// piece loses the space of its dummy prefix. Throws value_error on an id outside the vocab.
+  std::string decode(std::span<const token_id> ids) const {
+    std::string raw;
+    bool at_start = true;
+    for (token_id id : ids) append_token_bytes(raw, id, at_start);
+    return utf8_sanitize(raw, utf8_replacement::per_byte);
+  }
+
+  /// The bytes one token contributes to decoded text; at_start says whether no non-control
+  /// token came before (it is cleared here). Used by decode and by StreamDecoder.
+  void append_token_bytes(std::string& out, token_id id, bool& at_start) const {
+    const std::size_t i = checked(id);
+    switch (types_[i]) {
+      case token_type::control:
+        return;
+      case token_type::unknown:
+        out += detail::sp_unknown_surface;
+        break;
+      case token_type::byte:
+        out += static_cast<char>(detail::parse_byte_piece(pieces_[i]));
+        break;
+      default: {
+        // SentencePiece drops the dummy prefix's space from the first visible piece; with
+        // remove_extra_whitespaces it keeps dropping leading spaces until text appears.
+        std::string_view p = pieces_[i];
+        bool consumed = false;
+        if (at_start && (options_.add_dummy_prefix || options_.remove_extra_whitespaces) &&
+            p.starts_with(detail::sp_space)) {
+          p.remove_prefix(detail::sp_space.size());
+          consumed = !options_.remove_extra_whitespaces;
+        }
+        for (std::size_t k = 0; k < p.size();) {
+          if (p.substr(k).starts_with(detail::sp_space)) {
+            out += ' ';
+            k += detail::sp_space.size();
+          } else {
+            out += p[k++];
+          }
+        }
+        if (consumed || !p.empty()) at_start = false;
+        return;
+      }
+    }
+    at_start = false;
+  }
+  static constexpr utf8_replacement replacement() noexcept { return utf8_replacement::per_byte; }
+
+ private:
+  std::size_t checked(token_id id) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= pieces_.size())
+      throw value_error("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                        std::to_string(pieces_.size()) + ")");
+    return static_cast<std::size_t>(id);
+  }
+
+  // SentencePiece's normalizer with the identity rule: bad UTF-8 -> U+FFFD per byte, spaces ->
+  // '▁', dummy prefix, extra whitespace removal.
+  std::string normalize(std::string_view text) const {
+    std::string in;
+    if (!utf8_valid(text)) {
+      in = utf8_sanitize(text, utf8_replacement::per_byte);
+      text = in;
+    }
+    const bool rm = options_.remove_extra_whitespaces;
+    if (rm) {
+      while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    }
+    std::string out;
+    if (text.empty()) return out;
+    out.reserve(text.size() + text.size() / 2 + 3);
+    if (options_.add_dummy_prefix) out += detail::sp_space;
+    bool prev_space = false;
+    for (char c : text) {
+      if (c == ' ') {
+        if (!(rm && prev_space)) out += detail::sp_space;
+        prev_space = true;
+      } else {
+        out += c;
+        prev_space = false;
+      }
+    }
+    if (rm) {
+      while (out.ends_with(detail::sp_space)) out.resize(out.size() - detail::sp_space.size());
+    }
+    return out;
+  }
+
+  struct symbol {
+    std::size_t begin, len;  // bytes of the normalized text; len 0 once merged away
+    std::ptrdiff_t prev, next;
+    bool frozen;  // user-defined symbols are not merged further
+  };
+  struct candidate {
+    float score;
+    std::ptrdiff_t left, right;
+    std::size_t len;  // combined length, to notice candidates made stale by other merges
+    bool operator<(const candidate& o) const noexcept {
+      // priority_queue pops the greatest: higher score, then the leftmost.
+      if (score != o.score) return score < o.score;
+      return left > o.left;
+    }
+  };
+
+  void encode_normalized(std::string_view s, std::vector<token_id>& out) const {
+    std::vector<symbol> sym;
+    sym.reserve(s.size());
+    for (std::size_t i = 0; i < s.size();) {
+      std::size_t len = 0;
+      bool frozen = false;
+      for (token_id u : user_defined_) {
+        const std::string& p = pieces_[static_cast<std::size_t>(u)];
+        if (s.substr(i).starts_with(p)) {
+          len = p.size(), frozen = true;
+          break;
+        }
+      }
+      if (len == 0) len = utf8_next(s, i).len;  // s is valid UTF-8 here
+      const auto k = static_cast<std::ptrdiff_t>(sym.size());
+      sym.push_back({i, len, k - 1, k + 1, frozen});
+      i += len;
+    }
+    sym.back().next = -1;
+
+    std::priority_queue<candidate> agenda;
+    // Only built when the vocabulary has unused pieces: how to split a merged unused piece.
+    std::unordered_map<std::string, std::pair<std::string, std::string>, detail::string_hash,
+                       std::equal_to<>>
+        rev_merge;
+    const auto text = [&](std::ptrdiff_t k) {
+      const symbol& x = sym[static_cast<std::size_t>(k)];
+      return s.substr(x.begin, x.len);
+    };
+    const auto consider = [&](std::ptrdiff_t l, std::ptrdiff_t r) {
+      if (l < 0 || r < 0) return;
+      const symbol& a = sym[static_cast<std::size_t>(l)];
+      const symbol& b = sym[static_cast<std::size_t>(r)];
+      if (a.frozen || b.frozen) return;
+      const auto it = pieces_map_.find(s.substr(a.begin, a.len + b.len));
+      if (it == pieces_map_.end()) return;
+      agenda.push({scores_[static_cast<std::size_t>(it->second)], l, r, a.len + b.len});
+    };
+    for (std::size_t k = 1; k < sym.size(); ++k)
+      consider(static_cast<std::ptrdiff_t>(k - 1), static_cast<std::ptrdiff_t>(k));
+
+    while (!agenda.empty()) {
+      const candidate c = agenda.top();
+      agenda.pop();
+      symbol& a = sym[static_cast<std::size_t>(c.left)];
+      symbol& b = sym[static_cast<std::size_t>(c.right)];
+      if (a.len == 0 || b.len == 0 || a.next != c.right || a.len + b.len != c.len) continue;
+      const std::string_view merged = s.substr(a.begin, c.len);
+      const token_id mid = pieces_map_.find(merged)->second;
+      // Overwrites, as SentencePiece does: the last way a piece was made is the one undone.
+      if (types_[static_cast<std::size_t>(mid)] == token_type::unused) {
+        rev_merge.insert_or_assign(
+            std::string(merged), std::pair{std::string(text(c.left)), std::string(text(c.right))});
+      }
+      a.len = c.len;
+      a.next = b.next;
+      if (b.next >= 0) sym[static_cast<std::size_t>(b.next)].prev = c.left;
+      b.len = 0;
+      consider(a.prev, c.left);
+      consider(c.left, a.next);
+    }
+
+    bool prev_unknown = false;
+    const std::function<void(std::string_view)> emit = [&](std::string_view w) {
+      const auto it = pieces_map_.find(w);
+      if (it != pieces_map_.end()) {
+        if (types_[static_cast<std::size_t>(it->second)] == token_type::unused) {
+          const auto r = rev_merge.find(w);
+          if (r != rev_merge.end()) {
+            emit(r->second.first);
+            emit(r->second.second);
+            return;
+          }
+        }
+        out.push_back(it->second);
+        prev_unknown = false;
+        return;
+      }
+      if (options_.byte_fallback) {
+        bool all = true;
+        for (char ch : w) all = all && byte_ids_[static_cast<unsigned char>(ch)] >= 0;
+        if (all) {
+          for (char ch : w) out.push_back(byte_ids_[static_cast<unsigned char>(ch)]);
+          prev_unknown = false;
+          return;
+        }
+      }
+      // SentencePiece reports a run of unknown symbols as one unknown token.
+      if (!prev_unknown) out.push_back(unk_);
+      prev_unknown = true;
+    };
+    for (std::ptrdiff_t k = 0; k >= 0; k = sym[static_cast<std::size_t>(k)].next) emit(text(k));
+  }
+
+  std::vector<std::string> pieces_;
+  std::vector<float> scores_;
+  std::vector<token_type> types_;
+  token_id bos_, eos_, unk_;
+  sentencepiece_options options_;
+  detail::piece_map pieces_map_;        // pieces that merges may produce
+  std::vector<token_id> user_defined_;  // matched whole in the input
+  std::array<token_id, 256> byte_ids_{};
+};
+
+}  // namespace tessel
+// ---- end tessel/io/tokenizer_sentencepiece.hpp ----
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace tessel {
+
+/// Parses tokenizer.bin bytes; `name` names the source in errors. With vocab_size, the file
+/// must hold exactly that many tokens; without, tokens are read to the end of the data.
+inline SentencePieceTokenizer parse_llama2c_tokenizer(std::span<const std::byte> data,
+                                                      const std::string& name,
+                                                      std::optional<std::size_t> vocab_size = {},
+                                                      sentencepiece_options options = {}) {
+  std::size_t pos = 0;
+  const auto u32 = [&](const char* what) {
+    if (data.size() - pos < 4)
+      throw format_error(name, pos,
+                         std::string("the file ends inside ") + what + ": expected 4 bytes, got " +
+                             std::to_string(data.size() - pos));
+    std::uint32_t v = 0;
+    for (int k = 3; k >= 0; --k) v = (v << 8) | std::to_integer<std::uint32_t>(data[pos + k]);
+    pos += 4;
+    return v;
+  };
+  const auto max_len = static_cast<std::int32_t>(u32("max_token_length"));
+  if (max_len < 0)
+    throw format_error(
+        name, 0,
+        "max_token_length is " + std::to_string(max_len) + ", expected a non-negative length");
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  // Each token takes at least 8 bytes, which bounds the reservation by the data size.
+  const std::size_t bound = (data.size() - pos) / 8;
+  if (vocab_size && *vocab_size > bound)
+    throw format_error(name, pos,
+                       "expected " + std::to_string(*vocab_size) + " tokens, but " +
+                           std::to_string(data.size()) + " bytes hold at most " +
+                           std::to_string(bound));
+  const std::size_t expect = vocab_size ? *vocab_size : bound;
+  pieces.reserve(expect);
+  scores.reserve(expect);
+  while (vocab_size ? pieces.size() < *vocab_size : pos < data.size()) {
+    const std::size_t at = pos;
+    const float score = std::bit_cast<float>(u32("a token score"));
+    const auto len = static_cast<std::int32_t>(u32("a token length"));
+    if (len < 0 || len > max_len)
+      throw format_error(name, at + 4,
+                         "token " + std::to_string(pieces.size()) + " has length " +
+                             std::to_string(len) + ", expected 0 to max_token_length " +
+                             std::to_string(max_len));
+    if (data.size() - pos < static_cast<std::size_t>(len))
+      throw format_error(name, pos,
+                         "the file ends inside token " + std::to_string(pieces.size()) +
+                             ": expected " + std::to_string(len) + " bytes, got " +
+                             std::to_string(data.size() - pos));
+    std::string raw(reinterpret_cast<const char*>(data.data() + pos),
+                    static_cast<std::size_t>(len));
+    pos += static_cast<std::size_t>(len);
+    std::string piece;
+    for (char c : raw) {
+      if (c == ' ') {
+        piece += detail::sp_space;
+      } else {
+        piece += c;
+      }
+    }
+    pieces.push_back(std::move(piece));
+    scores.push_back(score);
+  }
+  if (pos != data.size())
+    throw format_error(name, pos,
+                       "expected " + std::to_string(pieces.size()) + " tokens, but " +
+                           std::to_string(data.size() - pos) + " bytes follow the last one");
+  if (pieces.size() < 3)
+    throw format_error(
+        name, pos,
+        "expected at least 3 tokens (<unk>, <s>, </s>), got " + std::to_string(pieces.size()));
+  std::vector<token_type> types(pieces.size(), token_type::normal);
+  types[0] = token_type::unknown;
+  types[1] = token_type::control;
+  types[2] = token_type::control;
+  if (pieces[1] == "\n<s>\n") pieces[1] = "<s>";
+  if (pieces[2] == "\n</s>\n") pieces[2] = "</s>";
+  for (std::size_t i = 3; i < pieces.size(); ++i)
+    if (detail::parse_byte_piece(pieces[i]) >= 0) types[i] = token_type::byte;
+  try {
+    return SentencePieceTokenizer(std::move(pieces), std::move(scores), std::move(types), 1, 2, 0,
+                                  options);
+  } catch (const value_error& e) {
+    throw format_error(name, 0, e.what());
+  }
+}
+
+/// Reads a tokenizer.bin file (see parse_llama2c_tokenizer).
+inline SentencePieceTokenizer load_llama2c_tokenizer(const std::string& path,
+                                                     std::optional<std::size_t> vocab_size = {},
+                                                     sentencepiece_options options = {}) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw error(path + ": cannot open the tokenizer file");
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(f)),
+                                std::istreambuf_iterator<char>());
+  return parse_llama2c_tokenizer(std::as_bytes(std::span(bytes)), path, vocab_size, options);
+}
+
+}  // namespace tessel
+// ---- end tessel/io/llama2c_tokenizer.hpp ----
+// ---- begin tessel/io/tokenizer_gpt2.hpp ----
+// GPT-2 byte-level BPE: text is split by GPT-2's pre-tokenizer pattern
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// (matched by hand, no regex engine), each piece's UTF-8 bytes are mapped to GPT-2's printable
+// alphabet, and merges apply lowest rank first, every occurrence of that pair left to right, as
+// GPT-2's encoder.py does. Checked against the npm package gpt-3-encoder.
+// Text that is not UTF-8 has each bad byte replaced by U+FFFD first (the same rule as the
+// SentencePiece tokenizer); special tokens such as <|endoftext|> in the text are plain text.
+
+// ---- begin tessel/io/tokenizer_unicode.hpp ----
+// Generated by tools/golden/unicode_tables.js (node v20.20.2, Unicode 17.0); do not edit.
+// Code-point classes for the GPT-2 pre-tokenizer: 1 = letter (\p{L}), 2 = number (\p{N}),
+// 3 = white space (ECMAScript \s); every other code point is class 0.
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+
+namespace tessel::detail {
+
+struct unicode_range {
+  std::uint32_t lo, hi;
+  std::uint8_t cls;
+};
+
+// clang-format off
+inline constexpr unicode_range unicode_class_table[] = {
+    {0x9, 0xD, 3}, {0x20, 0x20, 3}, {0x30, 0x39, 2}, {0x41, 0x5A, 1},
+    {0x61, 0x7A, 1}, {0xA0, 0xA0, 3}, {0xAA, 0xAA, 1}, {0xB2, 0xB3, 2},
+    {0xB5, 0xB5, 1}, {0xB9, 0xB9, 2}, {0xBA, 0xBA, 1}, {0xBC, 0xBE, 2},
+    {0xC0, 0xD6, 1}, {0xD8, 0xF6, 1}, {0xF8, 0x2C1, 1}, {0x2C6, 0x2D1, 1},
+    {0x2E0, 0x2E4, 1}, {0x2EC, 0x2EC, 1}, {0x2EE, 0x2EE, 1}, {0x370, 0x374, 1},
+    {0x376, 0x377, 1}, {0x37A, 0x37D, 1}, {0x37F, 0x37F, 1}, {0x386, 0x386, 1},
+    {0x388, 0x38A, 1}, {0x38C, 0x38C, 1}, {0x38E, 0x3A1, 1}, {0x3A3, 0x3F5, 1},
+    {0x3F7, 0x481, 1}, {0x48A, 0x52F, 1}, {0x531, 0x556, 1}, {0x559, 0x559, 1},
+    {0x560, 0x588, 1}, {0x5D0, 0x5EA, 1}, {0x5EF, 0x5F2, 1}, {0x620, 0x64A, 1},
+    {0x660, 0x669, 2}, {0x66E, 0x66F, 1}, {0x671, 0x6D3, 1}, {0x6D5, 0x6D5, 1},
+    {0x6E5, 0x6E6, 1}, {0x6EE, 0x6EF, 1}, {0x6F0, 0x6F9, 2}, {0x6FA, 0x6FC, 1},
+    {0x6FF, 0x6FF, 1}, {0x710, 0x710, 1}, {0x712, 0x72F, 1}, {0x74D, 0x7A5, 1},
+    {0x7B1, 0x7B1, 1}, {0x7C0, 0x7C9, 2}, {0x7CA, 0x7EA, 1}, {0x7F4, 0x7F5, 1},
+    {0x7FA, 0x7FA, 1}, {0x800, 0x815, 1}, {0x81A, 0x81A, 1}, {0x824, 0x824, 1},
+    {0x828, 0x828, 1}, {0x840, 0x858, 1}, {0x860, 0x86A, 1}, {0x870, 0x887, 1},
+    {0x889, 0x88F, 1}, {0x8A0, 0x8C9, 1}, {0x904, 0x939, 1}, {0x93D, 0x93D, 1},
+    {0x950, 0x950, 1}, {0x958, 0x961, 1}, {0x966, 0x96F, 2}, {0x971, 0x980, 1},
+    {0x985, 0x98C, 1}, {0x98F, 0x990, 1}, {0x993, 0x9A8, 1}, {0x9AA, 0x9B0, 1},
+    {0x9B2, 0x9B2, 1}, {0x9B6, 0x9B9, 1}, {0x9BD, 0x9BD, 1}, {0x9CE, 0x9CE, 1},
+    {0x9DC, 0x9DD, 1}, {0x9DF, 0x9E1, 1}, {0x9E6, 0x9EF, 2}, {0x9F0, 0x9F1, 1},
+    {0x9F4, 0x9F9, 2}, {0x9FC, 0x9FC, 1}, {0xA05, 0xA0A, 1}, {0xA0F, 0xA10, 1},
+    {0xA13, 0xA28, 1}, {0xA2A, 0xA30, 1}, {0xA32, 0xA33, 1}, {0xA35, 0xA36, 1},
+    {0xA38, 0xA39, 1}, {0xA59, 0xA5C, 1}, {0xA5E, 0xA5E, 1}, {0xA66, 0xA6F, 2},
+    {0xA72, 0xA74, 1}, {0xA85, 0xA8D, 1}, {0xA8F, 0xA91, 1}, {0xA93, 0xAA8, 1},
+    {0xAAA, 0xAB0, 1}, {0xAB2, 0xAB3, 1}, {0xAB5, 0xAB9, 1}, {0xABD, 0xABD, 1},
+    {0xAD0, 0xAD0, 1}, {0xAE0, 0xAE1, 1}, {0xAE6, 0xAEF, 2}, {0xAF9, 0xAF9, 1},
+    {0xB05, 0xB0C, 1}, {0xB0F, 0xB10, 1}, {0xB13, 0xB28, 1}, {0xB2A, 0xB30, 1},
+    {0xB32, 0xB33, 1}, {0xB35, 0xB39, 1}, {0xB3D, 0xB3D, 1}, {0xB5C, 0xB5D, 1},
+    {0xB5F, 0xB61, 1}, {0xB66, 0xB6F, 2}, {0xB71, 0xB71, 1}, {0xB72, 0xB77, 2},
+    {0xB83, 0xB83, 1}, {0xB85, 0xB8A, 1}, {0xB8E, 0xB90, 1}, {0xB92, 0xB95, 1},
+    {0xB99, 0xB9A, 1}, {0xB9C, 0xB9C, 1}, {0xB9E, 0xB9F, 1}, {0xBA3, 0xBA4, 1},
+    {0xBA8, 0xBAA, 1}, {0xBAE, 0xBB9, 1}, {0xBD0, 0xBD0, 1}, {0xBE6, 0xBF2, 2},
+    {0xC05, 0xC0C, 1}, {0xC0E, 0xC10, 1}, {0xC12, 0xC28, 1}, {0xC2A, 0xC39, 1},
+    {0xC3D, 0xC3D, 1}, {0xC58, 0xC5A, 1}, {0xC5C, 0xC5D, 1}, {0xC60, 0xC61, 1},
+    {0xC66, 0xC6F, 2}, {0xC78, 0xC7E, 2}, {0xC80, 0xC80, 1}, {0xC85, 0xC8C, 1},
+    {0xC8E, 0xC90, 1}, {0xC92, 0xCA8, 1}, {0xCAA, 0xCB3, 1}, {0xCB5, 0xCB9, 1},
+    {0xCBD, 0xCBD, 1}, {0xCDC, 0xCDE, 1}, {0xCE0, 0xCE1, 1}, {0xCE6, 0xCEF, 2},
+    {0xCF1, 0xCF2, 1}, {0xD04, 0xD0C, 1}, {0xD0E, 0xD10, 1}, {0xD12, 0xD3A, 1},
+    {0xD3D, 0xD3D, 1}, {0xD4E, 0xD4E, 1}, {0xD54, 0xD56, 1}, {0xD58, 0xD5E, 2},
+    {0xD5F, 0xD61, 1}, {0xD66, 0xD78, 2}, {0xD7A, 0xD7F, 1}, {0xD85, 0xD96, 1},
+    {0xD9A, 0xDB1, 1}, {0xDB3, 0xDBB, 1}, {0xDBD, 0xDBD, 1}, {0xDC0, 0xDC6, 1},
+    {0xDE6, 0xDEF, 2}, {0xE01, 0xE30, 1}, {0xE32, 0xE33, 1}, {0xE40, 0xE46, 1},
+    {0xE50, 0xE59, 2}, {0xE81, 0xE82, 1}, {0xE84, 0xE84, 1}, {0xE86, 0xE8A, 1},
+    {0xE8C, 0xEA3, 1}, {0xEA5, 0xEA5, 1}, {0xEA7, 0xEB0, 1}, {0xEB2, 0xEB3, 1},
+    {0xEBD, 0xEBD, 1}, {0xEC0, 0xEC4, 1}, {0xEC6, 0xEC6, 1}, {0xED0, 0xED9, 2},
+    {0xEDC, 0xEDF, 1}, {0xF00, 0xF00, 1}, {0xF20, 0xF33, 2}, {0xF40, 0xF47, 1},
+    {0xF49, 0xF6C, 1}, {0xF88, 0xF8C, 1}, {0x1000, 0x102A, 1}, {0x103F, 0x103F, 1},
+    {0x1040, 0x1049, 2}, {0x1050, 0x1055, 1}, {0x105A, 0x105D, 1}, {0x1061, 0x1061, 1},
+    {0x1065, 0x1066, 1}, {0x106E, 0x1070, 1}, {0x1075, 0x1081, 1}, {0x108E, 0x108E, 1},
+    {0x1090, 0x1099, 2}, {0x10A0, 0x10C5, 1}, {0x10C7, 0x10C7, 1}, {0x10CD, 0x10CD, 1},
+    {0x10D0, 0x10FA, 1}, {0x10FC, 0x1248, 1}, {0x124A, 0x124D, 1}, {0x1250, 0x1256, 1},
+    {0x1258, 0x1258, 1}, {0x125A, 0x125D, 1}, {0x1260, 0x1288, 1}, {0x128A, 0x128D, 1},
+    {0x1290, 0x12B0, 1}, {0x12B2, 0x12B5, 1}, {0x12B8, 0x12BE, 1}, {0x12C0, 0x12C0, 1},
+    {0x12C2, 0x12C5, 1}, {0x12C8, 0x12D6, 1}, {0x12D8, 0x1310, 1}, {0x1312, 0x1315, 1},
+    {0x1318, 0x135A, 1}, {0x1369, 0x137C, 2}, {0x1380, 0x138F, 1}, {0x13A0, 0x13F5, 1},
+    {0x13F8, 0x13FD, 1}, {0x1401, 0x166C, 1}, {0x166F, 0x167F, 1}, {0x1680, 0x1680, 3},
+    {0x1681, 0x169A, 1}, {0x16A0, 0x16EA, 1}, {0x16EE, 0x16F0, 2}, {0x16F1, 0x16F8, 1},
+    {0x1700, 0x1711, 1}, {0x171F, 0x1731, 1}, {0x1740, 0x1751, 1}, {0x1760, 0x176C, 1},
+    {0x176E, 0x1770, 1}, {0x1780, 0x17B3, 1}, {0x17D7, 0x17D7, 1}, {0x17DC, 0x17DC, 1},
+    {0x17E0, 0x17E9, 2}, {0x17F0, 0x17F9, 2}, {0x1810, 0x1819, 2}, {0x1820, 0x1878, 1},
+    {0x1880, 0x1884, 1}, {0x1887, 0x18A8, 1}, {0x18AA, 0x18AA, 1}, {0x18B0, 0x18F5, 1},
+    {0x1900, 0x191E, 1}, {0x1946, 0x194F, 2}, {0x1950, 0x196D, 1}, {0x1970, 0x1974, 1},
+    {0x1980, 0x19AB, 1}, {0x19B0, 0x19C9, 1}, {0x19D0, 0x19DA, 2}, {0x1A00, 0x1A16, 1},
+    {0x1A20, 0x1A54, 1}, {0x1A80, 0x1A89, 2}, {0x1A90, 0x1A99, 2}, {0x1AA7, 0x1AA7, 1},
+    {0x1B05, 0x1B33, 1}, {0x1B45, 0x1B4C, 1}, {0x1B50, 0x1B59, 2}, {0x1B83, 0x1BA0, 1},
+    {0x1BAE, 0x1BAF, 1}, {0x1BB0, 0x1BB9, 2}, {0x1BBA, 0x1BE5, 1}, {0x1C00, 0x1C23, 1},
+    {0x1C40, 0x1C49, 2}, {0x1C4D, 0x1C4F, 1}, {0x1C50, 0x1C59, 2}, {0x1C5A, 0x1C7D, 1},
+    {0x1C80, 0x1C8A, 1}, {0x1C90, 0x1CBA, 1}, {0x1CBD, 0x1CBF, 1}, {0x1CE9, 0x1CEC, 1},
+    {0x1CEE, 0x1CF3, 1}, {0x1CF5, 0x1CF6, 1}, {0x1CFA, 0x1CFA, 1}, {0x1D00, 0x1DBF, 1},
+    {0x1E00, 0x1F15, 1}, {0x1F18, 0x1F1D, 1}, {0x1F20, 0x1F45, 1}, {0x1F48, 0x1F4D, 1},
+    {0x1F50, 0x1F57, 1}, {0x1F59, 0x1F59, 1}, {0x1F5B, 0x1F5B, 1}, {0x1F5D, 0x1F5D, 1},
+    {0x1F5F, 0x1F7D, 1}, {0x1F80, 0x1FB4, 1}, {0x1FB6, 0x1FBC, 1}, {0x1FBE, 0x1FBE, 1},
+    {0x1FC2, 0x1FC4, 1}, {0x1FC6, 0x1FCC, 1}, {0x1FD0, 0x1FD3, 1}, {0x1FD6, 0x1FDB, 1},
+    {0x1FE0, 0x1FEC, 1}, {0x1FF2, 0x1FF4, 1}, {0x1FF6, 0x1FFC, 1}, {0x2000, 0x200A, 3},
+    {0x2028, 0x2029, 3}, {0x202F, 0x202F, 3}, {0x205F, 0x205F, 3}, {0x2070, 0x2070, 2},
+    {0x2071, 0x2071, 1}, {0x2074, 0x2079, 2}, {0x207F, 0x207F, 1}, {0x2080, 0x2089, 2},
+    {0x2090, 0x209C, 1}, {0x2102, 0x2102, 1}, {0x2107, 0x2107, 1}, {0x210A, 0x2113, 1},
+    {0x2115, 0x2115, 1}, {0x2119, 0x211D, 1}, {0x2124, 0x2124, 1}, {0x2126, 0x2126, 1},
+    {0x2128, 0x2128, 1}, {0x212A, 0x212D, 1}, {0x212F, 0x2139, 1}, {0x213C, 0x213F, 1},
+    {0x2145, 0x2149, 1}, {0x214E, 0x214E, 1}, {0x2150, 0x2182, 2}, {0x2183, 0x2184, 1},
+    {0x2185, 0x2189, 2}, {0x2460, 0x249B, 2}, {0x24EA, 0x24FF, 2}, {0x2776, 0x2793, 2},
+    {0x2C00, 0x2CE4, 1}, {0x2CEB, 0x2CEE, 1}, {0x2CF2, 0x2CF3, 1}, {0x2CFD, 0x2CFD, 2},
+    {0x2D00, 0x2D25, 1}, {0x2D27, 0x2D27, 1}, {0x2D2D, 0x2D2D, 1}, {0x2D30, 0x2D67, 1},
+    {0x2D6F, 0x2D6F, 1}, {0x2D80, 0x2D96, 1}, {0x2DA0, 0x2DA6, 1}, {0x2DA8, 0x2DAE, 1},
+    {0x2DB0, 0x2DB6, 1}, {0x2DB8, 0x2DBE, 1}, {0x2DC0, 0x2DC6, 1}, {0x2DC8, 0x2DCE, 1},
+    {0x2DD0, 0x2DD6, 1}, {0x2DD8, 0x2DDE, 1}, {0x2E2F, 0x2E2F, 1}, {0x3000, 0x3000, 3},
+    {0x3005, 0x3006, 1}, {0x3007, 0x3007, 2}, {0x3021, 0x3029, 2}, {0x3031, 0x3035, 1},
+    {0x3038, 0x303A, 2}, {0x303B, 0x303C, 1}, {0x3041, 0x3096, 1}, {0x309D, 0x309F, 1},
+    {0x30A1, 0x30FA, 1}, {0x30FC, 0x30FF, 1}, {0x3105, 0x312F, 1}, {0x3131, 0x318E, 1},
+    {0x3192, 0x3195, 2}, {0x31A0, 0x31BF, 1}, {0x31F0, 0x31FF, 1}, {0x3220, 0x3229, 2},
+    {0x3248, 0x324F, 2}, {0x3251, 0x325F, 2}, {0x3280, 0x3289, 2}, {0x32B1, 0x32BF, 2},
+    {0x3400, 0x4DBF, 1}, {0x4E00, 0xA48C, 1}, {0xA4D0, 0xA4FD, 1}, {0xA500, 0xA60C, 1},
+    {0xA610, 0xA61F, 1}, {0xA620, 0xA629, 2}, {0xA62A, 0xA62B, 1}, {0xA640, 0xA66E, 1},
+    {0xA67F, 0xA69D, 1}, {0xA6A0, 0xA6E5, 1}, {0xA6E6, 0xA6EF, 2}, {0xA717, 0xA71F, 1},
+    {0xA722, 0xA788, 1}, {0xA78B, 0xA7DC, 1}, {0xA7F1, 0xA801, 1}, {0xA803, 0xA805, 1},
+    {0xA807, 0xA80A, 1}, {0xA80C, 0xA822, 1}, {0xA830, 0xA835, 2}, {0xA840, 0xA873, 1},
+    {0xA882, 0xA8B3, 1}, {0xA8D0, 0xA8D9, 2}, {0xA8F2, 0xA8F7, 1}, {0xA8FB, 0xA8FB, 1},
+    {0xA8FD, 0xA8FE, 1}, {0xA900, 0xA909, 2}, {0xA90A, 0xA925, 1}, {0xA930, 0xA946, 1},
+    {0xA960, 0xA97C, 1}, {0xA984, 0xA9B2, 1}, {0xA9CF, 0xA9CF, 1}, {0xA9D0, 0xA9D9, 2},
+    {0xA9E0, 0xA9E4, 1}, {0xA9E6, 0xA9EF, 1}, {0xA9F0, 0xA9F9, 2}, {0xA9FA, 0xA9FE, 1},
+    {0xAA00, 0xAA28, 1}, {0xAA40, 0xAA42, 1}, {0xAA44, 0xAA4B, 1}, {0xAA50, 0xAA59, 2},
+    {0xAA60, 0xAA76, 1}, {0xAA7A, 0xAA7A, 1}, {0xAA7E, 0xAAAF, 1}, {0xAAB1, 0xAAB1, 1},
+    {0xAAB5, 0xAAB6, 1}, {0xAAB9, 0xAABD, 1}, {0xAAC0, 0xAAC0, 1}, {0xAAC2, 0xAAC2, 1},
+    {0xAADB, 0xAADD, 1}, {0xAAE0, 0xAAEA, 1}, {0xAAF2, 0xAAF4, 1}, {0xAB01, 0xAB06, 1},
+    {0xAB09, 0xAB0E, 1}, {0xAB11, 0xAB16, 1}, {0xAB20, 0xAB26, 1}, {0xAB28, 0xAB2E, 1},
+    {0xAB30, 0xAB5A, 1}, {0xAB5C, 0xAB69, 1}, {0xAB70, 0xABE2, 1}, {0xABF0, 0xABF9, 2},
+    {0xAC00, 0xD7A3, 1}, {0xD7B0, 0xD7C6, 1}, {0xD7CB, 0xD7FB, 1}, {0xF900, 0xFA6D, 1},
+    {0xFA70, 0xFAD9, 1}, {0xFB00, 0xFB06, 1}, {0xFB13, 0xFB17, 1}, {0xFB1D, 0xFB1D, 1},
+    {0xFB1F, 0xFB28, 1}, {0xFB2A, 0xFB36, 1}, {0xFB38, 0xFB3C, 1}, {0xFB3E, 0xFB3E, 1},
+    {0xFB40, 0xFB41, 1}, {0xFB43, 0xFB44, 1}, {0xFB46, 0xFBB1, 1}, {0xFBD3, 0xFD3D, 1},
+    {0xFD50, 0xFD8F, 1}, {0xFD92, 0xFDC7, 1}, {0xFDF0, 0xFDFB, 1}, {0xFE70, 0xFE74, 1},
+    {0xFE76, 0xFEFC, 1}, {0xFEFF, 0xFEFF, 3}, {0xFF10, 0xFF19, 2}, {0xFF21, 0xFF3A, 1},
+    {0xFF41, 0xFF5A, 1}, {0xFF66, 0xFFBE, 1}, {0xFFC2, 0xFFC7, 1}, {0xFFCA, 0xFFCF, 1},
+    {0xFFD2, 0xFFD7, 1}, {0xFFDA, 0xFFDC, 1}, {0x10000, 0x1000B, 1}, {0x1000D, 0x10026, 1},
+    {0x10028, 0x1003A, 1}, {0x1003C, 0x1003D, 1}, {0x1003F, 0x1004D, 1}, {0x10050, 0x1005D, 1},
+    {0x10080, 0x100FA, 1}, {0x10107, 0x10133, 2}, {0x10140, 0x10178, 2}, {0x1018A, 0x1018B, 2},
+    {0x10280, 0x1029C, 1}, {0x102A0, 0x102D0, 1}, {0x102E1, 0x102FB, 2}, {0x10300, 0x1031F, 1},
+    {0x10320, 0x10323, 2}, {0x1032D, 0x10340, 1}, {0x10341, 0x10341, 2}, {0x10342, 0x10349, 1},
+    {0x1034A, 0x1034A, 2}, {0x10350, 0x10375, 1}, {0x10380, 0x1039D, 1}, {0x103A0, 0x103C3, 1},
+    {0x103C8, 0x103CF, 1}, {0x103D1, 0x103D5, 2}, {0x10400, 0x1049D, 1}, {0x104A0, 0x104A9, 2},
+    {0x104B0, 0x104D3, 1}, {0x104D8, 0x104FB, 1}, {0x10500, 0x10527, 1}, {0x10530, 0x10563, 1},
+    {0x10570, 0x1057A, 1}, {0x1057C, 0x1058A, 1}, {0x1058C, 0x10592, 1}, {0x10594, 0x10595, 1},
+    {0x10597, 0x105A1, 1}, {0x105A3, 0x105B1, 1}, {0x105B3, 0x105B9, 1}, {0x105BB, 0x105BC, 1},
+    {0x105C0, 0x105F3, 1}, {0x10600, 0x10736, 1}, {0x10740, 0x10755, 1}, {0x10760, 0x10767, 1},
+    {0x10780, 0x10785, 1}, {0x10787, 0x107B0, 1}, {0x107B2, 0x107BA, 1}, {0x10800, 0x10805, 1},
+    {0x10808, 0x10808, 1}, {0x1080A, 0x10835, 1}, {0x10837, 0x10838, 1}, {0x1083C, 0x1083C, 1},
+    {0x1083F, 0x10855, 1}, {0x10858, 0x1085F, 2}, {0x10860, 0x10876, 1}, {0x10879, 0x1087F, 2},
+    {0x10880, 0x1089E, 1}, {0x108A7, 0x108AF, 2}, {0x108E0, 0x108F2, 1}, {0x108F4, 0x108F5, 1},
+    {0x108FB, 0x108FF, 2}, {0x10900, 0x10915, 1}, {0x10916, 0x1091B, 2}, {0x10920, 0x10939, 1},
+    {0x10940, 0x10959, 1}, {0x10980, 0x109B7, 1}, {0x109BC, 0x109BD, 2}, {0x109BE, 0x109BF, 1},
+    {0x109C0, 0x109CF, 2}, {0x109D2, 0x109FF, 2}, {0x10A00, 0x10A00, 1}, {0x10A10, 0x10A13, 1},
+    {0x10A15, 0x10A17, 1}, {0x10A19, 0x10A35, 1}, {0x10A40, 0x10A48, 2}, {0x10A60, 0x10A7C, 1},
+    {0x10A7D, 0x10A7E, 2}, {0x10A80, 0x10A9C, 1}, {0x10A9D, 0x10A9F, 2}, {0x10AC0, 0x10AC7, 1},
+    {0x10AC9, 0x10AE4, 1}, {0x10AEB, 0x10AEF, 2}, {0x10B00, 0x10B35, 1}, {0x10B40, 0x10B55, 1},
+    {0x10B58, 0x10B5F, 2}, {0x10B60, 0x10B72, 1}, {0x10B78, 0x10B7F, 2}, {0x10B80, 0x10B91, 1},
+    {0x10BA9, 0x10BAF, 2}, {0x10C00, 0x10C48, 1}, {0x10C80, 0x10CB2, 1}, {0x10CC0, 0x10CF2, 1},
+    {0x10CFA, 0x10CFF, 2}, {0x10D00, 0x10D23, 1}, {0x10D30, 0x10D39, 2}, {0x10D40, 0x10D49, 2},
+    {0x10D4A, 0x10D65, 1}, {0x10D6F, 0x10D85, 1}, {0x10E60, 0x10E7E, 2}, {0x10E80, 0x10EA9, 1},
+    {0x10EB0, 0x10EB1, 1}, {0x10EC2, 0x10EC7, 1}, {0x10F00, 0x10F1C, 1}, {0x10F1D, 0x10F26, 2},
+    {0x10F27, 0x10F27, 1}, {0x10F30, 0x10F45, 1}, {0x10F51, 0x10F54, 2}, {0x10F70, 0x10F81, 1},
+    {0x10FB0, 0x10FC4, 1}, {0x10FC5, 0x10FCB, 2}, {0x10FE0, 0x10FF6, 1}, {0x11003, 0x11037, 1},
+    {0x11052, 0x1106F, 2}, {0x11071, 0x11072, 1}, {0x11075, 0x11075, 1}, {0x11083, 0x110AF, 1},
+    {0x110D0, 0x110E8, 1}, {0x110F0, 0x110F9, 2}, {0x11103, 0x11126, 1}, {0x11136, 0x1113F, 2},
+    {0x11144, 0x11144, 1}, {0x11147, 0x11147, 1}, {0x11150, 0x11172, 1}, {0x11176, 0x11176, 1},
+    {0x11183, 0x111B2, 1}, {0x111C1, 0x111C4, 1}, {0x111D0, 0x111D9, 2}, {0x111DA, 0x111DA, 1},
+    {0x111DC, 0x111DC, 1}, {0x111E1, 0x111F4, 2}, {0x11200, 0x11211, 1}, {0x11213, 0x1122B, 1},
+    {0x1123F, 0x11240, 1}, {0x11280, 0x11286, 1}, {0x11288, 0x11288, 1}, {0x1128A, 0x1128D, 1},
+    {0x1128F, 0x1129D, 1}, {0x1129F, 0x112A8, 1}, {0x112B0, 0x112DE, 1}, {0x112F0, 0x112F9, 2},
+    {0x11305, 0x1130C, 1}, {0x1130F, 0x11310, 1}, {0x11313, 0x11328, 1}, {0x1132A, 0x11330, 1},
+    {0x11332, 0x11333, 1}, {0x11335, 0x11339, 1}, {0x1133D, 0x1133D, 1}, {0x11350, 0x11350, 1},
+    {0x1135D, 0x11361, 1}, {0x11380, 0x11389, 1}, {0x1138B, 0x1138B, 1}, {0x1138E, 0x1138E, 1},
+    {0x11390, 0x113B5, 1}, {0x113B7, 0x113B7, 1}, {0x113D1, 0x113D1, 1}, {0x113D3, 0x113D3, 1},
+    {0x11400, 0x11434, 1}, {0x11447, 0x1144A, 1}, {0x11450, 0x11459, 2}, {0x1145F, 0x11461, 1},
+    {0x11480, 0x114AF, 1}, {0x114C4, 0x114C5, 1}, {0x114C7, 0x114C7, 1}, {0x114D0, 0x114D9, 2},
+    {0x11580, 0x115AE, 1}, {0x115D8, 0x115DB, 1}, {0x11600, 0x1162F, 1}, {0x11644, 0x11644, 1},
+    {0x11650, 0x11659, 2}, {0x11680, 0x116AA, 1}, {0x116B8, 0x116B8, 1}, {0x116C0, 0x116C9, 2},
+    {0x116D0, 0x116E3, 2}, {0x11700, 0x1171A, 1}, {0x11730, 0x1173B, 2}, {0x11740, 0x11746, 1},
+    {0x11800, 0x1182B, 1}, {0x118A0, 0x118DF, 1}, {0x118E0, 0x118F2, 2}, {0x118FF, 0x11906, 1},
+    {0x11909, 0x11909, 1}, {0x1190C, 0x11913, 1}, {0x11915, 0x11916, 1}, {0x11918, 0x1192F, 1},
+    {0x1193F, 0x1193F, 1}, {0x11941, 0x11941, 1}, {0x11950, 0x11959, 2}, {0x119A0, 0x119A7, 1},
+    {0x119AA, 0x119D0, 1}, {0x119E1, 0x119E1, 1}, {0x119E3, 0x119E3, 1}, {0x11A00, 0x11A00, 1},
+    {0x11A0B, 0x11A32, 1}, {0x11A3A, 0x11A3A, 1}, {0x11A50, 0x11A50, 1}, {0x11A5C, 0x11A89, 1},
+    {0x11A9D, 0x11A9D, 1}, {0x11AB0, 0x11AF8, 1}, {0x11BC0, 0x11BE0, 1}, {0x11BF0, 0x11BF9, 2},
+    {0x11C00, 0x11C08, 1}, {0x11C0A, 0x11C2E, 1}, {0x11C40, 0x11C40, 1}, {0x11C50, 0x11C6C, 2},
+    {0x11C72, 0x11C8F, 1}, {0x11D00, 0x11D06, 1}, {0x11D08, 0x11D09, 1}, {0x11D0B, 0x11D30, 1},
+    {0x11D46, 0x11D46, 1}, {0x11D50, 0x11D59, 2}, {0x11D60, 0x11D65, 1}, {0x11D67, 0x11D68, 1},
+    {0x11D6A, 0x11D89, 1}, {0x11D98, 0x11D98, 1}, {0x11DA0, 0x11DA9, 2}, {0x11DB0, 0x11DDB, 1},
+    {0x11DE0, 0x11DE9, 2}, {0x11EE0, 0x11EF2, 1}, {0x11F02, 0x11F02, 1}, {0x11F04, 0x11F10, 1},
+    {0x11F12, 0x11F33, 1}, {0x11F50, 0x11F59, 2}, {0x11FB0, 0x11FB0, 1}, {0x11FC0, 0x11FD4, 2},
+    {0x12000, 0x12399, 1}, {0x12400, 0x1246E, 2}, {0x12480, 0x12543, 1}, {0x12F90, 0x12FF0, 1},
+    {0x13000, 0x1342F, 1}, {0x13441, 0x13446, 1}, {0x13460, 0x143FA, 1}, {0x14400, 0x14646, 1},
+    {0x16100, 0x1611D, 1}, {0x16130, 0x16139, 2}, {0x16800, 0x16A38, 1}, {0x16A40, 0x16A5E, 1},
+    {0x16A60, 0x16A69, 2}, {0x16A70, 0x16ABE, 1}, {0x16AC0, 0x16AC9, 2}, {0x16AD0, 0x16AED, 1},
+    {0x16B00, 0x16B2F, 1}, {0x16B40, 0x16B43, 1}, {0x16B50, 0x16B59, 2}, {0x16B5B, 0x16B61, 2},
+    {0x16B63, 0x16B77, 1}, {0x16B7D, 0x16B8F, 1}, {0x16D40, 0x16D6C, 1}, {0x16D70, 0x16D79, 2},
+    {0x16E40, 0x16E7F, 1}, {0x16E80, 0x16E96, 2}, {0x16EA0, 0x16EB8, 1}, {0x16EBB, 0x16ED3, 1},
+    {0x16F00, 0x16F4A, 1}, {0x16F50, 0x16F50, 1}, {0x16F93, 0x16F9F, 1}, {0x16FE0, 0x16FE1, 1},
+    {0x16FE3, 0x16FE3, 1}, {0x16FF2, 0x16FF3, 1}, {0x16FF4, 0x16FF6, 2}, {0x17000, 0x18CD5, 1},
+    {0x18CFF, 0x18D1E, 1}, {0x18D80, 0x18DF2, 1}, {0x1AFF0, 0x1AFF3, 1}, {0x1AFF5, 0x1AFFB, 1},
+    {0x1AFFD, 0x1AFFE, 1}, {0x1B000, 0x1B122, 1}, {0x1B132, 0x1B132, 1}, {0x1B150, 0x1B152, 1},
+    {0x1B155, 0x1B155, 1}, {0x1B164, 0x1B167, 1}, {0x1B170, 0x1B2FB, 1}, {0x1BC00, 0x1BC6A, 1},
+    {0x1BC70, 0x1BC7C, 1}, {0x1BC80, 0x1BC88, 1}, {0x1BC90, 0x1BC99, 1}, {0x1CCF0, 0x1CCF9, 2},
+    {0x1D2C0, 0x1D2D3, 2}, {0x1D2E0, 0x1D2F3, 2}, {0x1D360, 0x1D378, 2}, {0x1D400, 0x1D454, 1},
+    {0x1D456, 0x1D49C, 1}, {0x1D49E, 0x1D49F, 1}, {0x1D4A2, 0x1D4A2, 1}, {0x1D4A5, 0x1D4A6, 1},
+    {0x1D4A9, 0x1D4AC, 1}, {0x1D4AE, 0x1D4B9, 1}, {0x1D4BB, 0x1D4BB, 1}, {0x1D4BD, 0x1D4C3, 1},
+    {0x1D4C5, 0x1D505, 1}, {0x1D507, 0x1D50A, 1}, {0x1D50D, 0x1D514, 1}, {0x1D516, 0x1D51C, 1},
+    {0x1D51E, 0x1D539, 1}, {0x1D53B, 0x1D53E, 1}, {0x1D540, 0x1D544, 1}, {0x1D546, 0x1D546, 1},
+    {0x1D54A, 0x1D550, 1}, {0x1D552, 0x1D6A5, 1}, {0x1D6A8, 0x1D6C0, 1}, {0x1D6C2, 0x1D6DA, 1},
+    {0x1D6DC, 0x1D6FA, 1}, {0x1D6FC, 0x1D714, 1}, {0x1D716, 0x1D734, 1}, {0x1D736, 0x1D74E, 1},
+    {0x1D750, 0x1D76E, 1}, {0x1D770, 0x1D788, 1}, {0x1D78A, 0x1D7A8, 1}, {0x1D7AA, 0x1D7C2, 1},
+    {0x1D7C4, 0x1D7CB, 1}, {0x1D7CE, 0x1D7FF, 2}, {0x1DF00, 0x1DF1E, 1}, {0x1DF25, 0x1DF2A, 1},
+    {0x1E030, 0x1E06D, 1}, {0x1E100, 0x1E12C, 1}, {0x1E137, 0x1E13D, 1}, {0x1E140, 0x1E149, 2},
+    {0x1E14E, 0x1E14E, 1}, {0x1E290, 0x1E2AD, 1}, {0x1E2C0, 0x1E2EB, 1}, {0x1E2F0, 0x1E2F9, 2},
+    {0x1E4D0, 0x1E4EB, 1}, {0x1E4F0, 0x1E4F9, 2}, {0x1E5D0, 0x1E5ED, 1}, {0x1E5F0, 0x1E5F0, 1},
+    {0x1E5F1, 0x1E5FA, 2}, {0x1E6C0, 0x1E6DE, 1}, {0x1E6E0, 0x1E6E2, 1}, {0x1E6E4, 0x1E6E5, 1},
+    {0x1E6E7, 0x1E6ED, 1}, {0x1E6F0, 0x1E6F4, 1}, {0x1E6FE, 0x1E6FF, 1}, {0x1E7E0, 0x1E7E6, 1},
+    {0x1E7E8, 0x1E7EB, 1}, {0x1E7ED, 0x1E7EE, 1}, {0x1E7F0, 0x1E7FE, 1}, {0x1E800, 0x1E8C4, 1},
+    {0x1E8C7, 0x1E8CF, 2}, {0x1E900, 0x1E943, 1}, {0x1E94B, 0x1E94B, 1}, {0x1E950, 0x1E959, 2},
+    {0x1EC71, 0x1ECAB, 2}, {0x1ECAD, 0x1ECAF, 2}, {0x1ECB1, 0x1ECB4, 2}, {0x1ED01, 0x1ED2D, 2},
+    {0x1ED2F, 0x1ED3D, 2}, {0x1EE00, 0x1EE03, 1}, {0x1EE05, 0x1EE1F, 1}, {0x1EE21, 0x1EE22, 1},
+    {0x1EE24, 0x1EE24, 1}, {0x1EE27, 0x1EE27, 1}, {0x1EE29, 0x1EE32, 1}, {0x1EE34, 0x1EE37, 1},
+    {0x1EE39, 0x1EE39, 1}, {0x1EE3B, 0x1EE3B, 1}, {0x1EE42, 0x1EE42, 1}, {0x1EE47, 0x1EE47, 1},
+    {0x1EE49, 0x1EE49, 1}, {0x1EE4B, 0x1EE4B, 1}, {0x1EE4D, 0x1EE4F, 1}, {0x1EE51, 0x1EE52, 1},
+    {0x1EE54, 0x1EE54, 1}, {0x1EE57, 0x1EE57, 1}, {0x1EE59, 0x1EE59, 1}, {0x1EE5B, 0x1EE5B, 1},
+    {0x1EE5D, 0x1EE5D, 1}, {0x1EE5F, 0x1EE5F, 1}, {0x1EE61, 0x1EE62, 1}, {0x1EE64, 0x1EE64, 1},
+    {0x1EE67, 0x1EE6A, 1}, {0x1EE6C, 0x1EE72, 1}, {0x1EE74, 0x1EE77, 1}, {0x1EE79, 0x1EE7C, 1},
+    {0x1EE7E, 0x1EE7E, 1}, {0x1EE80, 0x1EE89, 1}, {0x1EE8B, 0x1EE9B, 1}, {0x1EEA1, 0x1EEA3, 1},
+    {0x1EEA5, 0x1EEA9, 1}, {0x1EEAB, 0x1EEBB, 1}, {0x1F100, 0x1F10C, 2}, {0x1FBF0, 0x1FBF9, 2},
+    {0x20000, 0x2A6DF, 1}, {0x2A700, 0x2B81D, 1}, {0x2B820, 0x2CEAD, 1}, {0x2CEB0, 0x2EBE0, 1},
+    {0x2EBF0, 0x2EE5D, 1}, {0x2F800, 0x2FA1D, 1}, {0x30000, 0x3134A, 1}, {0x31350, 0x33479, 1},
+};
+// clang-format on
+
+enum class unicode_class : std::uint8_t { other = 0, letter = 1, number = 2, space = 3 };
+
+inline unicode_class classify(std::uint32_t cp) noexcept {
+  const auto* end = std::end(unicode_class_table);
+  const auto* it =
+      std::upper_bound(std::begin(unicode_class_table), end, cp,
+                       [](std::uint32_t v, const unicode_range& r) { return v < r.lo; });
+  if (it == std::begin(unicode_class_table)) return unicode_class::other;
+  --it;
+  return cp <= it->hi ? static_cast<unicode_class>(it->cls) : unicode_class::other;
+}
+
+}  // namespace tessel::detail
+// ---- end tessel/io/tokenizer_unicode.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <queue>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace tessel {
+
+namespace detail {
+
+inline std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw error(path + ": cannot open the tokenizer file");
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 upward.
+inline std::array<std::uint32_t, 256> gpt2_byte_to_unicode() {
+  std::array<std::uint32_t, 256> t{};
+  std::uint32_t n = 0;
+  for (std::uint32_t b = 0; b < 256; ++b) {
+    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+    t[b] = printable ? b : 256 + n++;
+  }
+  return t;
+}
+
+// Byte ranges [begin, end) of the pre-tokens of valid UTF-8 text.
+inline std::vector<std::pair<std::size_t, std::size_t>> gpt2_pretokenize(std::string_view s) {
+  struct ch {
+    std::uint32_t cp;
+    std::size_t at;
+    unicode_class cls;
+  };
+  std::vector<ch> c;
+  c.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const utf8_step st = utf8_next(s, i);
+    c.push_back({st.cp, i, classify(st.cp)});
+    i += st.len;
+  }
+  const std::size_t n = c.size();
+  const auto cls = [&](std::size_t k) { return c[k].cls; };
+  const auto run = [&](std::size_t k, unicode_class x) {
+    while (k < n && cls(k) == x) ++k;
+    return k;
+  };
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  for (std::size_t i = 0; i < n;) {
+    std::size_t j = i;
+    const std::uint32_t cp = c[i].cp;
+    if (cp == '\'' && i + 1 < n) {  // contractions, lowercase ASCII only
+      const std::uint32_t a = c[i + 1].cp;
+      const std::uint32_t b = i + 2 < n ? c[i + 2].cp : 0;
+      if (a == 's' || a == 't' || a == 'm' || a == 'd') {
+        j = i + 2;
+      } else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) {
+        j = i + 3;
+      }
+    }
+    if (j == i) {
+      // An optional ' ' joins a following letter, number or other (non-space) run.
+      const std::size_t k =
+          (cp == ' ' && i + 1 < n && cls(i + 1) != unicode_class::space) ? i + 1 : i;
+      if (cls(k) != unicode_class::space) {
+        j = run(k, cls(k));
+      } else {
+        // \s+(?!\S) leaves the last space of a run before a non-space; \s+ takes a lone one.
+        const std::size_t e = run(i, unicode_class::space);
+        j = (e == n || e - i == 1) ? e : e - 1;
+      }
+    }
+    out.emplace_back(c[i].at, j < n ? c[j].at : s.size());
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace detail
+
+class Gpt2Tokenizer {
+ public:
+  /// tokens indexed by id (spelled in GPT-2's byte alphabet); merges in rank order, each
+  /// "left right" (as vocab.bpe and GGUF's tokenizer.ggml.merges hold them). bos and eos may be
+  /// -1; by default they are the id of <|endoftext|> when the vocabulary has it. Throws
+  /// value_error when a byte has no token, a merge is not "a b", or a merge's result is no token.
+  /// Where a token or a merge appears twice, the first wins.
+  Gpt2Tokenizer(std::vector<std::string> tokens, const std::vector<std::string>& merges,
+                std::optional<token_id> bos = {}, std::optional<token_id> eos = {})
+      : tokens_(std::move(tokens)) {
+    const std::size_t n = tokens_.size();
+    if (n == 0 || n > static_cast<std::size_t>(std::numeric_limits<token_id>::max()))
+      throw value_error("GPT-2 vocabulary: expected 1 to 2^31-1 tokens, got " + std::to_string(n));
+    for (std::size_t i = 0; i < n; ++i) ids_.emplace(tokens_[i], static_cast<token_id>(i));
+    const auto b2u = detail::gpt2_byte_to_unicode();
+    std::array<std::uint32_t, 0x144> u2b{};  // inverse map; every image is below U+0144
+    std::array<bool, 0x144> mapped{};
+    for (std::size_t b = 0; b < 256; ++b) {
+      std::string ch;
+      append_utf8(ch, b2u[b]);
+      const auto it = ids_.find(ch);
+      if (it == ids_.end())
+        throw value_error("GPT-2 vocabulary: byte " + std::to_string(b) + " has no token \"" + ch +
+                          "\"");
+      byte_ids_[b] = it->second;
+      u2b[b2u[b]] = static_cast<std::uint32_t>(b);
+      mapped[b2u[b]] = true;
+    }
+    ranks_.reserve(merges.size());
+    for (std::size_t r = 0; r < merges.size(); ++r) {
+      const std::string& m = merges[r];
+      const std::size_t sp = m.find(' ');
+      if (sp == std::string::npos || sp == 0 || sp + 1 == m.size() ||
+          m.find(' ', sp + 1) != std::string::npos)
+        throw value_error("GPT-2 merges: merge " + std::to_string(r) + " is \"" + m +
+                          "\", expected two tokens separated by one space");
+      const auto a = ids_.find(std::string_view(m).substr(0, sp));
+      const auto b = ids_.find(std::string_view(m).substr(sp + 1));
+      // A merge of something that is no token can never apply: symbols are always tokens.
+      if (a == ids_.end() || b == ids_.end()) continue;
+      const auto ab = ids_.find(m.substr(0, sp) + m.substr(sp + 1));
+      if (ab == ids_.end())
+        throw value_error("GPT-2 merges: merge " + std::to_string(r) + " (\"" + m +
+                          "\") makes a token that is not in the vocabulary");
+      ranks_.emplace(pair_key(a->second, b->second),
+                     merge{static_cast<std::uint32_t>(r), ab->second});
+    }
+    // Decoded bytes of every token; characters outside the byte alphabet stay as UTF-8.
+    bytes_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::string_view t = tokens_[i];
+      for (std::size_t k = 0; k < t.size();) {
+        const utf8_step st = utf8_next(t, k);
+        if (st.status == utf8_step::ok && st.cp < u2b.size() && mapped[st.cp]) {
+          bytes_[i] += static_cast<char>(u2b[st.cp]);
+        } else {
+          bytes_[i].append(t.substr(k, st.len));
+        }
+        k += st.len;
+      }
+    }
+    const auto eot = ids_.find(std::string_view("<|endoftext|>"));
+    const token_id dflt = eot == ids_.end() ? -1 : eot->second;
+    bos_ = bos.value_or(dflt);
+    eos_ = eos.value_or(dflt);
+    for (token_id id : {bos_, eos_})
+      if (id < -1 || id >= static_cast<token_id>(n))
+        throw value_error("GPT-2 vocabulary: BOS/EOS id " + std::to_string(id) +
+                          " is outside [0, " + std::to_string(n) + ")");
+  }
+
+  std::size_t vocab_size() const noexcept { return tokens_.size(); }
+  token_id bos_id() const noexcept { return bos_; }
+  token_id eos_id() const noexcept { return eos_; }
+  /// The token as the vocabulary spells it (GPT-2's byte alphabet); throws on a bad id.
+  const std::string& token(token_id id) const { return tokens_[checked(id)]; }
+  /// The id of a token, or -1.
+  token_id find(std::string_view token) const {
+    const auto it = ids_.find(token);
+    return it == ids_.end() ? -1 : it->second;
+  }
+
+  /// Token ids of the text; BOS first and EOS last when asked for and the vocabulary has them.
+  std::vector<token_id> encode(std::string_view text, bool add_bos = false,
+                               bool add_eos = false) const {
+    std::vector<token_id> out;
+    if (add_bos && bos_ >= 0) out.push_back(bos_);
+    std::string clean;
+    if (!utf8_valid(text)) {
+      clean = utf8_sanitize(text, utf8_replacement::per_byte);
+      text = clean;
+    }
+    for (const auto& [b, e] : detail::gpt2_pretokenize(text)) bpe(text.substr(b, e - b), out);
+    if (add_eos && eos_ >= 0) out.push_back(eos_);
+    return out;
+  }
+
+  /// The text of the ids; bytes that do not form UTF-8 become U+FFFD per maximal ill-formed
+  /// subsequence, as GPT-2's decoders do. Throws value_error on an id outside the vocab.
+  std::string decode(std::span<const token_id> ids) const {
+    std::string raw;
+    bool at_start = true;
+    for (token_id id : ids) append_token_bytes(raw, id, at_start);
+    return utf8_sanitize(raw, utf8_replacement::per_subpart);
+  }
+
+  /// The bytes one token contributes to decoded text (used by decode and StreamDecoder).
+  void append_token_bytes(std::string& out, token_id id, bool& at_start) const {
+    out += bytes_[checked(id)];
+    at_start = false;
+  }
+  static constexpr utf8_replacement replacement() noexcept { return utf8_replacement::per_subpart; }
+
+ private:
+  struct merge {
+    std::uint32_t rank;
+    token_id result;
+  };
+  static std::uint64_t pair_key(token_id a, token_id b) noexcept {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+           static_cast<std::uint32_t>(b);
+  }
+  std::size_t checked(token_id id) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size())
+      throw value_error("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                        std::to_string(tokens_.size()) + ")");
+    return static_cast<std::size_t>(id);
+  }
+
+  // GPT-2's bpe(): each round takes the lowest-ranked adjacent pair and merges all its
+  // occurrences left to right; pairs made in a round wait for the next round. A heap keyed by
+  // (rank, position) gives the same result in O(n log n).
+  void bpe(std::string_view piece, std::vector<token_id>& out) const {
+    const std::size_t n = piece.size();
+    std::vector<token_id> id(n);
+    std::vector<std::ptrdiff_t> prev(n), next(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      id[i] = byte_ids_[static_cast<unsigned char>(piece[i])];
+      prev[i] = static_cast<std::ptrdiff_t>(i) - 1;
+      next[i] = i + 1 < n ? static_cast<std::ptrdiff_t>(i + 1) : -1;
+    }
+    struct cand {
+      std::uint32_t rank;
+      std::ptrdiff_t left;
+      token_id a, b;  // the pair when queued, to notice candidates made stale
+      bool operator>(const cand& o) const noexcept {
+        return rank != o.rank ? rank > o.rank : left > o.left;
+      }
+    };
+    std::priority_queue<cand, std::vector<cand>, std::greater<>> heap;
+    std::vector<std::ptrdiff_t> alive(n, 1);
+    const auto push = [&](std::ptrdiff_t l) {
+      if (l < 0 || next[static_cast<std::size_t>(l)] < 0) return;
+      const token_id a = id[static_cast<std::size_t>(l)];
+      const token_id b = id[static_cast<std::size_t>(next[static_cast<std::size_t>(l)])];
+      const auto it = ranks_.find(pair_key(a, b));
+      if (it != ranks_.end()) heap.push({it->second.rank, l, a, b});
+    };
+    const auto valid = [&](const cand& c) {
+      const auto l = static_cast<std::size_t>(c.left);
+      return alive[l] && next[l] >= 0 && id[l] == c.a &&
+             id[static_cast<std::size_t>(next[l])] == c.b;
+    };
+    for (std::size_t i = 0; i + 1 < n; ++i) push(static_cast<std::ptrdiff_t>(i));
+    std::vector<std::ptrdiff_t> merged;
+    while (!heap.empty()) {
+      const std::uint32_t rank = heap.top().rank;
+      const token_id result = ranks_.find(pair_key(heap.top().a, heap.top().b))->second.result;
+      // One round: every queued occurrence of this pair, left to right.
+      merged.clear();
+      while (!heap.empty() && heap.top().rank == rank) {
+        const cand c = heap.top();
+        heap.pop();
+        if (!valid(c)) continue;
+        const auto l = static_cast<std::size_t>(c.left);
+        const auto r = static_cast<std::size_t>(next[l]);
+        id[l] = result;
+        next[l] = next[r];
+        if (next[r] >= 0) prev[static_cast<std::size_t>(next[r])] = c.left;
+        alive[r] = 0;
+        merged.push_back(c.left);
+      }
+      for (std::ptrdiff_t l : merged) {
+        if (!alive[static_cast<std::size_t>(l)]) continue;
+        push(prev[static_cast<std::size_t>(l)]);
+        push(l);
+      }
+    }
+    for (std::ptrdiff_t k = n ? 0 : -1; k >= 0; k = next[static_cast<std::size_t>(k)])
+      out.push_back(id[static_cast<std::size_t>(k)]);
+  }
+
+  std::vector<std::string> tokens_;
+  std::vector<std::string> bytes_;
+  detail::piece_map ids_;
+  std::unordered_map<std::uint64_t, merge> ranks_;
+  std::array<token_id, 256> byte_ids_{};
+  token_id bos_ = -1, eos_ = -1;
+};
+
+namespace detail {
+
+// Token spellings indexed by id from (token, id) entries; ids must be exactly 0..n-1.
+inline std::vector<std::string> dense_vocab(
+    std::vector<std::pair<std::string, std::int64_t>> entries, const std::string& name) {
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second < b.second : a.first < b.first;
+  });
+  entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
+  std::vector<std::string> tokens;
+  tokens.reserve(entries.size());
+  for (auto& [tok, id] : entries) {
+    if (id != static_cast<std::int64_t>(tokens.size()))
+      throw format_error(name, 0,
+                         "token ids must be 0 to n-1, each once; token \"" + tok + "\" has id " +
+                             std::to_string(id) + ", expected " + std::to_string(tokens.size()));
+    tokens.push_back(std::move(tok));
+  }
+  return tokens;
+}
+
+inline void gpt2_vocab_entries(const nlohmann::json& j,
+                               std::vector<std::pair<std::string, std::int64_t>>& entries,
+                               const std::string& name) {
+  entries.reserve(entries.size() + j.size());
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!it.value().is_number_integer())
+      throw format_error(name, 0, "the id of token \"" + it.key() + "\" is not an integer");
+    entries.emplace_back(it.key(), it.value().get<std::int64_t>());
+  }
+}
+
+inline void gpt2_vocab_from_json(const nlohmann::json& j, std::vector<std::string>& tokens,
+                                 const std::string& name) {
+  std::vector<std::pair<std::string, std::int64_t>> entries;
+  gpt2_vocab_entries(j, entries, name);
+  tokens = dense_vocab(std::move(entries), name);
+}
+
+}  // namespace detail
+
+/// Loads GPT-2's encoder.json (token -> id) and vocab.bpe (merges) from memory; the names are
+/// used in errors. Throws format_error on bad input.
+inline Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view encoder_json, std::string_view vocab_bpe,
+                                          const std::string& encoder_name = "encoder.json",
+                                          const std::string& vocab_name = "vocab.bpe") {
+  std::vector<std::string> tokens;
+  {
+    const auto j = nlohmann::json::parse(encoder_json, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      throw format_error(encoder_name, 0, "expected a JSON object of token -> id");
+    detail::gpt2_vocab_from_json(j, tokens, encoder_name);
+  }
+  std::vector<std::string> merges;
+  std::size_t pos = 0;
+  bool first = true;
+  while (pos < vocab_bpe.size()) {
+    std::size_t e = vocab_bpe.find('\n', pos);
+    if (e == std::string_view::npos) e = vocab_bpe.size();
+    std::string_view line = vocab_bpe.substr(pos, e - pos);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    const bool header = first && line.starts_with("#version");
+    first = false;
+    if (!line.empty() && !header) {
+      const std::size_t sp = line.find(' ');
+      if (sp == std::string_view::npos || sp == 0 || sp + 1 == line.size() ||
+          line.find(' ', sp + 1) != std::string_view::npos)
+        throw format_error(vocab_name, pos,
+                           "expected a merge \"left right\", got \"" + std::string(line) + "\"");
+      merges.emplace_back(line);
+    }
+    pos = e + 1;
+  }
+  try {
+    return Gpt2Tokenizer(std::move(tokens), merges);
+  } catch (const value_error& e) {
+    throw format_error(vocab_name, 0, e.what());
+  }
+}
+
+/// Loads GPT-2's encoder.json and vocab.bpe files (see parse_gpt2_tokenizer).
+inline Gpt2Tokenizer load_gpt2_tokenizer(const std::string& encoder_json_path,
+                                         const std::string& vocab_bpe_path) {
+  return parse_gpt2_tokenizer(detail::read_text_file(encoder_json_path),
+                              detail::read_text_file(vocab_bpe_path), encoder_json_path,
+                              vocab_bpe_path);
+}
+
+/// Loads a byte-level BPE from a Hugging Face tokenizer.json held in memory: model.vocab,
+/// model.merges ("a b" strings or ["a", "b"] pairs) and added_tokens. Throws format_error.
+inline Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
+                                             const std::string& name = "tokenizer.json") {
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw format_error(name, 0, "not a JSON object");
+  const auto model = j.find("model");
+  if (model == j.end() || !model->is_object())
+    throw format_error(name, 0, "expected an object \"model\"");
+  if (const auto t = model->find("type"); t != model->end() && *t != "BPE")
+    throw format_error(name, 0, "model.type is " + t->dump() + ", expected \"BPE\"");
+  const auto vocab = model->find("vocab");
+  const auto merges = model->find("merges");
+  if (vocab == model->end() || !vocab->is_object() || merges == model->end() || !merges->is_array())
+    throw format_error(name, 0, "expected model.vocab (object) and model.merges (array)");
+  std::vector<std::pair<std::string, std::int64_t>> entries;
+  detail::gpt2_vocab_entries(*vocab, entries, name);
+  if (const auto added = j.find("added_tokens"); added != j.end()) {
+    if (!added->is_array()) throw format_error(name, 0, "added_tokens is not an array");
+    for (const auto& a : *added) {
+      const auto id = a.is_object() ? a.find("id") : a.end();
+      const auto content = a.is_object() ? a.find("content") : a.end();
+      if (id == a.end() || content == a.end() || !id->is_number_integer() || !content->is_string())
+        throw format_error(name, 0, "an added token lacks an integer id or a string content");
+      entries.emplace_back(content->get<std::string>(), id->get<std::int64_t>());
+    }
+  }
+  std::vector<std::string> tokens = detail::dense_vocab(std::move(entries), name);
+  std::vector<std::string> merge_list;
+  merge_list.reserve(merges->size());
+  for (const auto& m : *merges) {
+    if (m.is_string()) {
+      merge_list.push_back(m.get<std::string>());
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      merge_list.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+    } else {
+      throw format_error(name, 0,
+                         "model.merges holds " + m.dump() + ", expected \"a b\" or [\"a\", \"b\"]");
+    }
+  }
+  try {
+    return Gpt2Tokenizer(std::move(tokens), merge_list);
+  } catch (const value_error& e) {
+    throw format_error(name, 0, e.what());
+  }
+}
+
+/// Loads a Hugging Face tokenizer.json file (see parse_hf_tokenizer_json).
+inline Gpt2Tokenizer load_hf_tokenizer_json(const std::string& path) {
+  return parse_hf_tokenizer_json(detail::read_text_file(path), path);
+}
+
+}  // namespace tessel
+// ---- end tessel/io/tokenizer_gpt2.hpp ----
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace tessel {
+
+/// Either tokenizer behind one interface, for code that takes whatever a model file carries.
+class Tokenizer {
+ public:
+  Tokenizer(SentencePieceTokenizer t) : impl_(std::move(t)) {}
+  Tokenizer(Gpt2Tokenizer t) : impl_(std::move(t)) {}
+
+  std::vector<token_id> encode(std::string_view text, bool add_bos = false,
+                               bool add_eos = false) const {
+    return std::visit([&](const auto& t) { return t.encode(text, add_bos, add_eos); }, impl_);
+  }
+  std::string decode(std::span<const token_id> ids) const {
+    return std::visit([&](const auto& t) { return t.decode(ids); }, impl_);
+  }
+  void append_token_bytes(std::string& out, token_id id, bool& at_start) const {
+    std::visit([&](const auto& t) { t.append_token_bytes(out, id, at_start); }, impl_);
+  }
+  utf8_replacement replacement() const {
+    return std::visit([](const auto& t) { return t.replacement(); }, impl_);
+  }
+  std::size_t vocab_size() const {
+    return std::visit([](const auto& t) { return t.vocab_size(); }, impl_);
+  }
+  token_id bos_id() const {
+    return std::visit([](const auto& t) { return t.bos_id(); }, impl_);
+  }
+  token_id eos_id() const {
+    return std::visit([](const auto& t) { return t.eos_id(); }, impl_);
+  }
+  const std::string& token(token_id id) const {
+    return std::visit([&](const auto& t) -> const std::string& { return t.token(id); }, impl_);
+  }
+  /// The tokenizer inside, for what only one kind has (SentencePiece scores, token types).
+  const std::variant<SentencePieceTokenizer, Gpt2Tokenizer>& get() const noexcept { return impl_; }
+
+ private:
+  std::variant<SentencePieceTokenizer, Gpt2Tokenizer> impl_;
+};
+
+/// Turns token ids, one at a time, into text as it becomes complete: bytes of a character that
+/// later tokens will finish are held back, so every piece returned is whole UTF-8. The pieces
+/// of push() followed by flush() concatenate to decode() of the same ids. The tokenizer must
+/// outlive the decoder.
+template <class Tok>
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tok& tok) : tok_(&tok) {}
+
+  /// The text completed by this token (often empty while a character is unfinished). Throws
+  /// value_error on an id outside the vocabulary.
+  std::string push(token_id id) {
+    tok_->append_token_bytes(pending_, id, at_start_);
+    std::string out;
+    std::size_t i = 0;
+    while (i < pending_.size()) {
+      const utf8_step st = utf8_next(pending_, i);
+      if (st.status == utf8_step::incomplete) break;  // may still be finished by later bytes
+      if (st.status == utf8_step::ok) {
+        out.append(pending_, i, st.len);
+      } else {
+        append_replacement(out, st.len, tok_->replacement());
+      }
+      i += st.len;
+    }
+    pending_.erase(0, i);
+    return out;
+  }
+
+  /// The held-back bytes, which no token will finish now, as U+FFFD; resets the decoder.
+  std::string flush() {
+    std::string out = utf8_sanitize(pending_, tok_->replacement());
+    pending_.clear();
+    at_start_ = true;
+    return out;
+  }
+
+ private:
+  const Tok* tok_;
+  std::string pending_;
+  bool at_start_ = true;
+};
+
+}  // namespace tessel
+// ---- end tessel/io/tokenizer.hpp ----
+// ---- begin tessel/io/torch.hpp ----
+// PyTorch checkpoints written by torch.save (the zip format): <archive>/data.pkl is a pickle of
+// the state dict, <archive>/data/<key> hold the storages' bytes (stored, little-endian).
+//
+// The pickle is read by a small interpreter that builds tensors and containers only. It
+// executes nothing: the only globals it accepts are collections.OrderedDict, the torch._utils
+// tensor and parameter rebuilders, and the torch.*Storage types; any other global (os.system,
+// builtins.eval, ...) is refused with format_error before anything else happens.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace tessel::io {
+
+enum class torch_dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+struct torch_dtype_info {
+  torch_dtype dtype;
+  const char* storage;  // the storage class name in the pickle
+  const char* name;
+  std::size_t size;
+};
+inline constexpr std::array<torch_dtype_info, 10> torch_dtypes{{
+    {torch_dtype::F64, "DoubleStorage", "float64", 8},
+    {torch_dtype::F32, "FloatStorage", "float32", 4},
+    {torch_dtype::F16, "HalfStorage", "float16", 2},
+    {torch_dtype::BF16, "BFloat16Storage", "bfloat16", 2},
+    {torch_dtype::I64, "LongStorage", "int64", 8},
+    {torch_dtype::I32, "IntStorage", "int32", 4},
+    {torch_dtype::I16, "ShortStorage", "int16", 2},
+    {torch_dtype::I8, "CharStorage", "int8", 1},
+    {torch_dtype::U8, "ByteStorage", "uint8", 1},
+    {torch_dtype::BOOL, "BoolStorage", "bool", 1},
+}};
+inline const torch_dtype_info& info(torch_dtype d) {
+  return torch_dtypes[std::size_t(d)];
+}
+inline const char* name(torch_dtype d) {
+  return info(d).name;
+}
+
+template <class T>
+constexpr torch_dtype torch_dtype_of() {
+  using U = std::remove_const_t<T>;
+  if constexpr (std::is_same_v<U, double>)
+    return torch_dtype::F64;
+  else if constexpr (std::is_same_v<U, float>)
+    return torch_dtype::F32;
+  else if constexpr (std::is_same_v<U, f16>)
+    return torch_dtype::F16;
+  else if constexpr (std::is_same_v<U, bf16>)
+    return torch_dtype::BF16;
+  else if constexpr (std::is_same_v<U, std::int64_t>)
+    return torch_dtype::I64;
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return torch_dtype::I32;
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    return torch_dtype::I16;
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    return torch_dtype::I8;
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return torch_dtype::U8;
+  else if constexpr (std::is_same_v<U, bool>)
+    return torch_dtype::BOOL;
+  else
+    static_assert(sizeof(T) == 0, "tessel: no torch dtype for this type");
+}
+
+struct TorchTensor {
+  std::string name;  // nested dict keys joined with '.'
+  torch_dtype dtype = torch_dtype::F32;
+  std::vector<std::int64_t> shape, strides;  // strides in elements
+  std::int64_t storage_offset = 0;           // in elements
+  std::string storage_key;
+  std::span<const std::byte> storage;  // the whole storage, in place
+  std::string file;
+
+  std::int64_t n_elements() const noexcept {
+    std::int64_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+  bool is_contiguous() const noexcept {
+    std::int64_t s = 1;
+    for (std::size_t k = shape.size(); k-- > 0;) {
+      if (shape[k] != 1 && strides[k] != s) return false;
+      s *= shape[k];
+    }
+    return true;
+  }
+
+  /// A strided view of rank R (the tensor's rank; 1 for a 0-d tensor) in place.
+  template <class T, std::size_t R>
+  TensorView<const T, DynShape<R>> view() const {
+    check<T>(R);
+    const bool scalar = shape.empty();
+    std::array<index_t, R> e{}, st{};
+    for (std::size_t k = 0; k < R; ++k) {
+      e[k] = scalar ? 1 : shape[k];
+      st[k] = scalar ? 1 : strides[k];
+    }
+    if (reinterpret_cast<std::uintptr_t>(storage.data()) % alignof(T) != 0)
+      throw format_error(file, 0, "storage of '" + name + "' is not aligned; use to_tensor()");
+    return {reinterpret_cast<const T*>(storage.data()) + storage_offset, DynShape<R>::from_array(e),
+            st};
+  }
+  /// A contiguous copy (works for any alignment and strides).
+  template <class T, std::size_t R>
+  Tensor<T, DynShape<R>> to_tensor() const {
+    check<T>(R);
+    const bool scalar = shape.empty();
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[k] = scalar ? 1 : shape[k];
+    Tensor<T, DynShape<R>> t(DynShape<R>::from_array(e));
+    std::array<index_t, R> ix{};
+    for (index_t i = 0; i < t.size(); ++i) {
+      index_t off = storage_offset;
+      if (!scalar)
+        for (std::size_t k = 0; k < R; ++k) off += ix[k] * strides[k];
+      std::memcpy(static_cast<void*>(t.data() + i), storage.data() + std::size_t(off) * sizeof(T),
+                  sizeof(T));
+      for (std::size_t k = R; k-- > 0;) {
+        if (++ix[k] < e[k]) break;
+        ix[k] = 0;
+      }
+    }
+    return t;
+  }
+
+ private:
+  template <class T>
+  void check(std::size_t r) const {
+    if (torch_dtype_of<T>() != dtype)
+      throw format_error(file, 0,
+                         "tensor '" + name + "' has dtype " + io::name(dtype) + ", not " +
+                             io::name(torch_dtype_of<T>()));
+    if (shape.size() != r && !(shape.empty() && r == 1))
+      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
+                        ", viewed with rank " + std::to_string(r));
+  }
+};
+
+class TorchFile {
+ public:
+  static TorchFile open(const std::string& path) { return TorchFile(MappedFile::open(path)); }
+  static TorchFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return TorchFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit TorchFile(MappedFile m) : map_(std::move(m)), zip_(map_.bytes(), map_.name()) { load(); }
+
+  const std::string& path() const noexcept { return map_.name(); }
+  /// Tensors in the order the pickle lists them.
+  const std::vector<TorchTensor>& tensors() const noexcept { return tensors_; }
+  const TorchTensor* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+  }
+  const TorchTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  // ---- the pickle machine's objects, in an arena (indices, so cycles cannot leak) ----------
+  enum class kind {
+    none,
+    boolean,
+    integer,
+    real,
+    str,
+    bytes,
+    tuple,
+    list,
+    dict,
+    global,
+    storage,
+    tensor
+  };
+  struct obj {
+    kind k = kind::none;
+    std::int64_t i = 0;  // bool, int; storage: dtype; tensor: index in tensors_
+    double f = 0;
+    std::string s;                    // str, bytes, global "module name"
+    std::vector<std::size_t> items;   // tuple, list; dict: key, value, key, value, ...
+    std::span<const std::byte> data;  // storage bytes
+  };
+  static constexpr const char* kind_names[] = {"None", "bool",   "int",     "float",
+                                               "str",  "bytes",  "tuple",   "list",
+                                               "dict", "global", "storage", "tensor"};
+
+  void load() {
+    const ZipEntry* pkl = nullptr;
+    for (const auto& e : zip_.entries()) {
+      const auto slash = e.name.find('/');
+      if (slash != std::string::npos && e.name.substr(slash) == "/data.pkl") {
+        pkl = &e;
+        prefix_ = e.name.substr(0, slash + 1);
+        break;
+      }
+    }
+    if (!pkl) throw format_error(path(), 0, "no <archive>/data.pkl: not a torch.save zip file");
+    if (const auto* bo = zip_.find(prefix_ + "byteorder")) {
+      const auto b = zip_.data(*bo);
+      if (std::string_view(reinterpret_cast<const char*>(b.data()), b.size()) != "little")
+        throw format_error(path(), bo->data_offset, "byteorder is not 'little'");
+    }
+    const std::size_t root = run(zip_.data(*pkl), pkl->data_offset);
+    std::set<std::size_t> seen;
+    flatten(root, "", 0, seen);
+    for (std::size_t i = 0; i < tensors_.size(); ++i)
+      if (!index_.emplace(tensors_[i].name, i).second)
+        throw format_error(path(), pkl->data_offset,
+                           "two tensors are named '" + tensors_[i].name + "'");
+  }
+
+  std::size_t make(kind k) {
+    objs_.emplace_back().k = k;
+    return objs_.size() - 1;
+  }
+
+  std::size_t run(std::span<const std::byte> pickle, std::uint64_t base) {
+    ByteReader r(pickle, path(), base);
+    std::vector<std::size_t> stack, marks;
+    std::map<std::uint32_t, std::size_t> memo;
+    std::vector<TorchTensor> built;
+    const auto pop = [&](const char* op) {
+      if (stack.empty() || (!marks.empty() && marks.back() == stack.size()))
+        r.fail(std::string("pickle ") + op + " on an empty stack");
+      const auto v = stack.back();
+      stack.pop_back();
+      return v;
+    };
+    const auto top = [&](const char* op) -> std::size_t {
+      if (stack.empty()) r.fail(std::string("pickle ") + op + " on an empty stack");
+      return stack.back();
+    };
+    const auto pop_mark = [&](const char* op) {
+      if (marks.empty()) r.fail(std::string("pickle ") + op + " without a MARK");
+      std::vector<std::size_t> v(stack.begin() + std::ptrdiff_t(marks.back()), stack.end());
+      stack.resize(marks.back());
+      marks.pop_back();
+      return v;
+    };
+    const auto expect = [&](std::size_t o, kind k, const char* what) {
+      if (objs_[o].k != k)
+        r.fail(std::string(what) + ": expected " + kind_names[int(k)] + ", got " +
+               kind_names[int(objs_[o].k)]);
+    };
+    const auto push_str = [&](std::string_view s, kind k) {
+      const auto o = make(k);
+      objs_[o].s = std::string(s);
+      stack.push_back(o);
+    };
+    const auto push_int = [&](std::int64_t v) {
+      const auto o = make(kind::integer);
+      objs_[o].i = v;
+      stack.push_back(o);
+    };
+    const auto line = [&](const char* what) {
+      const auto rest = r.bytes().subspan(r.pos());
+      const auto* b = reinterpret_cast<const char*>(rest.data());
+      const auto* nl = static_cast<const char*>(std::memchr(b, '\n', rest.size()));
+      if (!nl) r.fail(std::string("pickle GLOBAL: unterminated ") + what);
+      const auto s = r.take_string(std::size_t(nl - b), what);
+      r.skip(1, what);
+      return s;
+    };
+    const auto global = [&](std::string_view module, std::string_view nm, std::size_t at) {
+      const std::string g = std::string(module) + " " + std::string(nm);
+      bool ok = g == "collections OrderedDict" || g == "torch._utils _rebuild_tensor_v2" ||
+                g == "torch._utils _rebuild_parameter" ||
+                g == "torch._utils _rebuild_parameter_with_state";
+      if (module == "torch")
+        for (const auto& d : torch_dtypes) ok = ok || nm == d.storage;
+      if (!ok)
+        r.fail_at(at, "pickle names global '" + g +
+                          "', which is not allowed (only tensors and dicts are read)");
+      push_str(g, kind::global);
+    };
+    const auto memo_put = [&](std::uint32_t k) { memo[k] = top("PUT"); };
+    const auto memo_get = [&](std::uint32_t k) {
+      auto it = memo.find(k);
+      if (it == memo.end()) r.fail("pickle GET of unknown memo key " + std::to_string(k));
+      stack.push_back(it->second);
+    };
+
+    for (;;) {
+      const std::size_t at = r.pos();
+      const std::uint8_t op = r.u8("pickle opcode");
+      switch (op) {
+        case 0x80: {  // PROTO
+          const auto v = r.u8("protocol");
+          if (v > 5) r.fail_at(at, "pickle protocol " + std::to_string(v) + " is not supported");
+          break;
+        }
+        case 0x95:
+          r.u64("frame length");
+          break;     // FRAME: framing is only a hint
+        case '.': {  // STOP
+          const auto v = pop("STOP");
+          return v;
+        }
+        case '(':
+          marks.push_back(stack.size());
+          break;
+        case ')':
+          stack.push_back(make(kind::tuple));
+          break;
+        case ']':
+          stack.push_back(make(kind::list));
+          break;
+        case '}':
+          stack.push_back(make(kind::dict));
+          break;
+        case 'N':
+          stack.push_back(make(kind::none));
+          break;
+        case 0x88:
+        case 0x89: {  // NEWTRUE, NEWFALSE
+          const auto o = make(kind::boolean);
+          objs_[o].i = op == 0x88;
+          stack.push_back(o);
+          break;
+        }
+        case 'J':
+          push_int(r.read<std::int32_t>("BININT"));
+          break;
+        case 'K':
+          push_int(r.u8("BININT1"));
+          break;
+        case 'M':
+          push_int(r.u16("BININT2"));
+          break;
+        case 0x8a: {  // LONG1: little-endian two's complement of n bytes
+          const auto n = r.u8("LONG1 length");
+          if (n > 8) r.fail_at(at, "pickle LONG1 of " + std::to_string(n) + " bytes is too large");
+          const auto b = r.take(n, "LONG1 bytes");
+          std::uint64_t v = 0;
+          for (std::size_t k = 0; k < n; ++k)
+            v |= std::uint64_t(std::to_integer<unsigned>(b[k])) << (8 * k);
+          if (n > 0 && n < 8 && (std::to_integer<unsigned>(b[n - 1]) & 0x80))
+            v |= ~std::uint64_t(0) << (8 * n);  // sign-extend
+          push_int(std::int64_t(v));
+          break;
+        }
+        case 'G': {  // BINFLOAT: big-endian double
+          const auto b = r.take(8, "BINFLOAT");
+          std::uint64_t u = 0;
+          for (int k = 0; k < 8; ++k)
+            u = (u << 8) | std::to_integer<std::uint64_t>(b[std::size_t(k)]);
+          const auto o = make(kind::real);
+          std::memcpy(&objs_[o].f, &u, 8);
+          stack.push_back(o);
+          break;
+        }
+        case 'X':
+          push_str(r.take_utf8(r.u32("BINUNICODE length"), "BINUNICODE"), kind::str);
+          break;
+        case 0x8c:
+          push_str(r.take_utf8(r.u8("SHORT_BINUNICODE length"), "SHORT_BINUNICODE"), kind::str);
+          break;
+        case 0x8d: {
+          const auto n = r.u64("BINUNICODE8 length");
+          push_str(r.take_utf8(std::size_t(n), "BINUNICODE8"), kind::str);
+          break;
+        }
+        case 'T':
+          push_str(r.take_string(r.u32("BINSTRING length"), "BINSTRING"), kind::str);
+          break;
+        case 'U':
+          push_str(r.take_string(r.u8("SHORT_BINSTRING length"), "SHORT_BINSTRING"), kind::str);
+          break;
+        case 'B':
+          push_str(r.take_string(r.u32("BINBYTES length"), "BINBYTES"), kind::bytes);
+          break;
+        case 'C':
+          push_str(r.take_string(r.u8("SHORT_BINBYTES length"), "SHORT_BINBYTES"), kind::bytes);
+          break;
+        case 't': {
+          const auto o = make(kind::tuple);
+          objs_[o].items = pop_mark("TUPLE");
+          stack.push_back(o);
+          break;
+        }
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE1..3
+          const std::size_t n = op - 0x84u;
+          std::vector<std::size_t> v(n);
+          for (std::size_t k = n; k-- > 0;) v[k] = pop("TUPLEn");
+          const auto o = make(kind::tuple);
+          objs_[o].items = std::move(v);
+          stack.push_back(o);
+          break;
+        }
+        case 'q':
+          memo_put(r.u8("BINPUT key"));
+          break;
+        case 'r':
+          memo_put(r.u32("LONG_BINPUT key"));
+          break;
+        case 0x94:
+          memo_put(std::uint32_t(memo.size()));
+          break;  // MEMOIZE
+        case 'h':
+          memo_get(r.u8("BINGET key"));
+          break;
+        case 'j':
+          memo_get(r.u32("LONG_BINGET key"));
+          break;
+        case '0':
+          pop("POP");
+          break;
+        case '1':
+          pop_mark("POP_MARK");
+          break;
+        case '2':
+          stack.push_back(top("DUP"));
+          break;
+        case 'a': {
+          const auto v = pop("APPEND");
+          const auto l = top("APPEND");
+          expect(l, kind::list, "pickle APPEND target");
+          objs_[l].items.push_back(v);
+          break;
+        }
+        case 'e': {
+          auto v = pop_mark("APPENDS");
+          const auto l = top("APPENDS");
+          expect(l, kind::list, "pickle APPENDS target");
+          objs_[l].items.insert(objs_[l].items.end(), v.begin(), v.end());
+          break;
+        }
+        case 's': {
+          const auto v = pop("SETITEM");
+          const auto k = pop("SETITEM");
+          const auto d = top("SETITEM");
+          expect(d, kind::dict, "pickle SETITEM target");
+          objs_[d].items.push_back(k);
+          objs_[d].items.push_back(v);
+          break;
+        }
+        case 'u': {
+          auto v = pop_mark("SETITEMS");
+          if (v.size() % 2) r.fail_at(at, "pickle SETITEMS with an odd number of items");
+          const auto d = top("SETITEMS");
+          expect(d, kind::dict, "pickle SETITEMS target");
+          objs_[d].items.insert(objs_[d].items.end(), v.begin(), v.end());
+          break;
+        }
+        case 'c': {
+          const auto module = line("module");
+          const auto nm = line("name");
+          global(module, nm, at);
+          break;
+        }
+        case 0x93: {  // STACK_GLOBAL
+          const auto nm = pop("STACK_GLOBAL");
+          const auto module = pop("STACK_GLOBAL");
+          expect(nm, kind::str, "pickle STACK_GLOBAL name");
+          expect(module, kind::str, "pickle STACK_GLOBAL module");
+          global(objs_[module].s, objs_[nm].s, at);
+          break;
+        }
+        case 'Q':
+          stack.push_back(persistent(pop("BINPERSID"), r));
+          break;
+        case 'R': {
+          const auto args = pop("REDUCE");
+          const auto fn = pop("REDUCE");
+          expect(fn, kind::global, "pickle REDUCE callable");
+          expect(args, kind::tuple, "pickle REDUCE arguments");
+          stack.push_back(reduce(objs_[fn].s, objs_[args].items, r));
+          break;
+        }
+        case 'b': {  // BUILD: state of an OrderedDict (_metadata) or a parameter; not needed
+          pop("BUILD");
+          const auto o = top("BUILD");
+          if (objs_[o].k != kind::dict && objs_[o].k != kind::tensor)
+            r.fail_at(at, std::string("pickle BUILD on a ") + kind_names[int(objs_[o].k)]);
+          break;
+        }
+        default:
+          r.fail_at(at, "pickle opcode 0x" + std::string(1, "0123456789abcdef"[op >> 4]) +
+                            "0123456789abcdef"[op & 15] + " is not supported");
+      }
+    }
+  }
+
+  std::int64_t as_int(std::size_t o, ByteReader& r, const char* what) const {
+    if (objs_[o].k != kind::integer) r.fail(std::string(what) + " is not an int");
+    return objs_[o].i;
+  }
+
+  // ('storage', <torch.XStorage>, key, location, numel)
+  std::size_t persistent(std::size_t pid, ByteReader& r) {
+    const auto& t = objs_[pid];
+    if (t.k != kind::tuple || t.items.size() != 5 || objs_[t.items[0]].k != kind::str ||
+        objs_[t.items[0]].s != "storage")
+      r.fail("pickle persistent id is not ('storage', type, key, location, numel)");
+    const auto& ty = objs_[t.items[1]];
+    const auto& key = objs_[t.items[2]];
+    if (ty.k != kind::global || key.k != kind::str)
+      r.fail("pickle persistent id has no storage type or key");
+    const torch_dtype_info* di = nullptr;
+    for (const auto& d : torch_dtypes)
+      if (ty.s == std::string("torch ") + d.storage) di = &d;
+    if (!di) r.fail("pickle persistent id names '" + ty.s + "', not a storage type");
+    const std::int64_t numel = as_int(t.items[4], r, "storage numel");
+    const auto* e = zip_.find(prefix_ + "data/" + key.s);
+    if (!e) r.fail("storage '" + key.s + "' has no entry " + prefix_ + "data/" + key.s);
+    const auto bytes = zip_.data(*e);
+    if (numel < 0 || std::uint64_t(numel) > bytes.size() / di->size ||
+        std::uint64_t(numel) * di->size != bytes.size())
+      r.fail("storage '" + key.s + "' holds " + std::to_string(bytes.size()) + " bytes, not " +
+             std::to_string(numel) + " x " + std::to_string(di->size));
+    std::string k = key.s;  // make() may move the arena
+    const auto o = make(kind::storage);
+    objs_[o].i = std::int64_t(di - torch_dtypes.data());
+    objs_[o].s = std::move(k);
+    objs_[o].data = bytes;
+    return o;
+  }
+
+  std::size_t reduce(const std::string& fn, const std::vector<std::size_t>& a, ByteReader& r) {
+    if (fn == "collections OrderedDict") {
+      if (!a.empty()) r.fail("OrderedDict with arguments is not supported");
+      return make(kind::dict);
+    }
+    if (fn == "torch._utils _rebuild_parameter" ||
+        fn == "torch._utils _rebuild_parameter_with_state") {
+      if (a.size() < 1 || objs_[a[0]].k != kind::tensor)
+        r.fail("_rebuild_parameter without a tensor");
+      return a[0];
+    }
+    if (fn != "torch._utils _rebuild_tensor_v2")
+      r.fail("pickle calls '" + fn + "', which is not a tensor or dict constructor");
+    // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+    if (a.size() < 4) r.fail("_rebuild_tensor_v2 with fewer than 4 arguments");
+    if (objs_[a[0]].k != kind::storage)
+      r.fail("_rebuild_tensor_v2: first argument is not a storage");
+    const auto& st = objs_[a[0]];
+    TorchTensor t;
+    t.dtype = torch_dtypes[std::size_t(st.i)].dtype;
+    t.storage_key = st.s;
+    t.storage = st.data;
+    t.file = path();
+    t.storage_offset = as_int(a[1], r, "storage offset");
+    const auto& size = objs_[a[2]];
+    const auto& stride = objs_[a[3]];
+    if (size.k != kind::tuple || stride.k != kind::tuple ||
+        size.items.size() != stride.items.size())
+      r.fail("_rebuild_tensor_v2: size and stride are not tuples of one length");
+    if (size.items.size() > 16) r.fail("_rebuild_tensor_v2: more than 16 dimensions");
+    for (std::size_t k = 0; k < size.items.size(); ++k) {
+      t.shape.push_back(as_int(size.items[k], r, "size"));
+      t.strides.push_back(as_int(stride.items[k], r, "stride"));
+    }
+    // Every element the sizes and strides reach must lie inside the storage.
+    const std::int64_t numel = std::int64_t(st.data.size() / info(t.dtype).size);
+    std::int64_t n = 1, last = t.storage_offset;
+    bool bad = t.storage_offset < 0;
+    for (std::size_t k = 0; k < t.shape.size(); ++k) {
+      std::int64_t reach;
+      bad = bad || t.shape[k] < 0 || t.strides[k] < 0 ||
+            __builtin_mul_overflow(n, t.shape[k], &n) ||
+            (t.shape[k] > 0 && (__builtin_mul_overflow(t.shape[k] - 1, t.strides[k], &reach) ||
+                                __builtin_add_overflow(last, reach, &last)));
+    }
+    if (bad || (n > 0 && last >= numel))
+      r.fail("tensor reaches outside its storage '" + st.s + "' of " + std::to_string(numel) +
+             " elements (offset " + std::to_string(t.storage_offset) + ")");
+    const auto o = make(kind::tensor);
+    objs_[o].i = std::int64_t(pending_.size());
+    pending_.push_back(std::move(t));
+    return o;
+  }
+
+  void flatten(std::size_t o, const std::string& prefix, int depth, std::set<std::size_t>& seen) {
+    const auto& x = objs_[o];
+    if (x.k == kind::tensor) {
+      auto t = pending_[std::size_t(x.i)];
+      t.name = prefix.empty() ? "" : prefix.substr(0, prefix.size() - 1);
+      tensors_.push_back(std::move(t));
+      return;
+    }
+    if (x.k != kind::dict || depth > 16 || !seen.insert(o).second) return;
+    for (std::size_t k = 0; k + 1 < objs_[o].items.size(); k += 2) {
+      const auto& key = objs_[objs_[o].items[k]];
+      if (key.k != kind::str) continue;  // only named entries hold weights
+      flatten(objs_[o].items[k + 1], prefix + key.s + ".", depth + 1, seen);
+    }
+  }
+
+  MappedFile map_;
+  ZipArchive zip_;
+  std::string prefix_;
+  std::vector<obj> objs_;
+  std::vector<TorchTensor> pending_;
+  std::vector<TorchTensor> tensors_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/torch.hpp ----
 // ---- end tessel/tessel.hpp ----

@@ -13,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -90,34 +91,35 @@ inline const char* name(ggml_type t) {
   return info(t).name;
 }
 
-/// The ggml type that stores elements of C++ type T. Numbers map by type; a block format (a
-/// struct with block_elems) maps by its geometry, which is unique among the GGUF formats.
+/// The ggml type that stores elements of C++ type T (empty for none). Numbers map by type; a
+/// block format (a struct with block_elems) maps by its geometry, which is unique among the
+/// GGUF formats.
 template <class T>
-constexpr const ggml_type_info* ggml_type_of() noexcept {
+constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
   using U = std::remove_const_t<T>;
+  std::uint32_t id = ~0u;
   if constexpr (std::is_same_v<U, float>)
-    return find_ggml_type(0);
+    id = 0;
   else if constexpr (std::is_same_v<U, f16>)
-    return find_ggml_type(1);
+    id = 1;
   else if constexpr (std::is_same_v<U, bf16>)
-    return find_ggml_type(30);
+    id = 30;
   else if constexpr (std::is_same_v<U, std::int8_t>)
-    return find_ggml_type(24);
+    id = 24;
   else if constexpr (std::is_same_v<U, std::int16_t>)
-    return find_ggml_type(25);
+    id = 25;
   else if constexpr (std::is_same_v<U, std::int32_t>)
-    return find_ggml_type(26);
+    id = 26;
   else if constexpr (std::is_same_v<U, std::int64_t>)
-    return find_ggml_type(27);
+    id = 27;
   else if constexpr (std::is_same_v<U, double>)
-    return find_ggml_type(28);
-  else if constexpr (block_elems_v<U> > 1) {
-    for (const auto& i : ggml_types)
-      if (i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U))) return &i;
-    return nullptr;
-  } else {
-    return nullptr;
+    id = 28;
+  for (const auto& i : ggml_types) {
+    if (static_cast<std::uint32_t>(i.type) == id) return i;
+    if constexpr (block_elems_v < U >> 1)
+      if (i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U))) return i;
   }
+  return std::nullopt;
 }
 
 // ---- metadata values ----------------------------------------------------------------------
@@ -367,8 +369,8 @@ struct GGUFTensor {
   /// to be 1. Throws format_error when T is not the stored type.
   template <class T, std::size_t R>
   TensorView<const T, DynShape<R>> view() const {
-    constexpr const ggml_type_info* want = ggml_type_of<T>();
-    static_assert(want != nullptr, "tessel: T is not a GGUF tensor format");
+    constexpr auto want = ggml_type_of<T>();
+    static_assert(want.has_value(), "tessel: T is not a GGUF tensor format");
     if (want->type != type)
       throw format_error(*file, file_offset,
                          "tensor '" + std::string(name) + "' is stored as " + io::name(type) +

@@ -158,8 +158,8 @@ class GGUFWriter {
   /// A contiguous tensor view; the ggml type follows from T.
   template <class T, class S>
   void add_tensor(std::string name, TensorView<T, S> v) {
-    constexpr const ggml_type_info* ti = ggml_type_of<T>();
-    static_assert(ti != nullptr, "tessel: T is not a GGUF tensor format");
+    constexpr auto ti = ggml_type_of<T>();
+    static_assert(ti.has_value(), "tessel: T is not a GGUF tensor format");
     if (!v.is_contiguous()) throw value_error("tessel: GGUF tensors must be contiguous");
     const auto e = v.shape().extents();
     std::vector<std::int64_t> shape(e.begin(), e.end());

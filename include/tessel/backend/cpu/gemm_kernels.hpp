@@ -244,9 +244,18 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
   using batch = xsimd::batch<float, Arch>;
   using tile = gemm_tile<Arch>;
   constexpr int MR = tile::MR, NV = tile::NV, W = tile::W, NR = tile::NR;
+  // C is touched only after kc * MR * NV FMAs; fetching it now hides a cache miss per row
+  // that would otherwise stall the stores (C is re-read once per KC block).
+  if (beta != 0.0f) {
+    for (index_t r = 0; r < m; ++r) {
+      __builtin_prefetch(C + r * ldc, 1, 3);
+      __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
+    }
+  }
   batch acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.0f);
+#pragma GCC unroll 4
   for (index_t k = 0; k < kc; ++k) {
     batch b[NV];
     for (int v = 0; v < NV; ++v) b[v] = batch::load_aligned(Bp + v * W);

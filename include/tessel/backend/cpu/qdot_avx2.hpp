@@ -1,0 +1,277 @@
+#pragma once
+// AVX2 row dot products of quantized weights (kernel<qdot_op, cpu_simd<A>, F>).
+//
+// Integer formats use the GGUF engines' scheme: unsigned levels times signed 8-bit activations
+// with vpmaddubsw, pairs summed with vpmaddwd, one f32 FMA per (sub-)block. Offsets (q4_0's -8,
+// q6_k's -32) and mins are applied afterwards through the activations' block sums, so the
+// unpacking stays at shift-and-mask. Four rows are walked together so that each activation
+// block is loaded once for four weight streams. nf4 / int_group dequantize in registers and
+// use f32 FMAs. Per-block integer sums equal the reference exactly; only the f32 summation
+// order differs.
+
+#include "qdot.hpp"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+namespace tessel {
+namespace qdetail {
+
+inline float hsum(__m256 v) noexcept {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline int hsum_i32(__m256i v) noexcept {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+inline __m256i loadu256(const void* p) noexcept {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// Rows of a chunk are processed R at a time; `body<R>(w_rows, y)` does R rows.
+template <class Body>
+inline void for_row_groups(index_t rows, Body&& body) {
+  index_t r = 0;
+  for (; r + 4 <= rows; r += 4) body.template operator()<4>(r);
+  for (; r < rows; ++r) body.template operator()<1>(r);
+}
+
+template <int R>
+inline void q8_0_rows(index_t nb, const q8_0* w, index_t ldw, const q8_0* a, float* y) {
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (index_t b = 0; b < nb; ++b) {
+    const __m256i ya = loadu256(a[b].qs);
+    const float da = f16f(a[b].d);
+    for (int r = 0; r < R; ++r) {
+      const q8_0& blk = w[r * ldw + b];
+      const __m256i wq = loadu256(blk.qs);
+      // |w| * sign(a, w) = w * a with the unsigned operand vpmaddubsw needs.
+      const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(ya, wq));
+      const __m256i s = _mm256_madd_epi16(p, ones);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16f(blk.d) * da), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
+}
+
+template <int R>
+inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, float* y) {
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15),
+                eights = _mm256_set1_epi8(8);
+  for (index_t b = 0; b < nb; ++b) {
+    const __m256i ya = loadu256(a[b].qs);
+    // sum (q - 8) a = sum q a - 8 sum a, the second term once per activation block.
+    const __m256i ysum8 = _mm256_madd_epi16(_mm256_maddubs_epi16(eights, ya), ones);
+    const float da = f16f(a[b].d);
+    for (int r = 0; r < R; ++r) {
+      const q4_0& blk = w[r * ldw + b];
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
+      const __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+      const __m256i s =
+          _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(qq, ya), ones), ysum8);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16f(blk.d) * da), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
+}
+
+// q4_k / q5_k 6-bit scales and mins as 8 bytes each (see get_scale_min_k4).
+inline void k4_scales(const std::uint8_t* s, std::uint32_t sc[2], std::uint32_t mn[2]) noexcept {
+  std::uint32_t u[3];
+  std::memcpy(u, s, 12);
+  sc[0] = u[0] & 0x3f3f3f3fu;
+  mn[0] = u[1] & 0x3f3f3f3fu;
+  sc[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
+  mn[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
+}
+
+template <int R>
+inline void q4_k_rows(index_t nb, const q4_k* w, index_t ldw, const q8_k* a, float* y) {
+  __m256 acc[R];
+  float macc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), macc[r] = 0;
+  const __m256i m4 = _mm256_set1_epi8(15);
+  __m256i smask[8];  // broadcast 16-bit scale j to all lanes
+  for (int j = 0; j < 8; ++j)
+    smask[j] = _mm256_set1_epi16(static_cast<short>(((2 * j + 1) << 8) | (2 * j)));
+  for (index_t b = 0; b < nb; ++b) {
+    const q8_k& A = a[b];
+    const __m128i bs_lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(A.bsums));
+    const __m128i bs_hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(A.bsums + 8));
+    const __m128i bsp = _mm_hadd_epi16(bs_lo, bs_hi);  // sums of the 8 sub-blocks of 32
+    for (int r = 0; r < R; ++r) {
+      const q4_k& blk = w[r * ldw + b];
+      std::uint32_t sc[2], mn[2];
+      k4_scales(blk.scales, sc, mn);
+      const __m128i mins =
+          _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(mn[1]), static_cast<int>(mn[0])));
+      const __m128i mp = _mm_madd_epi16(mins, bsp);
+      __m128i ms = _mm_add_epi32(mp, _mm_unpackhi_epi64(mp, mp));
+      ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, 1));
+      const __m256i scales = _mm256_broadcastsi128_si256(
+          _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(sc[1]), static_cast<int>(sc[0]))));
+      __m256i sumi = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        const __m256i q = loadu256(blk.qs + 32 * c);
+        const __m256i lo = _mm256_and_si256(q, m4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu256(A.qs + 64 * c)),
+                                              _mm256_shuffle_epi8(scales, smask[2 * c]));
+        const __m256i phi =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu256(A.qs + 64 * c + 32)),
+                              _mm256_shuffle_epi8(scales, smask[2 * c + 1]));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+      }
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(f16f(blk.d) * A.d), acc[r]);
+      macc[r] += f16f(blk.dmin) * A.d * static_cast<float>(_mm_cvtsi128_si32(ms));
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]) - macc[r];
+}
+
+template <int R>
+inline void q6_k_rows(index_t nb, const q6_k* w, index_t ldw, const q8_k* a, float* y) {
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+  __m256i smask[4];  // lane 0: scale 2k of the half, lane 1: scale 2k + 1
+  for (int k = 0; k < 4; ++k)
+    smask[k] =
+        _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(((4 * k + 3) << 8) | (4 * k + 2))),
+                         _mm_set1_epi16(static_cast<short>(((4 * k + 1) << 8) | (4 * k))));
+  for (index_t b = 0; b < nb; ++b) {
+    const q8_k& A = a[b];
+    const __m256i bsums = loadu256(A.bsums);
+    for (int r = 0; r < R; ++r) {
+      const q6_k& blk = w[r * ldw + b];
+      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales));
+      // sum sc (q - 32) a = sum sc q a - 32 sum sc bsum.
+      __m256i sumi = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), bsums), 5);
+      sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i scales = _mm256_broadcastsi128_si256(
+            _mm_cvtepi8_epi16(h == 0 ? sc8 : _mm_unpackhi_epi64(sc8, sc8)));
+        const __m256i ql0 = loadu256(blk.ql + 64 * h), ql1 = loadu256(blk.ql + 64 * h + 32);
+        const __m256i qh = loadu256(blk.qh + 32 * h);
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                               _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+        q[1] =
+            _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+        q[2] =
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+        q[3] =
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+        for (int k = 0; k < 4; ++k) {
+          const __m256i p = _mm256_maddubs_epi16(q[k], loadu256(A.qs + 128 * h + 32 * k));
+          sumi =
+              _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, smask[k])));
+        }
+      }
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(f16f(blk.d) * A.d), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
+}
+
+// NF4: the 16 levels are two 8-entry tables; vpermps picks within one, bit 3 chooses.
+inline void nf4_rows1(index_t nb, const nf4* w, const float* x, float* y) {
+  const __m256 lo = _mm256_loadu_ps(nf4_levels), hi = _mm256_loadu_ps(nf4_levels + 8);
+  const __m256i m15 = _mm256_set1_epi32(15);
+  __m256 tot = _mm256_setzero_ps();
+  for (index_t b = 0; b < nb; ++b, x += 64) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int j = 0; j < 32; j += 8) {
+      const __m256i q =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[b].qs + j)));
+      const __m256i i0 = _mm256_and_si256(q, m15), i1 = _mm256_srli_epi32(q, 4);
+      const __m256 v0 =
+          _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, i0), _mm256_permutevar8x32_ps(hi, i0),
+                           _mm256_castsi256_ps(_mm256_slli_epi32(i0, 28)));
+      const __m256 v1 =
+          _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, i1), _mm256_permutevar8x32_ps(hi, i1),
+                           _mm256_castsi256_ps(_mm256_slli_epi32(i1, 28)));
+      acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + j), acc);
+      acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + j + 32), acc);
+    }
+    tot = _mm256_fmadd_ps(acc, _mm256_set1_ps(w[b].absmax), tot);
+  }
+  *y = hsum(tot);
+}
+
+template <int Bits, index_t G, bool Asym>
+inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, const float* x,
+                            float* y) {
+  __m256 tot = _mm256_setzero_ps();
+  const __m256i m15 = _mm256_set1_epi32(15);
+  for (index_t b = 0; b < nb; ++b, x += G) {
+    const auto& blk = w[b];
+    const __m256i z = _mm256_set1_epi32(blk.zero);
+    __m256 acc = _mm256_setzero_ps();
+    if constexpr (Bits == 4) {
+      for (int j = 0; j < G / 2; j += 8) {
+        const __m256i q =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.qs + j)));
+        const __m256 v0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(q, m15), z));
+        const __m256 v1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(q, 4), z));
+        acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + j), acc);
+        acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + j + G / 2), acc);
+      }
+    } else {
+      for (int j = 0; j < G; j += 8) {
+        const __m256i q =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.qs + j)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, z)), _mm256_loadu_ps(x + j),
+                              acc);
+      }
+    }
+    tot = _mm256_fmadd_ps(acc, _mm256_set1_ps(f16f(blk.scale)), tot);
+  }
+  *y = hsum(tot);
+}
+
+}  // namespace qdetail
+
+#define TESSEL_QDOT_AVX2(FMT, FN)                                                                  \
+  template <class Arch>                                                                            \
+  struct kernel<qdot_op, cpu_simd<Arch>, FMT> {                                                    \
+    using act = qdetail::act_t<FMT>;                                                               \
+    static void run(index_t nb, const FMT* w, index_t ldw, index_t rows, const act* a, float* y) { \
+      qdetail::for_row_groups(                                                                     \
+          rows, [&]<int R>(index_t r) { qdetail::FN<R>(nb, w + r * ldw, ldw, a, y + r); });        \
+    }                                                                                              \
+  };
+TESSEL_QDOT_AVX2(q8_0, q8_0_rows)
+TESSEL_QDOT_AVX2(q4_0, q4_0_rows)
+TESSEL_QDOT_AVX2(q4_k, q4_k_rows)
+TESSEL_QDOT_AVX2(q6_k, q6_k_rows)
+#undef TESSEL_QDOT_AVX2
+
+template <class Arch>
+struct kernel<qdot_op, cpu_simd<Arch>, nf4> {
+  static void run(index_t nb, const nf4* w, index_t ldw, index_t rows, const float* x, float* y) {
+    for (index_t r = 0; r < rows; ++r) qdetail::nf4_rows1(nb, w + r * ldw, x, y + r);
+  }
+};
+template <class Arch, int Bits, index_t G, bool Asym>
+struct kernel<qdot_op, cpu_simd<Arch>, int_group<Bits, G, Asym>> {
+  static void run(index_t nb, const int_group<Bits, G, Asym>* w, index_t ldw, index_t rows,
+                  const float* x, float* y) {
+    for (index_t r = 0; r < rows; ++r) qdetail::int_group_rows1(nb, w + r * ldw, x, y + r);
+  }
+};
+
+}  // namespace tessel
+#endif

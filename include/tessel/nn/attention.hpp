@@ -1,0 +1,142 @@
+#pragma once
+// Attention<Dim, Heads, KvHeads, W>: causal multi-head self-attention with grouped K/V heads
+// (MHA: KvHeads == Heads, GQA: a divisor, MQA: 1), RoPE on queries and keys, and a KV cache.
+// GGUF names: attn_q [Dim, Dim], attn_k / attn_v [KvDim, Dim], attn_output [Dim, Dim], with
+// head_dim = Dim / Heads and KvDim = KvHeads · head_dim.
+//
+// forward(x, M, pos, ...) takes M new rows at positions pos .. pos+M-1 (a prompt: M > 1, a
+// decode step: M == 1), writes their keys and values into the cache rows at those positions
+// and attends row i to cache rows 0 .. pos+i. scratch holds scratch_floats(M, max_seq) floats.
+
+#include "linear.hpp"
+#include "rope.hpp"
+
+namespace tessel::nn {
+
+template <index_t Dim, index_t Heads, index_t KvHeads, WeightFormat W = float>
+class Attention {
+  static constexpr bool all_static = Dim != dyn && Heads != dyn && KvHeads != dyn;
+  static_assert(!all_static || (Dim % Heads == 0 && Heads % KvHeads == 0),
+                "tessel::nn::Attention: Dim must be a multiple of Heads, Heads of KvHeads");
+
+ public:
+  static constexpr index_t HeadDim = all_static ? Dim / Heads : dyn;
+  static constexpr index_t KvDim = all_static ? HeadDim * KvHeads : dyn;
+
+  Attention() requires all_static : heads_(Heads), kv_heads_(KvHeads) {}
+  Attention(index_t dim, index_t heads, index_t kv_heads)
+      : attn_q(dim, dim),
+        attn_k(dim, checked_kv_dim(dim, heads, kv_heads)),
+        attn_v(dim, dim / heads * kv_heads),
+        attn_output(dim, dim),
+        heads_(heads),
+        kv_heads_(kv_heads) {
+    if ((Heads != dyn && heads != Heads) || (KvHeads != dyn && kv_heads != KvHeads))
+      throw shape_error("tessel::nn::Attention: head counts differ from the static ones");
+  }
+
+  index_t dim() const noexcept { return attn_q.in(); }
+  index_t heads() const noexcept { return Heads != dyn ? Heads : heads_; }
+  index_t kv_heads() const noexcept { return KvHeads != dyn ? KvHeads : kv_heads_; }
+  index_t head_dim() const noexcept { return HeadDim != dyn ? HeadDim : dim() / heads(); }
+  index_t kv_dim() const noexcept { return KvDim != dyn ? KvDim : head_dim() * kv_heads(); }
+  index_t scratch_floats(index_t M, index_t max_seq) const noexcept {
+    return 2 * M * dim() + heads() * max_seq;
+  }
+
+  /// y[M, Dim] = attention(x[M, Dim]) + beta · y. k_cache / v_cache: this layer's rows
+  /// [max_seq, kv_dim] (see KVCache); pos + M must not exceed max_seq.
+  void forward(const float* x, index_t M, index_t pos, float* k_cache, float* v_cache,
+               index_t max_seq, const Rope& rope, float* scratch, float* y,
+               float beta = 0.0f) const {
+    if (pos < 0 || M < 0 || pos + M > max_seq)
+      throw value_error("tessel::nn::Attention: positions " + std::to_string(pos) + " to " +
+                        std::to_string(pos + M) + " do not fit a cache of " +
+                        std::to_string(max_seq));
+    const index_t D = dim(), H = heads(), kvd = kv_dim(), hd = head_dim();
+    float* q = scratch;
+    float* att = q + M * D;
+    float* scores = att + M * D;
+    attn_q.forward(x, M, q);
+    // Keys and values go straight into their cache rows.
+    attn_k.forward_strided(x, D, M, k_cache + pos * kvd, kvd);
+    attn_v.forward_strided(x, D, M, v_cache + pos * kvd, kvd);
+    for (index_t i = 0; i < M; ++i) {
+      rope.apply(q + i * D, H, pos + i);
+      rope.apply(k_cache + (pos + i) * kvd, kv_heads(), pos + i);
+    }
+    // Threads take whole heads; a small problem stays on the calling thread.
+    const index_t work = H * M * (pos + M) * hd;
+    parallel_for(0, H, work < (1 << 18) ? H : 1, [&](index_t lo, index_t hi) {
+      for (index_t h = lo; h < hi; ++h)
+        attend_head(h, q, M, pos, k_cache, v_cache, scores + h * max_seq, att);
+    });
+    attn_output.forward(att, M, y, beta);
+  }
+
+  template <class V>
+  void visit(const std::string& prefix, V&& v) {
+    attn_q.visit(prefix + "attn_q", v);
+    attn_k.visit(prefix + "attn_k", v);
+    attn_v.visit(prefix + "attn_v", v);
+    attn_output.visit(prefix + "attn_output", v);
+  }
+
+  Linear<Dim, Dim, W> attn_q;
+  Linear<Dim, KvDim, W> attn_k;
+  Linear<Dim, KvDim, W> attn_v;
+  Linear<Dim, Dim, W> attn_output;
+
+ private:
+  static index_t checked_kv_dim(index_t dim, index_t heads, index_t kv_heads) {
+    if (heads <= 0 || kv_heads <= 0 || dim % heads != 0 || heads % kv_heads != 0)
+      throw value_error("tessel::nn::Attention: dim " + std::to_string(dim) + ", heads " +
+                        std::to_string(heads) + ", kv_heads " + std::to_string(kv_heads) +
+                        ": dim must be a multiple of heads, heads of kv_heads");
+    return dim / heads * kv_heads;
+  }
+
+  // One head over rows 0..M-1; HeadDim static lets the compiler unroll the inner loops.
+  void attend_head(index_t h, const float* q, index_t M, index_t pos, const float* kc,
+                   const float* vc, float* s, float* att) const {
+    const index_t D = dim(), kvd = kv_dim();
+    const index_t hd = HeadDim != dyn ? HeadDim : head_dim();
+    const index_t off = (h / (heads() / kv_heads())) * hd;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    for (index_t i = 0; i < M; ++i) {
+      const float* qi = q + i * D + h * hd;
+      const index_t T = pos + i + 1;
+      index_t t = 0;
+      // Four keys at a time: independent sums keep the FMA units busy.
+      for (; t + 4 <= T; t += 4) {
+        const float* k0 = kc + t * kvd + off;
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (index_t d = 0; d < hd; ++d) {
+          a0 += qi[d] * k0[d];
+          a1 += qi[d] * k0[kvd + d];
+          a2 += qi[d] * k0[2 * kvd + d];
+          a3 += qi[d] * k0[3 * kvd + d];
+        }
+        s[t] = a0 * scale, s[t + 1] = a1 * scale, s[t + 2] = a2 * scale, s[t + 3] = a3 * scale;
+      }
+      for (; t < T; ++t) {
+        const float* k0 = kc + t * kvd + off;
+        float a = 0;
+        for (index_t d = 0; d < hd; ++d) a += qi[d] * k0[d];
+        s[t] = a * scale;
+      }
+      detail::rows::softmax(s, T);
+      float* out = att + i * D + h * hd;
+      for (index_t d = 0; d < hd; ++d) out[d] = 0.0f;
+      for (t = 0; t < T; ++t) {
+        const float* v0 = vc + t * kvd + off;
+        const float p = s[t];
+        for (index_t d = 0; d < hd; ++d) out[d] += p * v0[d];
+      }
+    }
+  }
+
+  index_t heads_, kv_heads_;
+};
+
+}  // namespace tessel::nn

@@ -126,6 +126,16 @@ TEST_CASE("gguf: every metadata type and several tensor formats (spec-following 
     CHECK(reinterpret_cast<std::uintptr_t>(t.data) % 64 == 0);  // mapping is page-aligned
 }
 
+TEST_CASE("gguf: version 2 files (same layout as version 3) read the same") {
+  auto b = read_all(data_dir + "gguf_all_types.gguf");
+  const std::uint32_t v2 = 2;
+  std::memcpy(b.data() + 4, &v2, 4);
+  const auto g = GGUFFile::from_bytes(b, "v2");
+  CHECK(g.version() == 2);
+  CHECK(g.get<std::string_view>("t.string") == "héllo, wörld ✓");
+  CHECK((g.tensor("f32").view<float, 2>()(1, 2)) == 6.f);
+}
+
 TEST_CASE("gguf writer: reproduces the spec-following Python file byte for byte") {
   const auto expected = read_all(data_dir + "gguf_all_types.gguf");
   GGUFWriter w;

@@ -194,13 +194,14 @@ TEST_CASE("malformed GGUF files") {
           "element count overflows");
   rejects(open_gguf, with<std::uint64_t>(b, ta + 4, std::uint64_t(1) << 63),
           "element count overflows");
-  rejects(open_gguf, with<std::uint32_t>(b, ta + 20, 16), "unknown or unsupported ggml type 16");
+  rejects(open_gguf, with<std::uint32_t>(b, ta + 20, 31), "unknown or unsupported ggml type 31");
   rejects(open_gguf, with<std::uint64_t>(b, tb + 4, 33), "not a multiple of the Q8_0 block");
   rejects(open_gguf, with<std::uint64_t>(b, tb + 24, 64 + 4), "not a multiple of the alignment");
   rejects(open_gguf, with<std::uint64_t>(b, tb + 24, std::uint64_t(1) << 40),
           "outside the data section");
   rejects(open_gguf, with<std::uint64_t>(b, tb + 24, 0), "overlaps tensor");
   rejects(open_gguf, with_text(b, "tb", "ta"), "duplicate tensor name 'ta'");
+  rejects(open_gguf, with<std::uint8_t>(b, find(b, "tb"), 0xFF), "tensor name is not valid UTF-8");
 }
 
 TEST_CASE("malformed safetensors files") {

@@ -142,18 +142,19 @@ class TensorView {
   }
 
   /// The sub-tensor at `index` along `axis` (rank one lower).
-  TensorView<T, DynShape<rank - 1>, Space> select(std::size_t axis, index_t index) const
-      requires(rank >= 1) {
+  template <std::size_t R = rank>
+  requires(R >= 1) TensorView<T, DynShape<R - 1>, Space> select(std::size_t axis, index_t index)
+  const {
     check_axis(axis, "select");
     if (axis + 1 == rank && block > 1)
       throw shape_error("tessel: cannot select single elements of a block format");
     if (index < 0 || index >= extent(axis))
       throw shape_error("tessel: select index " + std::to_string(index) + " on axis " +
                         std::to_string(axis) + " out of bounds for shape " + to_string(shape_));
-    std::array<index_t, rank - 1> e{}, st{};
+    std::array<index_t, R - 1> e{}, st{};
     for (std::size_t k = 0, j = 0; k < rank; ++k)
       if (k != axis) e[j] = extent(k), st[j++] = strides_[k];
-    return {data_ + index * strides_[axis], DynShape<rank - 1>::from_array(e), st};
+    return {data_ + index * strides_[axis], DynShape<R - 1>::from_array(e), st};
   }
   /// Row i of the first axis.
   auto operator[](index_t i) const requires(rank >= 2) { return select(0, i); }

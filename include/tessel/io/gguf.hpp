@@ -47,11 +47,20 @@ enum class ggml_type : std::uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
   I8 = 24,
   I16 = 25,
   I32 = 26,
   I64 = 27,
   F64 = 28,
+  IQ1_M = 29,
   BF16 = 30,
 };
 
@@ -60,20 +69,40 @@ struct ggml_type_info {
   const char* name;
   std::int64_t block_elems;  // elements per block (1 for plain numbers)
   std::int64_t block_bytes;  // bytes per block
+  bool iq = false;           // an i-quant: readable as bytes; no tessel block type maps to it
 };
 
 /// The formats tessel reads and writes (facts from the GGUF specification / ggml).
-inline constexpr std::array<ggml_type_info, 20> ggml_types{{
-    {ggml_type::F32, "F32", 1, 4},       {ggml_type::F16, "F16", 1, 2},
-    {ggml_type::Q4_0, "Q4_0", 32, 18},   {ggml_type::Q4_1, "Q4_1", 32, 20},
-    {ggml_type::Q5_0, "Q5_0", 32, 22},   {ggml_type::Q5_1, "Q5_1", 32, 24},
-    {ggml_type::Q8_0, "Q8_0", 32, 34},   {ggml_type::Q8_1, "Q8_1", 32, 36},
-    {ggml_type::Q2_K, "Q2_K", 256, 84},  {ggml_type::Q3_K, "Q3_K", 256, 110},
-    {ggml_type::Q4_K, "Q4_K", 256, 144}, {ggml_type::Q5_K, "Q5_K", 256, 176},
-    {ggml_type::Q6_K, "Q6_K", 256, 210}, {ggml_type::Q8_K, "Q8_K", 256, 292},
-    {ggml_type::I8, "I8", 1, 1},         {ggml_type::I16, "I16", 1, 2},
-    {ggml_type::I32, "I32", 1, 4},       {ggml_type::I64, "I64", 1, 8},
-    {ggml_type::F64, "F64", 1, 8},       {ggml_type::BF16, "BF16", 1, 2},
+inline constexpr std::array<ggml_type_info, 29> ggml_types{{
+    {ggml_type::F32, "F32", 1, 4},
+    {ggml_type::F16, "F16", 1, 2},
+    {ggml_type::Q4_0, "Q4_0", 32, 18},
+    {ggml_type::Q4_1, "Q4_1", 32, 20},
+    {ggml_type::Q5_0, "Q5_0", 32, 22},
+    {ggml_type::Q5_1, "Q5_1", 32, 24},
+    {ggml_type::Q8_0, "Q8_0", 32, 34},
+    {ggml_type::Q8_1, "Q8_1", 32, 36},
+    {ggml_type::Q2_K, "Q2_K", 256, 84},
+    {ggml_type::Q3_K, "Q3_K", 256, 110},
+    {ggml_type::Q4_K, "Q4_K", 256, 144},
+    {ggml_type::Q5_K, "Q5_K", 256, 176},
+    {ggml_type::Q6_K, "Q6_K", 256, 210},
+    {ggml_type::Q8_K, "Q8_K", 256, 292},
+    {ggml_type::IQ2_XXS, "IQ2_XXS", 256, 66, true},
+    {ggml_type::IQ2_XS, "IQ2_XS", 256, 74, true},
+    {ggml_type::IQ3_XXS, "IQ3_XXS", 256, 98, true},
+    {ggml_type::IQ1_S, "IQ1_S", 256, 50, true},
+    {ggml_type::IQ4_NL, "IQ4_NL", 32, 18, true},
+    {ggml_type::IQ3_S, "IQ3_S", 256, 110, true},
+    {ggml_type::IQ2_S, "IQ2_S", 256, 82, true},
+    {ggml_type::IQ4_XS, "IQ4_XS", 256, 136, true},
+    {ggml_type::I8, "I8", 1, 1},
+    {ggml_type::I16, "I16", 1, 2},
+    {ggml_type::I32, "I32", 1, 4},
+    {ggml_type::I64, "I64", 1, 8},
+    {ggml_type::F64, "F64", 1, 8},
+    {ggml_type::IQ1_M, "IQ1_M", 256, 56, true},
+    {ggml_type::BF16, "BF16", 1, 2},
 }};
 
 /// The table entry of `t`, or nullptr for a type tessel does not know.
@@ -93,7 +122,7 @@ inline const char* name(ggml_type t) {
 
 /// The ggml type that stores elements of C++ type T (empty for none). Numbers map by type; a
 /// block format (a struct with block_elems) maps by its geometry, which is unique among the
-/// GGUF formats.
+/// GGUF formats other than the i-quants.
 template <class T>
 constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
   using U = std::remove_const_t<T>;
@@ -116,8 +145,9 @@ constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
     id = 28;
   for (const auto& i : ggml_types) {
     if (static_cast<std::uint32_t>(i.type) == id) return i;
-    if constexpr (block_elems_v < U >> 1)
-      if (i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U))) return i;
+    if constexpr (constexpr bool block = block_elems_v<U> != 1; block)
+      if (!i.iq && i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U)))
+        return i;
   }
   return std::nullopt;
 }

@@ -109,12 +109,12 @@ void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
     throw format_error(*src.file, src.offset,
                        "tensor '" + std::string(src.name) + "' rows of " + std::to_string(cols) +
                            " do not hold whole " + ti->name + " blocks");
-  constexpr const ggml_type_info* own = ggml_type_of<T>();
+  constexpr auto own = ggml_type_of<T>();  // pointer-like: empty when GGUF has no such type
   if (own && own->type == src.type) {  // the stored format itself: bytes verbatim
     std::memcpy(static_cast<void*>(dst.data()), src.data, dst.bytes());
     return;
   }
-  std::vector<float> row(std::size_t(cols));
+  std::vector<float> row(static_cast<std::size_t>(cols));
   for (index_t r = 0; r < rows; ++r) {
     source_row_f32(src, r, cols, row.data());
     if constexpr (nn::is_dense_weight_v<T>) {

@@ -49,17 +49,13 @@ struct LlamaConfig {
   index_t kv_dim() const noexcept { return head_dim() * kv_heads; }
 };
 
-/// A config whose dimensions are compile-time constants.
+/// A config whose dimensions are compile-time constants (static data members, not fields).
 template <class Cfg>
-concept StaticLlamaConfig = requires {
-  std::integral_constant<index_t, Cfg::dim>{};
-  std::integral_constant<index_t, Cfg::hidden>{};
-  std::integral_constant<index_t, Cfg::layers>{};
-  std::integral_constant<index_t, Cfg::heads>{};
-  std::integral_constant<index_t, Cfg::kv_heads>{};
-  std::integral_constant<index_t, Cfg::vocab>{};
-  std::integral_constant<index_t, Cfg::max_seq>{};
-};
+concept StaticLlamaConfig =
+    std::is_pointer_v<decltype(&Cfg::dim)> && std::is_pointer_v<decltype(&Cfg::hidden)> &&
+    std::is_pointer_v<decltype(&Cfg::layers)> && std::is_pointer_v<decltype(&Cfg::heads)> &&
+    std::is_pointer_v<decltype(&Cfg::kv_heads)> && std::is_pointer_v<decltype(&Cfg::vocab)> &&
+    std::is_pointer_v<decltype(&Cfg::max_seq)>;
 
 /// The static extents of Cfg: its constants, or dyn for a run-time config.
 template <class Cfg>

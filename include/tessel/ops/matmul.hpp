@@ -51,8 +51,8 @@ void stage_contiguous(const VA& a, Tensor<float, DynShape<2>>& tmp) {
 }  // namespace detail
 
 template <class Backend, class TA, class TB, class TC>
-  requires(std::is_empty_v<Backend>)
-void matmul(Backend, const TA& a_in, const TB& b_in, TC&& c_in, float beta = 0.0f) {
+requires(std::is_empty_v<Backend>) void matmul(Backend, const TA& a_in, const TB& b_in, TC&& c_in,
+                                               float beta = 0.0f) {
   const auto a = detail::as_view(a_in);
   const auto b = detail::as_view(b_in);
   auto c = detail::as_view(c_in);

@@ -95,10 +95,14 @@ inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
 #if defined(__AVX512F__)
     if constexpr (W == 16) {
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      // The maskz forms: GCC 12's unmasked ones start from _mm512_undefined_*() and trip
+      // -Wmaybe-uninitialized (GCC bug 105593) under -Werror.
+      constexpr __mmask16 all = 0xffff;
       if constexpr (std::is_same_v<T, f16>) {
-        return batch(_mm512_cvtph_ps(h));
+        return batch(_mm512_maskz_cvtph_ps(all, h));
       } else {
-        return batch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+        return batch(_mm512_castsi512_ps(
+            _mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16)));
       }
     }
 #endif

@@ -14,6 +14,9 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
+#ifndef TESSEL_PF
+#define TESSEL_PF 1024
+#endif
 namespace tessel {
 namespace qdetail {
 
@@ -74,6 +77,7 @@ inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, flo
     const float da = f16f(a[b].d);
     for (int r = 0; r < R; ++r) {
       const q4_0& blk = w[r * ldw + b];
+      _mm_prefetch(reinterpret_cast<const char*>(&blk) + TESSEL_PF, _MM_HINT_T0);
       const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
       const __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
       const __m256i s =

@@ -1,0 +1,207 @@
+// Quantized dot / GEMV / GEMM kernels: every SIMD kernel against the scalar reference, the
+// scalar reference against dequantize + f32 arithmetic, and matmul_q against dequantize + an
+// f64 matmul within a bound derived from the activation quantization.
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "tessel/ops/qmatmul.hpp"
+#include "tessel/quant/quantize.hpp"
+
+using namespace tessel;
+
+namespace {
+
+std::vector<float> randn(std::size_t n, unsigned seed, bool heavy = false) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::student_t_distribution<float> t(3.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = heavy ? t(rng) : g(rng);
+  return v;
+}
+
+template <class F>
+std::vector<F> quantize_rows(const std::vector<float>& w, index_t N, index_t K) {
+  std::vector<F> q(static_cast<std::size_t>(N * K / F::block_elems));
+  for (index_t r = 0; r < N; ++r)
+    F::quantize_row(w.data() + r * K, q.data() + r * (K / F::block_elems), K);
+  return q;
+}
+template <class F>
+std::vector<float> dequantize_rows(const std::vector<F>& q, index_t N, index_t K) {
+  std::vector<float> w(static_cast<std::size_t>(N * K));
+  F::dequantize_row(q.data(), w.data(), N * K);
+  return w;
+}
+
+// Activations as the kernels see them, and dequantized.
+template <class F>
+struct activation {
+  using A = typename F::vec_dot_type;
+  std::vector<A> q;
+  std::vector<float> deq;
+  explicit activation(const std::vector<float>& x) {
+    const index_t K = static_cast<index_t>(x.size());
+    if constexpr (std::is_same_v<A, float>) {
+      q = x;
+      deq = x;
+    } else {
+      q.resize(static_cast<std::size_t>(K / A::block_elems));
+      A::quantize_row(x.data(), q.data(), K);
+      deq.resize(x.size());
+      A::dequantize_row(q.data(), deq.data(), K);
+    }
+  }
+};
+
+template <class F>
+void check_dot_kernels(index_t N, index_t K, unsigned seed) {
+  CAPTURE(F::name);
+  CAPTURE(N);
+  const auto wf = randn(static_cast<std::size_t>(N * K), seed, seed % 2 == 1);
+  const auto x = randn(static_cast<std::size_t>(K), seed + 100);
+  const auto wq = quantize_rows<F>(wf, N, K);
+  const auto wd = dequantize_rows(wq, N, K);
+  const activation<F> act(x);
+  const index_t nb = K / F::block_elems;
+  std::vector<float> ys(static_cast<std::size_t>(N)), yv(static_cast<std::size_t>(N));
+  kernel<qdot_op, cpu_scalar, F>::run(nb, wq.data(), nb, N, act.q.data(), ys.data());
+  kernel<qdot_op, cpu, F>::run(nb, wq.data(), nb, N, act.q.data(), yv.data());
+  for (index_t r = 0; r < N; ++r) {
+    // |w| . |a| bounds the f32 rounding of any summation order.
+    double dot = 0, norm = 0;
+    for (index_t k = 0; k < K; ++k) {
+      dot += double(wd[r * K + k]) * act.deq[k];
+      norm += std::fabs(double(wd[r * K + k]) * act.deq[k]);
+    }
+    if constexpr (requires(F f) { f.m; }) {
+      // The _1 formats take the min term from q8_1's s (d * sum(q), stored as f16), not
+      // from the dequantized activations.
+      for (index_t b = 0; b < nb; ++b) {
+        double sa = 0;
+        for (index_t k = 32 * b; k < 32 * b + 32; ++k) sa += act.deq[k];
+        dot += double(to_f32(wq[r * nb + b].m)) * (to_f32(act.q[b].s) - sa);
+      }
+    }
+    CHECK(std::fabs(yv[r] - ys[r]) <= 1e-5 * norm);
+    // The integer formula of the reference equals the dequantized values' dot product.
+    CHECK(std::fabs(ys[r] - dot) <= 1e-5 * norm);
+  }
+}
+
+// Worst-case error of one activation element from quantization to 8 bits: half a step of
+// amax/127, plus the f16 rounding of the scale (2^-11 relative, times at most 127 steps).
+double act_error_bound(const float* x, index_t n) {
+  float amax = 0;
+  for (index_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  return amax * (0.5 / 127 + 1.0 / 2048) * 1.001;
+}
+
+template <class F>
+void check_matmul_q(index_t M, index_t N, index_t K, unsigned seed) {
+  CAPTURE(F::name);
+  CAPTURE(M);
+  CAPTURE(N);
+  const auto wf = randn(static_cast<std::size_t>(N * K), seed);
+  const auto x = randn(static_cast<std::size_t>(M * K), seed + 7, true);
+  Tensor<float, DynShape<2>> wt(N, K), xt(M, K), yt(M, N);
+  std::copy(wf.begin(), wf.end(), wt.data());
+  std::copy(x.begin(), x.end(), xt.data());
+  const auto wq = quantize<F>(wt);
+  const auto wd = dequantize(wq);
+  matmul_q(xt, wq, yt);
+  using A = typename F::vec_dot_type;
+  const bool quantized_act = M < qgemm_min_m && !std::is_same_v<A, float>;
+  const index_t ab = quantized_act ? block_elems_v<A> : K;
+  for (index_t m = 0; m < M; ++m)
+    for (index_t n = 0; n < N; ++n) {
+      double ref = 0, norm = 0, bound = 0;
+      for (index_t k = 0; k < K; ++k) {
+        const double w = wd.data()[n * K + k];
+        ref += w * x[static_cast<std::size_t>(m * K + k)];
+        norm += std::fabs(w * x[static_cast<std::size_t>(m * K + k)]);
+      }
+      if (quantized_act) {
+        for (index_t b = 0; b < K / ab; ++b) {
+          const double e = act_error_bound(x.data() + m * K + b * ab, ab);
+          double wsum = 0;
+          for (index_t k = b * ab; k < (b + 1) * ab; ++k) wsum += std::fabs(wd.data()[n * K + k]);
+          bound += wsum * e;
+        }
+        if constexpr (requires(F f) { f.m; }) {
+          // The _1 formats use q8_1's s = d * sum(q), itself rounded to f16.
+          for (index_t b = 0; b < K / 32; ++b) {
+            const double e = act_error_bound(x.data() + m * K + b * 32, 32) * 127 * 32 / 1024;
+            bound += std::fabs(to_f32(wq.data()[n * (K / 32) + b].m)) * e;
+          }
+        }
+      }
+      CHECK(std::fabs(yt.data()[m * N + n] - ref) <= bound + 2e-5 * norm);
+    }
+}
+
+template <class F>
+void check_format(index_t K) {
+  for (index_t N : {1, 3, 17, 129}) check_dot_kernels<F>(N, K, static_cast<unsigned>(N));
+  for (int threads : {1, 3}) {
+    set_num_threads(threads);
+    check_matmul_q<F>(1, 129, K, 1);
+    check_matmul_q<F>(3, 17, K, 2);
+    check_matmul_q<F>(20, 33, K, 3);  // the dequantize + SGEMM path
+  }
+  set_num_threads(0);
+}
+
+}  // namespace
+
+TEST_CASE("q8_0 kernels") {
+  check_format<q8_0>(512);
+}
+TEST_CASE("q4_0 kernels") {
+  check_format<q4_0>(512);
+}
+TEST_CASE("q4_1 kernels") {
+  check_format<q4_1>(512);
+}
+TEST_CASE("q5_0 kernels") {
+  check_format<q5_0>(512);
+}
+TEST_CASE("q5_1 kernels") {
+  check_format<q5_1>(512);
+}
+TEST_CASE("q2_k kernels") {
+  check_format<q2_k>(512);
+}
+TEST_CASE("q3_k kernels") {
+  check_format<q3_k>(512);
+}
+TEST_CASE("q4_k kernels") {
+  check_format<q4_k>(512);
+}
+TEST_CASE("q5_k kernels") {
+  check_format<q5_k>(512);
+}
+TEST_CASE("q6_k kernels") {
+  check_format<q6_k>(768);
+}
+TEST_CASE("nf4 kernels") {
+  check_format<nf4>(512);
+}
+TEST_CASE("int_group kernels") {
+  check_format<int4_group<32>>(512);
+  check_format<int4_group_sym<128>>(512);
+  check_format<int8_group<64>>(512);
+  check_format<int8_group_sym<128>>(512);
+}
+
+TEST_CASE("matmul_q rejects shapes that do not fit") {
+  Tensor<float, DynShape<2>> x(2, 64), y(2, 3), ybad(3, 3);
+  Tensor<q4_0, DynShape<2>> w(3, 64), wbad(3, 96);
+  CHECK_NOTHROW(matmul_q(x, w, y));
+  CHECK_THROWS_AS(matmul_q(x, wbad, y), shape_error);
+  CHECK_THROWS_AS(matmul_q(x, w, ybad), shape_error);
+}

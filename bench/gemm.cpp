@@ -9,6 +9,12 @@
 // through copies of W totalling >= 512 MiB, so that W comes from memory as in LLM decoding
 // (every layer's weights are read once per token) and not from a large last-level cache.
 
+// With -march=native on an AVX-512 machine, GCC 12 warns inside Eigen's AVX-512 transposes
+// (its intrinsics start from _mm512_undefined_*(): GCC bug 105593); not our code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>

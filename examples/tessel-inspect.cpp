@@ -1,5 +1,5 @@
 // tessel-inspect FILE: prints the metadata and the tensor table of a model file. The format is
-// recognised by its first bytes: GGUF, safetensors, PyTorch zip (torch.save), .npy; any other
+// recognised by its first bytes: GGUF, safetensors, PyTorch zip (torch.save), .npz, .npy; any other
 // file is tried as a llama2.c checkpoint. Exit code 1 with the reason on a bad file.
 
 #include <cstdio>
@@ -102,6 +102,22 @@ void inspect_npy(const std::string& path) {
               a.fortran_order ? "True" : "False", shape_str(a.shape).c_str(), a.data.size());
 }
 
+void inspect_npz(const std::string& path) {
+  const auto z = NpzFile::open(path);
+  std::printf(".npz, %zu arrays\n", z.arrays().size());
+  header();
+  for (const auto& [k, a] : z.arrays()) row(k, a.descr, a.shape, 0, a.data.size());
+}
+
+// A zip is a torch.save file when it holds <archive>/data.pkl, else an .npz.
+bool is_torch_zip(const std::string& path) {
+  const auto m = MappedFile::open(path);
+  const ZipArchive zip(m.bytes(), path);
+  for (const auto& e : zip.entries())
+    if (e.name.ends_with("/data.pkl")) return true;
+  return false;
+}
+
 void inspect_llama2c(const std::string& path) {
   const auto f = Llama2cFile::open(path);
   const auto& c = f.config();
@@ -119,7 +135,8 @@ void inspect_llama2c(const std::string& path) {
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(
-        stderr, "usage: tessel-inspect FILE (GGUF, safetensors, torch.save zip, .npy, llama2.c)\n");
+        stderr,
+        "usage: tessel-inspect FILE (GGUF, safetensors, torch.save zip, .npz, .npy, llama2.c)\n");
     return 2;
   }
   const std::string path = argv[1];
@@ -133,7 +150,7 @@ int main(int argc, char** argv) {
     if (std::memcmp(m, "GGUF", 4) == 0) {
       inspect_gguf(path);
     } else if (std::memcmp(m, "PK\x03\x04", 4) == 0) {
-      inspect_torch(path);
+      is_torch_zip(path) ? inspect_torch(path) : inspect_npz(path);
     } else if (std::memcmp(m, "\x93NUMPY", 6) == 0) {
       inspect_npy(path);
     } else if (m[8] == '{') {

@@ -300,6 +300,7 @@ TEST_CASE("gguf: quantized tensors view as tessel's block formats") {
   static_assert(ggml_type_of<q4_k>()->type == ggml_type::Q4_K);
   static_assert(ggml_type_of<q6_k>()->type == ggml_type::Q6_K);
   static_assert(ggml_type_of<q5_1>()->type == ggml_type::Q5_1);
+  static_assert(ggml_type_of<q4_0>()->type == ggml_type::Q4_0);  // not IQ4_NL (same geometry)
   for (const auto& ti : ggml_types) CHECK(find_ggml_type(std::uint32_t(ti.type)) == &ti);
   if (!have_models()) return;
   const auto g = GGUFFile::open(stories_dir + "stories260K-Q4_0-mixed.gguf");

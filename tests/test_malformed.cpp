@@ -4,12 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <functional>
+
 #include <tessel/io/gguf.hpp>
 #include <tessel/io/gguf_writer.hpp>
 #include <tessel/io/llama2c.hpp>
 #include <tessel/io/npy.hpp>
 #include <tessel/io/safetensors.hpp>
 #include <tessel/io/torch.hpp>
+#include "io_test_zip.hpp"
 
 using namespace tessel;
 using namespace tessel::io;
@@ -56,11 +58,6 @@ bytes_t with_text(bytes_t b, std::string_view from, std::string_view to) {
   std::memcpy(b.data() + at, to.data(), to.size());
   return b;
 }
-bytes_t to_bytes(std::string_view s) {
-  bytes_t b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
-  return b;
-}
 
 // ---- a valid GGUF file and the places to break -----------------------------------------
 bytes_t base_gguf(int depth = 1) {
@@ -86,63 +83,9 @@ std::size_t info_at(const bytes_t& b, std::string_view name) {
   return find(b, name) + name.size();
 }
 
-// ---- a tiny torch.save-like zip, written here ------------------------------------------
-std::uint32_t crc32(const std::string& s) {
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char x : s) {
-    c ^= x;
-    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-  }
-  return ~c;
-}
-bytes_t zip(const std::vector<std::pair<std::string, std::string>>& files,
-            std::uint16_t method = 0) {
-  std::string out, cd;
-  const auto p16 = [](std::string& s, std::uint16_t v) {
-    s.append(reinterpret_cast<char*>(&v), 2);
-  };
-  const auto p32 = [](std::string& s, std::uint32_t v) {
-    s.append(reinterpret_cast<char*>(&v), 4);
-  };
-  for (const auto& [name, data] : files) {
-    const auto off = std::uint32_t(out.size());
-    p32(out, 0x04034b50), p16(out, 20), p16(out, 0), p16(out, method), p32(out, 0);
-    p32(out, crc32(data)), p32(out, std::uint32_t(data.size())),
-        p32(out, std::uint32_t(data.size()));
-    p16(out, std::uint16_t(name.size())), p16(out, 0);
-    out += name + data;
-    p32(cd, 0x02014b50), p16(cd, 20), p16(cd, 20), p16(cd, 0), p16(cd, method), p32(cd, 0);
-    p32(cd, crc32(data)), p32(cd, std::uint32_t(data.size())), p32(cd, std::uint32_t(data.size()));
-    p16(cd, std::uint16_t(name.size())), p16(cd, 0), p16(cd, 0), p16(cd, 0), p16(cd, 0), p32(cd, 0);
-    p32(cd, off);
-    cd += name;
-  }
-  const auto cd_off = std::uint32_t(out.size());
-  out += cd;
-  p32(out, 0x06054b50), p16(out, 0), p16(out, 0), p16(out, std::uint16_t(files.size()));
-  p16(out, std::uint16_t(files.size())), p32(out, std::uint32_t(cd.size())), p32(out, cd_off);
-  p16(out, 0);
-  return to_bytes(out);
-}
-// {'w': _rebuild_tensor_v2(storage('0', FloatStorage, numel), 0, (2, 2), (sx, sy), False,
-// OrderedDict())}, pickle protocol 2 as torch.save writes it.
-std::string pickle(std::string rebuild = "torch._utils\n_rebuild_tensor_v2\n", char numel = 4,
-                   char sx = 2, char sy = 1) {
-  using namespace std::string_literals;
-  return "\x80\x02}q\x00(X\x01\x00\x00\x00wc"s + rebuild +
-         "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
-         "0X\x03\x00\x00\x00"
-         "cpuK"s +
-         numel + "tQK\x00K\x02K\x02\x86K"s + sx + "K"s + sy +
-         "\x86\x89"
-         "ccollections\nOrderedDict\n)RtRu."s;
-}
-bytes_t torch_file(const std::string& pkl, std::string storage = std::string(16, '\0'),
-                   std::uint16_t method = 0) {
-  return zip(
-      {{"archive/data.pkl", pkl}, {"archive/byteorder", "little"}, {"archive/data/0", storage}},
-      method);
-}
+using io_test::pickle;
+using io_test::torch_file;
+using io_test::zip;
 
 bytes_t tiny_llama2c(std::int32_t vocab = 3) {
   const std::int32_t h[7] = {4, 6, 1, 2, 1, vocab, 2};

@@ -325,3 +325,49 @@ TEST_CASE("quantize -> dequantize error is within the per-format bounds") {
   check_rmse<int8_group<128>>(0.0064, 0.0111);
   check_rmse<int8_group_sym<64>>(0.0064, 0.0120);
 }
+
+TEST_CASE("NF4 double quantization of the absmax values") {
+  const auto x = gaussian(64 * 600, 21);  // 600 blocks: 3 groups of 256, the last partial
+  std::vector<nf4> b(600), orig;
+  nf4::quantize_row(x.data(), b.data(), 64 * 600);
+  orig = b;
+  const auto dq = double_quantize(b);
+  REQUIRE(dq.code.size() == 600);
+  REQUIRE(dq.scale.size() == 3);
+  CHECK(dq.bytes() == 4 + 3 * 4 + 600);  // vs 2400 bytes of f32 absmax
+  for (std::size_t k = 0; k < 600; ++k) {
+    // Each decoded absmax is within half a step of the original, and is what the codes say.
+    CHECK(std::fabs(b[k].absmax - orig[k].absmax) <= 0.5f * dq.scale[k / 256] * 1.0001f);
+    CHECK(b[k].absmax == dq.absmax(k));
+    CHECK(std::memcmp(b[k].qs, orig[k].qs, 32) == 0);
+  }
+  // The second level costs little accuracy: 8-bit scales add well under 1% to the error.
+  std::vector<float> y(x.size());
+  nf4::dequantize_row(b.data(), y.data(), static_cast<index_t>(x.size()));
+  double se = 0, s2 = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) se += (x[i] - y[i]) * (x[i] - y[i]), s2 += x[i] * x[i];
+  CHECK(std::sqrt(se / s2) < 0.099 * 1.01);
+}
+
+TEST_CASE("FP8 weights: per-tensor and per-row scales") {
+  const index_t N = 5, K = 64;
+  auto x = gaussian(static_cast<std::size_t>(N * K), 22);
+  for (index_t k = 0; k < K; ++k) x[static_cast<std::size_t>(2 * K + k)] *= 100.f;  // a loud row
+  for (auto mode : {fp8_scaling::per_tensor, fp8_scaling::per_row}) {
+    const auto m = quantize_fp8<f8_e4m3>(x.data(), N, K, mode);
+    CHECK(m.scale.size() == (mode == fp8_scaling::per_row ? std::size_t(N) : 1u));
+    std::vector<float> row(static_cast<std::size_t>(K));
+    for (index_t r = 0; r < N; ++r) {
+      dequantize_row(m, r, row.data());
+      float amax = 0;
+      for (index_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[r * K + k]));
+      CHECK(amax / m.row_scale(r) <= 448.f * (1 + 1e-6f));  // the largest maps to the top
+      for (index_t k = 0; k < K; ++k) {
+        // e4m3: 3 mantissa bits, half an ulp is 2^-4 relative; subnormals step 2^-9.
+        const float v = x[static_cast<std::size_t>(r * K + k)];
+        CHECK(std::fabs(row[static_cast<std::size_t>(k)] - v) <=
+              std::fabs(v) * 0.0625f + m.row_scale(r) * 0x1p-10f * 1.001f);
+      }
+    }
+  }
+}

@@ -205,3 +205,66 @@ TEST_CASE("matmul_q rejects shapes that do not fit") {
   CHECK_THROWS_AS(matmul_q(x, wbad, y), shape_error);
   CHECK_THROWS_AS(matmul_q(x, w, ybad), shape_error);
 }
+
+TEST_CASE("act-order (g_idx) int4 weights") {
+  const index_t N = 17, K = 128, G = 32;
+  std::mt19937 rng(5);
+  std::vector<std::int32_t> g_idx(static_cast<std::size_t>(K));
+  for (index_t k = 0; k < K; ++k)
+    g_idx[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(k % (K / G));
+  std::shuffle(g_idx.begin(), g_idx.end(), rng);
+  const auto perm = perm_from_g_idx(g_idx, G);
+  for (index_t k = 0; k < K; ++k)  // each stored group holds the columns g_idx assigns to it
+    CHECK(g_idx[static_cast<std::size_t>(perm[static_cast<std::size_t>(k)])] == k / G);
+  const auto w = randn(static_cast<std::size_t>(N * K), 31);
+  const auto x = randn(static_cast<std::size_t>(2 * K), 32);
+  Tensor<float, DynShape<2>> wp(N, K), xt(2, K), yt(2, N);
+  for (index_t n = 0; n < N; ++n)
+    for (index_t k = 0; k < K; ++k)
+      wp(n, k) = w[static_cast<std::size_t>(n * K + perm[static_cast<std::size_t>(k)])];
+  std::copy(x.begin(), x.end(), xt.data());
+  const auto wq = quantize<int4_group<32>>(wp);
+  const auto wd = dequantize(wq);
+  matmul_q(xt.view().as_const(), wq.view(), yt.view(), std::span<const index_t>(perm));
+  for (index_t m = 0; m < 2; ++m)
+    for (index_t n = 0; n < N; ++n) {
+      double ref = 0, norm = 0;
+      for (index_t k = 0; k < K; ++k) {
+        const double t = double(wd(n, k)) *
+                         x[static_cast<std::size_t>(m * K + perm[static_cast<std::size_t>(k)])];
+        ref += t, norm += std::fabs(t);
+      }
+      CHECK(std::fabs(yt(m, n) - ref) <= 1e-5 * norm);
+    }
+  std::vector<std::int32_t> bad(g_idx);
+  bad[0] = bad[1] == 0 ? 1 : 0;  // one group gets 33 columns
+  if (bad[0] != g_idx[0]) CHECK_THROWS_AS(perm_from_g_idx(bad, G), value_error);
+  CHECK_THROWS_AS(perm_from_g_idx(std::vector<std::int32_t>(30, 0), G), shape_error);
+}
+
+TEST_CASE("FP8 matmul_q equals the dequantized product") {
+  for (index_t M : {1, 3, 20}) {
+    const index_t N = 17, K = 96;
+    const auto w = randn(static_cast<std::size_t>(N * K), 41);
+    const auto x = randn(static_cast<std::size_t>(M * K), 42);
+    Tensor<float, DynShape<2>> xt(M, K), yt(M, N);
+    std::copy(x.begin(), x.end(), xt.data());
+    for (auto mode : {fp8_scaling::per_tensor, fp8_scaling::per_row}) {
+      const auto m = quantize_fp8<f8_e5m2>(w.data(), N, K, mode);
+      matmul_q(xt.view().as_const(), m, yt.view());
+      std::vector<float> row(static_cast<std::size_t>(K));
+      for (index_t n = 0; n < N; ++n) {
+        dequantize_row(m, n, row.data());
+        for (index_t i = 0; i < M; ++i) {
+          double ref = 0, norm = 0;
+          for (index_t k = 0; k < K; ++k) {
+            const double t =
+                double(row[static_cast<std::size_t>(k)]) * x[static_cast<std::size_t>(i * K + k)];
+            ref += t, norm += std::fabs(t);
+          }
+          CHECK(std::fabs(yt(i, n) - ref) <= 2e-5 * norm);
+        }
+      }
+    }
+  }
+}

@@ -5,9 +5,11 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+
 #include <tessel/io/npy.hpp>
 #include <tessel/io/safetensors.hpp>
 #include <tessel/io/torch.hpp>
+#include "io_test_zip.hpp"
 
 using namespace tessel;
 using namespace tessel::io;
@@ -92,5 +94,20 @@ TEST_CASE("torch: ddpm_mnist.pth equals ddpm_mnist.safetensors bit for bit") {
     const auto n = std::size_t(t.n_elements()) * 4;
     REQUIRE(s.bytes().size() == n);
     CHECK(std::memcmp(t.storage.data() + t.storage_offset * 4, s.bytes().data(), n) == 0);
+  }
+}
+
+TEST_CASE("torch: the ZIP64 layout (large checkpoints) reads like the classic one") {
+  std::string storage(16, '\0');
+  const float v[4] = {1.5f, -2.f, 3.25f, 4.f};
+  std::memcpy(storage.data(), v, 16);
+  for (bool zip64 : {false, true}) {
+    CAPTURE(zip64);
+    const auto b = io_test::torch_file(io_test::pickle(), storage, 0, zip64);
+    const auto f = TorchFile::from_bytes(b, "zip64");
+    const auto w = f.tensor("w").to_tensor<float, 2>();
+    CHECK(w(0, 0) == 1.5f);
+    CHECK(w(1, 0) == 3.25f);
+    CHECK(w(1, 1) == 4.f);
   }
 }

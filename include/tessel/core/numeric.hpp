@@ -110,7 +110,7 @@ static_assert(sizeof(f16) == 2 && sizeof(bf16) == 2 && sizeof(f8_e4m3) == 1 &&
 
 inline float to_f32(f16 h) noexcept {
 #if defined(__F16C__)
-  return _cvtsh_ss(h.bits);
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.bits)));
 #else
   return detail::decode_small_float<5, 10, true>(h.bits);
 #endif
@@ -140,7 +140,8 @@ T from_f32(float x) noexcept;
 template <>
 inline f16 from_f32<f16>(float x) noexcept {
 #if defined(__F16C__)
-  return f16{static_cast<std::uint16_t>(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT))};
+  return f16{static_cast<std::uint16_t>(
+      _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT), 0))};
 #else
   return f16{static_cast<std::uint16_t>(detail::encode_small_float<5, 10, true>(x))};
 #endif

@@ -32,7 +32,7 @@ requires requires {
 inline constexpr index_t block_elems_v<T> = T::block_elems;
 
 template <class T>
-inline constexpr bool is_block_format_v = block_elems_v<T> > 1;
+inline constexpr bool is_block_format_v = (block_elems_v<T> > 1);
 
 namespace detail {
 template <class S>
@@ -48,7 +48,7 @@ constexpr std::array<index_t, S::rank> contiguous_strides(const S& shape, index_
 }
 template <class T, class S>
 void check_block_divisible(const S& shape) {
-  if constexpr (S::rank > 0 && block_elems_v < T >> 1) {
+  if constexpr (S::rank > 0 && is_block_format_v<T>) {
     constexpr index_t last = S::template static_extent<S::rank - 1>;
     static_assert(last == dyn || last % block_elems_v<T> == 0,
                   "tessel: the last extent of a block-format tensor must be a multiple of the "

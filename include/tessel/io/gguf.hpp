@@ -145,7 +145,7 @@ constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
     id = 28;
   for (const auto& i : ggml_types) {
     if (static_cast<std::uint32_t>(i.type) == id) return i;
-    if constexpr (constexpr bool block = block_elems_v<U> != 1; block)
+    if constexpr (is_block_format_v<U>)
       if (!i.iq && i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U)))
         return i;
   }

@@ -76,11 +76,16 @@ inline void source_row_f32(const TensorSource& s, index_t r, index_t n, float* o
         out[j] = s.type == ggml_type::F16 ? to_f32(f16{bits}) : to_f32(bf16{bits});
       }
       return;
-    case ggml_type::Q8_0: return dequantize_blocks<q8_0>(p, out, n);
-    case ggml_type::Q4_0: return dequantize_blocks<q4_0>(p, out, n);
-    case ggml_type::Q4_1: return dequantize_blocks<q4_1>(p, out, n);
-    case ggml_type::Q5_0: return dequantize_blocks<q5_0>(p, out, n);
-    case ggml_type::Q5_1: return dequantize_blocks<q5_1>(p, out, n);
+    case ggml_type::Q8_0:
+      return dequantize_blocks<q8_0>(p, out, n);
+    case ggml_type::Q4_0:
+      return dequantize_blocks<q4_0>(p, out, n);
+    case ggml_type::Q4_1:
+      return dequantize_blocks<q4_1>(p, out, n);
+    case ggml_type::Q5_0:
+      return dequantize_blocks<q5_0>(p, out, n);
+    case ggml_type::Q5_1:
+      return dequantize_blocks<q5_1>(p, out, n);
     default:
       throw format_error(*s.file, s.offset,
                          "tensor '" + std::string(s.name) + "' is stored as " + io::name(s.type) +
@@ -110,7 +115,7 @@ void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
                        "tensor '" + std::string(src.name) + "' rows of " + std::to_string(cols) +
                            " do not hold whole " + ti->name + " blocks");
   constexpr auto own = ggml_type_of<T>();  // pointer-like: empty when GGUF has no such type
-  if (own && own->type == src.type) {  // the stored format itself: bytes verbatim
+  if (own && own->type == src.type) {      // the stored format itself: bytes verbatim
     std::memcpy(static_cast<void*>(dst.data()), src.data, dst.bytes());
     return;
   }
@@ -212,8 +217,9 @@ Model load_llama2c(const Llama2cFile& f, const LlamaLoadOptions& opt = {}) {
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     const Llama2cTensor* t = f.find(n);
     if (!t) return std::nullopt;
-    return TensorSource{t->name, ggml_type::F32, t->shape,
-                        reinterpret_cast<const std::byte*>(t->data), &f.path(), t->offset};
+    return TensorSource{t->name,   ggml_type::F32,
+                        t->shape,  reinterpret_cast<const std::byte*>(t->data),
+                        &f.path(), t->offset};
   });
   return m;
 }
@@ -265,9 +271,9 @@ models::Llama<models::LlamaConfig, W> load_llama_model(const std::string& path,
 inline SentencePieceTokenizer load_gguf_tokenizer(const GGUFFile& f) {
   const auto model = f.get<std::string_view>("tokenizer.ggml.model");
   if (model != "llama")
-    throw format_error(f.path(), 0,
-                       "tokenizer.ggml.model is '" + std::string(model) +
-                           "', expected 'llama' (SentencePiece)");
+    throw format_error(
+        f.path(), 0,
+        "tokenizer.ggml.model is '" + std::string(model) + "', expected 'llama' (SentencePiece)");
   const auto& toks = f.get_strings("tokenizer.ggml.tokens");
   std::vector<std::string> pieces(toks.begin(), toks.end());
   std::vector<float> scores = f.contains("tokenizer.ggml.scores")
@@ -277,9 +283,9 @@ inline SentencePieceTokenizer load_gguf_tokenizer(const GGUFFile& f) {
   if (f.contains("tokenizer.ggml.token_type")) {
     const auto t = f.get_array<std::int32_t>("tokenizer.ggml.token_type");
     if (t.size() != pieces.size())
-      throw format_error(f.path(), 0, "tokenizer.ggml.token_type has " + std::to_string(t.size()) +
-                                          " entries for " + std::to_string(pieces.size()) +
-                                          " tokens");
+      throw format_error(f.path(), 0,
+                         "tokenizer.ggml.token_type has " + std::to_string(t.size()) +
+                             " entries for " + std::to_string(pieces.size()) + " tokens");
     for (std::size_t i = 0; i < t.size(); ++i) types[i] = static_cast<token_type>(t[i]);
   }
   const auto id = [&](const char* key, std::int64_t fallback) {

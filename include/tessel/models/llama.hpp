@@ -51,11 +51,10 @@ struct LlamaConfig {
 
 /// A config whose dimensions are compile-time constants (static data members, not fields).
 template <class Cfg>
-concept StaticLlamaConfig =
-    std::is_pointer_v<decltype(&Cfg::dim)> && std::is_pointer_v<decltype(&Cfg::hidden)> &&
-    std::is_pointer_v<decltype(&Cfg::layers)> && std::is_pointer_v<decltype(&Cfg::heads)> &&
-    std::is_pointer_v<decltype(&Cfg::kv_heads)> && std::is_pointer_v<decltype(&Cfg::vocab)> &&
-    std::is_pointer_v<decltype(&Cfg::max_seq)>;
+concept StaticLlamaConfig = std::is_pointer_v<decltype(&Cfg::dim)> &&
+    std::is_pointer_v<decltype(&Cfg::hidden)> && std::is_pointer_v<decltype(&Cfg::layers)> &&
+    std::is_pointer_v<decltype(&Cfg::heads)> && std::is_pointer_v<decltype(&Cfg::kv_heads)> &&
+    std::is_pointer_v<decltype(&Cfg::vocab)> && std::is_pointer_v<decltype(&Cfg::max_seq)>;
 
 /// The static extents of Cfg: its constants, or dyn for a run-time config.
 template <class Cfg>
@@ -213,8 +212,7 @@ class Llama {
       output_norm.forward(x, M, xb);
       output.forward(xb, M, all_logits);
       if (last)
-        std::copy(all_logits + (M - 1) * cfg_.vocab, all_logits + M * cfg_.vocab,
-                  logits_.begin());
+        std::copy(all_logits + (M - 1) * cfg_.vocab, all_logits + M * cfg_.vocab, logits_.begin());
     } else if (last) {
       output_norm.forward(x + (M - 1) * D, 1, xb);
       output.forward(xb, 1, logits_.data());

@@ -8,10 +8,96 @@
 // decode step: M == 1), writes their keys and values into the cache rows at those positions
 // and attends row i to cache rows 0 .. pos+i. scratch holds scratch_floats(M, max_seq) floats.
 
+#include <limits>
+
 #include "linear.hpp"
 #include "rope.hpp"
 
 namespace tessel::nn {
+
+namespace detail {
+
+/// out[hd] = softmax(scale · K q) V over T cache rows (row stride kvd); s: T floats.
+/// The reference, and the one any head size can use.
+template <class Backend, index_t HD>
+struct attend_row {
+  static void run(const float* q, const float* kc, const float* vc, index_t kvd, index_t T,
+                  index_t hd_rt, float scale, float* s, float* out) {
+    const index_t hd = HD != dyn ? HD : hd_rt;
+    for (index_t t = 0; t < T; ++t) {
+      float a = 0;
+      for (index_t d = 0; d < hd; ++d) a += q[d] * kc[t * kvd + d];
+      s[t] = a * scale;
+    }
+    rows::softmax(s, T);
+    for (index_t d = 0; d < hd; ++d) out[d] = 0.0f;
+    for (index_t t = 0; t < T; ++t)
+      for (index_t d = 0; d < hd; ++d) out[d] += s[t] * vc[t * kvd + d];
+  }
+};
+
+/// SIMD: W keys at a time (their dot products summed across lanes at once with haddp), the
+/// softmax's exp and sum in one pass, and the 1/sum applied to the output, not to T scores.
+template <class Arch, index_t HD>
+struct attend_row<cpu_simd<Arch>, HD> {
+  using V = xsimd::batch<float, Arch>;
+  static constexpr index_t W = static_cast<index_t>(V::size);
+
+  static void run(const float* q, const float* kc, const float* vc, index_t kvd, index_t T,
+                  index_t hd_rt, float scale, float* s, float* out) {
+    const index_t hd = HD != dyn ? HD : hd_rt;
+    if (hd % W != 0) return attend_row<cpu_scalar, HD>::run(q, kc, vc, kvd, T, hd, scale, s, out);
+    const index_t nc = hd / W;
+    V acc[W];
+    V vmax(-std::numeric_limits<float>::infinity());
+    index_t t = 0;
+    for (; t + W <= T; t += W) {
+      for (index_t j = 0; j < W; ++j) {
+        const float* k = kc + (t + j) * kvd;
+        V a = V::load_unaligned(q) * V::load_unaligned(k);
+        for (index_t c = 1; c < nc; ++c)
+          a = xsimd::fma(V::load_unaligned(q + c * W), V::load_unaligned(k + c * W), a);
+        acc[j] = a;
+      }
+      const V sv = xsimd::haddp(acc) * V(scale);
+      sv.store_unaligned(s + t);
+      vmax = xsimd::max(vmax, sv);
+    }
+    alignas(64) float m[W];
+    vmax.store_aligned(m);
+    float mx = m[0];
+    for (index_t j = 1; j < W; ++j) mx = std::max(mx, m[j]);
+    for (; t < T; ++t) {
+      V a = V::load_unaligned(q) * V::load_unaligned(kc + t * kvd);
+      for (index_t c = 1; c < nc; ++c)
+        a = xsimd::fma(V::load_unaligned(q + c * W), V::load_unaligned(kc + t * kvd + c * W), a);
+      s[t] = xsimd::hadd(a) * scale;
+      mx = std::max(mx, s[t]);
+    }
+    V vsum(0.0f);
+    const V vm(mx);
+    for (t = 0; t + W <= T; t += W) {
+      const V e = xsimd::exp(V::load_unaligned(s + t) - vm);
+      e.store_unaligned(s + t);
+      vsum += e;
+    }
+    float sum = xsimd::hadd(vsum);
+    for (; t < T; ++t) sum += (s[t] = std::exp(s[t] - mx));
+    const V inv(1.0f / sum);
+    for (index_t c = 0; c < nc; ++c) {
+      const float* v = vc + c * W;
+      V o0(0.0f), o1(0.0f);  // two chains: the FMA latency is not the limit
+      for (t = 0; t + 2 <= T; t += 2) {
+        o0 = xsimd::fma(V(s[t]), V::load_unaligned(v + t * kvd), o0);
+        o1 = xsimd::fma(V(s[t + 1]), V::load_unaligned(v + (t + 1) * kvd), o1);
+      }
+      if (t < T) o0 = xsimd::fma(V(s[t]), V::load_unaligned(v + t * kvd), o0);
+      ((o0 + o1) * inv).store_unaligned(out + c * W);
+    }
+  }
+};
+
+}  // namespace detail
 
 template <index_t Dim, index_t Heads, index_t KvHeads, WeightFormat W = float>
 class Attention {
@@ -96,44 +182,15 @@ class Attention {
     return dim / heads * kv_heads;
   }
 
-  // One head over rows 0..M-1; HeadDim static lets the compiler unroll the inner loops.
+  // One head over rows 0..M-1 (row i sees cache rows 0..pos+i).
   void attend_head(index_t h, const float* q, index_t M, index_t pos, const float* kc,
                    const float* vc, float* s, float* att) const {
-    const index_t D = dim(), kvd = kv_dim();
-    const index_t hd = HeadDim != dyn ? HeadDim : head_dim();
+    const index_t D = dim(), kvd = kv_dim(), hd = head_dim();
     const index_t off = (h / (heads() / kv_heads())) * hd;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    for (index_t i = 0; i < M; ++i) {
-      const float* qi = q + i * D + h * hd;
-      const index_t T = pos + i + 1;
-      index_t t = 0;
-      // Four keys at a time: independent sums keep the FMA units busy.
-      for (; t + 4 <= T; t += 4) {
-        const float* k0 = kc + t * kvd + off;
-        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (index_t d = 0; d < hd; ++d) {
-          a0 += qi[d] * k0[d];
-          a1 += qi[d] * k0[kvd + d];
-          a2 += qi[d] * k0[2 * kvd + d];
-          a3 += qi[d] * k0[3 * kvd + d];
-        }
-        s[t] = a0 * scale, s[t + 1] = a1 * scale, s[t + 2] = a2 * scale, s[t + 3] = a3 * scale;
-      }
-      for (; t < T; ++t) {
-        const float* k0 = kc + t * kvd + off;
-        float a = 0;
-        for (index_t d = 0; d < hd; ++d) a += qi[d] * k0[d];
-        s[t] = a * scale;
-      }
-      detail::rows::softmax(s, T);
-      float* out = att + i * D + h * hd;
-      for (index_t d = 0; d < hd; ++d) out[d] = 0.0f;
-      for (t = 0; t < T; ++t) {
-        const float* v0 = vc + t * kvd + off;
-        const float p = s[t];
-        for (index_t d = 0; d < hd; ++d) out[d] += p * v0[d];
-      }
-    }
+    for (index_t i = 0; i < M; ++i)
+      detail::attend_row<cpu, HeadDim>::run(q + i * D + h * hd, kc + off, vc + off, kvd,
+                                            pos + i + 1, hd, scale, s, att + i * D + h * hd);
   }
 
   index_t heads_, kv_heads_;

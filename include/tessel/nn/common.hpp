@@ -70,7 +70,9 @@ void weight_row_f32(const W* row, float* out, index_t n) {
   }
 }
 
-// Row kernels: the SIMD versions in ops/ where the build has them.
+// Row kernels: the SIMD versions in ops/ where the build has them. Not inlined: with a static
+// row length GCC 12 raises a false -Waggressive-loop-optimizations in their tail loops, and a
+// call per row costs nothing next to the row. (noipa: no constant-propagated clones either.)
 template <class Backend>
 struct row_ops {  // cpu_scalar: the references
   static void rms_norm(const float* x, float* y, index_t n, const float* w, float eps) {
@@ -84,18 +86,23 @@ struct row_ops {  // cpu_scalar: the references
 };
 template <class Arch>
 struct row_ops<cpu_simd<Arch>> {
-  static void rms_norm(const float* x, float* y, index_t n, const float* w, float eps) {
+  [[gnu::noipa]] static void rms_norm(const float* x, float* y, index_t n, const float* w,
+                                      float eps) {
     tessel::detail::rms_norm_row_simd<Arch>(x, y, n, w, eps);
   }
-  static void layer_norm(const float* x, float* y, index_t n, const float* w, const float* b,
-                         float eps) {
+  [[gnu::noipa]] static void layer_norm(const float* x, float* y, index_t n, const float* w,
+                                        const float* b, float eps) {
     tessel::detail::layer_norm_row_simd<Arch>(x, y, n, w, b, eps);
   }
-  static void softmax(float* x, index_t n) { tessel::detail::softmax_row_simd<Arch>(x, x, n); }
+  [[gnu::noipa]] static void softmax(float* x, index_t n) {
+    tessel::detail::softmax_row_simd<Arch>(x, x, n);
+  }
 };
 using rows = row_ops<cpu>;
 
-inline float silu(float x) noexcept { return x / (1.0f + std::exp(-x)); }
+inline float silu(float x) noexcept {
+  return x / (1.0f + std::exp(-x));
+}
 inline float gelu(float x, GeluKind k) noexcept {
   if (k == GeluKind::erf) return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
   const float c = 0.79788456080286536f;  // sqrt(2/pi)

@@ -45,8 +45,7 @@ class GatedMLP {
 template <index_t Dim, index_t Hidden, WeightFormat W = float, bool Bias = true>
 class MLP {
  public:
-  explicit MLP(GeluKind gelu = GeluKind::erf) requires(Dim != dyn && Hidden != dyn)
-      : gelu(gelu) {}
+  explicit MLP(GeluKind gelu = GeluKind::erf) requires(Dim != dyn && Hidden != dyn) : gelu(gelu) {}
   MLP(index_t dim, index_t hidden, GeluKind gelu = GeluKind::erf)
       : ffn_up(dim, hidden), ffn_down(hidden, dim), gelu(gelu) {}
 

@@ -19,7 +19,8 @@ class RMSNorm {
   /// y[M, Dim] = rms_norm(x[M, Dim]); y may be x.
   void forward(const float* x, index_t M, float* y) const {
     const index_t D = dim();
-    for (index_t i = 0; i < M; ++i) detail::rows::rms_norm(x + i * D, y + i * D, D, weight.data(), eps);
+    for (index_t i = 0; i < M; ++i)
+      detail::rows::rms_norm(x + i * D, y + i * D, D, weight.data(), eps);
   }
 
   template <class V>

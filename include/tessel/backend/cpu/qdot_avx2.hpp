@@ -14,9 +14,6 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
-#ifndef TESSEL_PF
-#define TESSEL_PF 1024
-#endif
 namespace tessel {
 namespace qdetail {
 
@@ -36,6 +33,21 @@ inline __m256i loadu256(const void* p) noexcept {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
+// The R rows of a group are R interleaved streams, which the hardware prefetchers follow
+// poorly when rows are short (2.3 KB for q4_0 at K = 4096). The rows of a chunk are contiguous,
+// so while a group is computed the next group's bytes are prefetched in one linear sweep: at
+// block step b, the step's share (R blocks' worth) of the next group.
+template <class F, int R>
+inline void prefetch_next_group(const F* w, index_t ldw, index_t b) noexcept {
+#ifndef TESSEL_NO_QPREFETCH
+  const char* p =
+      reinterpret_cast<const char*>(w + R * ldw) + static_cast<std::size_t>(b) * R * sizeof(F);
+  for (std::size_t o = 0; o < R * sizeof(F); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+#else
+  (void)w, (void)ldw, (void)b;
+#endif
+}
+
 // Rows of a chunk are processed R at a time; `body<R>(w_rows, y)` does R rows.
 template <class Body>
 inline void for_row_groups(index_t rows, Body&& body) {
@@ -50,6 +62,7 @@ inline void q8_0_rows(index_t nb, const q8_0* w, index_t ldw, const q8_0* a, flo
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<q8_0, R>(w, ldw, b);
     const __m256i ya = loadu256(a[b].qs);
     const float da = f16f(a[b].d);
     for (int r = 0; r < R; ++r) {
@@ -71,13 +84,13 @@ inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, flo
   const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15),
                 eights = _mm256_set1_epi8(8);
   for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<q4_0, R>(w, ldw, b);
     const __m256i ya = loadu256(a[b].qs);
     // sum (q - 8) a = sum q a - 8 sum a, the second term once per activation block.
     const __m256i ysum8 = _mm256_madd_epi16(_mm256_maddubs_epi16(eights, ya), ones);
     const float da = f16f(a[b].d);
     for (int r = 0; r < R; ++r) {
       const q4_0& blk = w[r * ldw + b];
-      _mm_prefetch(reinterpret_cast<const char*>(&blk) + TESSEL_PF, _MM_HINT_T0);
       const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
       const __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
       const __m256i s =
@@ -108,6 +121,7 @@ inline void q4_k_rows(index_t nb, const q4_k* w, index_t ldw, const q8_k* a, flo
   for (int j = 0; j < 8; ++j)
     smask[j] = _mm256_set1_epi16(static_cast<short>(((2 * j + 1) << 8) | (2 * j)));
   for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<q4_k, R>(w, ldw, b);
     const q8_k& A = a[b];
     const __m128i bs_lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(A.bsums));
     const __m128i bs_hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(A.bsums + 8));
@@ -153,6 +167,7 @@ inline void q6_k_rows(index_t nb, const q6_k* w, index_t ldw, const q8_k* a, flo
         _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(((4 * k + 3) << 8) | (4 * k + 2))),
                          _mm_set1_epi16(static_cast<short>(((4 * k + 1) << 8) | (4 * k))));
   for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<q6_k, R>(w, ldw, b);
     const q8_k& A = a[b];
     const __m256i bsums = loadu256(A.bsums);
     for (int r = 0; r < R; ++r) {
@@ -184,6 +199,185 @@ inline void q6_k_rows(index_t nb, const q6_k* w, index_t ldw, const q8_k* a, flo
               _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, smask[k])));
         }
       }
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(f16f(blk.d) * A.d), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
+}
+
+// 32 bits -> 32 bytes, 0xFF where the bit is set (byte j <- bit j).
+inline __m256i bits_to_bytes(const std::uint8_t* p) noexcept {
+  std::uint32_t x;
+  std::memcpy(&x, p, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(x)),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+  const __m256i probe = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, probe), probe);
+}
+
+// The 32-element formats other than q4_0 / q8_0: unsigned levels (offset or min applied after).
+template <class F, int R>
+inline void q32_rows(index_t nb, const F* w, index_t ldw, const act_t<F>* a, float* y) {
+  constexpr bool has_min = requires(F f) {
+    f.m;
+  };
+  constexpr bool five = requires(F f) {
+    f.qh;
+  };
+  __m256 acc[R];
+  float macc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), macc[r] = 0;
+  const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15),
+                off = _mm256_set1_epi8(five ? 16 : 8), b5 = _mm256_set1_epi8(16);
+  for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<F, R>(w, ldw, b);
+    const __m256i ya = loadu256(a[b].qs);
+    __m256i yoff = _mm256_setzero_si256();
+    if constexpr (!has_min) yoff = _mm256_madd_epi16(_mm256_maddubs_epi16(off, ya), ones);
+    const float da = f16f(a[b].d);
+    for (int r = 0; r < R; ++r) {
+      const F& blk = w[r * ldw + b];
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
+      __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+      if constexpr (five) qq = _mm256_or_si256(qq, _mm256_and_si256(bits_to_bytes(blk.qh), b5));
+      __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(qq, ya), ones);
+      if constexpr (!has_min) s = _mm256_sub_epi32(s, yoff);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16f(blk.d) * da), acc[r]);
+      if constexpr (has_min) macc[r] += f16f(blk.m) * f16f(a[b].s);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]) + macc[r];
+}
+template <int R>
+inline void q4_1_rows(index_t nb, const q4_1* w, index_t ldw, const q8_1* a, float* y) {
+  q32_rows<q4_1, R>(nb, w, ldw, a, y);
+}
+template <int R>
+inline void q5_0_rows(index_t nb, const q5_0* w, index_t ldw, const q8_0* a, float* y) {
+  q32_rows<q5_0, R>(nb, w, ldw, a, y);
+}
+template <int R>
+inline void q5_1_rows(index_t nb, const q5_1* w, index_t ldw, const q8_1* a, float* y) {
+  q32_rows<q5_1, R>(nb, w, ldw, a, y);
+}
+
+template <int R>
+inline void q5_k_rows(index_t nb, const q5_k* w, index_t ldw, const q8_k* a, float* y) {
+  __m256 acc[R];
+  float macc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), macc[r] = 0;
+  const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+  __m256i smask[8];
+  for (int j = 0; j < 8; ++j)
+    smask[j] = _mm256_set1_epi16(static_cast<short>(((2 * j + 1) << 8) | (2 * j)));
+  for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<q5_k, R>(w, ldw, b);
+    const q8_k& A = a[b];
+    const __m128i bsp =
+        _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(A.bsums)),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(A.bsums + 8)));
+    for (int r = 0; r < R; ++r) {
+      const q5_k& blk = w[r * ldw + b];
+      std::uint32_t sc[2], mn[2];
+      k4_scales(blk.scales, sc, mn);
+      const __m128i mp = _mm_madd_epi16(
+          _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(mn[1]), static_cast<int>(mn[0]))),
+          bsp);
+      __m128i ms = _mm_add_epi32(mp, _mm_unpackhi_epi64(mp, mp));
+      ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, 1));
+      const __m256i scales = _mm256_broadcastsi128_si256(
+          _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(sc[1]), static_cast<int>(sc[0]))));
+      const __m256i qh = loadu256(blk.qh);
+      __m256i sumi = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        const __m256i q = loadu256(blk.qs + 32 * c);
+        const __m256i hlo =
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+        const __m256i hhi =
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), hlo);
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), hhi);
+        sumi = _mm256_add_epi32(sumi,
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu256(A.qs + 64 * c)),
+                                                  _mm256_shuffle_epi8(scales, smask[2 * c])));
+        sumi = _mm256_add_epi32(
+            sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu256(A.qs + 64 * c + 32)),
+                                    _mm256_shuffle_epi8(scales, smask[2 * c + 1])));
+      }
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(f16f(blk.d) * A.d), acc[r]);
+      macc[r] += f16f(blk.dmin) * A.d * static_cast<float>(_mm_cvtsi128_si32(ms));
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]) - macc[r];
+}
+
+// q2_k and q3_k: 2-bit fields at shift 2j of 32 bytes, 16 sub-blocks of 16 with 16-bit
+// scales in `sc16` (lane 0 takes scale 2k, lane 1 scale 2k + 1 of each half).
+template <bool Three>
+inline __m256i k23_sum(const std::uint8_t* qs, const std::uint8_t* hmask, const std::int8_t* a,
+                       const std::int16_t* sc16) {
+  const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+  __m256i sumi = _mm256_setzero_si256();
+  const __m256i hm = Three ? loadu256(hmask) : _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i q = loadu256(qs + 32 * h);
+    for (int j = 0; j < 4; ++j) {
+      __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+      if constexpr (Three)  // the high bit set means "not minus 4": level + 4 in [0, 7]
+        v = _mm256_or_si256(
+            v, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one), 2));
+      const int g = 8 * h + 2 * j;
+      const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc16[g + 1]), _mm_set1_epi16(sc16[g]));
+      sumi = _mm256_add_epi32(
+          sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(v, loadu256(a + 128 * h + 32 * j)), scale));
+    }
+  }
+  return sumi;
+}
+
+template <int R>
+inline void q2_k_rows(index_t nb, const q2_k* w, index_t ldw, const q8_k* a, float* y) {
+  __m256 acc[R];
+  float macc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), macc[r] = 0;
+  for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<q2_k, R>(w, ldw, b);
+    const q8_k& A = a[b];
+    const __m256i bsums = loadu256(A.bsums);
+    for (int r = 0; r < R; ++r) {
+      const q2_k& blk = w[r * ldw + b];
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales));
+      const __m256i mins =
+          _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15)));
+      alignas(32) std::int16_t sc16[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc16),
+                         _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(15))));
+      const __m256i sumi = k23_sum<false>(blk.qs, nullptr, A.qs, sc16);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(f16f(blk.d) * A.d), acc[r]);
+      macc[r] +=
+          f16f(blk.dmin) * A.d * static_cast<float>(hsum_i32(_mm256_madd_epi16(mins, bsums)));
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]) - macc[r];
+}
+
+template <int R>
+inline void q3_k_rows(index_t nb, const q3_k* w, index_t ldw, const q8_k* a, float* y) {
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (index_t b = 0; b < nb; ++b) {
+    prefetch_next_group<q3_k, R>(w, ldw, b);
+    const q8_k& A = a[b];
+    const __m256i bsums = loadu256(A.bsums);
+    for (int r = 0; r < R; ++r) {
+      const q3_k& blk = w[r * ldw + b];
+      alignas(32) std::int16_t sc16[16];
+      for (int j = 0; j < 16; ++j) sc16[j] = static_cast<std::int16_t>(blk.scale(j) - 32);
+      // sum sc (v - 4) a = sum sc v a - 4 sum sc bsum.
+      const __m256i corr = _mm256_slli_epi32(
+          _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc16)), bsums), 2);
+      const __m256i sumi = _mm256_sub_epi32(k23_sum<true>(blk.qs, blk.hmask, A.qs, sc16), corr);
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(f16f(blk.d) * A.d), acc[r]);
     }
   }
@@ -261,6 +455,12 @@ TESSEL_QDOT_AVX2(q8_0, q8_0_rows)
 TESSEL_QDOT_AVX2(q4_0, q4_0_rows)
 TESSEL_QDOT_AVX2(q4_k, q4_k_rows)
 TESSEL_QDOT_AVX2(q6_k, q6_k_rows)
+TESSEL_QDOT_AVX2(q4_1, q4_1_rows)
+TESSEL_QDOT_AVX2(q5_0, q5_0_rows)
+TESSEL_QDOT_AVX2(q5_1, q5_1_rows)
+TESSEL_QDOT_AVX2(q2_k, q2_k_rows)
+TESSEL_QDOT_AVX2(q3_k, q3_k_rows)
+TESSEL_QDOT_AVX2(q5_k, q5_k_rows)
 #undef TESSEL_QDOT_AVX2
 
 template <class Arch>

@@ -1,0 +1,228 @@
+// nn/ layer templates against PyTorch (tools/golden/llama_golden.py: random weights, small
+// configs), in static and run-time shapes, f32 and narrower weight formats.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tessel/io/load_llama.hpp"
+#include "tessel/io/npy.hpp"
+#include "tessel/nn/attention.hpp"
+#include "tessel/nn/embedding.hpp"
+#include "tessel/nn/kv_cache.hpp"
+#include "tessel/nn/linear.hpp"
+#include "tessel/nn/mlp.hpp"
+#include "tessel/nn/norm.hpp"
+#include "tessel/nn/rope.hpp"
+#include "tessel/quant/ggml_blocks.hpp"
+
+using namespace tessel;
+using tessel::index_t;
+
+namespace {
+
+const std::string data_dir = std::string(TESSEL_TEST_DATA_DIR) + "/llama";
+
+const io::NpzFile& layers() {
+  static const io::NpzFile f = io::NpzFile::open(data_dir + "/layers.npz");
+  return f;
+}
+Tensor<float, DynShape<2>> mat(const std::string& n) {
+  return layers().get<float, 2>(n);
+}
+Tensor<float, DynShape<1>> vec(const std::string& n) {
+  return layers().get<float, 1>(n);
+}
+
+// Largest |a - b| relative to the largest |b|.
+float rel_err(const float* a, const float* b, index_t n) {
+  float d = 0, m = 0;
+  for (index_t i = 0; i < n; ++i) {
+    d = std::max(d, std::fabs(a[i] - b[i]));
+    m = std::max(m, std::fabs(b[i]));
+  }
+  return d / std::max(m, 1e-30f);
+}
+
+template <class T, class S, class U>
+void fill_from(Tensor<T, S>& dst, const U& src) {
+  REQUIRE(dst.size() == src.size());
+  for (index_t i = 0; i < dst.size(); ++i) dst.data()[i] = from_f32<T>(src.data()[i]);
+}
+
+// Attention over all rows at once (prefill) and one row at a time (decode) against PyTorch.
+template <class A>
+void check_attention(A& att, const std::string& name, float theta, nn::RopeStyle style) {
+  fill_from(att.attn_q.weight, mat(name + "_wq"));
+  fill_from(att.attn_k.weight, mat(name + "_wk"));
+  fill_from(att.attn_v.weight, mat(name + "_wv"));
+  fill_from(att.attn_output.weight, mat(name + "_wo"));
+  const auto x = mat("x"), want = mat(name + "_y");
+  const index_t T = x.extent(0), D = x.extent(1), max_seq = 8;
+  nn::Rope rope(att.head_dim(), att.head_dim(), max_seq, theta, style);
+  nn::KVCache<dyn, dyn> cache(1, max_seq, att.kv_dim());
+  std::vector<float> scratch(std::size_t(att.scratch_floats(T, max_seq))), y(std::size_t(T * D));
+  att.forward(x.data(), T, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
+              y.data());
+  CHECK(rel_err(y.data(), want.data(), T * D) < 1e-5f);
+  std::vector<float> y1(std::size_t(T * D));
+  for (index_t i = 0; i < T; ++i)
+    att.forward(x.data() + i * D, 1, i, cache.keys(0), cache.values(0), max_seq, rope,
+                scratch.data(), y1.data() + i * D);
+  CHECK(rel_err(y1.data(), want.data(), T * D) < 1e-5f);
+  // The cache is full up to max_seq: one more row than fits is an error.
+  CHECK_THROWS_AS(att.forward(x.data(), T, max_seq - T + 1, cache.keys(0), cache.values(0), max_seq,
+                              rope, scratch.data(), y.data()),
+                  value_error);
+}
+
+}  // namespace
+
+TEST_CASE("RMSNorm and LayerNorm match PyTorch") {
+  const auto x = mat("x");
+  const index_t T = x.extent(0);
+  std::vector<float> y(std::size_t(x.size()));
+  nn::RMSNorm<32> rms(1e-5f);
+  fill_from(rms.weight, vec("rms_w"));
+  rms.forward(x.data(), T, y.data());
+  CHECK(rel_err(y.data(), mat("rms_y").data(), x.size()) < 1e-6f);
+  nn::LayerNorm<dyn> ln(32, 1e-5f);
+  fill_from(ln.weight, vec("ln_w"));
+  fill_from(ln.bias, vec("ln_b"));
+  ln.forward(x.data(), T, y.data());
+  CHECK(rel_err(y.data(), mat("ln_y").data(), x.size()) < 1e-5f);
+}
+
+TEST_CASE("SwiGLU and GELU MLPs match PyTorch") {
+  const auto x = mat("x");
+  const index_t T = x.extent(0);
+  std::vector<float> y(std::size_t(x.size()));
+  {
+    nn::GatedMLP<32, 48> mlp;
+    fill_from(mlp.ffn_gate.weight, mat("gate"));
+    fill_from(mlp.ffn_up.weight, mat("up"));
+    fill_from(mlp.ffn_down.weight, mat("down"));
+    std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
+    mlp.forward(x.data(), T, y.data(), s.data());
+    CHECK(rel_err(y.data(), mat("swiglu_y").data(), x.size()) < 1e-5f);
+  }
+  {  // run-time shapes, f16 weights: within f16 rounding of the weights
+    nn::GatedMLP<dyn, dyn, f16> mlp(32, 48);
+    fill_from(mlp.ffn_gate.weight, mat("gate"));
+    fill_from(mlp.ffn_up.weight, mat("up"));
+    fill_from(mlp.ffn_down.weight, mat("down"));
+    std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
+    mlp.forward(x.data(), T, y.data(), s.data());
+    const float e = rel_err(y.data(), mat("swiglu_y").data(), x.size());
+    CHECK(e < 3e-3f);
+    CHECK(e > 0.0f);  // f16 really rounds
+  }
+  for (auto [kind, name] :
+       {std::pair{nn::GeluKind::erf, "gelu_erf_y"}, std::pair{nn::GeluKind::tanh, "gelu_tanh_y"}}) {
+    nn::MLP<32, dyn> mlp(32, 48, kind);
+    fill_from(mlp.ffn_up.weight, mat("up"));
+    fill_from(mlp.ffn_up.bias, vec("up_b"));
+    fill_from(mlp.ffn_down.weight, mat("down"));
+    fill_from(mlp.ffn_down.bias, vec("down_b"));
+    std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
+    mlp.forward(x.data(), T, y.data(), s.data());
+    CHECK(rel_err(y.data(), mat(name).data(), x.size()) < 1e-5f);
+  }
+}
+
+TEST_CASE("RoPE: adjacent pairs and half-split match PyTorch") {
+  const auto x = mat("rope_x");
+  const index_t T = x.extent(0);
+  for (auto [style, name] : {std::pair{nn::RopeStyle::adjacent, "rope_adjacent"},
+                             std::pair{nn::RopeStyle::half_split, "rope_half_split"}}) {
+    nn::Rope rope(8, 8, T, 10000.0f, style);
+    std::vector<float> v(x.data(), x.data() + x.size());
+    for (index_t p = 0; p < T; ++p) rope.apply(v.data() + p * 8, 1, p);
+    CHECK(rel_err(v.data(), mat(name).data(), x.size()) < 1e-6f);
+  }
+  CHECK_THROWS_AS(nn::Rope(8, 7, 4, 10000.0f, nn::RopeStyle::adjacent), value_error);
+  nn::Rope rope(8, 8, 4, 10000.0f, nn::RopeStyle::adjacent);
+  float v[8] = {};
+  CHECK_THROWS_AS(rope.apply(v, 1, 4), value_error);
+}
+
+TEST_CASE("Attention: causal GQA (adjacent RoPE) and MQA (half-split RoPE) match PyTorch") {
+  SUBCASE("GQA, static shapes") {
+    nn::Attention<32, 8, 4> att;
+    check_attention(att, "gqa", 10000.0f, nn::RopeStyle::adjacent);
+  }
+  SUBCASE("GQA, run-time shapes") {
+    nn::Attention<dyn, dyn, dyn> att(32, 8, 4);
+    check_attention(att, "gqa", 10000.0f, nn::RopeStyle::adjacent);
+  }
+  SUBCASE("MQA, half-split, theta 5e5") {
+    nn::Attention<32, 8, 1> att;
+    check_attention(att, "mqa", 500000.0f, nn::RopeStyle::half_split);
+  }
+  CHECK_THROWS_AS((nn::Attention<dyn, dyn, dyn>(32, 8, 3)), value_error);
+  CHECK_THROWS_AS((nn::Attention<dyn, 8, dyn>(32, 4, 2)), shape_error);
+}
+
+TEST_CASE("Linear: block-format weights equal their dequantized f32 values") {
+  const auto w = mat("gate");  // [48, 32]
+  const auto x = mat("x");
+  nn::Linear<32, 48, q8_0> lq;
+  q8_0::quantize_row(w.data(), lq.weight.data(), w.size());
+  nn::Linear<32, 48> lf;
+  q8_0::dequantize_row(lq.weight.data(), lf.weight.data(), w.size());
+  std::vector<float> a(6 * 48), b(6 * 48);
+  lq.forward(x.data(), 6, a.data());
+  lf.forward(x.data(), 6, b.data());
+  CHECK(rel_err(a.data(), b.data(), 6 * 48) < 1e-5f);
+  // and beta accumulates: y = x Wᵀ + 1 · y
+  lf.forward(x.data(), 6, b.data(), 1.0f);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] *= 2;
+  CHECK(rel_err(b.data(), a.data(), 6 * 48) < 1e-5f);
+}
+
+TEST_CASE("Embedding: rows by token, out-of-range tokens rejected") {
+  nn::Embedding<dyn, 4, bf16> e(3, 4);
+  for (index_t i = 0; i < 12; ++i) e.weight.data()[i] = from_f32<bf16>(float(i));
+  const int toks[2] = {2, 0};
+  float out[8];
+  e.forward(std::span<const int>(toks), out);
+  CHECK(out[0] == 8.0f);
+  CHECK(out[3] == 11.0f);
+  CHECK(out[4] == 0.0f);
+  const int bad[1] = {3};
+  CHECK_THROWS_AS(e.forward(std::span<const int>(bad), out), value_error);
+}
+
+TEST_CASE("Whole Llama (GQA, separate classifier) matches PyTorch logits") {
+  auto m = io::load_llama2c_model<float>(data_dir + "/tiny_llama.bin");
+  const io::NpzFile ref = io::NpzFile::open(data_dir + "/tiny_llama.npz");
+  const auto tokens = ref.get<std::int32_t, 1>("tokens");
+  const auto want = ref.get<float, 2>("logits");
+  const index_t T = tokens.size(), V = m.vocab();
+  REQUIRE(want.extent(1) == V);
+  const std::span<const std::int32_t> ids(tokens.data(), std::size_t(T));
+  std::vector<float> all(std::size_t(T * V));
+  auto last = m.forward(ids, 0, all.data());
+  CHECK(rel_err(all.data(), want.data(), T * V) < 1e-4f);
+  CHECK(rel_err(last.data(), want.data() + (T - 1) * V, V) < 1e-4f);
+  // Token by token through the KV cache: the same logits.
+  std::vector<float> step(std::size_t(T * V));
+  for (index_t i = 0; i < T; ++i) {
+    auto l = m.forward(ids.subspan(std::size_t(i), 1), i);
+    std::copy(l.begin(), l.end(), step.begin() + i * V);
+  }
+  CHECK(rel_err(step.data(), want.data(), T * V) < 1e-4f);
+  // Prefill in chunks of 3 rows gives the same logits as one chunk (up to summation order:
+  // gemm sends M <= 4 to its GEMV kernels).
+  io::LlamaLoadOptions o;
+  o.max_batch = 3;
+  auto mc = io::load_llama2c_model<float>(data_dir + "/tiny_llama.bin", o);
+  std::vector<float> chunked(std::size_t(T * V));
+  mc.forward(ids, 0, chunked.data());
+  CHECK(rel_err(chunked.data(), all.data(), T * V) < 1e-5f);
+  // The context is 16 positions.
+  CHECK_THROWS_AS(m.forward(ids, 16 - T + 1), value_error);
+  const std::int32_t bad = 40;
+  CHECK_THROWS_AS(m.forward(std::span(&bad, 1), 0), value_error);
+}

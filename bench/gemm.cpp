@@ -18,6 +18,7 @@
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -254,5 +255,42 @@ void BM_gemv_tessel_avx512_bf16(benchmark::State& s) {
 }
 BENCHMARK(BM_gemv_tessel_avx512_bf16)->Apply(gemv_args);
 #endif
+
+}  // namespace
+
+namespace {
+
+// Cost of one parallel_for over the pool with nothing to do per chunk: the floor under every
+// threaded kernel call (a decode step makes several hundred of them).
+void BM_parallel_for_dispatch(benchmark::State& state) {
+  tessel::set_num_threads(static_cast<int>(state.range(0)));
+  std::atomic<index_t> sink{0};
+  for (auto _ : state) {
+    tessel::parallel_for(0, 64, 1, [&](index_t lo, index_t hi) {
+      sink.fetch_add(hi - lo, std::memory_order_relaxed);
+    });
+  }
+  benchmark::DoNotOptimize(sink.load());
+}
+BENCHMARK(BM_parallel_for_dispatch)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+
+// A small decode GEMV (stories15M: dim 288, hidden 768): dominated by dispatch and caches.
+void BM_gemv_small_tessel_avx2(benchmark::State& state) {
+  const index_t N = state.range(0), K = state.range(1);
+  tessel::set_num_threads(static_cast<int>(state.range(2)));
+  const auto W = random_values<float>(static_cast<std::size_t>(N * K), 5);
+  const auto x = random_values<float>(static_cast<std::size_t>(K), 6);
+  std::vector<float> y(static_cast<std::size_t>(N));
+  for (auto _ : state) {
+    tessel::gemv<avx2>(N, K, W.data(), K, x.data(), y.data());
+    benchmark::ClobberMemory();
+  }
+  tessel::bench::set_flops(state, 2.0 * static_cast<double>(N) * K);
+}
+BENCHMARK(BM_gemv_small_tessel_avx2)
+    ->ArgNames({"N", "K", "threads"})
+    ->Args({768, 288, 1})
+    ->Args({768, 288, 2})
+    ->UseRealTime();
 
 }  // namespace

@@ -82,36 +82,39 @@ void matmul_q(TensorView<const float, SX> x, TensorView<const Format, SW> w,
   matmul_q(cpu{}, TensorView<const float, DynShape<2>>(xp.view()), w, y);
 }
 
-/// y = x · Wᵀ for FP8 weights with per-tensor or per-row scales (f32 dot, dequantized rows).
-template <Fp8 E, class SX, class SY>
-void matmul_q(TensorView<const float, SX> x, const fp8_matrix<E>& w, TensorView<float, SY> y) {
+/// y = x · Wᵀ for FP8 weights with per-tensor or per-row scales (f32 dot of widened rows).
+template <class Backend, Fp8 E, class SX, class SY>
+requires std::is_empty_v<Backend>
+void matmul_q(Backend, TensorView<const float, SX> x, const fp8_matrix<E>& w,
+              TensorView<float, SY> y) {
   const index_t M = x.extent(0), K = x.extent(1), N = w.rows();
   if (w.cols() != K || y.extent(0) != M || y.extent(1) != N)
     throw shape_error("tessel::matmul_q: fp8 weights " + to_string(w.w.shape()) + " do not fit x " +
                       to_string(x.shape()) + " and y " + to_string(y.shape()));
   if (!x.is_contiguous() || !y.is_contiguous())
     throw shape_error("tessel::matmul_q: x and y must be contiguous");
-  if (M >= qgemm_min_m) {
+  if (M >= qgemm_min_m && !std::is_same_v<Backend, cpu_scalar>) {
     // Dequantize to f32 (scales applied) and use the SGEMM.
     Tensor<float, DynShape<2>> wf(N, K);
     parallel_for(0, N, 16, [&](index_t lo, index_t hi) {
       for (index_t r = lo; r < hi; ++r) dequantize_row(w, r, wf.data() + r * K);
     });
-    gemm<cpu>(M, N, K, x.data(), K, wf.data(), K, true, y.data(), N);
+    gemm<Backend>(M, N, K, x.data(), K, wf.data(), K, true, y.data(), N);
     return;
   }
   for (index_t m = 0; m < M; ++m) {
     const float* xr = x.data() + m * K;
+    float* yr = y.data() + m * N;
     parallel_for(0, N, 16, [&](index_t lo, index_t hi) {
-      std::vector<float> row(static_cast<std::size_t>(K));
-      for (index_t r = lo; r < hi; ++r) {
-        convert_to_f32(w.w.data() + r * K, row.data(), K);
-        float s = 0;
-        for (index_t k = 0; k < K; ++k) s += row[static_cast<std::size_t>(k)] * xr[k];
-        y.data()[m * N + r] = s * w.row_scale(r);
-      }
+      kernel<qdot_op, Backend, E>::run(K, w.w.data() + lo * K, K, hi - lo, xr, yr + lo);
+      for (index_t r = lo; r < hi; ++r) yr[r] *= w.row_scale(r);
     });
   }
+}
+
+template <Fp8 E, class SX, class SY>
+void matmul_q(TensorView<const float, SX> x, const fp8_matrix<E>& w, TensorView<float, SY> y) {
+  matmul_q(cpu{}, x, w, y);
 }
 
 }  // namespace tessel

@@ -253,7 +253,7 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
   if (beta != 0.0f) {
     for (index_t r = 0; r < m; ++r) {
       __builtin_prefetch(C + r * ldc, 1, 3);
-      __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
+      __builtin_prefetch(C + r * ldc + n - 1, 1, 3);
     }
   }
   batch acc[MR][NV];

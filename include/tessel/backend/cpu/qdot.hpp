@@ -157,4 +157,17 @@ struct kernel<qdot_op, cpu_scalar, F> {
   }
 };
 
+/// FP8 rows (unscaled: the caller applies the per-tensor / per-row scale): f32 dot products.
+template <class E>
+requires(std::is_same_v<E, f8_e4m3> ||
+         std::is_same_v<E, f8_e5m2>) struct kernel<qdot_op, cpu_scalar, E> {
+  static void run(index_t K, const E* w, index_t ldw, index_t rows, const float* x, float* y) {
+    for (index_t r = 0; r < rows; ++r) {
+      float s = 0;
+      for (index_t k = 0; k < K; ++k) s += to_f32(w[r * ldw + k]) * x[k];
+      y[r] = s;
+    }
+  }
+};
+
 }  // namespace tessel

@@ -69,7 +69,8 @@ void plain_scan(ScanData& s) {
   const index_t L = s.L, D = s.D, N = s.N;
   for (index_t t = 0; t < L; ++t)
     for (index_t d = 0; d < D; ++d) {
-      const float x = s.dt[static_cast<std::size_t>(t * D + d)] + s.bias[static_cast<std::size_t>(d)];
+      const float x =
+          s.dt[static_cast<std::size_t>(t * D + d)] + s.bias[static_cast<std::size_t>(d)];
       const float delta = x > 20.f ? x : std::log1p(std::exp(x));
       const float uu = s.u[static_cast<std::size_t>(t * D + d)];
       float acc = 0;
@@ -145,8 +146,8 @@ BENCHMARK(BM_selective_scan_plain)->Apply(scan_args_slow);
 
 // ---- conv1d --------------------------------------------------------------------------------
 
-void plain_conv1d(index_t L, index_t D, index_t K, const float* x, const float* w,
-                  const float* b, float* y) {
+void plain_conv1d(index_t L, index_t D, index_t K, const float* x, const float* w, const float* b,
+                  float* y) {
   for (index_t t = 0; t < L; ++t)
     for (index_t d = 0; d < D; ++d) {
       float acc = b[d];
@@ -177,7 +178,8 @@ void BM_conv1d(benchmark::State& state) {
   for (auto _ : state) {
     if constexpr (I == conv_impl::tessel) tessel::conv1d(tessel::cpu{}, yv, xv, wv, bv);
     if constexpr (I == conv_impl::reference) tessel::conv1d(tessel::cpu_scalar{}, yv, xv, wv, bv);
-    if constexpr (I == conv_impl::plain) plain_conv1d(L, D, K, x.data(), w.data(), b.data(), y.data());
+    if constexpr (I == conv_impl::plain)
+      plain_conv1d(L, D, K, x.data(), w.data(), b.data(), y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }

@@ -223,7 +223,7 @@ static_assert(sizeof(f16) == 2 && sizeof(bf16) == 2 && sizeof(f8_e4m3) == 1 &&
 
 inline float to_f32(f16 h) noexcept {
 #if defined(__F16C__)
-  return _cvtsh_ss(h.bits);
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.bits)));
 #else
   return detail::decode_small_float<5, 10, true>(h.bits);
 #endif
@@ -253,7 +253,8 @@ T from_f32(float x) noexcept;
 template <>
 inline f16 from_f32<f16>(float x) noexcept {
 #if defined(__F16C__)
-  return f16{static_cast<std::uint16_t>(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT))};
+  return f16{static_cast<std::uint16_t>(
+      _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT), 0))};
 #else
   return f16{static_cast<std::uint16_t>(detail::encode_small_float<5, 10, true>(x))};
 #endif
@@ -565,7 +566,7 @@ requires requires {
 inline constexpr index_t block_elems_v<T> = T::block_elems;
 
 template <class T>
-inline constexpr bool is_block_format_v = block_elems_v<T> > 1;
+inline constexpr bool is_block_format_v = (block_elems_v<T> > 1);
 
 namespace detail {
 template <class S>
@@ -581,7 +582,7 @@ constexpr std::array<index_t, S::rank> contiguous_strides(const S& shape, index_
 }
 template <class T, class S>
 void check_block_divisible(const S& shape) {
-  if constexpr (S::rank > 0 && block_elems_v < T >> 1) {
+  if constexpr (S::rank > 0 && is_block_format_v<T>) {
     constexpr index_t last = S::template static_extent<S::rank - 1>;
     static_assert(last == dyn || last % block_elems_v<T> == 0,
                   "tessel: the last extent of a block-format tensor must be a multiple of the "
@@ -675,18 +676,19 @@ class TensorView {
   }
 
   /// The sub-tensor at `index` along `axis` (rank one lower).
-  TensorView<T, DynShape<rank - 1>, Space> select(std::size_t axis, index_t index) const
-      requires(rank >= 1) {
+  template <std::size_t R = rank>
+  requires(R >= 1) TensorView<T, DynShape<R - 1>, Space> select(std::size_t axis, index_t index)
+  const {
     check_axis(axis, "select");
     if (axis + 1 == rank && block > 1)
       throw shape_error("tessel: cannot select single elements of a block format");
     if (index < 0 || index >= extent(axis))
       throw shape_error("tessel: select index " + std::to_string(index) + " on axis " +
                         std::to_string(axis) + " out of bounds for shape " + to_string(shape_));
-    std::array<index_t, rank - 1> e{}, st{};
+    std::array<index_t, R - 1> e{}, st{};
     for (std::size_t k = 0, j = 0; k < rank; ++k)
       if (k != axis) e[j] = extent(k), st[j++] = strides_[k];
-    return {data_ + index * strides_[axis], DynShape<rank - 1>::from_array(e), st};
+    return {data_ + index * strides_[axis], DynShape<R - 1>::from_array(e), st};
   }
   /// Row i of the first axis.
   auto operator[](index_t i) const requires(rank >= 2) { return select(0, i); }
@@ -2786,7 +2788,7 @@ auto materialize(X&& x, Backend be = {}) {
 // or tessel::cpu_simd<Arch> (tessel::cpu is the best one compiled). The SIMD version packs
 // A and B into cache-sized panels (GotoBLAS/BLIS scheme, see gemm_kernels.hpp), runs an
 // MR x NR register micro-kernel, threads over blocks of C with the pool in thread_pool.hpp
-// (tessel::set_num_threads), and routes M <= 4 to streaming GEMV kernels (gemv.hpp).
+// (tessel::set_num_threads), and routes M <= 8 to streaming GEMV kernels (gemv.hpp).
 // Bad sizes, strides or null pointers throw tessel::value_error / tessel::shape_error.
 //
 // Both are reachable through the customization point kernel<gemm_op, Backend, TB>::run with
@@ -2892,10 +2894,14 @@ inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
 #if defined(__AVX512F__)
     if constexpr (W == 16) {
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      // The maskz forms: GCC 12's unmasked ones start from _mm512_undefined_*() and trip
+      // -Wmaybe-uninitialized (GCC bug 105593) under -Werror.
+      constexpr __mmask16 all = 0xffff;
       if constexpr (std::is_same_v<T, f16>) {
-        return batch(_mm512_cvtph_ps(h));
+        return batch(_mm512_maskz_cvtph_ps(all, h));
       } else {
-        return batch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+        return batch(_mm512_castsi512_ps(
+            _mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16)));
       }
     }
 #endif
@@ -3046,7 +3052,7 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
   if (beta != 0.0f) {
     for (index_t r = 0; r < m; ++r) {
       __builtin_prefetch(C + r * ldc, 1, 3);
-      __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
+      __builtin_prefetch(C + r * ldc + n - 1, 1, 3);
     }
   }
   batch acc[MR][NV];
@@ -3102,17 +3108,23 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
 
 namespace tessel::detail {
 
-/// Largest M routed to the streaming kernels instead of the packed GEMM (measured with
-/// bench/gemm.cpp: below it re-reading B per row costs less than packing it).
-inline constexpr index_t gemv_max_m = 4;
+/// Largest M routed to the streaming kernels instead of the packed GEMM. Measured (1 thread,
+/// W 4096x4096 f32): streaming wins up to M = 8 in both layouts (trans_b: 4.2 ms at M = 1,
+/// 10.9 at M = 8, 14.5 at M = 12 against 12-12.6 ms packed; B [K,N]: 5.8, 8.6, 15.5 against
+/// 14-16 ms), because packing B costs as much as streaming it a few times.
+inline constexpr index_t gemv_max_m = 8;
 
 inline float apply_beta(float acc, float beta, const float* c) noexcept {
   return beta == 0.0f ? acc : beta * *c + acc;
 }
 
-/// R rows of Bt ([N, K], trans_b) dotted with one row x of A: out[r] = <Bt[r], x>.
+/// R rows of Bt ([N, K], trans_b) dotted with one row x of A: out[r] = <Bt[r], x>. When `next`
+/// is set, the R rows there are prefetched along the way: the hardware prefetcher restarts at
+/// every new row, and warming the next block keeps more of memory's bandwidth in flight
+/// (bf16 weights: 12.9 -> 14.5 GB/s on one thread).
 template <class Arch, int R, class T>
-inline void dot_rows(index_t K, const T* Bt, index_t ldb, const float* x, float* out) noexcept {
+inline void dot_rows(index_t K, const T* Bt, index_t ldb, const float* x, float* out,
+                     const T* next) noexcept {
   using batch = xsimd::batch<float, Arch>;
   constexpr index_t W = batch::size;
   batch acc0[R], acc1[R];
@@ -3120,6 +3132,8 @@ inline void dot_rows(index_t K, const T* Bt, index_t ldb, const float* x, float*
   index_t k = 0;
   for (; k + 2 * W <= K; k += 2 * W) {
     const batch x0 = batch::load_unaligned(x + k), x1 = batch::load_unaligned(x + k + W);
+    if (next)
+      for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldb + k, 0, 1);
     for (int r = 0; r < R; ++r) {
       acc0[r] = xsimd::fma(load_f32<Arch>(Bt + r * ldb + k), x0, acc0[r]);
       acc1[r] = xsimd::fma(load_f32<Arch>(Bt + r * ldb + k + W), x1, acc1[r]);
@@ -3145,89 +3159,76 @@ void gemv_trans_range(index_t M, index_t n_lo, index_t n_hi, index_t K, const fl
   index_t n = n_lo;
   float out[R];
   for (; n + R <= n_hi; n += R) {
+    const T* next = n + 2 * R <= n_hi ? Bt + (n + R) * ldb : nullptr;
     for (index_t m = 0; m < M; ++m) {
-      dot_rows<Arch, R>(K, Bt + n * ldb, ldb, A + m * lda, out);
+      dot_rows<Arch, R>(K, Bt + n * ldb, ldb, A + m * lda, out, m == 0 ? next : nullptr);
       float* c = C + m * ldc + n;
       for (int r = 0; r < R; ++r) c[r] = apply_beta(out[r], beta, c + r);
     }
   }
   for (; n < n_hi; ++n) {
     for (index_t m = 0; m < M; ++m) {
-      dot_rows<Arch, 1>(K, Bt + n * ldb, ldb, A + m * lda, out);
+      dot_rows<Arch, 1>(K, Bt + n * ldb, ldb, A + m * lda, out, static_cast<const T*>(nullptr));
       float* c = C + m * ldc + n;
       c[0] = apply_beta(out[0], beta, c);
     }
   }
 }
 
-/// MB rows of A times a block of NV vectors of columns of B ([K, N], not transposed):
-/// acc[m][v] += A[m, k] * B[k, v*W ...] for every k; B's rows are read in one pass.
-template <class Arch, int MB, int NV, class T>
-inline void axpy_block(index_t K, const float* A, index_t lda, const T* B, index_t ldb, float* C,
-                       index_t ldc, float beta) noexcept {
-  using batch = xsimd::batch<float, Arch>;
-  constexpr index_t W = batch::size;
-  batch acc[MB][NV];
-  for (int m = 0; m < MB; ++m)
-    for (int v = 0; v < NV; ++v) acc[m][v] = batch(0.0f);
-  for (index_t k = 0; k < K; ++k) {
-    batch b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = load_f32<Arch>(B + k * ldb + v * W);
-    for (int m = 0; m < MB; ++m) {
-      const batch a(A[m * lda + k]);
-      for (int v = 0; v < NV; ++v) acc[m][v] = xsimd::fma(a, b[v], acc[m][v]);
-    }
-  }
-  for (int m = 0; m < MB; ++m) {
-    for (int v = 0; v < NV; ++v) {
-      float* c = C + m * ldc + v * W;
-      if (beta == 0.0f) {
-        acc[m][v].store_unaligned(c);
-      } else {
-        xsimd::fma(batch(beta), batch::load_unaligned(c), acc[m][v]).store_unaligned(c);
-      }
-    }
-  }
-}
-
-template <class Arch, int MB, class T>
-void gemv_notrans_rows(index_t n_lo, index_t n_hi, index_t K, const float* A, index_t lda,
-                       const T* B, index_t ldb, float* C, index_t ldc, float beta) noexcept {
-  constexpr index_t W = xsimd::batch<float, Arch>::size;
-  index_t n = n_lo;
-  for (; n + 2 * W <= n_hi; n += 2 * W)
-    axpy_block<Arch, MB, 2>(K, A, lda, B + n, ldb, C + n, ldc, beta);
-  for (; n + W <= n_hi; n += W) axpy_block<Arch, MB, 1>(K, A, lda, B + n, ldb, C + n, ldc, beta);
-  for (; n < n_hi; ++n) {
-    for (int m = 0; m < MB; ++m) {
-      float s = 0.0f;
-      for (index_t k = 0; k < K; ++k) s += A[m * lda + k] * weight_to_f32(B[k * ldb + n]);
-      C[m * ldc + n] = apply_beta(s, beta, C + m * ldc + n);
-    }
-  }
-}
-
-/// C[0:M, n_lo:n_hi] = beta C + A B with B [K, N]: column blocks of B, up to 4 rows of A at once.
+/// C[0:M, n_lo:n_hi] = beta C + A B with B [K, N] (not transposed), M <= gemv_max_m. Rows of B
+/// are read contiguously, a block of NB columns at a time, 4 rows of B per step; the M x NB
+/// partial sums live in an L1-resident buffer. (Walking down a narrow column strip instead
+/// touches a new page every row: 4 GB/s against 16 for this order.)
 template <class Arch, class T>
 void gemv_notrans_range(index_t M, index_t n_lo, index_t n_hi, index_t K, const float* A,
                         index_t lda, const T* B, index_t ldb, float* C, index_t ldc,
                         float beta) noexcept {
-  for (index_t m = 0; m < M; m += 4) {
-    const float* a = A + m * lda;
-    float* c = C + m * ldc;
-    switch (std::min<index_t>(4, M - m)) {
-      case 1:
-        gemv_notrans_rows<Arch, 1>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
-        break;
-      case 2:
-        gemv_notrans_rows<Arch, 2>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
-        break;
-      case 3:
-        gemv_notrans_rows<Arch, 3>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
-        break;
-      default:
-        gemv_notrans_rows<Arch, 4>(n_lo, n_hi, K, a, lda, B, ldb, c, ldc, beta);
-        break;
+  using batch = xsimd::batch<float, Arch>;
+  constexpr index_t W = batch::size, NB = 512, MMAX = 8;
+  alignas(64) float acc[MMAX * NB];
+  for (index_t m0 = 0; m0 < M; m0 += MMAX) {
+    const index_t mb = std::min(MMAX, M - m0);
+    const float* Am = A + m0 * lda;
+    for (index_t n0 = n_lo; n0 < n_hi; n0 += NB) {
+      const index_t nb = std::min(NB, n_hi - n0), nv = nb / W * W;
+      std::fill(acc, acc + mb * NB, 0.0f);
+      index_t k = 0;
+      for (; k + 4 <= K; k += 4) {
+        const T* b = B + k * ldb + n0;
+        for (index_t j = 0; j < nv; j += W) {
+          const batch b0 = load_f32<Arch>(b + j), b1 = load_f32<Arch>(b + ldb + j);
+          const batch b2 = load_f32<Arch>(b + 2 * ldb + j), b3 = load_f32<Arch>(b + 3 * ldb + j);
+          for (index_t m = 0; m < mb; ++m) {
+            const float* a = Am + m * lda + k;
+            batch c = batch::load_aligned(acc + m * NB + j);
+            c = xsimd::fma(batch(a[0]), b0, c);
+            c = xsimd::fma(batch(a[1]), b1, c);
+            c = xsimd::fma(batch(a[2]), b2, c);
+            c = xsimd::fma(batch(a[3]), b3, c);
+            c.store_aligned(acc + m * NB + j);
+          }
+        }
+        for (index_t j = nv; j < nb; ++j)
+          for (index_t m = 0; m < mb; ++m)
+            for (index_t i = 0; i < 4; ++i)
+              acc[m * NB + j] += Am[m * lda + k + i] * weight_to_f32(b[i * ldb + j]);
+      }
+      for (; k < K; ++k) {
+        const T* b = B + k * ldb + n0;
+        for (index_t j = 0; j < nv; j += W) {
+          const batch b0 = load_f32<Arch>(b + j);
+          for (index_t m = 0; m < mb; ++m) {
+            batch c = batch::load_aligned(acc + m * NB + j);
+            xsimd::fma(batch(Am[m * lda + k]), b0, c).store_aligned(acc + m * NB + j);
+          }
+        }
+        for (index_t j = nv; j < nb; ++j)
+          for (index_t m = 0; m < mb; ++m) acc[m * NB + j] += Am[m * lda + k] * weight_to_f32(b[j]);
+      }
+      for (index_t m = 0; m < mb; ++m) {
+        float* c = C + (m0 + m) * ldc + n0;
+        for (index_t j = 0; j < nb; ++j) c[j] = apply_beta(acc[m * NB + j], beta, c + j);
+      }
     }
   }
 }
@@ -3263,13 +3264,16 @@ struct gemm_op {};
 
 namespace detail {
 
-/// Cache blocking of the packed GEMM. KC: depth of a rank-k update, so that one B sliver
-/// (KC x NR) stays in L1 while A slivers stream from L2. MC: rows of A packed together (MC x
-/// KC in L2). NC: columns of B packed together (KC x NC shared by the threads, in L3).
+/// Cache blocking of the packed GEMM. KC: depth of a rank-k update; one B sliver (KC x NR) is
+/// reused across a block of A while A slivers stream from L2, and C is re-read K/KC times.
+/// MC: rows of A packed together (MC x KC in L2). NC: columns of B packed together (KC x NC
+/// shared by the threads, in L3). Measured on the dev machine (48 KiB L1d, 2 MiB L2): with
+/// 6x16 tiles KC = 192..512 and MC = 120..480 are within noise of each other; with 14x32 tiles
+/// KC = 512 beats 256 by ~7% (fewer passes over C), and MC = 336 beats 672.
 template <class Arch>
 struct gemm_blocking {
   static constexpr index_t MR = gemm_tile<Arch>::MR, NR = gemm_tile<Arch>::NR;
-  static constexpr index_t KC = 256;
+  static constexpr index_t KC = NR >= 32 ? 512 : 256;
   static constexpr index_t MC = MR * (MR >= 14 ? 24 : 40);
   static constexpr index_t NC = NR * (4096 / NR);
 };
@@ -3648,8 +3652,8 @@ void stage_contiguous(const VA& a, Tensor<float, DynShape<2>>& tmp) {
 }  // namespace detail
 
 template <class Backend, class TA, class TB, class TC>
-  requires(std::is_empty_v<Backend>)
-void matmul(Backend, const TA& a_in, const TB& b_in, TC&& c_in, float beta = 0.0f) {
+requires(std::is_empty_v<Backend>) void matmul(Backend, const TA& a_in, const TB& b_in, TC&& c_in,
+                                               float beta = 0.0f) {
   const auto a = detail::as_view(a_in);
   const auto b = detail::as_view(b_in);
   auto c = detail::as_view(c_in);
@@ -4391,11 +4395,20 @@ enum class ggml_type : std::uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
   I8 = 24,
   I16 = 25,
   I32 = 26,
   I64 = 27,
   F64 = 28,
+  IQ1_M = 29,
   BF16 = 30,
 };
 
@@ -4404,20 +4417,40 @@ struct ggml_type_info {
   const char* name;
   std::int64_t block_elems;  // elements per block (1 for plain numbers)
   std::int64_t block_bytes;  // bytes per block
+  bool iq = false;           // an i-quant: readable as bytes; no tessel block type maps to it
 };
 
 /// The formats tessel reads and writes (facts from the GGUF specification / ggml).
-inline constexpr std::array<ggml_type_info, 20> ggml_types{{
-    {ggml_type::F32, "F32", 1, 4},       {ggml_type::F16, "F16", 1, 2},
-    {ggml_type::Q4_0, "Q4_0", 32, 18},   {ggml_type::Q4_1, "Q4_1", 32, 20},
-    {ggml_type::Q5_0, "Q5_0", 32, 22},   {ggml_type::Q5_1, "Q5_1", 32, 24},
-    {ggml_type::Q8_0, "Q8_0", 32, 34},   {ggml_type::Q8_1, "Q8_1", 32, 36},
-    {ggml_type::Q2_K, "Q2_K", 256, 84},  {ggml_type::Q3_K, "Q3_K", 256, 110},
-    {ggml_type::Q4_K, "Q4_K", 256, 144}, {ggml_type::Q5_K, "Q5_K", 256, 176},
-    {ggml_type::Q6_K, "Q6_K", 256, 210}, {ggml_type::Q8_K, "Q8_K", 256, 292},
-    {ggml_type::I8, "I8", 1, 1},         {ggml_type::I16, "I16", 1, 2},
-    {ggml_type::I32, "I32", 1, 4},       {ggml_type::I64, "I64", 1, 8},
-    {ggml_type::F64, "F64", 1, 8},       {ggml_type::BF16, "BF16", 1, 2},
+inline constexpr std::array<ggml_type_info, 29> ggml_types{{
+    {ggml_type::F32, "F32", 1, 4},
+    {ggml_type::F16, "F16", 1, 2},
+    {ggml_type::Q4_0, "Q4_0", 32, 18},
+    {ggml_type::Q4_1, "Q4_1", 32, 20},
+    {ggml_type::Q5_0, "Q5_0", 32, 22},
+    {ggml_type::Q5_1, "Q5_1", 32, 24},
+    {ggml_type::Q8_0, "Q8_0", 32, 34},
+    {ggml_type::Q8_1, "Q8_1", 32, 36},
+    {ggml_type::Q2_K, "Q2_K", 256, 84},
+    {ggml_type::Q3_K, "Q3_K", 256, 110},
+    {ggml_type::Q4_K, "Q4_K", 256, 144},
+    {ggml_type::Q5_K, "Q5_K", 256, 176},
+    {ggml_type::Q6_K, "Q6_K", 256, 210},
+    {ggml_type::Q8_K, "Q8_K", 256, 292},
+    {ggml_type::IQ2_XXS, "IQ2_XXS", 256, 66, true},
+    {ggml_type::IQ2_XS, "IQ2_XS", 256, 74, true},
+    {ggml_type::IQ3_XXS, "IQ3_XXS", 256, 98, true},
+    {ggml_type::IQ1_S, "IQ1_S", 256, 50, true},
+    {ggml_type::IQ4_NL, "IQ4_NL", 32, 18, true},
+    {ggml_type::IQ3_S, "IQ3_S", 256, 110, true},
+    {ggml_type::IQ2_S, "IQ2_S", 256, 82, true},
+    {ggml_type::IQ4_XS, "IQ4_XS", 256, 136, true},
+    {ggml_type::I8, "I8", 1, 1},
+    {ggml_type::I16, "I16", 1, 2},
+    {ggml_type::I32, "I32", 1, 4},
+    {ggml_type::I64, "I64", 1, 8},
+    {ggml_type::F64, "F64", 1, 8},
+    {ggml_type::IQ1_M, "IQ1_M", 256, 56, true},
+    {ggml_type::BF16, "BF16", 1, 2},
 }};
 
 /// The table entry of `t`, or nullptr for a type tessel does not know.
@@ -4437,7 +4470,7 @@ inline const char* name(ggml_type t) {
 
 /// The ggml type that stores elements of C++ type T (empty for none). Numbers map by type; a
 /// block format (a struct with block_elems) maps by its geometry, which is unique among the
-/// GGUF formats.
+/// GGUF formats other than the i-quants.
 template <class T>
 constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
   using U = std::remove_const_t<T>;
@@ -4460,8 +4493,9 @@ constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
     id = 28;
   for (const auto& i : ggml_types) {
     if (static_cast<std::uint32_t>(i.type) == id) return i;
-    if constexpr (block_elems_v < U >> 1)
-      if (i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U))) return i;
+    if constexpr (is_block_format_v<U>)
+      if (!i.iq && i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U)))
+        return i;
   }
   return std::nullopt;
 }

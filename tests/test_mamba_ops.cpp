@@ -4,9 +4,7 @@
 
 #include <doctest/doctest.h>
 
-#include <bit>
 #include <cmath>
-#include <cstdint>
 #include <random>
 #include <string>
 #include <tessel/io/npy.hpp>
@@ -85,8 +83,8 @@ struct ScanCase {
   }
   /// Row t of every per-token input, as a step.
   selective_scan_step_inputs step(index_t t) const {
-    selective_scan_step_inputs s{.u = u.view()[t], .dt = dt.view()[t], .A = A,
-                                 .B = B.view()[t], .C = C.view()[t]};
+    selective_scan_step_inputs s{
+        .u = u.view()[t], .dt = dt.view()[t], .A = A, .B = B.view()[t], .C = C.view()[t]};
     if (D.size()) s.D = D;
     if (dt_bias.size()) s.dt_bias = dt_bias;
     if (z.size()) s.z = z.view()[t];
@@ -95,46 +93,18 @@ struct ScanCase {
 };
 
 ScanCase random_scan(index_t L, index_t D, index_t N, unsigned seed, bool gate, bool bias) {
-  ScanCase c{random_matrix(L, D, seed), random_matrix(L, D, seed + 1, -3.f, 1.f),
+  ScanCase c{random_matrix(L, D, seed),
+             random_matrix(L, D, seed + 1, -3.f, 1.f),
              negative_exp(random_matrix(D, N, seed + 2, 0.f, 2.8f)),
-             random_matrix(L, N, seed + 3), random_matrix(L, N, seed + 4),
+             random_matrix(L, N, seed + 3),
+             random_matrix(L, N, seed + 4),
              gate ? random_matrix(L, D, seed + 5, -3.f, 3.f) : M(0, 0),
-             random_vector(D, seed + 6), bias ? random_vector(D, seed + 7, -4.f, -1.f) : Vec(0)};
+             random_vector(D, seed + 6),
+             bias ? random_vector(D, seed + 7, -4.f, -1.f) : Vec(0)};
   return c;
 }
 
 }  // namespace
-
-// ---------------------------------------------------------------------------------- exp_fast
-
-TEST_CASE("exp_fast: within 1 ulp of std::exp, clamped outside [-87, 88]") {
-  using V = xsimd::batch<float, cpu_best_arch>;
-  alignas(64) float in[V::size], out[V::size];
-  double worst = 0;
-  // Every 997th float bit pattern in [-87, 88], plus the ends and zero.
-  std::vector<float> xs = {-87.f, 88.f, 0.f, -0.f, 1e-30f, -1e-30f};
-  for (std::uint32_t b = 0; b <= std::bit_cast<std::uint32_t>(88.f); b += 997)
-    xs.push_back(std::bit_cast<float>(b));
-  for (std::uint32_t b = 0x80000000u; b <= std::bit_cast<std::uint32_t>(-87.f); b += 997)
-    xs.push_back(std::bit_cast<float>(b));
-  for (std::size_t i = 0; i < xs.size(); i += V::size) {
-    for (std::size_t j = 0; j < V::size; ++j) in[j] = xs[std::min(i + j, xs.size() - 1)];
-    detail::exp_fast(V::load_aligned(in)).store_aligned(out);
-    for (std::size_t j = 0; j < V::size; ++j) {
-      const double want = std::exp(double(in[j]));
-      const double ulp = std::nextafter(float(want), INFINITY) - float(want);
-      worst = std::max(worst, std::fabs(out[j] - want) / ulp);
-    }
-  }
-  CHECK(worst <= 1.0);
-  MESSAGE("exp_fast: worst error " << worst << " ulp over " << xs.size() << " arguments");
-  in[0] = -200.f, in[1] = 200.f;
-  for (std::size_t j = 2; j < V::size; ++j) in[j] = 0.f;
-  detail::exp_fast(V::load_aligned(in)).store_aligned(out);
-  CHECK(out[0] == doctest::Approx(std::exp(-87.f)));
-  CHECK(std::isfinite(out[1]));
-  CHECK(out[2] == 1.f);
-}
 
 // ---------------------------------------------------------------------------------- conv1d
 
@@ -246,8 +216,8 @@ TEST_CASE("conv1d: shape errors name the op and the shapes") {
 // -------------------------------------------------------------------------- selective_scan
 
 TEST_CASE("selective_scan: PyTorch golden, gate, dt_bias, initial state (D = 128, L = 64)") {
-  ScanCase c{load<2>("scan_a_u"),  load<2>("scan_a_dt"), negative_exp(load<2>("scan_a_A_log")),
-             load<2>("scan_a_B"),  load<2>("scan_a_C"),  load<2>("scan_a_z"),
+  ScanCase c{load<2>("scan_a_u"), load<2>("scan_a_dt"),     negative_exp(load<2>("scan_a_A_log")),
+             load<2>("scan_a_B"), load<2>("scan_a_C"),      load<2>("scan_a_z"),
              load<1>("scan_a_D"), load<1>("scan_a_dt_bias")};
   const auto h0 = load<2>("scan_a_h0"), y_want = load<2>("scan_a_y"), h_want = load<2>("scan_a_h");
   for (int backend = 0; backend < 2; ++backend) {
@@ -264,9 +234,14 @@ TEST_CASE("selective_scan: PyTorch golden, gate, dt_bias, initial state (D = 128
 }
 
 TEST_CASE("selective_scan: PyTorch golden, no gate, no dt_bias, softplus past 20 (D = 196)") {
-  ScanCase c{load<2>("scan_b_u"), load<2>("scan_b_dt"), negative_exp(load<2>("scan_b_A_log")),
-             load<2>("scan_b_B"), load<2>("scan_b_C"),  M(0, 0),
-             load<1>("scan_b_D"), Vec(0)};
+  ScanCase c{load<2>("scan_b_u"),
+             load<2>("scan_b_dt"),
+             negative_exp(load<2>("scan_b_A_log")),
+             load<2>("scan_b_B"),
+             load<2>("scan_b_C"),
+             M(0, 0),
+             load<1>("scan_b_D"),
+             Vec(0)};
   const auto y_want = load<2>("scan_b_y"), h_want = load<2>("scan_b_h");
   const index_t D = c.u.extent(1), N = c.A.extent(1);
   for (int backend = 0; backend < 2; ++backend) {
@@ -374,8 +349,13 @@ TEST_CASE("selective_scan: inputs as column slices of wider projections") {
   M out(L, 3 * D);
   M h = h0.clone();
   selective_scan(out.slice(1, D, 2 * D),
-                 {.u = xz.slice(1, 0, D), .dt = dt, .A = A, .B = dbc.slice(1, R, R + N),
-                  .C = dbc.slice(1, R + N, R + 2 * N), .D = Dk, .z = xz.slice(1, D, 2 * D)},
+                 {.u = xz.slice(1, 0, D),
+                  .dt = dt,
+                  .A = A,
+                  .B = dbc.slice(1, R, R + N),
+                  .C = dbc.slice(1, R + N, R + 2 * N),
+                  .D = Dk,
+                  .z = xz.slice(1, D, 2 * D)},
                  h);
   check_close("strided y", out.slice(1, D, 2 * D), y_ref, 1e-5);
   check_close("strided h", h, h_ref, 1e-5);

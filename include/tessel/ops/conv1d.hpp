@@ -159,8 +159,8 @@ inline conv1d_problem conv1d_setup(const char* op, TensorView<float, DynShape<2>
   const std::string ref =
       "x of shape " + to_string(x.shape()) + " and weight of shape " + to_string(w.shape());
   if (K < 1)
-    throw shape_error(std::string("tessel: ") + op + ": weight of shape " +
-                      to_string(w.shape()) + " has no taps");
+    throw shape_error(std::string("tessel: ") + op + ": weight of shape " + to_string(w.shape()) +
+                      " has no taps");
   conv1d_expect(op, "x", x, {L, D}, ref);
   conv1d_expect(op, "weight", w, {D, K}, ref);
   conv1d_expect(op, "bias", bias, {D}, ref);
@@ -225,8 +225,8 @@ void conv1d_step(Backend backend, TensorView<float, DynShape<2>> state,
                  TensorView<const float, DynShape<1>> bias, TensorView<float, DynShape<1>> y) {
   const index_t D = x.extent(0);
   if (y.extent(0) != D)
-    throw shape_error("tessel: conv1d_step: y has shape " + to_string(y.shape()) +
-                      ", expected " + to_string(x.shape()) + " (the shape of x)");
+    throw shape_error("tessel: conv1d_step: y has shape " + to_string(y.shape()) + ", expected " +
+                      to_string(x.shape()) + " (the shape of x)");
   // A step is a prompt of length 1: rank-1 views become [1, D] rows.
   const TensorView<const float, DynShape<2>> x2(x.data(), DynShape<2>(index_t{1}, D),
                                                 {D, x.stride(0)});

@@ -53,6 +53,10 @@ Tensor<Format, S> quantize(TensorView<const float, S> x) {
   return out;
 }
 template <QuantFormat Format, class S>
+Tensor<Format, S> quantize(TensorView<float, S> x) {
+  return quantize<Format>(x.as_const());
+}
+template <QuantFormat Format, class S>
 Tensor<Format, S> quantize(const Tensor<float, S>& x) {
   return quantize<Format>(x.view());
 }
@@ -71,6 +75,10 @@ Tensor<float, S> dequantize(TensorView<const Format, S> w) {
       Format::dequantize_row(w.data() + qdetail::row_offset(w, r), out.data() + r * K, K);
   });
   return out;
+}
+template <QuantFormat Format, class S>
+Tensor<float, S> dequantize(TensorView<Format, S> w) {
+  return dequantize<Format>(w.as_const());
 }
 template <QuantFormat Format, class S>
 Tensor<float, S> dequantize(const Tensor<Format, S>& w) {

@@ -1,4 +1,6 @@
-// tessel-generate: text from a Llama model (GGUF or llama2.c .bin), as llama2.c's `run` does.
+// tessel-generate: text from a Llama model (GGUF or llama2.c .bin), as llama2.c's `run` does,
+// or from a GGUF `mamba` model (its GPT-NeoX BPE tokenizer read from tokenizer.ggml.*) or a
+// GGUF `gpt2` model (GPT-2's BPE from tokenizer.ggml.*).
 //
 //   tessel-generate --model stories260K.bin --tokenizer tok512.bin --prompt "Once upon a time"
 //   tessel-generate --model stories260K-f32.gguf -n 128 --temp 0.8 --top-p 0.9 --seed 7
@@ -13,7 +15,9 @@
 
 #include "tessel/backend/thread_pool.hpp"
 #include "tessel/generate/generate.hpp"
+#include "tessel/io/load_gpt2.hpp"
 #include "tessel/io/load_llama.hpp"
+#include "tessel/io/load_mamba.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"Generate text with a Llama model (GGUF or llama2.c checkpoint)"};
@@ -42,6 +46,46 @@ int main(int argc, char** argv) {
 
   try {
     tessel::set_num_threads(threads);
+    const auto run = [&](auto& model, const auto& tok) {
+      tessel::GenerateOptions opt;
+      opt.max_tokens = n;
+      opt.echo_prompt = true;
+      opt.sampling.temperature = temp;
+      opt.sampling.top_p = top_p;
+      opt.sampling.top_k = top_k;
+      opt.sampling.min_p = min_p;
+      opt.sampling.repetition_penalty = penalty;
+      opt.sampling.seed = seed;
+      const auto r = tessel::generate(model, tok, prompt, opt, [](std::string_view text) {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+      });
+      std::fputc('\n', stdout);
+      std::fprintf(stderr, "prefill: %zu tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s\n",
+                   r.prompt.size(), r.prefill_tokens_per_second(), r.decode_steps,
+                   r.decode_tokens_per_second());
+      if (ids) {
+        std::string a, b;
+        for (auto t : r.prompt) a += (a.empty() ? "" : " ") + std::to_string(t);
+        for (auto t : r.tokens) b += (b.empty() ? "" : " ") + std::to_string(t);
+        std::fprintf(stderr, "%s\n%s\n", a.c_str(), b.c_str());
+      }
+    };
+    // GGUF `mamba` (state-space model, byte-level BPE vocabulary): no context length to set.
+    if (tessel::io::is_gguf_file(model_path)) {
+      const auto f = tessel::io::GGUFFile::open(model_path);
+      if (f.get<std::string_view>("general.architecture") == "mamba") {
+        auto model = tessel::io::load_gguf_mamba<float>(model_path);
+        run(model, tessel::io::load_gguf_bpe_tokenizer(f));
+        return 0;
+      }
+      // GGUF `gpt2`: learned positions, context fixed by the file; GPT-2's BPE in the file.
+      if (f.get<std::string_view>("general.architecture") == "gpt2") {
+        auto model = tessel::io::load_gpt2<tessel::models::GPT2<tessel::models::GPT2Config>>(f);
+        run(model, tessel::io::load_gguf_gpt2_tokenizer(f));
+        return 0;
+      }
+    }
     tessel::io::LlamaLoadOptions lo;
     lo.max_seq = ctx;
     const bool gguf = tessel::io::is_gguf_file(model_path);
@@ -56,29 +100,7 @@ int main(int argc, char** argv) {
       return tessel::load_llama2c_tokenizer(tokenizer_path, std::size_t(model.vocab()), o);
     }();
 
-    tessel::GenerateOptions opt;
-    opt.max_tokens = n;
-    opt.echo_prompt = true;
-    opt.sampling.temperature = temp;
-    opt.sampling.top_p = top_p;
-    opt.sampling.top_k = top_k;
-    opt.sampling.min_p = min_p;
-    opt.sampling.repetition_penalty = penalty;
-    opt.sampling.seed = seed;
-    const auto r = tessel::generate(model, tok, prompt, opt, [](std::string_view text) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      std::fflush(stdout);
-    });
-    std::fputc('\n', stdout);
-    std::fprintf(stderr, "prefill: %zu tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s\n",
-                 r.prompt.size(), r.prefill_tokens_per_second(), r.decode_steps,
-                 r.decode_tokens_per_second());
-    if (ids) {
-      std::string a, b;
-      for (auto t : r.prompt) a += (a.empty() ? "" : " ") + std::to_string(t);
-      for (auto t : r.tokens) b += (b.empty() ? "" : " ") + std::to_string(t);
-      std::fprintf(stderr, "%s\n%s\n", a.c_str(), b.c_str());
-    }
+    run(model, tok);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tessel-generate: %s\n", e.what());
     return 1;

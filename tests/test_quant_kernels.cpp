@@ -292,3 +292,26 @@ TEST_CASE("FP8 row kernels equal the reference on every finite byte") {
   check(f8_e4m3{});
   check(f8_e5m2{});
 }
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+TEST_CASE("fast row dequantization (GEMM tiles) equals the reference") {
+  auto check = [](auto tag) {
+    using F = decltype(tag);
+    const index_t K = 1024;
+    const auto x = randn(static_cast<std::size_t>(K), 61, true);
+    std::vector<F> q(static_cast<std::size_t>(K / F::block_elems));
+    F::quantize_row(x.data(), q.data(), K);
+    std::vector<float> a(static_cast<std::size_t>(K)), b(static_cast<std::size_t>(K));
+    F::dequantize_row(q.data(), a.data(), K);
+    qdetail::dequantize_row_fast(q.data(), b.data(), K);
+    float amax = 0;
+    for (float v : a) amax = std::max(amax, std::fabs(v));
+    for (index_t k = 0; k < K; ++k)  // an FMA contraction of d*q - m may differ by an ulp
+      CHECK(std::fabs(a[k] - b[k]) <= 1e-6f * amax);
+  };
+  check(q8_0{});
+  check(q4_0{});
+  check(q4_k{});
+  check(q6_k{});
+}
+#endif

@@ -1,12 +1,18 @@
 #pragma once
-// Attention<Dim, Heads, KvHeads, W>: causal multi-head self-attention with grouped K/V heads
-// (MHA: KvHeads == Heads, GQA: a divisor, MQA: 1), RoPE on queries and keys, and a KV cache.
-// GGUF names: attn_q [Dim, Dim], attn_k / attn_v [KvDim, Dim], attn_output [Dim, Dim], with
-// head_dim = Dim / Heads and KvDim = KvHeads · head_dim.
+// Attention<Dim, Heads, KvHeads, W, Bias>: multi-head self-attention with grouped K/V heads
+// (MHA: KvHeads == Heads, GQA: a divisor, MQA: 1), optional biases on the four projections
+// (GPT-2, BERT). GGUF names: attn_q [Dim, Dim], attn_k / attn_v [KvDim, Dim], attn_output
+// [Dim, Dim], with head_dim = Dim / Heads and KvDim = KvHeads · head_dim.
 //
-// forward(x, M, pos, ...) takes M new rows at positions pos .. pos+M-1 (a prompt: M > 1, a
-// decode step: M == 1), writes their keys and values into the cache rows at those positions
-// and attends row i to cache rows 0 .. pos+i. scratch holds scratch_floats(M, max_seq) floats.
+// Causal with a KV cache: forward(x, M, pos, ..., rope, ...) takes M new rows at positions
+// pos .. pos+M-1 (a prompt: M > 1, a decode step: M == 1), writes their keys and values into
+// the cache rows at those positions and attends row i to cache rows 0 .. pos+i; RoPE rotates
+// queries and keys (the overload without a Rope is for models with learned positions).
+// scratch holds scratch_floats(M, max_seq) floats.
+//
+// Bidirectional (encoders): forward_bidirectional(x, B, T, mask, ...) runs B sequences of T
+// rows; every row attends to the rows of its sequence whose mask is nonzero (padding is
+// excluded exactly, as an additive −inf mask does). scratch: bidirectional_scratch_floats(B, T).
 
 #include <limits>
 
@@ -99,7 +105,7 @@ struct attend_row<cpu_simd<Arch>, HD> {
 
 }  // namespace detail
 
-template <index_t Dim, index_t Heads, index_t KvHeads, WeightFormat W = float>
+template <index_t Dim, index_t Heads, index_t KvHeads, WeightFormat W = float, bool Bias = false>
 class Attention {
   static constexpr bool all_static = Dim != dyn && Heads != dyn && KvHeads != dyn;
   static_assert(!all_static || (Dim % Heads == 0 && Heads % KvHeads == 0),
@@ -135,6 +141,76 @@ class Attention {
   void forward(const float* x, index_t M, index_t pos, float* k_cache, float* v_cache,
                index_t max_seq, const Rope& rope, float* scratch, float* y,
                float beta = 0.0f) const {
+    forward_cached(x, M, pos, k_cache, v_cache, max_seq, &rope, scratch, y, beta);
+  }
+  /// The same without RoPE (positions are already in x).
+  void forward(const float* x, index_t M, index_t pos, float* k_cache, float* v_cache,
+               index_t max_seq, float* scratch, float* y, float beta = 0.0f) const {
+    forward_cached(x, M, pos, k_cache, v_cache, max_seq, nullptr, scratch, y, beta);
+  }
+
+  index_t bidirectional_scratch_floats(index_t B, index_t T) const noexcept {
+    return B * T * (2 * dim() + 2 * kv_dim()) + heads() * T;
+  }
+
+  /// y[B·T, Dim] = attention(x[B·T, Dim]) + beta · y over B sequences of T rows, row r of
+  /// sequence b attending to the rows t of b with mask[b·T + t] != 0 (mask null: all rows).
+  /// A sequence without any unmasked row is a value_error.
+  template <class Mask>
+  void forward_bidirectional(const float* x, index_t B, index_t T, const Mask* mask, float* scratch,
+                             float* y, float beta = 0.0f) const {
+    const index_t D = dim(), H = heads(), kvd = kv_dim(), N = B * T;
+    float* q = scratch;
+    float* k = q + N * D;
+    float* v = k + N * kvd;
+    float* att = v + N * kvd;
+    float* scores = att + N * D;
+    attn_q.forward(x, N, q);
+    attn_k.forward(x, N, k);
+    attn_v.forward(x, N, v);
+    for (index_t b = 0; b < B; ++b) {
+      // The unmasked keys and values of the sequence, moved to its first rows (in place: row
+      // t only ever moves down), so attention runs over contiguous rows.
+      float* kb = k + b * T * kvd;
+      float* vb = v + b * T * kvd;
+      index_t n = 0;
+      for (index_t t = 0; t < T; ++t) {
+        if (mask && mask[b * T + t] == Mask{}) continue;
+        if (n != t) {
+          std::copy(kb + t * kvd, kb + (t + 1) * kvd, kb + n * kvd);
+          std::copy(vb + t * kvd, vb + (t + 1) * kvd, vb + n * kvd);
+        }
+        ++n;
+      }
+      if (n == 0)
+        throw value_error("tessel::nn::Attention: sequence " + std::to_string(b) +
+                          " of the batch has no unmasked token");
+      const index_t work = H * T * n * head_dim();
+      parallel_for(0, H, work < (1 << 18) ? H : 1, [&](index_t lo, index_t hi) {
+        for (index_t h = lo; h < hi; ++h)
+          attend_head(h, q + b * T * D, T, 0, n, kb, vb, scores + h * T, att + b * T * D);
+      });
+    }
+    attn_output.forward(att, N, y, beta);
+  }
+
+  template <class V>
+  void visit(const std::string& prefix, V&& v) {
+    attn_q.visit(prefix + "attn_q", v);
+    attn_k.visit(prefix + "attn_k", v);
+    attn_v.visit(prefix + "attn_v", v);
+    attn_output.visit(prefix + "attn_output", v);
+  }
+
+  Linear<Dim, Dim, W, Bias> attn_q;
+  Linear<Dim, KvDim, W, Bias> attn_k;
+  Linear<Dim, KvDim, W, Bias> attn_v;
+  Linear<Dim, Dim, W, Bias> attn_output;
+
+ private:
+  void forward_cached(const float* x, index_t M, index_t pos, float* k_cache, float* v_cache,
+                      index_t max_seq, const Rope* rope, float* scratch, float* y,
+                      float beta) const {
     if (pos < 0 || M < 0 || pos + M > max_seq)
       throw value_error("tessel::nn::Attention: positions " + std::to_string(pos) + " to " +
                         std::to_string(pos + M) + " do not fit a cache of " +
@@ -147,33 +223,20 @@ class Attention {
     // Keys and values go straight into their cache rows.
     attn_k.forward_strided(x, D, M, k_cache + pos * kvd, kvd);
     attn_v.forward_strided(x, D, M, v_cache + pos * kvd, kvd);
-    for (index_t i = 0; i < M; ++i) {
-      rope.apply(q + i * D, H, pos + i);
-      rope.apply(k_cache + (pos + i) * kvd, kv_heads(), pos + i);
-    }
+    if (rope)
+      for (index_t i = 0; i < M; ++i) {
+        rope->apply(q + i * D, H, pos + i);
+        rope->apply(k_cache + (pos + i) * kvd, kv_heads(), pos + i);
+      }
     // Threads take whole heads; a small problem stays on the calling thread.
     const index_t work = H * M * (pos + M) * hd;
     parallel_for(0, H, work < (1 << 18) ? H : 1, [&](index_t lo, index_t hi) {
       for (index_t h = lo; h < hi; ++h)
-        attend_head(h, q, M, pos, k_cache, v_cache, scores + h * max_seq, att);
+        attend_head(h, q, M, pos, -1, k_cache, v_cache, scores + h * max_seq, att);
     });
     attn_output.forward(att, M, y, beta);
   }
 
-  template <class V>
-  void visit(const std::string& prefix, V&& v) {
-    attn_q.visit(prefix + "attn_q", v);
-    attn_k.visit(prefix + "attn_k", v);
-    attn_v.visit(prefix + "attn_v", v);
-    attn_output.visit(prefix + "attn_output", v);
-  }
-
-  Linear<Dim, Dim, W> attn_q;
-  Linear<Dim, KvDim, W> attn_k;
-  Linear<Dim, KvDim, W> attn_v;
-  Linear<Dim, Dim, W> attn_output;
-
- private:
   static index_t checked_kv_dim(index_t dim, index_t heads, index_t kv_heads) {
     if (heads <= 0 || kv_heads <= 0 || dim % heads != 0 || heads % kv_heads != 0)
       throw value_error("tessel::nn::Attention: dim " + std::to_string(dim) + ", heads " +
@@ -182,15 +245,16 @@ class Attention {
     return dim / heads * kv_heads;
   }
 
-  // One head over rows 0..M-1 (row i sees cache rows 0..pos+i).
-  void attend_head(index_t h, const float* q, index_t M, index_t pos, const float* kc,
+  // One head over rows 0..M-1: row i sees key rows 0..pos+i (causal: n < 0) or 0..n-1.
+  void attend_head(index_t h, const float* q, index_t M, index_t pos, index_t n, const float* kc,
                    const float* vc, float* s, float* att) const {
     const index_t D = dim(), kvd = kv_dim(), hd = head_dim();
     const index_t off = (h / (heads() / kv_heads())) * hd;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     for (index_t i = 0; i < M; ++i)
       detail::attend_row<cpu, HeadDim>::run(q + i * D + h * hd, kc + off, vc + off, kvd,
-                                            pos + i + 1, hd, scale, s, att + i * D + h * hd);
+                                            n < 0 ? pos + i + 1 : n, hd, scale, s,
+                                            att + i * D + h * hd);
   }
 
   index_t heads_, kv_heads_;

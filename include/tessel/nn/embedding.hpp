@@ -32,6 +32,23 @@ class Embedding {
     }
   }
 
+  /// out[i, :] += row tokens[i] (BERT's token-type embedding is added to the others).
+  template <class Id>
+  void forward_add(std::span<const Id> tokens, float* out) const {
+    const index_t D = dim(), row_units = D / block_elems_v<W>;
+    thread_local std::vector<float> row;  // grows once per thread
+    if (static_cast<index_t>(row.size()) < D) row.resize(std::size_t(D));
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      const auto t = static_cast<index_t>(tokens[i]);
+      if (t < 0 || t >= vocab())
+        throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
+                          " is outside the vocabulary of " + std::to_string(vocab()));
+      detail::weight_row_f32(weight.data() + t * row_units, row.data(), D);
+      float* o = out + index_t(i) * D;
+      for (index_t j = 0; j < D; ++j) o[j] += row[std::size_t(j)];
+    }
+  }
+
   template <class V>
   void visit(const std::string& name, V&& v) {
     v(name + ".weight", weight);

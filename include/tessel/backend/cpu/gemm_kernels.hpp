@@ -35,7 +35,9 @@ inline constexpr bool is_gemm_weight_v =
 /// Register tile of the micro-kernel for one instruction set: MR rows of C times NV vectors.
 /// MR * NV accumulators plus NV loads of B and one broadcast of A must fit the register file
 /// (16 vector registers below AVX-512, 32 with it); at least ~8 independent FMA chains are
-/// needed to cover FMA latency (4 cycles) on two FMA pipes.
+/// needed to cover FMA latency (4 cycles) on two FMA pipes. Measured with AVX2 (one thread,
+/// f32): 6x16 runs at 99% of peak FMA from L1 and 87-90% in a 1024-2048 GEMM; 4x24 at 95% and
+/// 76-81%. With AVX-512, 14x32 runs at 93% from L1 (28 accumulators of 32 registers).
 template <class Arch>
 struct gemm_tile {
   static constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);

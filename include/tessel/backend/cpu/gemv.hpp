@@ -53,12 +53,17 @@ inline void dot_rows(index_t K, const T* Bt, index_t ldb, const float* x, float*
   }
 }
 
+/// Rows of Bt streamed together: ~64 KiB of row data in flight for K = 4096 (half-precision
+/// rows are half as long; 8 of them read 5% faster than 4 on the dev machine).
+template <class T>
+inline constexpr int gemv_rows = sizeof(T) == 2 ? 8 : 4;
+
 /// C[0:M, n_lo:n_hi] = beta C + A Btᵀ with Bt [N, K]: rows of Bt are read once from memory;
-/// a block of 4 rows stays in cache while every row of A uses it.
+/// a block of rows stays in cache while every row of A uses it.
 template <class Arch, class T>
 void gemv_trans_range(index_t M, index_t n_lo, index_t n_hi, index_t K, const float* A, index_t lda,
                       const T* Bt, index_t ldb, float* C, index_t ldc, float beta) noexcept {
-  constexpr int R = 4;
+  constexpr int R = gemv_rows<T>;
   index_t n = n_lo;
   float out[R];
   for (; n + R <= n_hi; n += R) {
@@ -144,7 +149,9 @@ void gemv_simd(index_t M, index_t N, index_t K, const float* A, index_t lda, con
   constexpr index_t W = xsimd::batch<float, Arch>::size;
   const index_t min_elems = 16384;
   if (trans_b) {
-    const index_t grain = std::max<index_t>(4, (min_elems / std::max<index_t>(K, 1) + 3) / 4 * 4);
+    constexpr index_t R = gemv_rows<T>;
+    const index_t grain =
+        std::max<index_t>(R, (min_elems / std::max<index_t>(K, 1) + R - 1) / R * R);
     parallel_for(0, N, grain, [&](index_t lo, index_t hi) {
       gemv_trans_range<Arch>(M, lo, hi, K, A, lda, B, ldb, C, ldc, beta);
     });

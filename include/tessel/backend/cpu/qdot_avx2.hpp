@@ -532,5 +532,71 @@ requires(std::is_same_v<E, f8_e4m3> ||
   }
 };
 
+namespace qdetail {
+
+// Row dequantization for the GEMM tiles (the same products as the references; only a
+// possible FMA contraction of the reference's d*q - m can differ, by an ulp).
+inline void store_levels(__m128i bytes16, __m256 scale, __m256 sub, float* y) noexcept {
+  const __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes16));
+  const __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(bytes16, 8)));
+  _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(a, scale), sub));
+  _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(b, scale), sub));
+}
+// 32 signed bytes -> 32 floats scaled (and shifted).
+inline void store_levels32(__m256i q, __m256 scale, __m256 sub, float* y) noexcept {
+  store_levels(_mm256_castsi256_si128(q), scale, sub, y);
+  store_levels(_mm256_extracti128_si256(q, 1), scale, sub, y + 16);
+}
+
+template <class F>
+inline void dequantize_row_fast(const F* x, float* y, index_t n) {
+  const __m256 zero = _mm256_setzero_ps();
+  if constexpr (std::is_same_v<F, q8_0>) {
+    check_row(F::name, n, F::block_elems);
+    for (index_t i = 0; i < n / 32; ++i, y += 32)
+      store_levels32(loadu256(x[i].qs), _mm256_set1_ps(f16f(x[i].d)), zero, y);
+  } else if constexpr (std::is_same_v<F, q4_0>) {
+    check_row(F::name, n, F::block_elems);
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    const __m256i nshift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    for (index_t i = 0; i < n / 32; ++i, y += 32) {
+      const __m256i q =
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].qs)));
+      const __m256i v = _mm256_sub_epi8(_mm256_and_si256(_mm256_srlv_epi32(q, nshift), m4), eight);
+      store_levels32(v, _mm256_set1_ps(f16f(x[i].d)), zero, y);
+    }
+  } else if constexpr (std::is_same_v<F, q4_k>) {
+    check_row(F::name, n, F::block_elems);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (index_t i = 0; i < n / qk_k; ++i, y += qk_k) {
+      const float d = f16f(x[i].d), dmin = f16f(x[i].dmin);
+      for (int c = 0; c < 4; ++c) {
+        std::uint8_t sc0, m0, sc1, m1;
+        get_scale_min_k4(2 * c, x[i].scales, sc0, m0);
+        get_scale_min_k4(2 * c + 1, x[i].scales, sc1, m1);
+        const __m256i q = loadu256(x[i].qs + 32 * c);
+        store_levels32(_mm256_and_si256(q, m4), _mm256_set1_ps(d * sc0), _mm256_set1_ps(dmin * m0),
+                       y + 64 * c);
+        store_levels32(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_ps(d * sc1),
+                       _mm256_set1_ps(dmin * m1), y + 64 * c + 32);
+      }
+    }
+  } else if constexpr (std::is_same_v<F, q6_k>) {
+    check_row(F::name, n, F::block_elems);
+    for (index_t i = 0; i < n / qk_k; ++i, y += qk_k) {
+      alignas(32) std::int8_t q[256];
+      x[i].unpack(q);
+      const float d = f16f(x[i].d);
+      for (int g = 0; g < 16; ++g)
+        store_levels(_mm_load_si128(reinterpret_cast<const __m128i*>(q + 16 * g)),
+                     _mm256_set1_ps(d * static_cast<float>(x[i].scales[g])), zero, y + 16 * g);
+    }
+  } else {
+    F::dequantize_row(x, y, n);
+  }
+}
+
+}  // namespace qdetail
+
 }  // namespace tessel
 #endif

@@ -97,7 +97,13 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y
   for (index_t n0 = 0; n0 < N; n0 += tile) {
     const index_t nt = std::min(tile, N - n0);
     parallel_for(0, nt, 16, [&](index_t lo, index_t hi) {
-      for (index_t r = lo; r < hi; ++r) F::dequantize_row(W + (n0 + r) * nb, wf.data() + r * K, K);
+      for (index_t r = lo; r < hi; ++r) {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+        qdetail::dequantize_row_fast(W + (n0 + r) * nb, wf.data() + r * K, K);
+#else
+        F::dequantize_row(W + (n0 + r) * nb, wf.data() + r * K, K);
+#endif
+      }
     });
     gemm<Backend>(M, nt, K, x, K, wf.data(), K, true, y + n0, N);
   }

@@ -1,0 +1,149 @@
+// Mamba-130m shape (d_model 768, 24 layers, vocabulary 50280, d_state 16, d_conv 4, expand 2,
+// dt_rank 48) with random weights, written as an f32 GGUF `mamba` file by tessel's writer and
+// loaded back through io::load_gguf_mamba, as a real checkpoint would be.
+//
+//   BM_mamba130m_prefill/1024/threads   items_per_second = prompt tokens per second
+//   BM_mamba130m_decode/threads         items_per_second = tokens per second; bytes_per_second
+//                                       = weight bytes read per token × tokens/s (read against
+//                                       BM_peak_read_bw: decode streams every matrix once)
+//   BM_mamba130m_decode_at/pos          one step after pos tokens (prefilled untimed): flat in
+//                                       pos, as the state is the same few KB at any position
+//
+// f32 only: nn::Linear widens block formats (Q8_0, Q4_0) row by row in scalar code rather than
+// through ops/qmatmul.hpp's kernels, so a quantized decode would measure that fallback.
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "roofline.hpp"
+#include "tessel/backend/thread_pool.hpp"
+#include "tessel/io/gguf_writer.hpp"
+#include "tessel/io/load_mamba.hpp"
+
+namespace {
+
+using tessel::index_t;
+using MambaModel = tessel::models::Mamba<tessel::models::MambaConfig, float>;
+
+tessel::models::MambaConfig mamba130m() {
+  tessel::models::MambaConfig c;
+  c.dim = 768, c.layers = 24, c.vocab = 50280, c.d_inner = 1536, c.d_state = 16, c.d_conv = 4;
+  c.dt_rank = 48;
+  return c;
+}
+
+/// The model, built once per process: random weights (Mamba's A and dt_bias init, so the scan
+/// stays finite), written to a temporary GGUF and loaded from it.
+MambaModel& model() {
+  static std::unique_ptr<MambaModel> m = [] {
+    MambaModel src(mamba130m());
+    std::mt19937 g(7);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    src.visit([&](const std::string& name, auto& t) {
+      const index_t cols = t.shape().extents().back();
+      const float scale = 1.0f / std::sqrt(float(cols));
+      for (index_t i = 0; i < t.size(); ++i) {
+        float v = nd(g) * scale;
+        if (name.ends_with("norm.weight")) v = 1.0f + 0.1f * nd(g);
+        if (name.ends_with(".ssm_a")) v = -float(1 + i % cols);        // −(1..N)
+        if (name.ends_with(".ssm_dt.bias")) v = -4.0f + 0.5f * nd(g);  // Δ ≈ 0.02
+        if (name.ends_with(".ssm_d")) v = 1.0f;
+        t.data()[i] = v;
+      }
+    });
+    tessel::io::GGUFWriter w;
+    const auto& c = src.config();
+    w.set("general.architecture", "mamba");
+    w.set("mamba.embedding_length", std::uint32_t(c.dim));
+    w.set("mamba.block_count", std::uint32_t(c.layers));
+    w.set("mamba.ssm.conv_kernel", std::uint32_t(c.d_conv));
+    w.set("mamba.ssm.inner_size", std::uint32_t(c.d_inner));
+    w.set("mamba.ssm.state_size", std::uint32_t(c.d_state));
+    w.set("mamba.ssm.time_step_rank", std::uint32_t(c.dt_rank));
+    w.set("mamba.attention.layer_norm_rms_epsilon", 1e-5f);
+    src.visit([&](const std::string& n, auto& t) { w.add_tensor(n, t.view()); });
+    const auto path = std::filesystem::temp_directory_path() / "tessel_bench_mamba130m.gguf";
+    w.write(path.string());
+    auto loaded = std::make_unique<MambaModel>(tessel::io::load_gguf_mamba<float>(path.string()));
+    std::filesystem::remove(path);
+    return loaded;
+  }();
+  return *m;
+}
+
+/// Bytes of weights one decoded token reads: every matrix and vector once (the tied head is
+/// the embedding table, read whole for the logits; the embedding lookup reads one row).
+double weight_bytes_per_token(MambaModel& m) {
+  double b = 0;
+  m.visit([&](const std::string& name, auto& t) {
+    if (name != "token_embd.weight") b += double(t.bytes());
+  });
+  return b + double(m.head().weight.bytes());
+}
+
+std::vector<int> tokens(index_t n) {
+  std::vector<int> ids(static_cast<std::size_t>(n));
+  std::mt19937 g(11);
+  for (auto& t : ids) t = int(g() % 50280u);
+  return ids;
+}
+
+void BM_mamba130m_prefill(benchmark::State& state) {
+  MambaModel& m = model();
+  tessel::set_num_threads(int(state.range(1)));
+  const auto ids = tokens(state.range(0));
+  for (auto _ : state) benchmark::DoNotOptimize(m.forward(std::span<const int>(ids), 0).data());
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+  tessel::set_num_threads(1);
+}
+BENCHMARK(BM_mamba130m_prefill)
+    ->Args({1024, 1})
+    ->Args({1024, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(2);
+
+void BM_mamba130m_decode(benchmark::State& state) {
+  MambaModel& m = model();
+  tessel::set_num_threads(int(state.range(0)));
+  const auto ids = tokens(8);
+  m.forward(std::span<const int>(ids), 0);
+  index_t pos = m.position();
+  for (auto _ : state) {
+    const int id = ids[std::size_t(pos % 8)];
+    benchmark::DoNotOptimize(m.forward(std::span<const int>(&id, 1), pos++).data());
+  }
+  state.SetItemsProcessed(state.iterations());
+  tessel::bench::set_bytes(state, weight_bytes_per_token(m));
+  tessel::set_num_threads(1);
+}
+BENCHMARK(BM_mamba130m_decode)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_mamba130m_decode_at(benchmark::State& state) {
+  MambaModel& m = model();
+  const index_t at = state.range(0);
+  const auto ids = tokens(at + 1);
+  m.forward(std::span<const int>(ids.data(), std::size_t(at)), 0);  // before the loop: untimed
+  index_t pos = at;
+  for (auto _ : state) {
+    const int id = ids[std::size_t(at)];
+    benchmark::DoNotOptimize(m.forward(std::span<const int>(&id, 1), pos++).data());
+  }
+  state.counters["state_bytes"] = double(m.state_bytes());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_mamba130m_decode_at)
+    ->Arg(1)
+    ->Arg(512)
+    ->Arg(4096)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(16);
+
+}  // namespace

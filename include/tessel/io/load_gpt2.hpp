@@ -1,0 +1,329 @@
+#pragma once
+// Loading models::GPT2 from Hugging Face safetensors checkpoints and GGUF `gpt2` files, and
+// the GPT-2 tokenizer a GGUF file carries.
+//
+//   auto m = io::load_gpt2_safetensors<f32>("gpt2/model.safetensors");  // config.json beside
+//   auto g = io::load_gguf_gpt2<f32>("gpt2.gguf");
+//   auto a = io::load_gpt2_model<f32>(path);                  // either, by magic
+//   auto s = io::load_gpt2<models::GPT2<Tiny, f16>>(path);    // a static config, checked
+//   Gpt2Tokenizer tok = io::load_gguf_gpt2_tokenizer(io::GGUFFile::open(path));
+//
+// Parameters are found by their GGUF names (the model's own). Hugging Face's names
+// (`wte`, `wpe`, `h.N.ln_1`, `h.N.attn.c_attn`, `h.N.attn.c_proj`, `h.N.ln_2`, `h.N.mlp.c_fc`,
+// `h.N.mlp.c_proj`, `ln_f`, optionally under `transformer.`) are mapped to them; HF's Conv1D
+// stores weights [in, out], so they are transposed on load. The fused attention projection
+// (c_attn, GGUF attn_qkv: q, k, v stacked along the outputs) is split into attn_q / attn_k /
+// attn_v. A missing `output.weight` (lm_head) means the tied token embedding. Formats are
+// converted as io/load_llama.hpp does. Safetensors files hold no hyperparameters: the head
+// count and LayerNorm epsilon come from the options or from the config.json beside the file;
+// the other dimensions from the tensors' shapes.
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tessel/io/gguf.hpp"
+#include "tessel/io/load_llama.hpp"
+#include "tessel/io/safetensors.hpp"
+#include "tessel/io/tokenizer_gpt2.hpp"
+#include "tessel/models/gpt2.hpp"
+
+namespace tessel::io {
+
+struct GPT2LoadOptions {
+  /// Rows per prefill chunk.
+  index_t max_batch = 64;
+  /// Safetensors only: the head count and LayerNorm epsilon (0: from config.json).
+  index_t heads = 0;
+  float norm_eps = 0.0f;
+};
+
+namespace detail {
+
+/// The ggml type of a float safetensors dtype (others are a format_error).
+inline ggml_type st_ggml_type(const SafetensorsTensor& t) {
+  switch (t.dtype) {
+    case st_dtype::F32:
+      return ggml_type::F32;
+    case st_dtype::F16:
+      return ggml_type::F16;
+    case st_dtype::BF16:
+      return ggml_type::BF16;
+    default:
+      throw format_error(*t.file, t.file_offset,
+                         "tensor '" + t.name + "' has dtype " + io::name(t.dtype) +
+                             "; model weights must be F32, F16 or BF16");
+  }
+}
+
+inline TensorSource st_source(const SafetensorsTensor& t) {
+  return TensorSource{t.name, st_ggml_type(t), t.shape, t.data, t.file.get(), t.file_offset};
+}
+
+/// Rows [r0, r0 + n) of the outermost extent of s, in place (rows hold whole blocks).
+inline TensorSource slice_outer(TensorSource s, std::int64_t r0, std::int64_t n) {
+  std::int64_t inner = 1;
+  for (std::size_t k = 1; k < s.shape.size(); ++k) inner *= s.shape[k];
+  if (s.shape.empty() || r0 < 0 || n < 0 || r0 + n > s.shape[0])
+    throw format_error(*s.file, s.offset,
+                       "tensor '" + std::string(s.name) + "' is too small to split into q, k, v");
+  const auto& ti = info(s.type);
+  if (inner % ti.block_elems != 0)
+    throw format_error(*s.file, s.offset,
+                       "tensor '" + std::string(s.name) + "' rows do not hold whole blocks");
+  s.data += r0 * (inner / ti.block_elems) * ti.block_bytes;
+  s.shape[0] = n;
+  return s;
+}
+
+/// A [rows, cols] float tensor (F32/F16/BF16) transposed into out as F32 [cols, rows], keeping
+/// only output rows [c0, c0 + n): HF Conv1D [in, out] -> Linear [out, in].
+inline TensorSource transposed(const TensorSource& s, std::int64_t c0, std::int64_t n,
+                               std::vector<float>& out) {
+  if (s.shape.size() != 2 || c0 < 0 || c0 + n > s.shape[1])
+    throw format_error(*s.file, s.offset,
+                       "tensor '" + std::string(s.name) + "' is not a matrix of the expected size");
+  const std::int64_t rows = s.shape[0], cols = s.shape[1];
+  std::vector<float> row(static_cast<std::size_t>(cols));
+  out.resize(static_cast<std::size_t>(n * rows));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    source_row_f32(s, r, cols, row.data());
+    for (std::int64_t c = 0; c < n; ++c)
+      out[static_cast<std::size_t>(c * rows + r)] = row[static_cast<std::size_t>(c0 + c)];
+  }
+  TensorSource t = s;
+  t.type = ggml_type::F32;
+  t.shape = {n, rows};
+  t.data = reinterpret_cast<const std::byte*>(out.data());
+  return t;
+}
+
+/// "blk.N.rest" -> (N, rest); nullopt for other names.
+inline std::optional<std::pair<int, std::string>> split_block_name(const std::string& name) {
+  if (!name.starts_with("blk.")) return std::nullopt;
+  const auto dot = name.find('.', 4);
+  if (dot == std::string::npos) return std::nullopt;
+  return std::pair{std::stoi(name.substr(4, dot - 4)), name.substr(dot + 1)};
+}
+
+/// Which of q, k, v (0, 1, 2) a name "attn_q.weight" ... is, and its suffix; -1 for others.
+inline int qkv_part(const std::string& rest, std::string& suffix) {
+  static constexpr std::string_view parts[] = {"attn_q.", "attn_k.", "attn_v."};
+  for (int j = 0; j < 3; ++j)
+    if (rest.starts_with(parts[j])) {
+      suffix = rest.substr(parts[j].size());
+      return j;
+    }
+  return -1;
+}
+
+template <class Model>
+Model make_gpt2(const models::GPT2Config& c, const std::string& file, index_t max_batch) {
+  using Cfg = typename Model::config_type;
+  if constexpr (std::is_same_v<Cfg, models::GPT2Config>) {
+    return Model(c, max_batch);
+  } else {
+    const models::GPT2Config s = models::to_gpt2_config(Cfg{});
+    const auto differs = [&](const char* what, index_t a, index_t b) {
+      if (a != b)
+        throw format_error(file, 0,
+                           std::string("the file's ") + what + " is " + std::to_string(b) +
+                               ", the static config says " + std::to_string(a));
+    };
+    differs("dim", s.dim, c.dim);
+    differs("hidden dim", s.hidden, c.hidden);
+    differs("layer count", s.layers, c.layers);
+    differs("head count", s.heads, c.heads);
+    differs("vocabulary size", s.vocab, c.vocab);
+    differs("context length", s.max_seq, c.max_seq);
+    return Model(Cfg{}, max_batch);
+  }
+}
+
+}  // namespace detail
+
+/// The config in a GGUF file's `gpt2.*` metadata (vocabulary: token_embd's rows).
+inline models::GPT2Config gpt2_config(const GGUFFile& f) {
+  const auto arch = f.get<std::string_view>("general.architecture");
+  if (arch != "gpt2")
+    throw format_error(f.path(), 0,
+                       "general.architecture is '" + std::string(arch) + "', expected 'gpt2'");
+  models::GPT2Config c;
+  c.dim = f.get_int("gpt2.embedding_length");
+  c.hidden = f.get_int("gpt2.feed_forward_length");
+  c.layers = f.get_int("gpt2.block_count");
+  c.heads = f.get_int("gpt2.attention.head_count");
+  c.max_seq = f.get_int("gpt2.context_length");
+  if (f.contains("gpt2.attention.layer_norm_epsilon"))
+    c.norm_eps = static_cast<float>(f.get_float("gpt2.attention.layer_norm_epsilon"));
+  const GGUFTensor& emb = f.tensor("token_embd.weight");
+  c.vocab = emb.n_dims == 2 ? emb.ne[1] : 0;
+  if (c.heads <= 0 || c.dim % c.heads != 0)
+    throw format_error(f.path(), 0,
+                       "gpt2.embedding_length " + std::to_string(c.dim) +
+                           " is not a multiple of gpt2.attention.head_count " +
+                           std::to_string(c.heads));
+  return c;
+}
+
+/// A GPT2 (static or run-time config) from a GGUF `gpt2` file.
+template <class Model>
+Model load_gpt2(const GGUFFile& f, const GPT2LoadOptions& opt = {}) {
+  const models::GPT2Config c = gpt2_config(f);
+  Model m = detail::make_gpt2<Model>(c, f.path(), opt.max_batch);
+  const auto source = [&](const GGUFTensor& t) {
+    return TensorSource{t.name, t.type, t.shape(), t.data, &f.path(), t.file_offset};
+  };
+  detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
+    if (const GGUFTensor* t = f.find_tensor(n)) return source(*t);
+    const auto blk = detail::split_block_name(n);
+    std::string suffix;
+    const int part = blk ? detail::qkv_part(blk->second, suffix) : -1;
+    if (part < 0) return std::nullopt;
+    const GGUFTensor* qkv =
+        f.find_tensor("blk." + std::to_string(blk->first) + ".attn_qkv." + suffix);
+    if (!qkv) return std::nullopt;
+    return detail::slice_outer(source(*qkv), part * c.dim, c.dim);
+  });
+  return m;
+}
+
+/// The config of a Hugging Face GPT-2 checkpoint: dimensions from the tensors' shapes, heads
+/// and epsilon from opt or from config.json in the checkpoint's folder (n_head,
+/// layer_norm_epsilon).
+inline models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std::string& path,
+                                      const GPT2LoadOptions& opt = {}) {
+  const std::string pre = ck.find("transformer.wte.weight") ? "transformer." : "";
+  const auto shape = [&](const std::string& n) {
+    const SafetensorsTensor* t = ck.find(pre + n);
+    if (!t) throw format_error(path, 0, "the checkpoint has no tensor '" + pre + n + "'");
+    if (t->shape.size() != 2)
+      throw format_error(path, t->file_offset, "tensor '" + t->name + "' is not a matrix");
+    return t->shape;
+  };
+  models::GPT2Config c;
+  c.vocab = shape("wte.weight")[0];
+  c.dim = shape("wte.weight")[1];
+  c.max_seq = shape("wpe.weight")[0];
+  c.hidden = shape("h.0.mlp.c_fc.weight")[1];
+  while (ck.find(pre + "h." + std::to_string(c.layers) + ".ln_1.weight")) ++c.layers;
+  c.heads = opt.heads;
+  if (opt.norm_eps > 0) c.norm_eps = opt.norm_eps;
+  const auto json_path = std::filesystem::path(path).parent_path() / "config.json";
+  if ((c.heads == 0 || opt.norm_eps <= 0) && std::filesystem::exists(json_path)) {
+    std::ifstream in(json_path);
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      throw format_error(json_path.string(), 0, "not a JSON object");
+    if (c.heads == 0 && j.contains("n_head") && j["n_head"].is_number_integer())
+      c.heads = j["n_head"].get<index_t>();
+    if (opt.norm_eps <= 0 && j.contains("layer_norm_epsilon") &&
+        j["layer_norm_epsilon"].is_number())
+      c.norm_eps = j["layer_norm_epsilon"].get<float>();
+  }
+  if (c.heads <= 0 || c.dim % c.heads != 0)
+    throw format_error(path, 0,
+                       "the head count (" + std::to_string(c.heads) +
+                           ") is missing or does not divide the embedding size " +
+                           std::to_string(c.dim) + ": give GPT2LoadOptions::heads or config.json");
+  return c;
+}
+
+/// A GPT2 (static or run-time config) from a Hugging Face safetensors checkpoint (a file or a
+/// model.safetensors.index.json).
+template <class Model>
+Model load_gpt2_safetensors(const SafetensorsCheckpoint& ck, const std::string& path,
+                            const GPT2LoadOptions& opt = {}) {
+  const models::GPT2Config c = gpt2_config(ck, path, opt);
+  Model m = detail::make_gpt2<Model>(c, path, opt.max_batch);
+  const std::string pre = ck.find("transformer.wte.weight") ? "transformer." : "";
+  const auto find = [&](const std::string& hf) -> std::optional<TensorSource> {
+    const SafetensorsTensor* t = ck.find(pre + hf);
+    if (!t && hf == "lm_head.weight") t = ck.find(hf);  // the head sits outside `transformer.`
+    if (!t) return std::nullopt;
+    return detail::st_source(*t);
+  };
+  std::vector<float> buffer;  // a transposed weight, consumed before the next lookup
+  detail::load_params(m, path, [&](const std::string& n) -> std::optional<TensorSource> {
+    if (n == "token_embd.weight") return find("wte.weight");
+    if (n == "position_embd.weight") return find("wpe.weight");
+    if (n == "output.weight") return find("lm_head.weight");
+    if (n.starts_with("output_norm.")) return find("ln_f." + n.substr(12));
+    const auto blk = detail::split_block_name(n);
+    if (!blk) return std::nullopt;
+    const std::string h = "h." + std::to_string(blk->first) + ".";
+    const std::string& rest = blk->second;
+    const bool weight = rest.ends_with(".weight");
+    // Conv1D: a weight [in, out] to transpose, a bias [out] as it is.
+    const auto conv = [&](const std::string& hf, std::int64_t c0,
+                          std::int64_t n_out) -> std::optional<TensorSource> {
+      auto s = find(hf + (weight ? ".weight" : ".bias"));
+      if (!s) return std::nullopt;
+      if (!weight) return detail::slice_outer(*s, c0, n_out);
+      return detail::transposed(*s, c0, n_out, buffer);
+    };
+    std::string suffix;
+    if (const int part = detail::qkv_part(rest, suffix); part >= 0)
+      return conv(h + "attn.c_attn", part * c.dim, c.dim);
+    if (rest.starts_with("attn_output.")) return conv(h + "attn.c_proj", 0, c.dim);
+    if (rest.starts_with("ffn_up.")) return conv(h + "mlp.c_fc", 0, c.hidden);
+    if (rest.starts_with("ffn_down.")) return conv(h + "mlp.c_proj", 0, c.dim);
+    if (rest.starts_with("attn_norm.")) return find(h + "ln_1." + rest.substr(10));
+    if (rest.starts_with("ffn_norm.")) return find(h + "ln_2." + rest.substr(9));
+    return std::nullopt;
+  });
+  return m;
+}
+
+/// A GPT2 from a GGUF `gpt2` file or a Hugging Face safetensors checkpoint, told apart by the
+/// GGUF magic.
+template <class Model>
+Model load_gpt2(const std::string& path, const GPT2LoadOptions& opt = {}) {
+  if (is_gguf_file(path)) return load_gpt2<Model>(GGUFFile::open(path), opt);
+  return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open(path), path, opt);
+}
+template <nn::WeightFormat W = float>
+models::GPT2<models::GPT2Config, W> load_gpt2_model(const std::string& path,
+                                                    const GPT2LoadOptions& opt = {}) {
+  return load_gpt2<models::GPT2<models::GPT2Config, W>>(path, opt);
+}
+template <nn::WeightFormat W = float>
+models::GPT2<models::GPT2Config, W> load_gguf_gpt2(const std::string& path,
+                                                   const GPT2LoadOptions& opt = {}) {
+  return load_gpt2<models::GPT2<models::GPT2Config, W>>(GGUFFile::open(path), opt);
+}
+template <nn::WeightFormat W = float>
+models::GPT2<models::GPT2Config, W> load_gpt2_safetensors(const std::string& path,
+                                                          const GPT2LoadOptions& opt = {}) {
+  return load_gpt2_safetensors<models::GPT2<models::GPT2Config, W>>(
+      SafetensorsCheckpoint::open(path), path, opt);
+}
+
+/// The byte-level BPE stored in a GGUF file (tokenizer.ggml.model = gpt2: tokens, merges and
+/// optional bos / eos ids).
+inline Gpt2Tokenizer load_gguf_gpt2_tokenizer(const GGUFFile& f) {
+  const auto model = f.get<std::string_view>("tokenizer.ggml.model");
+  if (model != "gpt2")
+    throw format_error(
+        f.path(), 0,
+        "tokenizer.ggml.model is '" + std::string(model) + "', expected 'gpt2' (byte-level BPE)");
+  const auto& toks = f.get_strings("tokenizer.ggml.tokens");
+  const auto& merges = f.get_strings("tokenizer.ggml.merges");
+  const auto id = [&](const char* key) -> std::optional<token_id> {
+    if (!f.contains(key)) return std::nullopt;
+    return static_cast<token_id>(f.get_int(key));
+  };
+  try {
+    return Gpt2Tokenizer(std::vector<std::string>(toks.begin(), toks.end()),
+                         std::vector<std::string>(merges.begin(), merges.end()),
+                         id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"));
+  } catch (const value_error& e) {
+    throw format_error(f.path(), 0, e.what());
+  }
+}
+
+}  // namespace tessel::io

@@ -1,0 +1,271 @@
+#pragma once
+// Loading models::Mamba from GGUF `mamba` files and Hugging Face safetensors checkpoints.
+//
+//   auto m = io::load_gguf_mamba<f32>("mamba-130m-f32.gguf");          // run-time config
+//   auto s = io::load_mamba_gguf<models::Mamba<Mamba130M, f16>>(GGUFFile::open(path));
+//   auto h = io::load_safetensors_mamba<f32>("model.safetensors");     // HF names
+//   auto tok = io::load_gguf_bpe_tokenizer(io::GGUFFile::open(path));  // tokenizer.ggml.*
+//
+// GGUF (llama.cpp's names and converter): token_embd, blk.N.attn_norm, blk.N.ssm_in,
+// blk.N.ssm_conv1d.weight [d_inner, d_conv] (the converter squeezes PyTorch's [d_inner, 1, K];
+// a 3-D one is accepted too) and .bias, blk.N.ssm_x, blk.N.ssm_dt.weight / .bias, blk.N.ssm_a,
+// blk.N.ssm_d (these two without a .weight suffix), blk.N.ssm_out, output_norm, and `output`
+// when the head is not tied. ssm_a holds A = −exp(A_log), not A_log: llama.cpp's
+// convert_hf_to_gguf.py applies `-torch.exp` to every A_log, and its ssm_scan uses A as is. So
+// ssm_a loads verbatim and a file with an element ≥ 0 (an A_log written by another tool) is a
+// format_error. Metadata: mamba.embedding_length, mamba.block_count, mamba.ssm.conv_kernel,
+// mamba.ssm.inner_size, mamba.ssm.state_size, mamba.ssm.time_step_rank,
+// mamba.attention.layer_norm_rms_epsilon; the vocabulary size is token_embd's row count.
+//
+// safetensors (transformers' MambaForCausalLM): backbone.embeddings.weight,
+// backbone.layers.N.norm.weight, backbone.layers.N.mixer.{in_proj.weight, conv1d.weight
+// [d_inner, 1, K], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, A_log, D,
+// out_proj.weight}, backbone.norm_f.weight (lm_head.weight, when present, is the embedding).
+// The config is read from the tensors' shapes; A = −exp(A_log) is computed once here. F32, F16
+// and BF16 tensors load into any weight format (converted as load_llama.hpp does).
+
+#include <cmath>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tessel/io/gguf.hpp"
+#include "tessel/io/load_llama.hpp"
+#include "tessel/io/safetensors.hpp"
+#include "tessel/io/tokenizer_gpt2.hpp"
+#include "tessel/models/mamba.hpp"
+
+namespace tessel::io {
+
+struct MambaLoadOptions {
+  index_t max_batch = 128;  // rows per prefill chunk
+  float norm_eps = 0.0f;    // safetensors only (not in the file): 0 means 1e-5
+};
+
+namespace detail {
+
+template <class Model>
+Model make_mamba(const models::MambaConfig& c, const std::string& file,
+                 const MambaLoadOptions& opt) {
+  using Cfg = typename Model::config_type;
+  if constexpr (std::is_same_v<Cfg, models::MambaConfig>) {
+    return Model(c, opt.max_batch);
+  } else {
+    models::MambaConfig s = models::to_mamba_config(Cfg{});
+    const auto differs = [&](const char* what, index_t a, index_t b) {
+      if (a != b)
+        throw format_error(file, 0,
+                           std::string("the file's ") + what + " is " + std::to_string(b) +
+                               ", the static config says " + std::to_string(a));
+    };
+    differs("embedding length", s.dim, c.dim);
+    differs("layer count", s.layers, c.layers);
+    differs("vocabulary size", s.vocab, c.vocab);
+    differs("inner size", s.d_inner, c.d_inner);
+    differs("state size", s.d_state, c.d_state);
+    differs("conv kernel", s.d_conv, c.d_conv);
+    differs("time step rank", s.dt_rank, c.dt_rank);
+    if (s.tied_output != c.tied_output)
+      throw format_error(file, 0,
+                         c.tied_output ? "the file has no separate output tensor"
+                                       : "the file has an untied output tensor");
+    return Model(Cfg{}, opt.max_batch);
+  }
+}
+
+/// [d_inner, 1, K] (PyTorch's Conv1d weight) seen as [d_inner, K].
+inline void squeeze_conv(TensorSource& s) {
+  if (s.shape.size() == 3 && s.shape[1] == 1) s.shape = {s.shape[0], s.shape[2]};
+}
+
+inline bool is_name(const std::string& name, std::string_view suffix) {
+  return name.size() >= suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+template <class Model>
+void check_negative_a(Model& m, const std::string& file) {
+  m.visit([&](const std::string& name, auto& t) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*t.data())>, float>) {
+      if (!is_name(name, ".ssm_a")) return;
+      for (index_t i = 0; i < t.size(); ++i)
+        if (!(t.data()[i] < 0.0f))
+          throw format_error(file, 0,
+                             "tensor '" + name + "' holds " + std::to_string(t.data()[i]) +
+                                 ": expected A = -exp(A_log) < 0, as llama.cpp's converter "
+                                 "stores it (an A_log written as ssm_a?)");
+    }
+  });
+}
+
+}  // namespace detail
+
+/// The config in a GGUF file's `mamba.*` metadata.
+inline models::MambaConfig mamba_config(const GGUFFile& f) {
+  const auto arch = f.get<std::string_view>("general.architecture");
+  if (arch != "mamba")
+    throw format_error(f.path(), 0,
+                       "general.architecture is '" + std::string(arch) + "', expected 'mamba'");
+  models::MambaConfig c;
+  c.dim = f.get_int("mamba.embedding_length");
+  c.layers = f.get_int("mamba.block_count");
+  c.d_conv = f.get_int("mamba.ssm.conv_kernel");
+  c.d_inner = f.get_int("mamba.ssm.inner_size");
+  c.d_state = f.get_int("mamba.ssm.state_size");
+  c.dt_rank = f.get_int("mamba.ssm.time_step_rank");
+  if (f.contains("mamba.attention.layer_norm_rms_epsilon"))
+    c.norm_eps = static_cast<float>(f.get_float("mamba.attention.layer_norm_rms_epsilon"));
+  const GGUFTensor& emb = f.tensor("token_embd.weight");
+  c.vocab = emb.n_dims == 2 ? emb.ne[1] : 0;
+  c.tied_output = f.find_tensor("output.weight") == nullptr;
+  return c;
+}
+
+/// A Mamba (static or run-time config) from a GGUF `mamba` file.
+template <class Model>
+Model load_mamba_gguf(const GGUFFile& f, const MambaLoadOptions& opt = {}) {
+  Model m = detail::make_mamba<Model>(mamba_config(f), f.path(), opt);
+  detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
+    const GGUFTensor* t = f.find_tensor(n);
+    if (!t) return std::nullopt;
+    TensorSource s{t->name, t->type, t->shape(), t->data, &f.path(), t->file_offset};
+    if (detail::is_name(n, ".ssm_conv1d.weight")) detail::squeeze_conv(s);
+    return s;
+  });
+  detail::check_negative_a(m, f.path());
+  return m;
+}
+template <nn::WeightFormat W = float>
+models::Mamba<models::MambaConfig, W> load_gguf_mamba(const std::string& path,
+                                                      const MambaLoadOptions& opt = {}) {
+  return load_mamba_gguf<models::Mamba<models::MambaConfig, W>>(GGUFFile::open(path), opt);
+}
+
+/// The config of a Hugging Face Mamba checkpoint, from its tensors' shapes.
+inline models::MambaConfig mamba_config(const SafetensorsCheckpoint& ck,
+                                        const MambaLoadOptions& opt = {}) {
+  const auto& ts = ck.tensors();
+  const auto shape = [&](const std::string& n) -> std::vector<std::int64_t> {
+    const auto it = ts.find(n);
+    if (it == ts.end())
+      throw format_error(ck.shards().front().path(), 0,
+                         "the checkpoint has no tensor named '" + n + "'");
+    return it->second->shape;
+  };
+  models::MambaConfig c;
+  const auto emb = shape("backbone.embeddings.weight");
+  const auto a = shape("backbone.layers.0.mixer.A_log");
+  const auto conv = shape("backbone.layers.0.mixer.conv1d.weight");
+  const auto dt = shape("backbone.layers.0.mixer.dt_proj.weight");
+  if (emb.size() != 2 || a.size() != 2 || conv.empty() || dt.size() != 2)
+    throw format_error(ck.shards().front().path(), 0,
+                       "backbone.embeddings, A_log or dt_proj is not a matrix");
+  c.vocab = emb[0], c.dim = emb[1];
+  c.d_inner = a[0], c.d_state = a[1], c.d_conv = conv.back(), c.dt_rank = dt[1];
+  while (ts.count("backbone.layers." + std::to_string(c.layers) + ".mixer.A_log")) ++c.layers;
+  if (opt.norm_eps > 0) c.norm_eps = opt.norm_eps;
+  c.tied_output = true;
+  return c;
+}
+
+/// A Mamba (static or run-time config) from a safetensors checkpoint with HF names.
+template <class Model>
+Model load_mamba_safetensors(const SafetensorsCheckpoint& ck, const MambaLoadOptions& opt = {}) {
+  const std::string& file = ck.shards().front().path();
+  Model m = detail::make_mamba<Model>(mamba_config(ck, opt), file, opt);
+  std::deque<std::vector<float>> owned;  // A = −exp(A_log), alive until the copy
+  const auto hf_name = [](const std::string& n) -> std::string {
+    if (n == "token_embd.weight") return "backbone.embeddings.weight";
+    if (n == "output_norm.weight") return "backbone.norm_f.weight";
+    if (n.rfind("blk.", 0) != 0) return n;
+    const std::size_t dot = n.find('.', 4);
+    const std::string pre = "backbone.layers." + n.substr(4, dot - 4) + ".";
+    const std::string rest = n.substr(dot + 1);
+    if (rest == "attn_norm.weight") return pre + "norm.weight";
+    static const std::pair<const char*, const char*> map[] = {
+        {"ssm_in.", "in_proj."}, {"ssm_conv1d.", "conv1d."}, {"ssm_x.", "x_proj."},
+        {"ssm_dt.", "dt_proj."}, {"ssm_out.", "out_proj."},
+    };
+    for (const auto& [g, h] : map)
+      if (rest.rfind(g, 0) == 0) return pre + "mixer." + h + rest.substr(std::strlen(g));
+    if (rest == "ssm_a") return pre + "mixer.A_log";
+    if (rest == "ssm_d") return pre + "mixer.D";
+    return n;
+  };
+  detail::load_params(m, file, [&](const std::string& n) -> std::optional<TensorSource> {
+    const auto& ts = ck.tensors();
+    const auto it = ts.find(hf_name(n));
+    if (it == ts.end()) return std::nullopt;
+    const SafetensorsTensor& t = *it->second;
+    TensorSource s;
+    s.name = t.name;
+    s.shape = t.shape;
+    s.data = t.data;
+    s.file = t.file.get();
+    s.offset = t.file_offset;
+    switch (t.dtype) {
+      case st_dtype::F32:
+        s.type = ggml_type::F32;
+        break;
+      case st_dtype::F16:
+        s.type = ggml_type::F16;
+        break;
+      case st_dtype::BF16:
+        s.type = ggml_type::BF16;
+        break;
+      default:
+        throw format_error(*t.file, t.file_offset,
+                           "tensor '" + t.name + "' is " + name(t.dtype) +
+                               "; the Mamba loader reads F32, F16 and BF16");
+    }
+    if (detail::is_name(n, ".ssm_conv1d.weight")) detail::squeeze_conv(s);
+    if (detail::is_name(n, ".ssm_a")) {
+      if (s.shape.size() != 2)
+        throw format_error(*t.file, t.file_offset, "tensor '" + t.name + "' is not a matrix");
+      auto& a = owned.emplace_back(std::size_t(s.shape[0] * s.shape[1]));
+      for (index_t r = 0; r < s.shape[0]; ++r)
+        detail::source_row_f32(s, r, s.shape[1], a.data() + r * s.shape[1]);
+      for (float& v : a) v = -std::exp(v);
+      s.type = ggml_type::F32;
+      s.data = reinterpret_cast<const std::byte*>(a.data());
+    }
+    return s;
+  });
+  return m;
+}
+template <nn::WeightFormat W = float>
+models::Mamba<models::MambaConfig, W> load_safetensors_mamba(const std::string& path,
+                                                             const MambaLoadOptions& opt = {}) {
+  return load_mamba_safetensors<models::Mamba<models::MambaConfig, W>>(
+      SafetensorsCheckpoint::open(path), opt);
+}
+
+/// The byte-level BPE tokenizer in a GGUF file (tokenizer.ggml.model = gpt2: GPT-NeoX's for
+/// Mamba, GPT-2's): tokens, merges, BOS / EOS ids.
+inline Gpt2Tokenizer load_gguf_bpe_tokenizer(const GGUFFile& f) {
+  const auto model = f.get<std::string_view>("tokenizer.ggml.model");
+  if (model != "gpt2")
+    throw format_error(
+        f.path(), 0,
+        "tokenizer.ggml.model is '" + std::string(model) + "', expected 'gpt2' (byte-level BPE)");
+  const auto& toks = f.get_strings("tokenizer.ggml.tokens");
+  std::vector<std::string> tokens(toks.begin(), toks.end());
+  std::vector<std::string> merges;
+  if (f.contains("tokenizer.ggml.merges")) {
+    const auto& ms = f.get_strings("tokenizer.ggml.merges");
+    merges.assign(ms.begin(), ms.end());
+  }
+  const auto id = [&](const char* key) -> std::optional<token_id> {
+    if (!f.contains(key)) return std::nullopt;
+    return static_cast<token_id>(f.get_int(key));
+  };
+  try {
+    return Gpt2Tokenizer(std::move(tokens), merges, id("tokenizer.ggml.bos_token_id"),
+                         id("tokenizer.ggml.eos_token_id"));
+  } catch (const value_error& e) {
+    throw format_error(f.path(), 0, e.what());
+  }
+}
+
+}  // namespace tessel::io

@@ -1,0 +1,138 @@
+// conv2d against PyTorch (tools/golden/diffusion_ops_golden.py: F.conv2d in float64) for every
+// option, and the fast path against the scalar reference on random odd sizes.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <tessel/io/npy.hpp>
+#include <tessel/ops/conv2d.hpp>
+
+using namespace tessel;
+
+namespace {
+
+const io::NpzFile& goldens() {
+  static const io::NpzFile f =
+      io::NpzFile::open(std::string(TESSEL_TEST_DATA_DIR) + "/diffusion/conv2d.npz");
+  return f;
+}
+
+Tensor<float, DynShape<4>> random4(index_t a, index_t b, index_t c, index_t d, unsigned seed) {
+  Tensor<float, DynShape<4>> t(a, b, c, d);
+  std::mt19937 g(seed);
+  std::normal_distribution<float> n(0.f, 1.f);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = n(g);
+  return t;
+}
+
+/// Every element within rtol of want, relative to max(1, |want|).
+template <class A, class B>
+void check_close(const A& got, const B& want, double rtol, const std::string& what) {
+  REQUIRE(got.shape().extents() == want.shape().extents());
+  double worst = 0;
+  index_t at = 0;
+  for (index_t i = 0; i < want.size(); ++i) {
+    const double w = want.data()[i], e = std::abs(got.data()[i] - w) / std::max(1.0, std::abs(w));
+    if (!(e <= worst)) worst = e, at = i;
+  }
+  INFO(what << ": worst relative error " << worst << " at element " << at);
+  CHECK(worst <= rtol);
+}
+
+struct Case {
+  const char* name;
+  conv2d_options opts;
+};
+
+}  // namespace
+
+TEST_CASE("conv2d matches torch.nn.functional.conv2d for every option") {
+  const Case cases[] = {
+      {"s1p1", {.stride = 1, .padding = 1}},
+      {"s2p0", {.stride = 2, .padding = 0}},
+      {"k7p3", {.padding = 3}},
+      {"dil2", {.padding = 2, .dilation = 2}},
+      {"grp2", {.stride = 2, .padding = 1, .groups = 2}},
+      {"dw", {.padding = 1, .groups = 6}},
+      {"dws2", {.stride = 2, .padding = 2, .groups = 6}},
+      {"dwx2", {.padding = 1, .groups = 3}},
+      {"k1", {}},
+      {"k1s2", {.stride = 2}},
+      {"p3s2", {.stride = 2, .padding = 3}},
+  };
+  const auto& f = goldens();
+  for (const auto& c : cases) {
+    const std::string n = c.name;
+    const auto x = f.get<float, 4>(n + "_x"), w = f.get<float, 4>(n + "_w");
+    const auto want = f.get<float, 4>(n + "_y");
+    const bool has_bias = f.arrays().count(n + "_b") > 0;
+    Tensor<float, DynShape<4>> fast(want.shape()), ref(want.shape());
+    if (has_bias) {
+      const auto b = f.get<float, 1>(n + "_b");
+      conv2d(fast, x, w, b, c.opts);
+      conv2d(cpu_scalar{}, ref.view(), x, w, b, c.opts);
+      check_close(conv2d(x, w, b, c.opts), want, 1e-4, n + " (new tensor)");
+    } else {
+      conv2d(fast, x, w, c.opts);
+      conv2d(cpu_scalar{}, ref.view(), x, w, c.opts);
+      check_close(conv2d(x, w, c.opts), want, 1e-4, n + " (new tensor)");
+    }
+    check_close(fast, want, 1e-4, n + " (fast)");
+    check_close(ref, want, 1e-5, n + " (reference)");
+  }
+}
+
+TEST_CASE("conv2d fast path equals the reference on odd sizes, threads and column blocks") {
+  struct Shape {
+    index_t N, C, H, W, K, R;
+    conv2d_options o;
+  };
+  const Shape shapes[] = {
+      {1, 64, 63, 61, 9, 3, {.padding = 1}},  // col exceeds one block: several GEMMs per image
+      {2, 5, 17, 19, 7, 3, {.stride = 1, .padding = 1}},
+      {1, 7, 23, 13, 3, 5, {.stride = 3, .padding = 2, .dilation = 2}},
+      {2, 12, 15, 14, 9, 3, {.stride = 2, .padding = 1, .groups = 3}},
+      {1, 13, 9, 31, 13, 3, {.padding = 1, .groups = 13}},
+      {1, 33, 11, 13, 17, 1, {}},
+      {3, 4, 5, 5, 2, 5, {}},  // kernel as large as the image: one output pixel
+  };
+  unsigned seed = 1;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& s : shapes) {
+      const auto x = random4(s.N, s.C, s.H, s.W, seed++);
+      auto w = random4(s.K, s.C / s.o.groups, s.R, s.R, seed++);
+      const float scale = 1.f / std::sqrt(static_cast<float>(w.size() / s.K));  // outputs ~ 1
+      for (index_t i = 0; i < w.size(); ++i) w.data()[i] *= scale;
+      Tensor<float, DynShape<1>> b(s.K);
+      for (index_t k = 0; k < s.K; ++k) b(k) = 0.25f * static_cast<float>(k) - 1.f;
+      const auto fast = conv2d(x, w, b, s.o);
+      Tensor<float, DynShape<4>> ref(fast.shape());
+      conv2d(cpu_scalar{}, ref.view(), x, w, b, s.o);
+      check_close(fast, ref, 1e-5,
+                  "C=" + std::to_string(s.C) + " K=" + std::to_string(s.K) +
+                      " threads=" + std::to_string(threads));
+    }
+  }
+  set_num_threads(0);
+}
+
+TEST_CASE("conv2d rejects bad shapes with both shapes in the message") {
+  const auto x = random4(1, 4, 8, 8, 1);
+  const auto w = random4(6, 4, 3, 3, 2);
+  Tensor<float, DynShape<1>> b(6), b5(5);
+  CHECK_THROWS_WITH_AS(conv2d(x, w, {.groups = 2}),
+                       "tessel: conv2d: the weight's axis 1 must be C / groups = 2 (input shape "
+                       "[1, 4, 8, 8], weight shape [6, 4, 3, 3])",
+                       shape_error);
+  CHECK_THROWS_AS(conv2d(x, w, b5), shape_error);
+  CHECK_THROWS_AS(conv2d(x, random4(6, 4, 9, 9, 3)), shape_error);  // kernel > input
+  CHECK_THROWS_AS(conv2d(x, w, {.stride = 0}), shape_error);
+  CHECK_THROWS_AS(conv2d(x, random4(6, 2, 3, 3, 4), {.groups = 3}), shape_error);
+  Tensor<float, DynShape<4>> y(1, 6, 8, 8);  // padding 0 gives 6x6
+  CHECK_THROWS_AS(conv2d(y, x, w, b), shape_error);
+  CHECK_NOTHROW(conv2d(y, x, w, b, {.padding = 1}));
+}

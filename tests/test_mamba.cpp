@@ -1,0 +1,349 @@
+// nn::MambaMixer and models::Mamba: against PyTorch goldens (tools/golden/mamba_golden.py, the
+// paper's equations as a sequential float64 loop over random weights), loaded from the HF-named
+// safetensors file the script writes and from a GGUF file written here by tessel's writer; a
+// prompt against the same tokens fed one step at a time; no allocation while decoding.
+
+// The counting operator new below is malloc-based and its delete calls free: GCC 12 flags
+// every inlined new/delete pair of the file as mismatched, a false positive for replacements.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <new>
+#include <random>
+#include <string>
+#include <tessel/io/gguf_writer.hpp>
+#include <tessel/io/load_mamba.hpp>
+#include <tessel/io/npy.hpp>
+#include <tessel/models/hybrid.hpp>
+#include <tessel/models/mamba.hpp>
+#include <vector>
+
+// Every allocation of the program is counted, so a test can assert that a loop makes none.
+namespace {
+std::atomic<long> g_allocations{0};
+}
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+  return operator new(n);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  const std::size_t al = static_cast<std::size_t>(a);
+  if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return operator new(n, a);
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+
+using namespace tessel;
+
+namespace {
+
+const std::string data_dir = std::string(TESSEL_TEST_DATA_DIR) + "/mamba/";
+using Model = models::Mamba<models::MambaConfig, float>;
+
+template <std::size_t R>
+Tensor<float, DynShape<R>> load(const std::string& name) {
+  return io::NpyFile::open(data_dir + name + ".npy").array().to_tensor<float, R>();
+}
+
+std::vector<int> load_tokens(const std::string& name) {
+  const auto t = load<1>(name);
+  std::vector<int> ids(std::size_t(t.size()));
+  for (index_t i = 0; i < t.size(); ++i) ids[std::size_t(i)] = int(t.data()[i]);
+  return ids;
+}
+
+/// |got - want| <= rel · (|want| + rms(want)) for every element (rms: the outputs' scale).
+void check_close(const std::string& what, const float* got, const float* want, index_t n,
+                 index_t cols, double rel) {
+  double ss = 0;
+  for (index_t i = 0; i < n; ++i) ss += double(want[i]) * want[i];
+  const double scale = std::sqrt(ss / double(std::max<index_t>(n, 1)));
+  double worst = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const double err = std::fabs(double(got[i]) - want[i]) / (std::fabs(want[i]) + scale);
+    worst = std::max(worst, err);
+    if (!(err <= rel)) {
+      FAIL_CHECK(what << ": element " << i << " (row " << i / cols << ", col " << i % cols
+                      << "): got " << got[i] << ", want " << want[i]);
+      return;
+    }
+  }
+  MESSAGE(what << ": worst relative error " << worst);
+}
+
+struct Tiny {  // the golden model's dimensions as compile-time constants
+  static constexpr int dim = 64, layers = 2, vocab = 96, d_inner = 128, d_state = 16, d_conv = 4,
+                       dt_rank = 4;
+};
+struct Wrong {
+  static constexpr int dim = 64, layers = 2, vocab = 96, d_inner = 128, d_state = 8, d_conv = 4,
+                       dt_rank = 4;
+};
+
+Model load_hf() {
+  return io::load_safetensors_mamba<float>(data_dir + "model.safetensors");
+}
+
+/// The model written as a GGUF `mamba` file by tessel's writer, with llama.cpp's names/keys.
+std::string write_gguf(Model& m, const std::string& name,
+                       const std::function<void(io::GGUFWriter&)>& extra = {}) {
+  io::GGUFWriter w;
+  const auto& c = m.config();
+  w.set("general.architecture", "mamba");
+  w.set("mamba.embedding_length", std::uint32_t(c.dim));
+  w.set("mamba.block_count", std::uint32_t(c.layers));
+  w.set("mamba.ssm.conv_kernel", std::uint32_t(c.d_conv));
+  w.set("mamba.ssm.inner_size", std::uint32_t(c.d_inner));
+  w.set("mamba.ssm.state_size", std::uint32_t(c.d_state));
+  w.set("mamba.ssm.time_step_rank", std::uint32_t(c.dt_rank));
+  w.set("mamba.attention.layer_norm_rms_epsilon", c.norm_eps);
+  m.visit([&](const std::string& n, auto& t) { w.add_tensor(n, t.view()); });
+  if (extra) extra(w);
+  const std::string path = (std::filesystem::temp_directory_path() / name).string();
+  w.write(path);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("MambaMixer: PyTorch golden (layer 0, 48 rows, fresh state)") {
+  const Model m = load_hf();
+  const auto& mixer = m.blk[0].mixer;
+  const auto u = load<2>("model_mixer_in"), want = load<2>("model_mixer_out");
+  const index_t L = u.extent(0), D = u.extent(1);
+  REQUIRE(D == mixer.dim());
+  CHECK(mixer.d_inner() == 128);
+  CHECK(mixer.d_state() == 16);
+  CHECK(mixer.d_conv() == 4);
+  CHECK(mixer.dt_rank() == 4);
+  nn::MambaState st = mixer.make_state();
+  std::vector<float> scratch(std::size_t(mixer.scratch_floats(L))), y(std::size_t(L * D));
+  mixer.forward(u.data(), L, st, scratch.data(), y.data());
+  check_close("mixer", y.data(), want.data(), L * D, D, 1e-4);
+
+  SUBCASE("the same rows as a prompt of 17 and single steps") {
+    nn::MambaState s2 = mixer.make_state();
+    std::vector<float> y2(std::size_t(L * D));
+    mixer.forward(u.data(), 17, s2, scratch.data(), y2.data());
+    for (index_t t = 17; t < L; ++t)
+      mixer.forward(u.data() + t * D, 1, s2, scratch.data(), y2.data() + t * D);
+    check_close("mixer by steps", y2.data(), want.data(), L * D, D, 1e-4);
+  }
+}
+
+TEST_CASE("Mamba: logits from the HF safetensors file equal PyTorch's") {
+  Model m = load_hf();
+  CHECK(m.config().dim == 64);
+  CHECK(m.config().layers == 2);
+  CHECK(m.config().vocab == 96);
+  CHECK(!m.output.has_value());  // tied
+  const auto ids = load_tokens("model_tokens");
+  const auto want = load<2>("model_logits");
+  const index_t n = index_t(ids.size()), V = m.vocab();
+  std::vector<float> all(std::size_t(n * V));
+  const auto last = m.forward(std::span<const int>(ids), 0, all.data());
+  check_close("logits", all.data(), want.data(), n * V, V, 1e-4);
+  check_close("last logits", last.data(), want.data() + (n - 1) * V, V, V, 1e-4);
+  CHECK(m.position() == n);
+}
+
+TEST_CASE("Mamba: a GGUF file written by tessel loads to the same logits") {
+  Model hf = load_hf();
+  const std::string path = write_gguf(hf, "tessel_test_mamba.gguf");
+  Model g = io::load_gguf_mamba<float>(path);
+  CHECK(g.config().d_inner == 128);
+  CHECK(g.config().dt_rank == 4);
+  CHECK(!g.output.has_value());
+  // ssm_a is A = −exp(A_log), as llama.cpp's converter writes it.
+  const auto st = io::SafetensorsFile::open(data_dir + "model.safetensors");
+  const auto a_log0 = st.tensor("backbone.layers.1.mixer.A_log").view<float, 2>();
+  CHECK(g.blk[1].mixer.A.data()[5] == doctest::Approx(-std::exp(a_log0.data()[5])));
+  const auto ids = load_tokens("model_tokens");
+  const auto want = load<2>("model_logits");
+  const index_t n = index_t(ids.size()), V = g.vocab();
+  std::vector<float> all(std::size_t(n * V));
+  g.forward(std::span<const int>(ids), 0, all.data());
+  check_close("GGUF logits", all.data(), want.data(), n * V, V, 1e-4);
+
+  SUBCASE("f16 weights stay close") {
+    auto h = io::load_mamba_gguf<models::Mamba<models::MambaConfig, f16>>(io::GGUFFile::open(path));
+    h.forward(std::span<const int>(ids), 0, all.data());
+    check_close("f16 logits", all.data(), want.data(), n * V, V, 2e-2);
+  }
+  SUBCASE("a static config: same logits; a mismatch is a format_error") {
+    auto s = io::load_mamba_gguf<models::Mamba<Tiny, float>>(io::GGUFFile::open(path));
+    s.forward(std::span<const int>(ids), 0, all.data());
+    check_close("static logits", all.data(), want.data(), n * V, V, 1e-4);
+    using WrongModel = models::Mamba<Wrong, float>;
+    CHECK_THROWS_AS(io::load_mamba_gguf<WrongModel>(io::GGUFFile::open(path)), format_error);
+  }
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("Mamba: an ssm_a that holds A_log (values >= 0) is a format_error") {
+  Model hf = load_hf();
+  for (auto& b : hf.blk)
+    for (index_t i = 0; i < b.mixer.A.size(); ++i)
+      b.mixer.A.data()[i] = std::log(-b.mixer.A.data()[i]);  // back to A_log: some >= 0
+  const std::string path = write_gguf(hf, "tessel_test_mamba_alog.gguf");
+  CHECK_THROWS_AS(io::load_gguf_mamba<float>(path), format_error);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("Mamba: an untied GGUF `output` is used as the head") {
+  Model hf = load_hf();
+  // output = 2 · token_embd: the head is linear in its weight, so the logits double exactly.
+  Tensor<float, DynShape<2>> out(hf.vocab(), hf.config().dim);
+  for (index_t i = 0; i < out.size(); ++i) out.data()[i] = 2.0f * hf.token_embd.weight.data()[i];
+  const std::string path = write_gguf(hf, "tessel_test_mamba_untied.gguf", [&](io::GGUFWriter& w) {
+    w.add_tensor("output.weight", out.view());
+  });
+  Model m = io::load_gguf_mamba<float>(path);
+  REQUIRE(m.output.has_value());
+  const std::vector<int> ids{3, 1, 4, 1, 5};
+  const auto a = m.forward(std::span<const int>(ids), 0);
+  const auto b = hf.forward(std::span<const int>(ids), 0);
+  std::vector<float> twice(b.begin(), b.end());
+  for (float& v : twice) v *= 2.0f;
+  check_close("untied head", a.data(), twice.data(), m.vocab(), m.vocab(), 1e-6);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("Mamba: a 256-token prompt equals 256 single steps, which allocate nothing") {
+  Model m = load_hf();
+  const index_t n = 256, V = m.vocab();
+  std::vector<int> ids(static_cast<std::size_t>(n));
+  std::mt19937 g(42);
+  for (auto& t : ids) t = int(g() % std::uint32_t(V));
+  std::vector<float> prompt(std::size_t(n * V)), steps(std::size_t(n * V));
+  m.forward(std::span<const int>(ids), 0, prompt.data());
+  const index_t state_bytes = m.state_bytes();
+  CHECK(state_bytes == 2 * (3 * 128 + 128 * 16) * 4);
+
+  auto first = m.forward(std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
+  std::copy(first.begin(), first.end(), steps.begin());
+  const long before = g_allocations.load();
+  for (index_t t = 1; t < n; ++t) {
+    const auto out = m.forward(std::span<const int>(ids.data() + t, 1), t);
+    std::copy(out.begin(), out.end(), steps.begin() + t * V);
+  }
+  const long allocs = g_allocations.load() - before;
+  CHECK(allocs == 0);
+  CHECK(m.state_bytes() == state_bytes);  // the state does not grow with the sequence
+  check_close("steps vs prompt", steps.data(), prompt.data(), n * V, V, 1e-4);
+
+  SUBCASE("a prompt in chunks (max_batch 7) equals the whole prompt") {
+    Model c(m.config(), 7);
+    c.visit([&](const std::string& name, auto& t) {
+      m.visit([&](const std::string& n2, auto& t2) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(t)>, std::decay_t<decltype(t2)>>)
+          if (name == n2) std::copy(t2.data(), t2.data() + t2.size(), t.data());
+      });
+    });
+    std::vector<float> chunked(std::size_t(n * V));
+    c.forward(std::span<const int>(ids), 0, chunked.data());
+    check_close("chunked", chunked.data(), prompt.data(), n * V, V, 1e-4);
+  }
+}
+
+TEST_CASE("Mamba: bad input") {
+  Model m = load_hf();
+  const int bad = 96, ok = 1;
+  CHECK_THROWS_AS(m.forward(std::span<const int>(&bad, 1), 0), value_error);
+  CHECK_THROWS_AS(m.forward(std::span<const int>(), 0), value_error);
+  m.forward(std::span<const int>(&ok, 1), 0);
+  CHECK_THROWS_AS(m.forward(std::span<const int>(&ok, 1), 5), value_error);  // not position 1
+  CHECK_NOTHROW(m.forward(std::span<const int>(&ok, 1), 1));
+  models::MambaConfig c = m.config();
+  c.d_state = 0;
+  CHECK_THROWS_AS(Model{c}, value_error);
+}
+
+// ------------------------------------------------------------------------------ the hybrid
+
+namespace {
+struct TinyJamba {  // tools/golden/hybrid_golden.py's model
+  static constexpr int dim = 64, layers = 4, vocab = 96, max_seq = 64, d_inner = 128, d_state = 16,
+                       d_conv = 4, dt_rank = 4, heads = 4, kv_heads = 2, hidden = 128,
+                       attn_period = 4, attn_offset = 2;
+};
+using Jamba = models::Hybrid<TinyJamba, float>;
+
+/// Every parameter from the golden's F16 safetensors file, by its GGUF name.
+void load_hybrid(Jamba& m, const io::SafetensorsFile& f) {
+  m.visit([&](const std::string& name, auto& t) {
+    const io::SafetensorsTensor* s = f.find(name);
+    if (!s) FAIL("the golden file has no tensor " << name);
+    REQUIRE(s->dtype == io::st_dtype::F16);
+    io::TensorSource src{s->name, io::ggml_type::F16, s->shape, s->data, &f.path(), 0};
+    io::detail::load_tensor(t, src);
+  });
+}
+}  // namespace
+
+TEST_CASE("Hybrid (Jamba-style, 1 attention layer in 4): logits equal PyTorch's") {
+  static_assert(Jamba::attention_layers() == 1 && Jamba::is_attention(2));
+  auto m = std::make_unique<Jamba>(16);  // prefill in chunks of 16: the KV cache and states carry
+  const auto f = io::SafetensorsFile::open(data_dir + "hybrid.safetensors");
+  load_hybrid(*m, f);
+  CHECK(m->mixers.size() == 3);
+  CHECK(m->attns.size() == 1);
+  const auto ids = load_tokens("hybrid_tokens");
+  const auto want = load<2>("hybrid_logits");
+  const index_t n = index_t(ids.size()), V = m->vocab();
+  std::vector<float> all(std::size_t(n * V));
+  m->forward(std::span<const int>(ids), 0, all.data());
+  check_close("hybrid logits", all.data(), want.data(), n * V, V, 1e-4);
+
+  SUBCASE("a prompt of 9 then single steps") {
+    std::vector<float> steps(std::size_t(n * V));
+    m->forward(std::span<const int>(ids.data(), 9), 0, steps.data());
+    for (index_t t = 9; t < n; ++t) {
+      const auto out = m->forward(std::span<const int>(ids.data() + t, 1), t);
+      std::copy(out.begin(), out.end(), steps.begin() + t * V);
+    }
+    check_close("hybrid steps", steps.data(), want.data(), n * V, V, 1e-4);
+  }
+  SUBCASE("past the context is a value_error") {
+    std::vector<int> many(65, 1);
+    CHECK_THROWS_AS(m->forward(std::span<const int>(many), 0), value_error);
+  }
+}

@@ -1,0 +1,87 @@
+// The real mnist-ddpm checkpoint (../shared/models/mnist-ddpm) against its PyTorch references
+// refs_seed0.npz: the network's ε for 8 inputs, and a whole 50-step deterministic DDIM path,
+// loaded from the safetensors file and from the original .pth state dict.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <tessel/io/npy.hpp>
+#include <tessel/models/mnist_ddpm.hpp>
+#include <tessel/models/samplers.hpp>
+
+using namespace tessel;
+
+namespace {
+
+const std::string dir = std::string(TESSEL_MODELS_DIR) + "/mnist-ddpm/";
+
+bool have_model() {
+  if (std::filesystem::exists(dir + "refs_seed0.npz")) return true;
+  MESSAGE("skipped: " << dir << " is absent (the mnist-ddpm checkpoint)");
+  return false;
+}
+
+/// Worst |got − want| / max(1, |want|).
+template <class A, class B>
+double worst_rel(const A& got, const B& want) {
+  REQUIRE(got.shape().extents() == want.shape().extents());
+  double worst = 0;
+  for (index_t i = 0; i < want.size(); ++i) {
+    const double w = want.data()[i];
+    worst = std::max(worst, std::abs(got.data()[i] - w) / std::max(1.0, std::abs(w)));
+  }
+  return worst;
+}
+
+void reproduce(const models::MnistDDPM& m, const std::string& file) {
+  const auto refs = io::NpzFile::open(dir + "refs_seed0.npz");
+  SUBCASE("eps") {
+    const auto x = refs.get<float, 4>("eps_in"), want = refs.get<float, 4>("eps_out");
+    const auto t = refs.get<float, 1>("eps_t");
+    const double e = worst_rel(m.forward(x.view(), t.view()), want);
+    MESSAGE(file << ": eps worst relative error " << e);
+    CHECK(e <= 1e-4);
+  }
+  SUBCASE("50-step DDIM (eta = 0)") {
+    auto x = refs.get<float, 4>("ddim_z0");
+    const auto steps_t = refs.get<std::int64_t, 1>("ddim_steps");
+    std::vector<index_t> steps(steps_t.data(), steps_t.data() + steps_t.size());
+    CHECK(steps == models::ddim_timesteps(1000, 50));
+    const auto sched = models::NoiseSchedule::from(m.beta_t.view(), m.alpha_t.view());
+    std::mt19937_64 rng(0);
+    const index_t N = x.extent(0);
+    models::ddim_sample(
+        [&](TensorView<const float, DynShape<4>> xi, index_t i) {
+          Tensor<float, DynShape<1>> t(N);
+          t.fill(static_cast<float>(i) / 1000.f);
+          return m.forward(xi, t.view());
+        },
+        sched, x, steps, 0.0, rng);
+    const double e = worst_rel(x, refs.get<float, 4>("ddim_out"));
+    MESSAGE(file << ": DDIM output worst relative error " << e);
+    CHECK(e <= 1e-4);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("mnist-ddpm from safetensors reproduces PyTorch") {
+  if (!have_model()) return;
+  reproduce(models::MnistDDPM::load(dir + "ddpm_mnist.safetensors"), "safetensors");
+}
+
+TEST_CASE("mnist-ddpm from the .pth state dict reproduces PyTorch") {
+  if (!have_model()) return;
+  reproduce(models::MnistDDPM::load(dir + "ddpm_mnist.pth"), "pth");
+}
+
+TEST_CASE("mnist-ddpm rejects a wrong input shape") {
+  if (!have_model()) return;
+  const auto m = models::MnistDDPM::load(dir + "ddpm_mnist.safetensors");
+  Tensor<float, DynShape<4>> x(2, 1, 27, 28);
+  Tensor<float, DynShape<1>> t(2);
+  CHECK_THROWS_AS(m.forward(x.view(), t.view()), shape_error);
+}

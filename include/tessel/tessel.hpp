@@ -1,30 +1,84 @@
 #pragma once
 // tessel: compile-time typed tensors, number and quantization formats, layer templates.
-// Include this one header (or single_include/tessel.hpp) to get the whole library.
+// Include this one header (or single_include/tessel.hpp) to get the whole library; each
+// folder below is one layer and uses only the layers above it.
 
 // core: number types, shapes, tensors and views, memory spaces, errors
 #include "core.hpp"
 
-// backends: tags and the kernel customization point, threads, CPU evaluation of
-// expressions (includes expr/), GEMM/GEMV, the Eigen bridge
+// expr + backend: expression templates and their CPU evaluation, tags and the kernel
+// customization point, threads, GEMM/GEMV, the Eigen bridge, CUDA (under nvcc only)
 #include "backend/cpu/eval.hpp"
 #include "backend/cpu/gemm.hpp"
-#include "backend/eigen/bridge.hpp"
 #include "backend/tags.hpp"
 #include "backend/thread_pool.hpp"
+#include "expr/expr.hpp"
 #if defined(__CUDACC__)
 #include "backend/cuda/eval.cuh"
 #endif
+// The Eigen bridge (as_eigen / view_of) comes along when Eigen is already included, so a
+// translation unit that does not use Eigen does not pay for parsing it; or include
+// <tessel/backend/eigen/bridge.hpp> directly.
+#if defined(EIGEN_WORLD_VERSION)
+#include "backend/eigen/bridge.hpp"
+#endif
+
+// quant: block quantization formats as types
+#include "quant/formats.hpp"
+#include "quant/quantize.hpp"
 
 // ops: tensor-level operations
+#include "ops/conv1d.hpp"
+#include "ops/conv2d.hpp"
+#include "ops/group_norm.hpp"
 #include "ops/matmul.hpp"
 #include "ops/norm.hpp"
+#include "ops/qmatmul.hpp"
+#include "ops/resample.hpp"
+#include "ops/selective_scan.hpp"
 #include "ops/softmax.hpp"
+#include "ops/timestep_embedding.hpp"
 
-// io: model files and tokenizers
+// nn: layer templates
+#include "nn/attention.hpp"
+#include "nn/conv.hpp"
+#include "nn/embedding.hpp"
+#include "nn/kv_cache.hpp"
+#include "nn/linear.hpp"
+#include "nn/mamba.hpp"
+#include "nn/mlp.hpp"
+#include "nn/norm.hpp"
+#include "nn/position.hpp"
+#include "nn/resblock.hpp"
+#include "nn/rope.hpp"
+#include "nn/spatial_transformer.hpp"
+
+// models: whole architectures and samplers of their outputs
+#include "models/bert.hpp"
+#include "models/clip.hpp"
+#include "models/gpt2.hpp"
+#include "models/hybrid.hpp"
+#include "models/llama.hpp"
+#include "models/mamba.hpp"
+#include "models/mnist_ddpm.hpp"
+#include "models/samplers.hpp"
+#include "models/unet.hpp"
+#include "models/vae.hpp"
+
+// io: model files, tokenizers, loaders
 #include "io/gguf.hpp"
+#include "io/gguf_writer.hpp"
 #include "io/llama2c.hpp"
+#include "io/load_bert.hpp"
+#include "io/load_diffusion.hpp"
+#include "io/load_gpt2.hpp"
+#include "io/load_llama.hpp"
+#include "io/load_mamba.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
 #include "io/torch.hpp"
+
+// generate: sampling and generation loops
+#include "generate/generate.hpp"
+#include "generate/sampler.hpp"

@@ -310,6 +310,49 @@ class AutoencoderKLDecoder(nn.Module):
         return self.decoder(self.post_quant_conv(z))
 
 
+class CLIPLayer(nn.Module):
+    def __init__(self, d, heads, hidden):
+        super().__init__()
+        self.heads = heads
+        self.layer_norm1, self.layer_norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.self_attn = nn.Module()
+        for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            setattr(self.self_attn, n, nn.Linear(d, d))
+        self.mlp = nn.Module()
+        self.mlp.fc1, self.mlp.fc2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+
+    def forward(self, x):
+        a = self.self_attn
+        h = self.layer_norm1(x)
+        n, t, d = h.shape
+        hd = d // self.heads
+        q, k, v = [p(h).reshape(n, t, self.heads, hd).transpose(1, 2)
+                   for p in (a.q_proj, a.k_proj, a.v_proj)]
+        s = q @ k.transpose(-1, -2) / math.sqrt(hd)
+        s = s.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), 1), float("-inf"))
+        x = x + a.out_proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(n, t, d))
+        f = self.mlp.fc1(self.layer_norm2(x))
+        return x + self.mlp.fc2(f * torch.sigmoid(1.702 * f))  # quick_gelu
+
+
+class CLIPText(nn.Module):  # transformers' CLIPTextModel names under text_model.
+    def __init__(self, vocab, d, heads, hidden, layers, max_pos):
+        super().__init__()
+        self.embeddings = nn.Module()
+        self.embeddings.token_embedding = nn.Embedding(vocab, d)
+        self.embeddings.position_embedding = nn.Embedding(max_pos, d)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList([CLIPLayer(d, heads, hidden) for _ in range(layers)])
+        self.final_layer_norm = nn.LayerNorm(d)
+
+    def forward(self, ids):
+        h = self.embeddings.token_embedding(ids) + self.embeddings.position_embedding(
+            torch.arange(ids.shape[1]))[None]
+        for layer in self.encoder.layers:
+            h = layer(h)
+        return self.final_layer_norm(h)
+
+
 # ---- goldens ---------------------------------------------------------------------------------
 
 def randomize_norms(m):
@@ -334,11 +377,11 @@ def main():
 
     # Blocks: a ResnetBlock2D that changes channels (1x1 shortcut), one that keeps them, a
     # Transformer2DModel (self + cross attention), the VAE's attention, Downsample, Upsample.
-    res = ResnetBlock2D(16, 32, 24, 8, 1e-5)
-    res_same = ResnetBlock2D(32, 32, 24, 8, 1e-5)
-    st = Transformer2DModel(32, 12, 2, 8)
-    vattn = VAEAttention(32, 8)
-    down, up = Downsample2D(32), Upsample2D(32)
+    res = ResnetBlock2D(8, 16, 24, 4, 1e-5)
+    res_same = ResnetBlock2D(16, 16, 24, 4, 1e-5)
+    st = Transformer2DModel(16, 12, 2, 4)
+    vattn = VAEAttention(16, 4)
+    down, up = Downsample2D(16), Upsample2D(16)
     mods = {"res": res, "res_same": res_same, "st": st, "vae_attn": vattn, "down": down,
             "up": up}
     weights = {}
@@ -346,25 +389,25 @@ def main():
         randomize_norms(m)
         weights.update(state(m, p + "."))
     write_safetensors(os.path.join(OUT, "blocks.safetensors"), weights)
-    x16, x32 = torch.randn(2, 16, 5, 6), torch.randn(2, 32, 4, 6)
+    x8, x16 = torch.randn(2, 8, 5, 6), torch.randn(2, 16, 4, 6)
     temb, ctx = torch.randn(2, 24), torch.randn(2, 3, 12)
-    io = {"x16": x16, "x32": x32, "temb": temb, "ctx": ctx}
+    io = {"x8": x8, "x16": x16, "temb": temb, "ctx": ctx}
     with torch.no_grad():
         for m in mods.values():
             m.double()
-        io["res_y"] = res(x16.double(), temb.double())
-        io["res_same_y"] = res_same(x32.double(), temb.double())
-        io["st_y"] = st(x32.double(), ctx.double())
-        io["vae_attn_y"] = vattn(x32.double())
-        io["down_y"] = down(x32.double())
-        io["up_y"] = up(x32.double())
+        io["res_y"] = res(x8.double(), temb.double())
+        io["res_same_y"] = res_same(x16.double(), temb.double())
+        io["st_y"] = st(x16.double(), ctx.double())
+        io["vae_attn_y"] = vattn(x16.double())
+        io["down_y"] = down(x16.double())
+        io["up_y"] = up(x16.double())
     np.savez(os.path.join(OUT, "blocks_io.npz"), **dict(zip(io, f32(*io.values()))))
 
     # A small U-Net: two levels, cross-attention at the first, class conditioning.
-    cfg = {"in_channels": 4, "out_channels": 4, "block_out_channels": [16, 32],
+    cfg = {"in_channels": 4, "out_channels": 4, "block_out_channels": [8, 16],
            "layers_per_block": 1, "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "attention_head_dim": 2,
-           "cross_attention_dim": 12, "norm_num_groups": 8, "num_class_embeds": 3,
+           "cross_attention_dim": 12, "norm_num_groups": 4, "num_class_embeds": 3,
            "flip_sin_to_cos": True, "freq_shift": 0}
     unet = UNet(cfg)
     randomize_norms(unet)
@@ -381,7 +424,7 @@ def main():
 
     # A small AutoencoderKL decoder: latents 4 x 4 x 4 -> images 3 x 8 x 8.
     vcfg = {"in_channels": 3, "out_channels": 3, "latent_channels": 4,
-            "block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8,
+            "block_out_channels": [8, 16], "layers_per_block": 1, "norm_num_groups": 4,
             "scaling_factor": 0.18215}
     vae = AutoencoderKLDecoder(vcfg)
     randomize_norms(vae)
@@ -392,6 +435,22 @@ def main():
     with torch.no_grad():
         img = vae.double()(z.double())
     np.savez(os.path.join(OUT, "vae_small_io.npz"), **dict(zip(["z", "y"], f32(z, img))))
+
+    # A small CLIP text encoder (bos 62, eos 63 as the last two ids, as in CLIP's vocabulary).
+    clip = CLIPText(64, 32, 2, 64, 2, 8)
+    randomize_norms(clip)
+    os.makedirs(os.path.join(OUT, "clip"), exist_ok=True)
+    write_safetensors(os.path.join(OUT, "clip", "model.safetensors"), state(clip, "text_model."))
+    with open(os.path.join(OUT, "clip", "config.json"), "w") as f:
+        json.dump({"num_attention_heads": 2, "bos_token_id": 62, "eos_token_id": 63,
+                   "layer_norm_eps": 1e-5, "hidden_act": "quick_gelu"}, f, indent=1)
+    ids = torch.tensor([[62, 5, 17, 40, 63]])
+    padded = torch.tensor([[62, 5, 17, 40, 63, 63, 63, 63]])
+    with torch.no_grad():
+        clip.double()
+        y5, y8 = clip(ids), clip(padded)
+    np.savez(os.path.join(OUT, "clip_io.npz"), ids=ids.numpy().astype(np.float32),
+             y=y5[0].float().numpy(), y_padded=y8[0].float().numpy())
 
 
 if __name__ == "__main__":

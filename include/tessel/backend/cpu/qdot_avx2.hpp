@@ -406,58 +406,71 @@ inline void q3_k_rows(index_t nb, const q3_k* w, index_t ldw, const q8_k* a, flo
   for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
 }
 
-// NF4: the 16 levels are two 8-entry tables; vpermps picks within one, bit 3 chooses.
-inline void nf4_rows1(index_t nb, const nf4* w, const float* x, float* y) {
+// NF4: the 16 levels are two 8-entry tables; vpermps picks within one, bit 3 chooses. The
+// tables are scaled by the block's absmax, so the FMAs go straight into 8 independent
+// accumulators (one FMA chain would be latency-bound).
+inline void nf4_rows1(index_t nb, const nf4* w, index_t ldw, const float* x, float* y) {
   const __m256 lo = _mm256_loadu_ps(nf4_levels), hi = _mm256_loadu_ps(nf4_levels + 8);
   const __m256i m15 = _mm256_set1_epi32(15);
-  __m256 tot = _mm256_setzero_ps();
+  __m256 acc[8];
+  for (auto& a : acc) a = _mm256_setzero_ps();
   for (index_t b = 0; b < nb; ++b, x += 64) {
-    __m256 acc = _mm256_setzero_ps();
+    prefetch_next_group<nf4, 1>(w, ldw, b);
+    const __m256 am = _mm256_set1_ps(w[b].absmax);
+    const __m256 slo = _mm256_mul_ps(lo, am), shi = _mm256_mul_ps(hi, am);
     for (int j = 0; j < 32; j += 8) {
       const __m256i q =
           _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[b].qs + j)));
       const __m256i i0 = _mm256_and_si256(q, m15), i1 = _mm256_srli_epi32(q, 4);
       const __m256 v0 =
-          _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, i0), _mm256_permutevar8x32_ps(hi, i0),
+          _mm256_blendv_ps(_mm256_permutevar8x32_ps(slo, i0), _mm256_permutevar8x32_ps(shi, i0),
                            _mm256_castsi256_ps(_mm256_slli_epi32(i0, 28)));
       const __m256 v1 =
-          _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, i1), _mm256_permutevar8x32_ps(hi, i1),
+          _mm256_blendv_ps(_mm256_permutevar8x32_ps(slo, i1), _mm256_permutevar8x32_ps(shi, i1),
                            _mm256_castsi256_ps(_mm256_slli_epi32(i1, 28)));
-      acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + j), acc);
-      acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + j + 32), acc);
+      acc[j / 8] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + j), acc[j / 8]);
+      acc[4 + j / 8] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + j + 32), acc[4 + j / 8]);
     }
-    tot = _mm256_fmadd_ps(acc, _mm256_set1_ps(w[b].absmax), tot);
   }
-  *y = hsum(tot);
+  *y = hsum(
+      _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+                    _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7]))));
 }
 
+// Integer groups: (q - zero) widened to f32; 4 accumulators per group, then one FMA by the
+// group's scale.
 template <int Bits, index_t G, bool Asym>
-inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, const float* x,
-                            float* y) {
+inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, index_t ldw,
+                            const float* x, float* y) {
+  using F = int_group<Bits, G, Asym>;
   __m256 tot = _mm256_setzero_ps();
   const __m256i m15 = _mm256_set1_epi32(15);
   for (index_t b = 0; b < nb; ++b, x += G) {
-    const auto& blk = w[b];
+    prefetch_next_group<F, 1>(w, ldw, b);
+    const F& blk = w[b];
     const __m256i z = _mm256_set1_epi32(blk.zero);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
     if constexpr (Bits == 4) {
       for (int j = 0; j < G / 2; j += 8) {
         const __m256i q =
             _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.qs + j)));
         const __m256 v0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(q, m15), z));
         const __m256 v1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(q, 4), z));
-        acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + j), acc);
-        acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + j + G / 2), acc);
+        acc[(j / 8) % 2] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + j), acc[(j / 8) % 2]);
+        acc[2 + (j / 8) % 2] =
+            _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + j + G / 2), acc[2 + (j / 8) % 2]);
       }
     } else {
       for (int j = 0; j < G; j += 8) {
         const __m256i q =
             _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.qs + j)));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, z)), _mm256_loadu_ps(x + j),
-                              acc);
+        acc[(j / 8) % 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, z)),
+                                           _mm256_loadu_ps(x + j), acc[(j / 8) % 4]);
       }
     }
-    tot = _mm256_fmadd_ps(acc, _mm256_set1_ps(f16f(blk.scale)), tot);
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    tot = _mm256_fmadd_ps(sum, _mm256_set1_ps(f16f(blk.scale)), tot);
   }
   *y = hsum(tot);
 }
@@ -488,14 +501,14 @@ TESSEL_QDOT_AVX2(q5_k, q5_k_rows, 1)
 template <class Arch>
 struct kernel<qdot_op, cpu_simd<Arch>, nf4> {
   static void run(index_t nb, const nf4* w, index_t ldw, index_t rows, const float* x, float* y) {
-    for (index_t r = 0; r < rows; ++r) qdetail::nf4_rows1(nb, w + r * ldw, x, y + r);
+    for (index_t r = 0; r < rows; ++r) qdetail::nf4_rows1(nb, w + r * ldw, ldw, x, y + r);
   }
 };
 template <class Arch, int Bits, index_t G, bool Asym>
 struct kernel<qdot_op, cpu_simd<Arch>, int_group<Bits, G, Asym>> {
   static void run(index_t nb, const int_group<Bits, G, Asym>* w, index_t ldw, index_t rows,
                   const float* x, float* y) {
-    for (index_t r = 0; r < rows; ++r) qdetail::int_group_rows1(nb, w + r * ldw, x, y + r);
+    for (index_t r = 0; r < rows; ++r) qdetail::int_group_rows1(nb, w + r * ldw, ldw, x, y + r);
   }
 };
 

@@ -1,0 +1,174 @@
+#pragma once
+// Loading diffusion models (models::UNet, models::VAEDecoder, models::CLIPTextModel) from
+// diffusers-layout safetensors checkpoints, and their configs from diffusers' config.json:
+//
+//   auto cfg = io::unet_config_json("sd15/unet/config.json");
+//   models::UNet<> unet(cfg);
+//   io::load_params(unet,
+//   io::SafetensorsCheckpoint::open(".../diffusion_pytorch_model.safetensors"));
+//
+// load_params walks the model's visit() names (optionally under a prefix) and copies every
+// tensor: F32, F16 and BF16 files are widened to f32; a missing tensor, another dtype or a
+// shape that differs from the model's is a format_error / shape_error naming the tensor.
+// Tensors the model does not name are ignored (a full AutoencoderKL file holds the encoder).
+
+#include <bit>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tessel/core/error.hpp"
+#include "tessel/core/numeric.hpp"
+#include "tessel/io/safetensors.hpp"
+#include "tessel/models/clip.hpp"
+#include "tessel/models/unet.hpp"
+#include "tessel/models/vae.hpp"
+
+namespace tessel::io {
+
+template <class Model>
+void load_params(Model& m, const SafetensorsCheckpoint& ck, const std::string& prefix = "") {
+  m.visit([&](const std::string& name, auto& t) {
+    const SafetensorsTensor* s = ck.find(prefix + name);
+    if (!s)
+      throw format_error("safetensors", 0,
+                         "the model needs a tensor named '" + prefix + name + "'");
+    bool same = s->shape.size() == t.rank;
+    for (std::size_t k = 0; same && k < t.rank; ++k) same = s->shape[k] == t.extent(k);
+    if (!same) {
+      std::string got = "[";
+      for (std::size_t k = 0; k < s->shape.size(); ++k)
+        got += (k ? ", " : "") + std::to_string(s->shape[k]);
+      throw shape_error("tessel: tensor '" + prefix + name + "' has shape " + got +
+                        "], the model expects " + to_string(t.shape()));
+    }
+    const std::byte* src = s->bytes().data();
+    float* dst = t.data();
+    const auto n = static_cast<std::size_t>(t.size());
+    if (s->dtype == st_dtype::F32) {
+      std::memcpy(dst, src, n * 4);
+    } else if (s->dtype == st_dtype::F16 || s->dtype == st_dtype::BF16) {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint16_t u;
+        std::memcpy(&u, src + 2 * i, 2);
+        dst[i] = s->dtype == st_dtype::F16 ? to_f32(std::bit_cast<f16>(u))
+                                           : to_f32(std::bit_cast<bf16>(u));
+      }
+    } else {
+      throw format_error("safetensors", s->file_offset,
+                         "tensor '" + prefix + name + "' is " + io::name(s->dtype) +
+                             "; the model reads F32, F16 or BF16");
+    }
+  });
+}
+
+namespace detail {
+inline nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw format_error(path, 0, "cannot open the file");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw format_error(path, 0, "not a JSON object");
+  return j;
+}
+template <class T>
+T json_get(const nlohmann::json& j, const std::string& path, const char* key, T fallback) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  try {
+    return j[key].get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw format_error(path, 0, std::string("config key '") + key + "' has the wrong type");
+  }
+}
+}  // namespace detail
+
+/// A UNetConfig from diffusers' unet/config.json (UNet2DConditionModel's keys).
+inline models::UNetConfig unet_config_json(const std::string& path) {
+  const auto j = detail::read_json(path);
+  models::UNetConfig c;
+  c.in_channels = detail::json_get<index_t>(j, path, "in_channels", 4);
+  c.out_channels = detail::json_get<index_t>(j, path, "out_channels", 4);
+  c.block_out_channels =
+      detail::json_get<std::vector<index_t>>(j, path, "block_out_channels", c.block_out_channels);
+  const auto types = detail::json_get<std::vector<std::string>>(
+      j, path, "down_block_types",
+      {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"});
+  c.attention.clear();
+  for (const auto& t : types) c.attention.push_back(t.starts_with("CrossAttn"));
+  c.layers_per_block = detail::json_get<index_t>(j, path, "layers_per_block", 2);
+  // diffusers' "attention_head_dim" of SD 1.x is the head count (a known misnomer).
+  c.heads = detail::json_get<index_t>(j, path, "num_attention_heads", 0);
+  if (c.heads == 0) c.heads = detail::json_get<index_t>(j, path, "attention_head_dim", 8);
+  c.context_dim = detail::json_get<index_t>(j, path, "cross_attention_dim", 768);
+  c.norm_groups = detail::json_get<index_t>(j, path, "norm_num_groups", 32);
+  c.num_classes = detail::json_get<index_t>(j, path, "num_class_embeds", 0);
+  c.norm_eps = detail::json_get<float>(j, path, "norm_eps", 1e-5f);
+  if (detail::json_get<bool>(j, path, "use_linear_projection", false) ||
+      !detail::json_get<bool>(j, path, "flip_sin_to_cos", true) ||
+      detail::json_get<double>(j, path, "freq_shift", 0) != 0)
+    throw format_error(path, 0,
+                       "tessel's UNet implements the Stable Diffusion 1.x layout (1x1-conv "
+                       "projections, flip_sin_to_cos, freq_shift 0)");
+  try {
+    c.validate();
+  } catch (const value_error& e) {
+    throw format_error(path, 0, e.what());
+  }
+  return c;
+}
+
+/// A VAEConfig from diffusers' vae/config.json (AutoencoderKL's keys).
+inline models::VAEConfig vae_config_json(const std::string& path) {
+  const auto j = detail::read_json(path);
+  models::VAEConfig c;
+  c.latent_channels = detail::json_get<index_t>(j, path, "latent_channels", 4);
+  c.out_channels = detail::json_get<index_t>(j, path, "out_channels", 3);
+  c.block_out_channels =
+      detail::json_get<std::vector<index_t>>(j, path, "block_out_channels", c.block_out_channels);
+  c.layers_per_block = detail::json_get<index_t>(j, path, "layers_per_block", 2);
+  c.norm_groups = detail::json_get<index_t>(j, path, "norm_num_groups", 32);
+  c.scaling_factor = detail::json_get<float>(j, path, "scaling_factor", 0.18215f);
+  try {
+    c.validate();
+  } catch (const value_error& e) {
+    throw format_error(path, 0, e.what());
+  }
+  return c;
+}
+
+/// A CLIPConfig from a CLIP text model checkpoint: dimensions from the tensors' shapes, the
+/// head count (and bos / eos ids) from the config.json beside the file, else dim / 64.
+inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std::string& path) {
+  const auto shape = [&](const std::string& n) {
+    const SafetensorsTensor* t = ck.find(n);
+    if (!t || t->shape.size() != 2)
+      throw format_error(path, 0, "the checkpoint has no matrix '" + n + "'");
+    return t->shape;
+  };
+  models::CLIPConfig c;
+  c.vocab = shape("text_model.embeddings.token_embedding.weight")[0];
+  c.dim = shape("text_model.embeddings.token_embedding.weight")[1];
+  c.max_pos = shape("text_model.embeddings.position_embedding.weight")[0];
+  c.hidden = shape("text_model.encoder.layers.0.mlp.fc1.weight")[0];
+  c.layers = 0;
+  while (ck.find("text_model.encoder.layers." + std::to_string(c.layers) + ".mlp.fc2.weight"))
+    ++c.layers;
+  c.heads = c.dim / 64;
+  const auto json = std::filesystem::path(path).parent_path() / "config.json";
+  if (std::filesystem::exists(json)) {
+    const auto j = detail::read_json(json.string());
+    c.heads = detail::json_get<index_t>(j, json.string(), "num_attention_heads", c.heads);
+    c.bos = detail::json_get<std::int64_t>(j, json.string(), "bos_token_id", c.bos);
+    c.eos = detail::json_get<std::int64_t>(j, json.string(), "eos_token_id", c.eos);
+    c.norm_eps = detail::json_get<float>(j, json.string(), "layer_norm_eps", c.norm_eps);
+  }
+  if (c.heads <= 0 || c.dim % c.heads != 0)
+    throw format_error(path, 0,
+                       "the head count " + std::to_string(c.heads) + " does not divide the width " +
+                           std::to_string(c.dim));
+  return c;
+}
+
+}  // namespace tessel::io

@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 #include <tessel/backend/thread_pool.hpp>
+#include <tessel/io/load_diffusion.hpp>
 #include <tessel/models/mnist_ddpm.hpp>
 #include <tessel/models/samplers.hpp>
 #include <vector>
@@ -79,7 +80,7 @@ int main(int argc, char** argv) try {
                  file.c_str());
     return 1;
   }
-  const auto model = models::MnistDDPM::load(file);
+  const auto model = io::load_mnist_ddpm(file);
   const auto sched = models::NoiseSchedule::from(model.beta_t.view(), model.alpha_t.view());
   const auto eps = [&](TensorView<const float, DynShape<4>> x, index_t i) {
     Tensor<float, DynShape<1>> t(x.extent(0));

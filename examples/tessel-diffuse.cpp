@@ -151,7 +151,7 @@ Act4 noise(index_t n, index_t c, index_t h, index_t w, std::mt19937_64& rng) {
 }
 
 int run_mnist(const Options& o) {
-  const auto model = models::MnistDDPM::load(o.mnist);
+  const auto model = io::load_mnist_ddpm(o.mnist);
   const auto s = models::NoiseSchedule::from(model.beta_t.view(), model.alpha_t.view());
   std::mt19937_64 rng(o.seed);
   Act4 x = noise(o.batch, 1, models::MnistDDPM::side, models::MnistDDPM::side, rng);

@@ -6093,7 +6093,7 @@ auto layer_norm(const X& x, const Wt& weight, const Bs& bias, float eps) {
 #include <span>
 #include <vector>
 
-// ---- begin tessel/backend/cpu/qgemm.hpp ----
+// ---- begin tessel/quant/kernels/qgemm.hpp ----
 // Quantized matrix products on raw pointers, W [N, K] rows of blocks, x / y row-major f32.
 //
 //   qgemv<Backend>(N, K, W, x, y)         y[N] = W x          (decoding: one activation row)
@@ -6107,7 +6107,7 @@ auto layer_norm(const X& x, const Wt& weight, const Bs& bias, float eps) {
 #include <algorithm>
 #include <vector>
 
-// ---- begin tessel/backend/cpu/qdot.hpp ----
+// ---- begin tessel/quant/kernels/qdot.hpp ----
 // Dot products of quantized weight rows with prepared activations: the scalar references.
 //
 //   kernel<qdot_op, Backend, F>::run(nb, w, ldw, rows, a, y)
@@ -6278,8 +6278,8 @@ requires(std::is_same_v<E, f8_e4m3> ||
 };
 
 }  // namespace tessel
-// ---- end tessel/backend/cpu/qdot.hpp ----
-// ---- begin tessel/backend/cpu/qdot_avx2.hpp ----
+// ---- end tessel/quant/kernels/qdot.hpp ----
+// ---- begin tessel/quant/kernels/qdot_avx2.hpp ----
 // AVX2 row dot products of quantized weights (kernel<qdot_op, cpu_simd<A>, F>).
 //
 // Integer formats use the GGUF engines' scheme: unsigned levels times signed 8-bit activations
@@ -6893,7 +6893,7 @@ inline void dequantize_row_fast(const F* x, float* y, index_t n) {
 
 }  // namespace tessel
 #endif
-// ---- end tessel/backend/cpu/qdot_avx2.hpp ----
+// ---- end tessel/quant/kernels/qdot_avx2.hpp ----
 
 namespace tessel {
 
@@ -6988,7 +6988,7 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y
 }
 
 }  // namespace tessel
-// ---- end tessel/backend/cpu/qgemm.hpp ----
+// ---- end tessel/quant/kernels/qgemm.hpp ----
 
 namespace tessel {
 
@@ -10332,7 +10332,8 @@ class Llama {
 // The LayerNorm normalizes each sample over all of (C, 28, 28) with an elementwise weight and
 // bias of that shape; GELU is the erf form.
 //
-//   auto m = models::MnistDDPM::load(dir + "/ddpm_mnist.safetensors");   // or ddpm_mnist.pth
+//   auto m = io::load_mnist_ddpm(dir + "/ddpm_mnist.safetensors");   // or ddpm_mnist.pth
+//   (the loader is in io/load_diffusion.hpp)
 //   auto eps = m.forward(x, t);        // x [N,1,28,28], t [N] -> ε [N,1,28,28]
 //   m.beta_t, m.alpha_t                // β_i, ᾱ_i for i = 0 … 1000 (the training schedule)
 
@@ -10342,1439 +10343,6 @@ class Llama {
 #include <string>
 #include <vector>
 
-// ---- begin tessel/io/safetensors.hpp ----
-// safetensors (Hugging Face): an 8-byte little-endian header length, a JSON header
-// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
-// data buffer. Tensors are zero-copy views into the memory-mapped file. Sharded checkpoints
-// are read through their model.safetensors.index.json (weight_map: tensor name -> file).
-
-#include <algorithm>
-#include <cstdio>
-#include <filesystem>
-#include <limits>
-#include <map>
-#include <memory>
-#include <nlohmann/json.hpp>
-#include <span>
-#include <string>
-#include <string_view>
-#include <vector>
-
-// ---- begin tessel/io/byte_reader.hpp ----
-// A bounds-checked cursor over untrusted bytes. Every read checks the bytes remaining first and
-// throws tessel::format_error naming the file, the byte offset and what was being read.
-
-#include <bit>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <span>
-#include <string>
-#include <string_view>
-#include <type_traits>
-
-
-namespace tessel::io {
-
-static_assert(std::endian::native == std::endian::little,
-              "tessel::io reads little-endian files in place and needs a little-endian host");
-
-/// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
-inline bool valid_utf8(std::string_view s) noexcept {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  for (std::size_t i = 0; i < n;) {
-    const unsigned c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (n - i < len) return false;
-    if (p[i + 1] < lo || p[i + 1] > hi) return false;
-    for (std::size_t k = 2; k < len; ++k)
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-    i += len;
-  }
-  return true;
-}
-
-class ByteReader {
- public:
-  ByteReader(std::span<const std::byte> bytes, std::string name, std::uint64_t base = 0)
-      : bytes_(bytes), name_(std::move(name)), base_(base) {}
-
-  std::size_t pos() const noexcept { return pos_; }
-  std::size_t size() const noexcept { return bytes_.size(); }
-  std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
-  const std::string& name() const noexcept { return name_; }
-  std::span<const std::byte> bytes() const noexcept { return bytes_; }
-
-  /// Throws format_error at the current position (or at `at`).
-  [[noreturn]] void fail(const std::string& reason) const { fail_at(pos_, reason); }
-  [[noreturn]] void fail_at(std::size_t at, const std::string& reason) const {
-    throw format_error(name_, base_ + at, reason);
-  }
-
-  void need(std::size_t n, const char* what) const {
-    if (n > remaining())
-      fail(std::string("truncated: ") + what + " needs " + std::to_string(n) + " bytes, " +
-           std::to_string(remaining()) + " left");
-  }
-
-  template <class T>
-  requires std::is_trivially_copyable_v<T> T read(const char* what) {
-    need(sizeof(T), what);
-    T v;
-    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::uint8_t u8(const char* what) { return read<std::uint8_t>(what); }
-  std::uint16_t u16(const char* what) { return read<std::uint16_t>(what); }
-  std::uint32_t u32(const char* what) { return read<std::uint32_t>(what); }
-  std::uint64_t u64(const char* what) { return read<std::uint64_t>(what); }
-  std::int32_t i32(const char* what) { return read<std::int32_t>(what); }
-
-  /// The next n bytes, in place.
-  std::span<const std::byte> take(std::size_t n, const char* what) {
-    need(n, what);
-    auto s = bytes_.subspan(pos_, n);
-    pos_ += n;
-    return s;
-  }
-  std::string_view take_string(std::size_t n, const char* what) {
-    auto s = take(n, what);
-    return {reinterpret_cast<const char*>(s.data()), s.size()};
-  }
-  /// n bytes that must be UTF-8.
-  std::string_view take_utf8(std::size_t n, const char* what) {
-    const std::size_t at = pos_;
-    auto s = take_string(n, what);
-    if (!valid_utf8(s)) fail_at(at, std::string(what) + " is not valid UTF-8");
-    return s;
-  }
-  void skip(std::size_t n, const char* what) { take(n, what); }
-  void seek(std::size_t p, const char* what) {
-    if (p > bytes_.size())
-      fail(std::string(what) + " at " + std::to_string(p) + " is past the end (size " +
-           std::to_string(bytes_.size()) + ")");
-    pos_ = p;
-  }
-
- private:
-  std::span<const std::byte> bytes_;
-  std::string name_;
-  std::uint64_t base_ = 0;
-  std::size_t pos_ = 0;
-};
-
-}  // namespace tessel::io
-// ---- end tessel/io/byte_reader.hpp ----
-// ---- begin tessel/io/mmap.hpp ----
-// Read-only bytes of a file, memory-mapped so that opening costs nothing per byte of data and
-// tensors can be viewed in place (zero copy). The same type also holds an in-memory buffer, so
-// the readers run unchanged on bytes from a fuzzer or a test.
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <memory>
-#include <span>
-#include <string>
-#include <utility>
-
-
-namespace tessel::io {
-
-/// Could not open, stat or map a file (an OS error, not a format error).
-struct io_error : tessel::error {
-  using tessel::error::error;
-};
-
-class MappedFile {
- public:
-  MappedFile() = default;
-
-  /// Maps `path` read-only. An empty file gives an empty span (mmap of length 0 is invalid).
-  static MappedFile open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw io_error("tessel: cannot open '" + path + "': " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int e = errno;
-      ::close(fd);
-      throw io_error("tessel: cannot stat '" + path + "': " + std::strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-      ::close(fd);
-      throw io_error("tessel: '" + path + "' is not a regular file");
-    }
-    MappedFile m;
-    m.name_ = path;
-    m.size_ = static_cast<std::size_t>(st.st_size);
-    if (m.size_ > 0) {
-      void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        const int e = errno;
-        ::close(fd);
-        throw io_error("tessel: cannot map '" + path + "': " + std::strerror(e));
-      }
-      m.data_ = static_cast<const std::byte*>(p);
-      m.mapped_ = true;
-    }
-    ::close(fd);  // the mapping stays valid after close
-    return m;
-  }
-
-  /// A copy of `bytes` in 64-byte aligned memory, named `name` in error messages.
-  static MappedFile from_bytes(std::span<const std::byte> bytes, std::string name = "<memory>") {
-    MappedFile m;
-    m.name_ = std::move(name);
-    m.size_ = bytes.size();
-    if (!bytes.empty()) {
-      m.owned_.reset(static_cast<std::byte*>(host_space::allocate(bytes.size())));
-      std::memcpy(m.owned_.get(), bytes.data(), bytes.size());
-      m.data_ = m.owned_.get();
-    }
-    return m;
-  }
-  static MappedFile from_bytes(const void* data, std::size_t n, std::string name = "<memory>") {
-    return from_bytes({static_cast<const std::byte*>(data), n}, std::move(name));
-  }
-
-  MappedFile(MappedFile&& o) noexcept { swap(o); }
-  MappedFile& operator=(MappedFile&& o) noexcept {
-    MappedFile t(std::move(o));
-    swap(t);
-    return *this;
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() {
-    if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
-  }
-
-  const std::byte* data() const noexcept { return data_; }
-  std::size_t size() const noexcept { return size_; }
-  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
-  /// The path (or buffer name) used in error messages.
-  const std::string& name() const noexcept { return name_; }
-
- private:
-  struct free_deleter {
-    void operator()(std::byte* p) const noexcept { host_space::deallocate(p); }
-  };
-  void swap(MappedFile& o) noexcept {
-    std::swap(name_, o.name_);
-    std::swap(data_, o.data_);
-    std::swap(size_, o.size_);
-    std::swap(mapped_, o.mapped_);
-    std::swap(owned_, o.owned_);
-  }
-
-  std::string name_;
-  const std::byte* data_ = nullptr;
-  std::size_t size_ = 0;
-  bool mapped_ = false;
-  std::unique_ptr<std::byte, free_deleter> owned_;
-};
-
-}  // namespace tessel::io
-// ---- end tessel/io/mmap.hpp ----
-
-namespace tessel::io {
-
-enum class st_dtype {
-  F64,
-  F32,
-  F16,
-  BF16,
-  F8_E4M3,
-  F8_E5M2,
-  I64,
-  I32,
-  I16,
-  I8,
-  U64,
-  U32,
-  U16,
-  U8,
-  BOOL
-};
-
-struct st_dtype_info {
-  st_dtype dtype;
-  const char* name;
-  std::size_t size;
-};
-inline constexpr std::array<st_dtype_info, 15> st_dtypes{{
-    {st_dtype::F64, "F64", 8},
-    {st_dtype::F32, "F32", 4},
-    {st_dtype::F16, "F16", 2},
-    {st_dtype::BF16, "BF16", 2},
-    {st_dtype::F8_E4M3, "F8_E4M3", 1},
-    {st_dtype::F8_E5M2, "F8_E5M2", 1},
-    {st_dtype::I64, "I64", 8},
-    {st_dtype::I32, "I32", 4},
-    {st_dtype::I16, "I16", 2},
-    {st_dtype::I8, "I8", 1},
-    {st_dtype::U64, "U64", 8},
-    {st_dtype::U32, "U32", 4},
-    {st_dtype::U16, "U16", 2},
-    {st_dtype::U8, "U8", 1},
-    {st_dtype::BOOL, "BOOL", 1},
-}};
-inline const st_dtype_info& info(st_dtype d) {
-  return st_dtypes[std::size_t(d)];
-}
-inline const char* name(st_dtype d) {
-  return info(d).name;
-}
-
-/// The safetensors dtype of C++ element type T (compile error for others).
-template <class T>
-constexpr st_dtype st_dtype_of() {
-  using U = std::remove_const_t<T>;
-  if constexpr (std::is_same_v<U, double>)
-    return st_dtype::F64;
-  else if constexpr (std::is_same_v<U, float>)
-    return st_dtype::F32;
-  else if constexpr (std::is_same_v<U, f16>)
-    return st_dtype::F16;
-  else if constexpr (std::is_same_v<U, bf16>)
-    return st_dtype::BF16;
-  else if constexpr (std::is_same_v<U, f8_e4m3>)
-    return st_dtype::F8_E4M3;
-  else if constexpr (std::is_same_v<U, f8_e5m2>)
-    return st_dtype::F8_E5M2;
-  else if constexpr (std::is_same_v<U, std::int64_t>)
-    return st_dtype::I64;
-  else if constexpr (std::is_same_v<U, std::int32_t>)
-    return st_dtype::I32;
-  else if constexpr (std::is_same_v<U, std::int16_t>)
-    return st_dtype::I16;
-  else if constexpr (std::is_same_v<U, std::int8_t>)
-    return st_dtype::I8;
-  else if constexpr (std::is_same_v<U, std::uint64_t>)
-    return st_dtype::U64;
-  else if constexpr (std::is_same_v<U, std::uint32_t>)
-    return st_dtype::U32;
-  else if constexpr (std::is_same_v<U, std::uint16_t>)
-    return st_dtype::U16;
-  else if constexpr (std::is_same_v<U, std::uint8_t>)
-    return st_dtype::U8;
-  else if constexpr (std::is_same_v<U, bool>)
-    return st_dtype::BOOL;
-  else
-    static_assert(sizeof(T) == 0, "tessel: no safetensors dtype for this type");
-}
-
-struct SafetensorsTensor {
-  std::string name;
-  st_dtype dtype = st_dtype::F32;
-  std::vector<std::int64_t> shape;   // outermost first
-  std::uint64_t begin = 0, end = 0;  // data_offsets, relative to the data buffer
-  const std::byte* data = nullptr;
-  std::shared_ptr<const std::string> file;
-  std::uint64_t file_offset = 0;  // absolute offset of the data, for messages
-
-  std::int64_t n_elements() const noexcept {
-    std::int64_t n = 1;
-    for (auto e : shape) n *= e;
-    return n;
-  }
-  std::span<const std::byte> bytes() const noexcept { return {data, std::size_t(end - begin)}; }
-
-  /// A contiguous row-major view of rank R (the tensor's rank; 1 for a scalar, rank 0) of
-  /// element type T, which must be the stored dtype. The data must be aligned for T.
-  template <class T, std::size_t R>
-  TensorView<const T, DynShape<R>> view() const {
-    if (st_dtype_of<T>() != dtype)
-      throw format_error(*file, file_offset,
-                         "tensor '" + name + "' has dtype " + io::name(dtype) + ", not " +
-                             io::name(st_dtype_of<T>()));
-    const bool scalar = shape.empty() && R == 1;
-    if (shape.size() != R && !scalar)
-      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
-                        ", viewed with rank " + std::to_string(R));
-    if (reinterpret_cast<std::uintptr_t>(data) % alignof(T) != 0)
-      throw format_error(*file, file_offset,
-                         "tensor '" + name + "' data is not aligned to " +
-                             std::to_string(alignof(T)) + " bytes; copy its bytes() instead");
-    std::array<index_t, R> e{};
-    for (std::size_t k = 0; k < R; ++k) e[k] = scalar ? 1 : shape[k];
-    return {reinterpret_cast<const T*>(data), DynShape<R>::from_array(e)};
-  }
-};
-
-class SafetensorsFile {
- public:
-  /// The JSON header may not exceed this (the reference implementation's limit too).
-  static constexpr std::uint64_t max_header = 100'000'000;
-
-  static SafetensorsFile open(const std::string& path) {
-    return SafetensorsFile(MappedFile::open(path));
-  }
-  static SafetensorsFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
-    return SafetensorsFile(MappedFile::from_bytes(b, std::move(name)));
-  }
-  explicit SafetensorsFile(MappedFile m)
-      : map_(std::move(m)), name_(std::make_shared<const std::string>(map_.name())) {
-    parse();
-  }
-
-  const std::string& path() const noexcept { return *name_; }
-  std::uint64_t data_offset() const noexcept { return data_offset_; }
-  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
-  /// Tensors in the order of their data offsets.
-  const std::vector<SafetensorsTensor>& tensors() const noexcept { return tensors_; }
-  const SafetensorsTensor* find(std::string_view n) const {
-    auto it = index_.find(n);
-    return it == index_.end() ? nullptr : &tensors_[it->second];
-  }
-  const SafetensorsTensor& tensor(std::string_view n) const {
-    if (const auto* t = find(n)) return *t;
-    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
-  }
-
- private:
-  [[noreturn]] void fail(std::uint64_t at, const std::string& why) const {
-    throw format_error(path(), at, why);
-  }
-
-  void parse() {
-    ByteReader r(map_.bytes(), path());
-    const std::uint64_t n = r.u64("header length");
-    if (n > r.remaining())
-      r.fail_at(0, "header length " + std::to_string(n) + " is past the end of the file (" +
-                       std::to_string(map_.size()) + " bytes)");
-    if (n > max_header) r.fail_at(0, "header length " + std::to_string(n) + " is too large");
-    const auto text = r.take_string(std::size_t(n), "header");
-    data_offset_ = 8 + n;
-    const std::uint64_t data_size = map_.size() - data_offset_;
-
-    // nlohmann-json rejects ill-formed UTF-8 and bad syntax; no exceptions escape as its own.
-    nlohmann::json h = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
-    if (h.is_discarded()) fail(8, "header is not valid JSON (or not UTF-8)");
-    if (!h.is_object()) fail(8, "header is not a JSON object");
-
-    for (auto it = h.begin(); it != h.end(); ++it) {
-      const std::string& key = it.key();
-      const auto& v = it.value();
-      if (key == "__metadata__") {
-        if (!v.is_object()) fail(8, "__metadata__ is not an object");
-        for (auto m = v.begin(); m != v.end(); ++m) {
-          if (!m.value().is_string())
-            fail(8, "__metadata__ value of '" + m.key() + "' is not a string");
-          metadata_[m.key()] = m.value().get<std::string>();
-        }
-        continue;
-      }
-      const std::string what = "tensor '" + key + "'";
-      if (!v.is_object()) fail(8, what + " is not an object");
-      SafetensorsTensor t;
-      t.name = key;
-      t.file = name_;
-      const auto dt = v.find("dtype");
-      if (dt == v.end() || !dt->is_string()) fail(8, what + " has no dtype string");
-      const auto& ds = dt->get_ref<const std::string&>();
-      const auto* di = std::find_if(st_dtypes.begin(), st_dtypes.end(),
-                                    [&](const auto& d) { return ds == d.name; });
-      if (di == st_dtypes.end()) fail(8, what + " has unknown dtype '" + ds + "'");
-      t.dtype = di->dtype;
-      const auto sh = v.find("shape");
-      if (sh == v.end() || !sh->is_array()) fail(8, what + " has no shape array");
-      std::uint64_t count = 1;
-      for (const auto& e : *sh) {
-        if (!e.is_number_unsigned())
-          fail(8, what + " has a shape entry that is not an integer >= 0");
-        const auto x = e.get<std::uint64_t>();
-        if (x > std::uint64_t(std::numeric_limits<std::int64_t>::max()) ||
-            __builtin_mul_overflow(count, x, &count) ||
-            count > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
-          fail(8, what + ": element count overflows");
-        t.shape.push_back(std::int64_t(x));
-      }
-      const auto off = v.find("data_offsets");
-      if (off == v.end() || !off->is_array() || off->size() != 2 ||
-          !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
-        fail(8, what + " has no data_offsets [begin, end] of integers");
-      t.begin = (*off)[0].get<std::uint64_t>();
-      t.end = (*off)[1].get<std::uint64_t>();
-      if (t.begin > t.end || t.end > data_size)
-        fail(8, what + " data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                    "] lie outside the data buffer of " + std::to_string(data_size) + " bytes");
-      std::uint64_t bytes;
-      if (__builtin_mul_overflow(count, std::uint64_t(di->size), &bytes) ||
-          bytes != t.end - t.begin)
-        fail(8, what + " has " + std::to_string(t.end - t.begin) + " bytes of data, but shape " +
-                    "and dtype need " + std::to_string(count) + " x " + std::to_string(di->size));
-      t.data = map_.data() + data_offset_ + t.begin;
-      t.file_offset = data_offset_ + t.begin;
-      tensors_.push_back(std::move(t));
-    }
-    // The buffer must be covered exactly: no overlaps, no holes (as the format requires).
-    std::sort(tensors_.begin(), tensors_.end(), [](const auto& a, const auto& b) {
-      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-    });
-    std::uint64_t pos = 0;
-    for (const auto& t : tensors_) {
-      if (t.begin < pos) fail(t.file_offset, "tensor '" + t.name + "' overlaps the one before it");
-      if (t.begin > pos)
-        fail(data_offset_ + pos, "hole in the data buffer before tensor '" + t.name + "'");
-      pos = t.end;
-    }
-    if (pos != data_size)
-      fail(data_offset_ + pos, "data buffer has " + std::to_string(data_size - pos) +
-                                   " bytes not covered by any tensor");
-    for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
-  }
-
-  MappedFile map_;
-  std::shared_ptr<const std::string> name_;
-  std::uint64_t data_offset_ = 0;
-  std::map<std::string, std::string> metadata_;
-  std::vector<SafetensorsTensor> tensors_;
-  std::map<std::string, std::size_t, std::less<>> index_;
-};
-
-/// A checkpoint in one file or sharded: open() takes a .safetensors file or a
-/// model.safetensors.index.json whose weight_map names the shard of every tensor.
-class SafetensorsCheckpoint {
- public:
-  static SafetensorsCheckpoint open(const std::string& path) {
-    SafetensorsCheckpoint c;
-    if (!path.ends_with(".json")) {
-      c.shards_.push_back(SafetensorsFile::open(path));
-      for (const auto& t : c.shards_[0].tensors()) c.where_.emplace(t.name, &t);
-      return c;
-    }
-    const auto index = MappedFile::open(path);
-    const auto* b = reinterpret_cast<const char*>(index.data());
-    nlohmann::json j = nlohmann::json::parse(b, b + index.size(), nullptr, false);
-    if (j.is_discarded() || !j.is_object()) throw format_error(path, 0, "not a JSON object");
-    const auto wm = j.find("weight_map");
-    if (wm == j.end() || !wm->is_object()) throw format_error(path, 0, "no weight_map object");
-    const auto dir = std::filesystem::path(path).parent_path();
-    std::map<std::string, std::size_t> shard_of_file;
-    for (auto it = wm->begin(); it != wm->end(); ++it) {
-      if (!it.value().is_string())
-        throw format_error(path, 0, "weight_map entry '" + it.key() + "' is not a file name");
-      const auto& f = it.value().get_ref<const std::string&>();
-      if (f.empty() || f.find('/') != std::string::npos || f == "..")
-        throw format_error(path, 0, "weight_map file '" + f + "' is not a plain file name");
-      if (!shard_of_file.count(f)) {
-        shard_of_file[f] = c.shards_.size();
-        c.shards_.push_back(SafetensorsFile::open((dir / f).string()));
-      }
-    }
-    for (auto it = wm->begin(); it != wm->end(); ++it) {
-      const auto& shard = c.shards_[shard_of_file[it.value().get<std::string>()]];
-      const auto* t = shard.find(it.key());
-      if (!t)
-        throw format_error(shard.path(), 0,
-                           "shard has no tensor '" + it.key() + "' named in " + path);
-      c.where_.emplace(it.key(), t);
-    }
-    return c;
-  }
-
-  const std::vector<SafetensorsFile>& shards() const noexcept { return shards_; }
-  /// Every tensor, by name.
-  const std::map<std::string, const SafetensorsTensor*, std::less<>>& tensors() const noexcept {
-    return where_;
-  }
-  const SafetensorsTensor* find(std::string_view n) const {
-    auto it = where_.find(n);
-    return it == where_.end() ? nullptr : it->second;
-  }
-  const SafetensorsTensor& tensor(std::string_view n) const {
-    if (const auto* t = find(n)) return *t;
-    throw value_error("tessel: checkpoint has no tensor named '" + std::string(n) + "'");
-  }
-
- private:
-  std::vector<SafetensorsFile> shards_;
-  std::map<std::string, const SafetensorsTensor*, std::less<>> where_;
-};
-
-/// Writes a safetensors file. Tensor bytes are not copied: they must stay alive until write().
-class SafetensorsWriter {
- public:
-  void set_metadata(std::string key, std::string value) {
-    metadata_[std::move(key)] = std::move(value);
-  }
-  void add(std::string name, st_dtype dtype, std::vector<std::int64_t> shape,
-           std::span<const std::byte> data) {
-    if (name == "__metadata__" || !valid_utf8(name))
-      throw value_error("tessel: invalid safetensors tensor name '" + name + "'");
-    for (const auto& e : entries_)
-      if (e.name == name) throw value_error("tessel: duplicate safetensors tensor '" + name + "'");
-    std::int64_t n = 1;
-    for (auto e : shape) n = checked_mul(n, e, "safetensors tensor size");
-    const auto bytes = checked_mul(n, std::int64_t(info(dtype).size), "safetensors tensor bytes");
-    if (std::uint64_t(bytes) != data.size())
-      throw value_error("tessel: safetensors tensor '" + name + "' needs " + std::to_string(bytes) +
-                        " bytes, got " + std::to_string(data.size()));
-    entries_.push_back({std::move(name), dtype, std::move(shape), data});
-  }
-  template <class T, class S>
-  void add(std::string name, TensorView<T, S> v) {
-    if (!v.is_contiguous()) throw value_error("tessel: safetensors tensors must be contiguous");
-    const auto e = v.shape().extents();
-    add(std::move(name), st_dtype_of<T>(), std::vector<std::int64_t>(e.begin(), e.end()),
-        {reinterpret_cast<const std::byte*>(v.data()), std::size_t(v.size()) * sizeof(T)});
-  }
-
-  std::vector<std::byte> to_bytes() const {
-    // nlohmann's ordered_json keeps the insertion order: tensors in data order.
-    nlohmann::ordered_json h = nlohmann::ordered_json::object();
-    if (!metadata_.empty()) h["__metadata__"] = metadata_;
-    std::uint64_t off = 0;
-    for (const auto& e : entries_) {
-      h[e.name] = {{"dtype", name(e.dtype)},
-                   {"shape", e.shape},
-                   {"data_offsets", {off, off + e.data.size()}}};
-      off += e.data.size();
-    }
-    std::string text = h.dump();
-    text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
-    std::vector<std::byte> out(8 + text.size() + off);
-    const std::uint64_t n = text.size();
-    std::memcpy(out.data(), &n, 8);
-    std::memcpy(out.data() + 8, text.data(), text.size());
-    std::size_t p = 8 + text.size();
-    for (const auto& e : entries_) {
-      if (!e.data.empty()) std::memcpy(out.data() + p, e.data.data(), e.data.size());
-      p += e.data.size();
-    }
-    return out;
-  }
-  void write(const std::string& path) const {
-    const auto b = to_bytes();
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) throw io_error("tessel: cannot create '" + path + "'");
-    const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
-    if (std::fclose(f) != 0 || !ok) throw io_error("tessel: cannot write '" + path + "'");
-  }
-
- private:
-  struct entry {
-    std::string name;
-    st_dtype dtype;
-    std::vector<std::int64_t> shape;
-    std::span<const std::byte> data;
-  };
-  std::map<std::string, std::string> metadata_;
-  std::vector<entry> entries_;
-};
-
-}  // namespace tessel::io
-// ---- end tessel/io/safetensors.hpp ----
-// ---- begin tessel/io/torch.hpp ----
-// PyTorch checkpoints written by torch.save (the zip format): <archive>/data.pkl is a pickle of
-// the state dict, <archive>/data/<key> hold the storages' bytes (stored, little-endian).
-//
-// The pickle is read by a small interpreter that builds tensors and containers only. It
-// executes nothing: the only globals it accepts are collections.OrderedDict, the torch._utils
-// tensor and parameter rebuilders, and the torch.*Storage types; any other global (os.system,
-// builtins.eval, ...) is refused with format_error before anything else happens.
-
-#include <array>
-#include <cstdint>
-#include <map>
-#include <set>
-#include <span>
-#include <string>
-#include <string_view>
-#include <vector>
-
-// ---- begin tessel/io/zip.hpp ----
-// A minimal reader of zip archives (central directory, ZIP64 included) for the containers
-// that hold tensors: PyTorch's torch.save files and numpy's .npz. Only STORED (uncompressed)
-// entries can be read, in place; a compressed entry is refused with format_error, since
-// tessel has no inflate (both torch.save and numpy.savez store entries uncompressed).
-
-#include <cstdint>
-#include <map>
-#include <span>
-#include <string>
-#include <string_view>
-#include <vector>
-
-
-namespace tessel::io {
-
-struct ZipEntry {
-  std::string name;
-  std::uint16_t method = 0;  // 0 = stored, 8 = deflate, ...
-  std::uint32_t crc32 = 0;
-  std::uint64_t size = 0;  // uncompressed
-  std::uint64_t compressed = 0;
-  std::uint64_t header_offset = 0;  // of the local file header
-  std::uint64_t data_offset = 0;    // of the data (stored entries only)
-};
-
-class ZipArchive {
- public:
-  ZipArchive() = default;
-  /// Reads the central directory of `bytes` (which must outlive the archive).
-  ZipArchive(std::span<const std::byte> bytes, std::string name)
-      : bytes_(bytes), name_(std::move(name)) {
-    parse();
-  }
-
-  const std::string& path() const noexcept { return name_; }
-  const std::vector<ZipEntry>& entries() const noexcept { return entries_; }
-  const ZipEntry* find(std::string_view n) const {
-    auto it = index_.find(n);
-    return it == index_.end() ? nullptr : &entries_[it->second];
-  }
-  /// The bytes of a stored entry, in place; format_error for a compressed one.
-  std::span<const std::byte> data(const ZipEntry& e) const {
-    if (e.method != 0)
-      throw format_error(name_, e.header_offset,
-                         "zip entry '" + e.name + "' is compressed (method " +
-                             std::to_string(e.method) +
-                             "); only stored entries are supported (no inflate)");
-    return bytes_.subspan(std::size_t(e.data_offset), std::size_t(e.size));
-  }
-  /// CRC-32 (zip's polynomial) of an entry's data equals the directory's.
-  bool crc_ok(const ZipEntry& e) const {
-    std::uint32_t c = 0xFFFFFFFFu;
-    for (auto x : data(e)) {
-      c ^= std::to_integer<std::uint32_t>(x);
-      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return ~c == e.crc32;
-  }
-
- private:
-  static constexpr std::uint32_t sig_eocd = 0x06054b50, sig_eocd64 = 0x06064b50,
-                                 sig_loc64 = 0x07064b50, sig_central = 0x02014b50,
-                                 sig_local = 0x04034b50;
-
-  std::uint32_t u32_at(std::size_t p) const {
-    std::uint32_t v;
-    std::memcpy(&v, bytes_.data() + p, 4);
-    return v;
-  }
-
-  void parse() {
-    ByteReader r(bytes_, name_);
-    const std::size_t n = bytes_.size();
-    if (n < 22) r.fail_at(0, "not a zip archive (too short for an end of central directory)");
-    // The end record is 22 bytes plus a comment of up to 65535 bytes, searched from the end.
-    std::size_t eocd = n;
-    const std::size_t lowest = n - 22 > 65535 ? n - 22 - 65535 : 0;
-    for (std::size_t p = n - 22 + 1; p-- > lowest;)
-      if (u32_at(p) == sig_eocd) {
-        eocd = p;
-        break;
-      }
-    if (eocd == n) r.fail_at(n, "not a zip archive (no end of central directory record)");
-    r.seek(eocd + 4, "end record");
-    const std::uint16_t disk = r.u16("disk number"), cd_disk = r.u16("directory disk");
-    r.u16("entries on disk");
-    std::uint64_t count = r.u16("entry count");
-    std::uint64_t cd_size = r.u32("directory size");
-    std::uint64_t cd_off = r.u32("directory offset");
-    if (disk != 0 || cd_disk != 0) r.fail_at(eocd, "multi-disk zip archives are not supported");
-    if (count == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF) {
-      if (eocd < 20 || u32_at(eocd - 20) != sig_loc64)
-        r.fail_at(eocd, "ZIP64 sizes without a ZIP64 end locator");
-      r.seek(eocd - 20 + 8, "ZIP64 locator");
-      const std::uint64_t e64 = r.u64("ZIP64 end offset");
-      if (e64 > n - 56 || e64 + 56 > eocd - 20)
-        r.fail_at(eocd - 12, "ZIP64 end record offset out of range");
-      r.seek(std::size_t(e64), "ZIP64 end record");
-      if (r.u32("ZIP64 end signature") != sig_eocd64)
-        r.fail_at(std::size_t(e64), "bad ZIP64 end record signature");
-      r.skip(8 + 2 + 2 + 4 + 4 + 8, "ZIP64 end record");
-      count = r.u64("ZIP64 entry count");
-      cd_size = r.u64("ZIP64 directory size");
-      cd_off = r.u64("ZIP64 directory offset");
-    }
-    if (cd_off > n || cd_size > n - cd_off)
-      r.fail_at(eocd, "central directory [" + std::to_string(cd_off) + ", +" +
-                          std::to_string(cd_size) + ") lies outside the archive");
-    if (count > cd_size / 46)
-      r.fail_at(eocd, "entry count " + std::to_string(count) + " exceeds the directory size");
-    ByteReader c(bytes_.subspan(std::size_t(cd_off), std::size_t(cd_size)), name_, cd_off);
-    entries_.reserve(std::size_t(count));
-    for (std::uint64_t i = 0; i < count; ++i) {
-      const std::size_t at = c.pos();
-      if (c.u32("central directory signature") != sig_central)
-        c.fail_at(at, "bad central directory entry signature");
-      ZipEntry e;
-      c.skip(4, "versions");
-      const std::uint16_t flags = c.u16("flags");
-      e.method = c.u16("method");
-      c.skip(4, "time and date");
-      e.crc32 = c.u32("crc");
-      e.compressed = c.u32("compressed size");
-      e.size = c.u32("size");
-      const std::uint16_t name_len = c.u16("name length"), extra_len = c.u16("extra length"),
-                          comment_len = c.u16("comment length");
-      c.skip(8, "disk and attributes");
-      e.header_offset = c.u32("local header offset");
-      e.name = std::string(c.take_string(name_len, "entry name"));
-      auto extra =
-          ByteReader(c.take(extra_len, "extra field"), name_, cd_off + c.pos() - extra_len);
-      c.skip(comment_len, "entry comment");
-      if (flags & 1) c.fail_at(at, "zip entry '" + e.name + "' is encrypted");
-      while (extra.remaining() >= 4) {  // the ZIP64 field replaces saturated 32-bit values
-        const std::uint16_t id = extra.u16("extra id"), len = extra.u16("extra length");
-        auto field = ByteReader(extra.take(len, "extra data"), name_);
-        if (id != 1) continue;
-        if (e.size == 0xFFFFFFFF) e.size = field.u64("ZIP64 size");
-        if (e.compressed == 0xFFFFFFFF) e.compressed = field.u64("ZIP64 compressed size");
-        if (e.header_offset == 0xFFFFFFFF) e.header_offset = field.u64("ZIP64 offset");
-      }
-      // The data starts after the local header, whose name and extra lengths may differ.
-      if (e.header_offset > n || n - e.header_offset < 30)
-        c.fail_at(at, "zip entry '" + e.name + "' local header is outside the archive");
-      ByteReader l(bytes_, name_);
-      l.seek(std::size_t(e.header_offset), "local header");
-      if (l.u32("local header signature") != sig_local)
-        l.fail_at(std::size_t(e.header_offset), "bad local header signature for '" + e.name + "'");
-      l.skip(22, "local header");
-      const std::uint16_t ln = l.u16("local name length"), le = l.u16("local extra length");
-      l.skip(std::size_t(ln) + le, "local name and extra");
-      e.data_offset = l.pos();
-      if (e.compressed > n - e.data_offset)
-        c.fail_at(at, "zip entry '" + e.name + "' data runs past the end of the archive");
-      if (e.method == 0 && e.compressed != e.size)
-        c.fail_at(at, "stored zip entry '" + e.name + "' has different sizes");
-      if (!index_.emplace(e.name, entries_.size()).second)
-        c.fail_at(at, "duplicate zip entry '" + e.name + "'");
-      entries_.push_back(std::move(e));
-    }
-  }
-
-  std::span<const std::byte> bytes_;
-  std::string name_;
-  std::vector<ZipEntry> entries_;
-  std::map<std::string, std::size_t, std::less<>> index_;
-};
-
-}  // namespace tessel::io
-// ---- end tessel/io/zip.hpp ----
-
-namespace tessel::io {
-
-enum class torch_dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
-
-struct torch_dtype_info {
-  torch_dtype dtype;
-  const char* storage;  // the storage class name in the pickle
-  const char* name;
-  std::size_t size;
-};
-inline constexpr std::array<torch_dtype_info, 10> torch_dtypes{{
-    {torch_dtype::F64, "DoubleStorage", "float64", 8},
-    {torch_dtype::F32, "FloatStorage", "float32", 4},
-    {torch_dtype::F16, "HalfStorage", "float16", 2},
-    {torch_dtype::BF16, "BFloat16Storage", "bfloat16", 2},
-    {torch_dtype::I64, "LongStorage", "int64", 8},
-    {torch_dtype::I32, "IntStorage", "int32", 4},
-    {torch_dtype::I16, "ShortStorage", "int16", 2},
-    {torch_dtype::I8, "CharStorage", "int8", 1},
-    {torch_dtype::U8, "ByteStorage", "uint8", 1},
-    {torch_dtype::BOOL, "BoolStorage", "bool", 1},
-}};
-inline const torch_dtype_info& info(torch_dtype d) {
-  return torch_dtypes[std::size_t(d)];
-}
-inline const char* name(torch_dtype d) {
-  return info(d).name;
-}
-
-template <class T>
-constexpr torch_dtype torch_dtype_of() {
-  using U = std::remove_const_t<T>;
-  if constexpr (std::is_same_v<U, double>)
-    return torch_dtype::F64;
-  else if constexpr (std::is_same_v<U, float>)
-    return torch_dtype::F32;
-  else if constexpr (std::is_same_v<U, f16>)
-    return torch_dtype::F16;
-  else if constexpr (std::is_same_v<U, bf16>)
-    return torch_dtype::BF16;
-  else if constexpr (std::is_same_v<U, std::int64_t>)
-    return torch_dtype::I64;
-  else if constexpr (std::is_same_v<U, std::int32_t>)
-    return torch_dtype::I32;
-  else if constexpr (std::is_same_v<U, std::int16_t>)
-    return torch_dtype::I16;
-  else if constexpr (std::is_same_v<U, std::int8_t>)
-    return torch_dtype::I8;
-  else if constexpr (std::is_same_v<U, std::uint8_t>)
-    return torch_dtype::U8;
-  else if constexpr (std::is_same_v<U, bool>)
-    return torch_dtype::BOOL;
-  else
-    static_assert(sizeof(T) == 0, "tessel: no torch dtype for this type");
-}
-
-struct TorchTensor {
-  std::string name;  // nested dict keys joined with '.'
-  torch_dtype dtype = torch_dtype::F32;
-  std::vector<std::int64_t> shape, strides;  // strides in elements
-  std::int64_t storage_offset = 0;           // in elements
-  std::string storage_key;
-  std::span<const std::byte> storage;  // the whole storage, in place
-  std::string file;
-
-  std::int64_t n_elements() const noexcept {
-    std::int64_t n = 1;
-    for (auto e : shape) n *= e;
-    return n;
-  }
-  bool is_contiguous() const noexcept {
-    std::int64_t s = 1;
-    for (std::size_t k = shape.size(); k-- > 0;) {
-      if (shape[k] != 1 && strides[k] != s) return false;
-      s *= shape[k];
-    }
-    return true;
-  }
-
-  /// A strided view of rank R (the tensor's rank; 1 for a 0-d tensor) in place.
-  template <class T, std::size_t R>
-  TensorView<const T, DynShape<R>> view() const {
-    check<T>(R);
-    const bool scalar = shape.empty();
-    std::array<index_t, R> e{}, st{};
-    for (std::size_t k = 0; k < R; ++k) {
-      e[k] = scalar ? 1 : shape[k];
-      st[k] = scalar ? 1 : strides[k];
-    }
-    if (reinterpret_cast<std::uintptr_t>(storage.data()) % alignof(T) != 0)
-      throw format_error(file, 0, "storage of '" + name + "' is not aligned; use to_tensor()");
-    return {reinterpret_cast<const T*>(storage.data()) + storage_offset, DynShape<R>::from_array(e),
-            st};
-  }
-  /// A contiguous copy (works for any alignment and strides).
-  template <class T, std::size_t R>
-  Tensor<T, DynShape<R>> to_tensor() const {
-    check<T>(R);
-    const bool scalar = shape.empty();
-    std::array<index_t, R> e{};
-    for (std::size_t k = 0; k < R; ++k) e[k] = scalar ? 1 : shape[k];
-    Tensor<T, DynShape<R>> t(DynShape<R>::from_array(e));
-    std::array<index_t, R> ix{};
-    for (index_t i = 0; i < t.size(); ++i) {
-      index_t off = storage_offset;
-      if (!scalar)
-        for (std::size_t k = 0; k < R; ++k) off += ix[k] * strides[k];
-      std::memcpy(static_cast<void*>(t.data() + i), storage.data() + std::size_t(off) * sizeof(T),
-                  sizeof(T));
-      for (std::size_t k = R; k-- > 0;) {
-        if (++ix[k] < e[k]) break;
-        ix[k] = 0;
-      }
-    }
-    return t;
-  }
-
- private:
-  template <class T>
-  void check(std::size_t r) const {
-    if (torch_dtype_of<T>() != dtype)
-      throw format_error(file, 0,
-                         "tensor '" + name + "' has dtype " + io::name(dtype) + ", not " +
-                             io::name(torch_dtype_of<T>()));
-    if (shape.size() != r && !(shape.empty() && r == 1))
-      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
-                        ", viewed with rank " + std::to_string(r));
-  }
-};
-
-class TorchFile {
- public:
-  static TorchFile open(const std::string& path) { return TorchFile(MappedFile::open(path)); }
-  static TorchFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
-    return TorchFile(MappedFile::from_bytes(b, std::move(name)));
-  }
-  explicit TorchFile(MappedFile m) : map_(std::move(m)), zip_(map_.bytes(), map_.name()) { load(); }
-
-  const std::string& path() const noexcept { return map_.name(); }
-  /// Tensors in the order the pickle lists them.
-  const std::vector<TorchTensor>& tensors() const noexcept { return tensors_; }
-  const TorchTensor* find(std::string_view n) const {
-    auto it = index_.find(n);
-    return it == index_.end() ? nullptr : &tensors_[it->second];
-  }
-  const TorchTensor& tensor(std::string_view n) const {
-    if (const auto* t = find(n)) return *t;
-    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
-  }
-
- private:
-  // ---- the pickle machine's objects, in an arena (indices, so cycles cannot leak) ----------
-  enum class kind {
-    none,
-    boolean,
-    integer,
-    real,
-    str,
-    bytes,
-    tuple,
-    list,
-    dict,
-    global,
-    storage,
-    tensor
-  };
-  struct obj {
-    kind k = kind::none;
-    std::int64_t i = 0;  // bool, int; storage: dtype; tensor: index in tensors_
-    double f = 0;
-    std::string s;                    // str, bytes, global "module name"
-    std::vector<std::size_t> items;   // tuple, list; dict: key, value, key, value, ...
-    std::span<const std::byte> data;  // storage bytes
-  };
-  static constexpr const char* kind_names[] = {"None", "bool",   "int",     "float",
-                                               "str",  "bytes",  "tuple",   "list",
-                                               "dict", "global", "storage", "tensor"};
-
-  void load() {
-    const ZipEntry* pkl = nullptr;
-    for (const auto& e : zip_.entries()) {
-      const auto slash = e.name.find('/');
-      if (slash != std::string::npos && e.name.substr(slash) == "/data.pkl") {
-        pkl = &e;
-        prefix_ = e.name.substr(0, slash + 1);
-        break;
-      }
-    }
-    if (!pkl) throw format_error(path(), 0, "no <archive>/data.pkl: not a torch.save zip file");
-    if (const auto* bo = zip_.find(prefix_ + "byteorder")) {
-      const auto b = zip_.data(*bo);
-      if (std::string_view(reinterpret_cast<const char*>(b.data()), b.size()) != "little")
-        throw format_error(path(), bo->data_offset, "byteorder is not 'little'");
-    }
-    const std::size_t root = run(zip_.data(*pkl), pkl->data_offset);
-    std::set<std::size_t> seen;
-    flatten(root, "", 0, seen);
-    for (std::size_t i = 0; i < tensors_.size(); ++i)
-      if (!index_.emplace(tensors_[i].name, i).second)
-        throw format_error(path(), pkl->data_offset,
-                           "two tensors are named '" + tensors_[i].name + "'");
-  }
-
-  std::size_t make(kind k) {
-    objs_.emplace_back().k = k;
-    return objs_.size() - 1;
-  }
-
-  std::size_t run(std::span<const std::byte> pickle, std::uint64_t base) {
-    ByteReader r(pickle, path(), base);
-    std::vector<std::size_t> stack, marks;
-    std::map<std::uint32_t, std::size_t> memo;
-    std::vector<TorchTensor> built;
-    const auto pop = [&](const char* op) {
-      if (stack.empty() || (!marks.empty() && marks.back() == stack.size()))
-        r.fail(std::string("pickle ") + op + " on an empty stack");
-      const auto v = stack.back();
-      stack.pop_back();
-      return v;
-    };
-    const auto top = [&](const char* op) -> std::size_t {
-      if (stack.empty()) r.fail(std::string("pickle ") + op + " on an empty stack");
-      return stack.back();
-    };
-    const auto pop_mark = [&](const char* op) {
-      if (marks.empty()) r.fail(std::string("pickle ") + op + " without a MARK");
-      std::vector<std::size_t> v(stack.begin() + std::ptrdiff_t(marks.back()), stack.end());
-      stack.resize(marks.back());
-      marks.pop_back();
-      return v;
-    };
-    const auto expect = [&](std::size_t o, kind k, const char* what) {
-      if (objs_[o].k != k)
-        r.fail(std::string(what) + ": expected " + kind_names[int(k)] + ", got " +
-               kind_names[int(objs_[o].k)]);
-    };
-    const auto push_str = [&](std::string_view s, kind k) {
-      const auto o = make(k);
-      objs_[o].s = std::string(s);
-      stack.push_back(o);
-    };
-    const auto push_int = [&](std::int64_t v) {
-      const auto o = make(kind::integer);
-      objs_[o].i = v;
-      stack.push_back(o);
-    };
-    const auto line = [&](const char* what) {
-      const auto rest = r.bytes().subspan(r.pos());
-      const auto* b = reinterpret_cast<const char*>(rest.data());
-      const auto* nl = static_cast<const char*>(std::memchr(b, '\n', rest.size()));
-      if (!nl) r.fail(std::string("pickle GLOBAL: unterminated ") + what);
-      const auto s = r.take_string(std::size_t(nl - b), what);
-      r.skip(1, what);
-      return s;
-    };
-    const auto global = [&](std::string_view module, std::string_view nm, std::size_t at) {
-      const std::string g = std::string(module) + " " + std::string(nm);
-      bool ok = g == "collections OrderedDict" || g == "torch._utils _rebuild_tensor_v2" ||
-                g == "torch._utils _rebuild_parameter" ||
-                g == "torch._utils _rebuild_parameter_with_state";
-      if (module == "torch")
-        for (const auto& d : torch_dtypes) ok = ok || nm == d.storage;
-      if (!ok)
-        r.fail_at(at, "pickle names global '" + g +
-                          "', which is not allowed (only tensors and dicts are read)");
-      push_str(g, kind::global);
-    };
-    const auto memo_put = [&](std::uint32_t k) { memo[k] = top("PUT"); };
-    const auto memo_get = [&](std::uint32_t k) {
-      auto it = memo.find(k);
-      if (it == memo.end()) r.fail("pickle GET of unknown memo key " + std::to_string(k));
-      stack.push_back(it->second);
-    };
-
-    for (;;) {
-      const std::size_t at = r.pos();
-      const std::uint8_t op = r.u8("pickle opcode");
-      switch (op) {
-        case 0x80: {  // PROTO
-          const auto v = r.u8("protocol");
-          if (v > 5) r.fail_at(at, "pickle protocol " + std::to_string(v) + " is not supported");
-          break;
-        }
-        case 0x95:
-          r.u64("frame length");
-          break;     // FRAME: framing is only a hint
-        case '.': {  // STOP
-          const auto v = pop("STOP");
-          return v;
-        }
-        case '(':
-          marks.push_back(stack.size());
-          break;
-        case ')':
-          stack.push_back(make(kind::tuple));
-          break;
-        case ']':
-          stack.push_back(make(kind::list));
-          break;
-        case '}':
-          stack.push_back(make(kind::dict));
-          break;
-        case 'N':
-          stack.push_back(make(kind::none));
-          break;
-        case 0x88:
-        case 0x89: {  // NEWTRUE, NEWFALSE
-          const auto o = make(kind::boolean);
-          objs_[o].i = op == 0x88;
-          stack.push_back(o);
-          break;
-        }
-        case 'J':
-          push_int(r.read<std::int32_t>("BININT"));
-          break;
-        case 'K':
-          push_int(r.u8("BININT1"));
-          break;
-        case 'M':
-          push_int(r.u16("BININT2"));
-          break;
-        case 0x8a: {  // LONG1: little-endian two's complement of n bytes
-          const auto n = r.u8("LONG1 length");
-          if (n > 8) r.fail_at(at, "pickle LONG1 of " + std::to_string(n) + " bytes is too large");
-          const auto b = r.take(n, "LONG1 bytes");
-          std::uint64_t v = 0;
-          for (std::size_t k = 0; k < n; ++k)
-            v |= std::uint64_t(std::to_integer<unsigned>(b[k])) << (8 * k);
-          if (n > 0 && n < 8 && (std::to_integer<unsigned>(b[n - 1]) & 0x80))
-            v |= ~std::uint64_t(0) << (8 * n);  // sign-extend
-          push_int(std::int64_t(v));
-          break;
-        }
-        case 'G': {  // BINFLOAT: big-endian double
-          const auto b = r.take(8, "BINFLOAT");
-          std::uint64_t u = 0;
-          for (int k = 0; k < 8; ++k)
-            u = (u << 8) | std::to_integer<std::uint64_t>(b[std::size_t(k)]);
-          const auto o = make(kind::real);
-          std::memcpy(&objs_[o].f, &u, 8);
-          stack.push_back(o);
-          break;
-        }
-        case 'X':
-          push_str(r.take_utf8(r.u32("BINUNICODE length"), "BINUNICODE"), kind::str);
-          break;
-        case 0x8c:
-          push_str(r.take_utf8(r.u8("SHORT_BINUNICODE length"), "SHORT_BINUNICODE"), kind::str);
-          break;
-        case 0x8d: {
-          const auto n = r.u64("BINUNICODE8 length");
-          push_str(r.take_utf8(std::size_t(n), "BINUNICODE8"), kind::str);
-          break;
-        }
-        case 'T':
-          push_str(r.take_string(r.u32("BINSTRING length"), "BINSTRING"), kind::str);
-          break;
-        case 'U':
-          push_str(r.take_string(r.u8("SHORT_BINSTRING length"), "SHORT_BINSTRING"), kind::str);
-          break;
-        case 'B':
-          push_str(r.take_string(r.u32("BINBYTES length"), "BINBYTES"), kind::bytes);
-          break;
-        case 'C':
-          push_str(r.take_string(r.u8("SHORT_BINBYTES length"), "SHORT_BINBYTES"), kind::bytes);
-          break;
-        case 't': {
-          const auto o = make(kind::tuple);
-          objs_[o].items = pop_mark("TUPLE");
-          stack.push_back(o);
-          break;
-        }
-        case 0x85:
-        case 0x86:
-        case 0x87: {  // TUPLE1..3
-          const std::size_t n = op - 0x84u;
-          std::vector<std::size_t> v(n);
-          for (std::size_t k = n; k-- > 0;) v[k] = pop("TUPLEn");
-          const auto o = make(kind::tuple);
-          objs_[o].items = std::move(v);
-          stack.push_back(o);
-          break;
-        }
-        case 'q':
-          memo_put(r.u8("BINPUT key"));
-          break;
-        case 'r':
-          memo_put(r.u32("LONG_BINPUT key"));
-          break;
-        case 0x94:
-          memo_put(std::uint32_t(memo.size()));
-          break;  // MEMOIZE
-        case 'h':
-          memo_get(r.u8("BINGET key"));
-          break;
-        case 'j':
-          memo_get(r.u32("LONG_BINGET key"));
-          break;
-        case '0':
-          pop("POP");
-          break;
-        case '1':
-          pop_mark("POP_MARK");
-          break;
-        case '2':
-          stack.push_back(top("DUP"));
-          break;
-        case 'a': {
-          const auto v = pop("APPEND");
-          const auto l = top("APPEND");
-          expect(l, kind::list, "pickle APPEND target");
-          objs_[l].items.push_back(v);
-          break;
-        }
-        case 'e': {
-          auto v = pop_mark("APPENDS");
-          const auto l = top("APPENDS");
-          expect(l, kind::list, "pickle APPENDS target");
-          objs_[l].items.insert(objs_[l].items.end(), v.begin(), v.end());
-          break;
-        }
-        case 's': {
-          const auto v = pop("SETITEM");
-          const auto k = pop("SETITEM");
-          const auto d = top("SETITEM");
-          expect(d, kind::dict, "pickle SETITEM target");
-          objs_[d].items.push_back(k);
-          objs_[d].items.push_back(v);
-          break;
-        }
-        case 'u': {
-          auto v = pop_mark("SETITEMS");
-          if (v.size() % 2) r.fail_at(at, "pickle SETITEMS with an odd number of items");
-          const auto d = top("SETITEMS");
-          expect(d, kind::dict, "pickle SETITEMS target");
-          objs_[d].items.insert(objs_[d].items.end(), v.begin(), v.end());
-          break;
-        }
-        case 'c': {
-          const auto module = line("module");
-          const auto nm = line("name");
-          global(module, nm, at);
-          break;
-        }
-        case 0x93: {  // STACK_GLOBAL
-          const auto nm = pop("STACK_GLOBAL");
-          const auto module = pop("STACK_GLOBAL");
-          expect(nm, kind::str, "pickle STACK_GLOBAL name");
-          expect(module, kind::str, "pickle STACK_GLOBAL module");
-          global(objs_[module].s, objs_[nm].s, at);
-          break;
-        }
-        case 'Q':
-          stack.push_back(persistent(pop("BINPERSID"), r));
-          break;
-        case 'R': {
-          const auto args = pop("REDUCE");
-          const auto fn = pop("REDUCE");
-          expect(fn, kind::global, "pickle REDUCE callable");
-          expect(args, kind::tuple, "pickle REDUCE arguments");
-          stack.push_back(reduce(objs_[fn].s, objs_[args].items, r));
-          break;
-        }
-        case 'b': {  // BUILD: state of an OrderedDict (_metadata) or a parameter; not needed
-          pop("BUILD");
-          const auto o = top("BUILD");
-          if (objs_[o].k != kind::dict && objs_[o].k != kind::tensor)
-            r.fail_at(at, std::string("pickle BUILD on a ") + kind_names[int(objs_[o].k)]);
-          break;
-        }
-        default:
-          r.fail_at(at, "pickle opcode 0x" + std::string(1, "0123456789abcdef"[op >> 4]) +
-                            "0123456789abcdef"[op & 15] + " is not supported");
-      }
-    }
-  }
-
-  std::int64_t as_int(std::size_t o, ByteReader& r, const char* what) const {
-    if (objs_[o].k != kind::integer) r.fail(std::string(what) + " is not an int");
-    return objs_[o].i;
-  }
-
-  // ('storage', <torch.XStorage>, key, location, numel)
-  std::size_t persistent(std::size_t pid, ByteReader& r) {
-    const auto& t = objs_[pid];
-    if (t.k != kind::tuple || t.items.size() != 5 || objs_[t.items[0]].k != kind::str ||
-        objs_[t.items[0]].s != "storage")
-      r.fail("pickle persistent id is not ('storage', type, key, location, numel)");
-    const auto& ty = objs_[t.items[1]];
-    const auto& key = objs_[t.items[2]];
-    if (ty.k != kind::global || key.k != kind::str)
-      r.fail("pickle persistent id has no storage type or key");
-    const torch_dtype_info* di = nullptr;
-    for (const auto& d : torch_dtypes)
-      if (ty.s == std::string("torch ") + d.storage) di = &d;
-    if (!di) r.fail("pickle persistent id names '" + ty.s + "', not a storage type");
-    const std::int64_t numel = as_int(t.items[4], r, "storage numel");
-    const auto* e = zip_.find(prefix_ + "data/" + key.s);
-    if (!e) r.fail("storage '" + key.s + "' has no entry " + prefix_ + "data/" + key.s);
-    const auto bytes = zip_.data(*e);
-    if (numel < 0 || std::uint64_t(numel) > bytes.size() / di->size ||
-        std::uint64_t(numel) * di->size != bytes.size())
-      r.fail("storage '" + key.s + "' holds " + std::to_string(bytes.size()) + " bytes, not " +
-             std::to_string(numel) + " x " + std::to_string(di->size));
-    std::string k = key.s;  // make() may move the arena
-    const auto o = make(kind::storage);
-    objs_[o].i = std::int64_t(di - torch_dtypes.data());
-    objs_[o].s = std::move(k);
-    objs_[o].data = bytes;
-    return o;
-  }
-
-  std::size_t reduce(const std::string& fn, const std::vector<std::size_t>& a, ByteReader& r) {
-    if (fn == "collections OrderedDict") {
-      if (!a.empty()) r.fail("OrderedDict with arguments is not supported");
-      return make(kind::dict);
-    }
-    if (fn == "torch._utils _rebuild_parameter" ||
-        fn == "torch._utils _rebuild_parameter_with_state") {
-      if (a.size() < 1 || objs_[a[0]].k != kind::tensor)
-        r.fail("_rebuild_parameter without a tensor");
-      return a[0];
-    }
-    if (fn != "torch._utils _rebuild_tensor_v2")
-      r.fail("pickle calls '" + fn + "', which is not a tensor or dict constructor");
-    // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
-    if (a.size() < 4) r.fail("_rebuild_tensor_v2 with fewer than 4 arguments");
-    if (objs_[a[0]].k != kind::storage)
-      r.fail("_rebuild_tensor_v2: first argument is not a storage");
-    const auto& st = objs_[a[0]];
-    TorchTensor t;
-    t.dtype = torch_dtypes[std::size_t(st.i)].dtype;
-    t.storage_key = st.s;
-    t.storage = st.data;
-    t.file = path();
-    t.storage_offset = as_int(a[1], r, "storage offset");
-    const auto& size = objs_[a[2]];
-    const auto& stride = objs_[a[3]];
-    if (size.k != kind::tuple || stride.k != kind::tuple ||
-        size.items.size() != stride.items.size())
-      r.fail("_rebuild_tensor_v2: size and stride are not tuples of one length");
-    if (size.items.size() > 16) r.fail("_rebuild_tensor_v2: more than 16 dimensions");
-    for (std::size_t k = 0; k < size.items.size(); ++k) {
-      t.shape.push_back(as_int(size.items[k], r, "size"));
-      t.strides.push_back(as_int(stride.items[k], r, "stride"));
-    }
-    // Every element the sizes and strides reach must lie inside the storage.
-    const std::int64_t numel = std::int64_t(st.data.size() / info(t.dtype).size);
-    std::int64_t n = 1, last = t.storage_offset;
-    bool bad = t.storage_offset < 0;
-    for (std::size_t k = 0; k < t.shape.size(); ++k) {
-      std::int64_t reach;
-      bad = bad || t.shape[k] < 0 || t.strides[k] < 0 ||
-            __builtin_mul_overflow(n, t.shape[k], &n) ||
-            (t.shape[k] > 0 && (__builtin_mul_overflow(t.shape[k] - 1, t.strides[k], &reach) ||
-                                __builtin_add_overflow(last, reach, &last)));
-    }
-    if (bad || (n > 0 && last >= numel))
-      r.fail("tensor reaches outside its storage '" + st.s + "' of " + std::to_string(numel) +
-             " elements (offset " + std::to_string(t.storage_offset) + ")");
-    const auto o = make(kind::tensor);
-    objs_[o].i = std::int64_t(pending_.size());
-    pending_.push_back(std::move(t));
-    return o;
-  }
-
-  void flatten(std::size_t o, const std::string& prefix, int depth, std::set<std::size_t>& seen) {
-    const auto& x = objs_[o];
-    if (x.k == kind::tensor) {
-      auto t = pending_[std::size_t(x.i)];
-      t.name = prefix.empty() ? "" : prefix.substr(0, prefix.size() - 1);
-      tensors_.push_back(std::move(t));
-      return;
-    }
-    if (x.k != kind::dict || depth > 16 || !seen.insert(o).second) return;
-    for (std::size_t k = 0; k + 1 < objs_[o].items.size(); k += 2) {
-      const auto& key = objs_[objs_[o].items[k]];
-      if (key.k != kind::str) continue;  // only named entries hold weights
-      flatten(objs_[o].items[k + 1], prefix + key.s + ".", depth + 1, seen);
-    }
-  }
-
-  MappedFile map_;
-  ZipArchive zip_;
-  std::string prefix_;
-  std::vector<obj> objs_;
-  std::vector<TorchTensor> pending_;
-  std::vector<TorchTensor> tensors_;
-  std::map<std::string, std::size_t, std::less<>> index_;
-};
-
-}  // namespace tessel::io
-// ---- end tessel/io/torch.hpp ----
 
 namespace tessel::models {
 
@@ -11814,31 +10382,6 @@ class MnistDDPM {
     for (std::size_t k = 0; k < 3; ++k)
       time_embed[k].visit("gt.time_embed." + std::to_string(2 * k), v);
     time_out.visit("gt.time_embed.6", v);
-  }
-
-  /// Loads a .safetensors or a PyTorch .pth state dict (chosen by the file's extension).
-  static MnistDDPM load(const std::string& path) {
-    MnistDDPM m;
-    if (path.ends_with(".safetensors")) {
-      const auto f = io::SafetensorsFile::open(path);
-      m.visit([&](const std::string& name, auto& t) {
-        const auto* s = f.find(name);
-        if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
-        if (s->dtype != io::st_dtype::F32)
-          throw format_error(path, s->file_offset, "tensor '" + name + "' is not F32");
-        copy_param(name, t, s->shape, s->bytes().data());
-      });
-    } else {
-      const auto f = io::TorchFile::open(path);
-      m.visit([&](const std::string& name, auto& t) {
-        const auto* s = f.find(name);
-        if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
-        if (s->dtype != io::torch_dtype::F32 || !s->is_contiguous())
-          throw format_error(path, 0, "tensor '" + name + "' is not a contiguous float32 tensor");
-        copy_param(name, t, s->shape, s->storage.data() + s->storage_offset * 4);
-      });
-    }
-    return m;
   }
 
   /// The time embedding [N, 16] of t [N].
@@ -11910,6 +10453,8 @@ class MnistDDPM {
     return h;
   }
 
+ public:
+  /// Copies one checkpoint tensor (f32, row-major) into parameter t, checking its shape.
   template <class T>
   static void copy_param(const std::string& name, T& t, const std::vector<std::int64_t>& shape,
                          const std::byte* src) {
@@ -12673,6 +11218,248 @@ class VAEDecoder {
 #include <unordered_map>
 #include <vector>
 
+// ---- begin tessel/io/byte_reader.hpp ----
+// A bounds-checked cursor over untrusted bytes. Every read checks the bytes remaining first and
+// throws tessel::format_error naming the file, the byte offset and what was being read.
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+
+namespace tessel::io {
+
+static_assert(std::endian::native == std::endian::little,
+              "tessel::io reads little-endian files in place and needs a little-endian host");
+
+/// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
+inline bool valid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (n - i < len) return false;
+    if (p[i + 1] < lo || p[i + 1] > hi) return false;
+    for (std::size_t k = 2; k < len; ++k)
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+    i += len;
+  }
+  return true;
+}
+
+class ByteReader {
+ public:
+  ByteReader(std::span<const std::byte> bytes, std::string name, std::uint64_t base = 0)
+      : bytes_(bytes), name_(std::move(name)), base_(base) {}
+
+  std::size_t pos() const noexcept { return pos_; }
+  std::size_t size() const noexcept { return bytes_.size(); }
+  std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
+  const std::string& name() const noexcept { return name_; }
+  std::span<const std::byte> bytes() const noexcept { return bytes_; }
+
+  /// Throws format_error at the current position (or at `at`).
+  [[noreturn]] void fail(const std::string& reason) const { fail_at(pos_, reason); }
+  [[noreturn]] void fail_at(std::size_t at, const std::string& reason) const {
+    throw format_error(name_, base_ + at, reason);
+  }
+
+  void need(std::size_t n, const char* what) const {
+    if (n > remaining())
+      fail(std::string("truncated: ") + what + " needs " + std::to_string(n) + " bytes, " +
+           std::to_string(remaining()) + " left");
+  }
+
+  template <class T>
+  requires std::is_trivially_copyable_v<T> T read(const char* what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::uint8_t u8(const char* what) { return read<std::uint8_t>(what); }
+  std::uint16_t u16(const char* what) { return read<std::uint16_t>(what); }
+  std::uint32_t u32(const char* what) { return read<std::uint32_t>(what); }
+  std::uint64_t u64(const char* what) { return read<std::uint64_t>(what); }
+  std::int32_t i32(const char* what) { return read<std::int32_t>(what); }
+
+  /// The next n bytes, in place.
+  std::span<const std::byte> take(std::size_t n, const char* what) {
+    need(n, what);
+    auto s = bytes_.subspan(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::string_view take_string(std::size_t n, const char* what) {
+    auto s = take(n, what);
+    return {reinterpret_cast<const char*>(s.data()), s.size()};
+  }
+  /// n bytes that must be UTF-8.
+  std::string_view take_utf8(std::size_t n, const char* what) {
+    const std::size_t at = pos_;
+    auto s = take_string(n, what);
+    if (!valid_utf8(s)) fail_at(at, std::string(what) + " is not valid UTF-8");
+    return s;
+  }
+  void skip(std::size_t n, const char* what) { take(n, what); }
+  void seek(std::size_t p, const char* what) {
+    if (p > bytes_.size())
+      fail(std::string(what) + " at " + std::to_string(p) + " is past the end (size " +
+           std::to_string(bytes_.size()) + ")");
+    pos_ = p;
+  }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::string name_;
+  std::uint64_t base_ = 0;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/byte_reader.hpp ----
+// ---- begin tessel/io/mmap.hpp ----
+// Read-only bytes of a file, memory-mapped so that opening costs nothing per byte of data and
+// tensors can be viewed in place (zero copy). The same type also holds an in-memory buffer, so
+// the readers run unchanged on bytes from a fuzzer or a test.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+
+
+namespace tessel::io {
+
+/// Could not open, stat or map a file (an OS error, not a format error).
+struct io_error : tessel::error {
+  using tessel::error::error;
+};
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+
+  /// Maps `path` read-only. An empty file gives an empty span (mmap of length 0 is invalid).
+  static MappedFile open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw io_error("tessel: cannot open '" + path + "': " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw io_error("tessel: cannot stat '" + path + "': " + std::strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw io_error("tessel: '" + path + "' is not a regular file");
+    }
+    MappedFile m;
+    m.name_ = path;
+    m.size_ = static_cast<std::size_t>(st.st_size);
+    if (m.size_ > 0) {
+      void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        const int e = errno;
+        ::close(fd);
+        throw io_error("tessel: cannot map '" + path + "': " + std::strerror(e));
+      }
+      m.data_ = static_cast<const std::byte*>(p);
+      m.mapped_ = true;
+    }
+    ::close(fd);  // the mapping stays valid after close
+    return m;
+  }
+
+  /// A copy of `bytes` in 64-byte aligned memory, named `name` in error messages.
+  static MappedFile from_bytes(std::span<const std::byte> bytes, std::string name = "<memory>") {
+    MappedFile m;
+    m.name_ = std::move(name);
+    m.size_ = bytes.size();
+    if (!bytes.empty()) {
+      m.owned_.reset(static_cast<std::byte*>(host_space::allocate(bytes.size())));
+      std::memcpy(m.owned_.get(), bytes.data(), bytes.size());
+      m.data_ = m.owned_.get();
+    }
+    return m;
+  }
+  static MappedFile from_bytes(const void* data, std::size_t n, std::string name = "<memory>") {
+    return from_bytes({static_cast<const std::byte*>(data), n}, std::move(name));
+  }
+
+  MappedFile(MappedFile&& o) noexcept { swap(o); }
+  MappedFile& operator=(MappedFile&& o) noexcept {
+    MappedFile t(std::move(o));
+    swap(t);
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
+  }
+
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  /// The path (or buffer name) used in error messages.
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  struct free_deleter {
+    void operator()(std::byte* p) const noexcept { host_space::deallocate(p); }
+  };
+  void swap(MappedFile& o) noexcept {
+    std::swap(name_, o.name_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(mapped_, o.mapped_);
+    std::swap(owned_, o.owned_);
+  }
+
+  std::string name_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  bool mapped_ = false;
+  std::unique_ptr<std::byte, free_deleter> owned_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/mmap.hpp ----
 
 namespace tessel::io {
 
@@ -14666,6 +13453,414 @@ inline SentencePieceTokenizer load_gguf_tokenizer(const GGUFFile& f) {
 
 }  // namespace tessel::io
 // ---- end tessel/io/load_llama.hpp ----
+// ---- begin tessel/io/safetensors.hpp ----
+// safetensors (Hugging Face): an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
+// data buffer. Tensors are zero-copy views into the memory-mapped file. Sharded checkpoints
+// are read through their model.safetensors.index.json (weight_map: tensor name -> file).
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace tessel::io {
+
+enum class st_dtype {
+  F64,
+  F32,
+  F16,
+  BF16,
+  F8_E4M3,
+  F8_E5M2,
+  I64,
+  I32,
+  I16,
+  I8,
+  U64,
+  U32,
+  U16,
+  U8,
+  BOOL
+};
+
+struct st_dtype_info {
+  st_dtype dtype;
+  const char* name;
+  std::size_t size;
+};
+inline constexpr std::array<st_dtype_info, 15> st_dtypes{{
+    {st_dtype::F64, "F64", 8},
+    {st_dtype::F32, "F32", 4},
+    {st_dtype::F16, "F16", 2},
+    {st_dtype::BF16, "BF16", 2},
+    {st_dtype::F8_E4M3, "F8_E4M3", 1},
+    {st_dtype::F8_E5M2, "F8_E5M2", 1},
+    {st_dtype::I64, "I64", 8},
+    {st_dtype::I32, "I32", 4},
+    {st_dtype::I16, "I16", 2},
+    {st_dtype::I8, "I8", 1},
+    {st_dtype::U64, "U64", 8},
+    {st_dtype::U32, "U32", 4},
+    {st_dtype::U16, "U16", 2},
+    {st_dtype::U8, "U8", 1},
+    {st_dtype::BOOL, "BOOL", 1},
+}};
+inline const st_dtype_info& info(st_dtype d) {
+  return st_dtypes[std::size_t(d)];
+}
+inline const char* name(st_dtype d) {
+  return info(d).name;
+}
+
+/// The safetensors dtype of C++ element type T (compile error for others).
+template <class T>
+constexpr st_dtype st_dtype_of() {
+  using U = std::remove_const_t<T>;
+  if constexpr (std::is_same_v<U, double>)
+    return st_dtype::F64;
+  else if constexpr (std::is_same_v<U, float>)
+    return st_dtype::F32;
+  else if constexpr (std::is_same_v<U, f16>)
+    return st_dtype::F16;
+  else if constexpr (std::is_same_v<U, bf16>)
+    return st_dtype::BF16;
+  else if constexpr (std::is_same_v<U, f8_e4m3>)
+    return st_dtype::F8_E4M3;
+  else if constexpr (std::is_same_v<U, f8_e5m2>)
+    return st_dtype::F8_E5M2;
+  else if constexpr (std::is_same_v<U, std::int64_t>)
+    return st_dtype::I64;
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return st_dtype::I32;
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    return st_dtype::I16;
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    return st_dtype::I8;
+  else if constexpr (std::is_same_v<U, std::uint64_t>)
+    return st_dtype::U64;
+  else if constexpr (std::is_same_v<U, std::uint32_t>)
+    return st_dtype::U32;
+  else if constexpr (std::is_same_v<U, std::uint16_t>)
+    return st_dtype::U16;
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return st_dtype::U8;
+  else if constexpr (std::is_same_v<U, bool>)
+    return st_dtype::BOOL;
+  else
+    static_assert(sizeof(T) == 0, "tessel: no safetensors dtype for this type");
+}
+
+struct SafetensorsTensor {
+  std::string name;
+  st_dtype dtype = st_dtype::F32;
+  std::vector<std::int64_t> shape;   // outermost first
+  std::uint64_t begin = 0, end = 0;  // data_offsets, relative to the data buffer
+  const std::byte* data = nullptr;
+  std::shared_ptr<const std::string> file;
+  std::uint64_t file_offset = 0;  // absolute offset of the data, for messages
+
+  std::int64_t n_elements() const noexcept {
+    std::int64_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+  std::span<const std::byte> bytes() const noexcept { return {data, std::size_t(end - begin)}; }
+
+  /// A contiguous row-major view of rank R (the tensor's rank; 1 for a scalar, rank 0) of
+  /// element type T, which must be the stored dtype. The data must be aligned for T.
+  template <class T, std::size_t R>
+  TensorView<const T, DynShape<R>> view() const {
+    if (st_dtype_of<T>() != dtype)
+      throw format_error(*file, file_offset,
+                         "tensor '" + name + "' has dtype " + io::name(dtype) + ", not " +
+                             io::name(st_dtype_of<T>()));
+    const bool scalar = shape.empty() && R == 1;
+    if (shape.size() != R && !scalar)
+      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
+                        ", viewed with rank " + std::to_string(R));
+    if (reinterpret_cast<std::uintptr_t>(data) % alignof(T) != 0)
+      throw format_error(*file, file_offset,
+                         "tensor '" + name + "' data is not aligned to " +
+                             std::to_string(alignof(T)) + " bytes; copy its bytes() instead");
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[k] = scalar ? 1 : shape[k];
+    return {reinterpret_cast<const T*>(data), DynShape<R>::from_array(e)};
+  }
+};
+
+class SafetensorsFile {
+ public:
+  /// The JSON header may not exceed this (the reference implementation's limit too).
+  static constexpr std::uint64_t max_header = 100'000'000;
+
+  static SafetensorsFile open(const std::string& path) {
+    return SafetensorsFile(MappedFile::open(path));
+  }
+  static SafetensorsFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return SafetensorsFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit SafetensorsFile(MappedFile m)
+      : map_(std::move(m)), name_(std::make_shared<const std::string>(map_.name())) {
+    parse();
+  }
+
+  const std::string& path() const noexcept { return *name_; }
+  std::uint64_t data_offset() const noexcept { return data_offset_; }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+  /// Tensors in the order of their data offsets.
+  const std::vector<SafetensorsTensor>& tensors() const noexcept { return tensors_; }
+  const SafetensorsTensor* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+  }
+  const SafetensorsTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  [[noreturn]] void fail(std::uint64_t at, const std::string& why) const {
+    throw format_error(path(), at, why);
+  }
+
+  void parse() {
+    ByteReader r(map_.bytes(), path());
+    const std::uint64_t n = r.u64("header length");
+    if (n > r.remaining())
+      r.fail_at(0, "header length " + std::to_string(n) + " is past the end of the file (" +
+                       std::to_string(map_.size()) + " bytes)");
+    if (n > max_header) r.fail_at(0, "header length " + std::to_string(n) + " is too large");
+    const auto text = r.take_string(std::size_t(n), "header");
+    data_offset_ = 8 + n;
+    const std::uint64_t data_size = map_.size() - data_offset_;
+
+    // nlohmann-json rejects ill-formed UTF-8 and bad syntax; no exceptions escape as its own.
+    nlohmann::json h = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+    if (h.is_discarded()) fail(8, "header is not valid JSON (or not UTF-8)");
+    if (!h.is_object()) fail(8, "header is not a JSON object");
+
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      const std::string& key = it.key();
+      const auto& v = it.value();
+      if (key == "__metadata__") {
+        if (!v.is_object()) fail(8, "__metadata__ is not an object");
+        for (auto m = v.begin(); m != v.end(); ++m) {
+          if (!m.value().is_string())
+            fail(8, "__metadata__ value of '" + m.key() + "' is not a string");
+          metadata_[m.key()] = m.value().get<std::string>();
+        }
+        continue;
+      }
+      const std::string what = "tensor '" + key + "'";
+      if (!v.is_object()) fail(8, what + " is not an object");
+      SafetensorsTensor t;
+      t.name = key;
+      t.file = name_;
+      const auto dt = v.find("dtype");
+      if (dt == v.end() || !dt->is_string()) fail(8, what + " has no dtype string");
+      const auto& ds = dt->get_ref<const std::string&>();
+      const auto* di = std::find_if(st_dtypes.begin(), st_dtypes.end(),
+                                    [&](const auto& d) { return ds == d.name; });
+      if (di == st_dtypes.end()) fail(8, what + " has unknown dtype '" + ds + "'");
+      t.dtype = di->dtype;
+      const auto sh = v.find("shape");
+      if (sh == v.end() || !sh->is_array()) fail(8, what + " has no shape array");
+      std::uint64_t count = 1;
+      for (const auto& e : *sh) {
+        if (!e.is_number_unsigned())
+          fail(8, what + " has a shape entry that is not an integer >= 0");
+        const auto x = e.get<std::uint64_t>();
+        if (x > std::uint64_t(std::numeric_limits<std::int64_t>::max()) ||
+            __builtin_mul_overflow(count, x, &count) ||
+            count > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+          fail(8, what + ": element count overflows");
+        t.shape.push_back(std::int64_t(x));
+      }
+      const auto off = v.find("data_offsets");
+      if (off == v.end() || !off->is_array() || off->size() != 2 ||
+          !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
+        fail(8, what + " has no data_offsets [begin, end] of integers");
+      t.begin = (*off)[0].get<std::uint64_t>();
+      t.end = (*off)[1].get<std::uint64_t>();
+      if (t.begin > t.end || t.end > data_size)
+        fail(8, what + " data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
+                    "] lie outside the data buffer of " + std::to_string(data_size) + " bytes");
+      std::uint64_t bytes;
+      if (__builtin_mul_overflow(count, std::uint64_t(di->size), &bytes) ||
+          bytes != t.end - t.begin)
+        fail(8, what + " has " + std::to_string(t.end - t.begin) + " bytes of data, but shape " +
+                    "and dtype need " + std::to_string(count) + " x " + std::to_string(di->size));
+      t.data = map_.data() + data_offset_ + t.begin;
+      t.file_offset = data_offset_ + t.begin;
+      tensors_.push_back(std::move(t));
+    }
+    // The buffer must be covered exactly: no overlaps, no holes (as the format requires).
+    std::sort(tensors_.begin(), tensors_.end(), [](const auto& a, const auto& b) {
+      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    });
+    std::uint64_t pos = 0;
+    for (const auto& t : tensors_) {
+      if (t.begin < pos) fail(t.file_offset, "tensor '" + t.name + "' overlaps the one before it");
+      if (t.begin > pos)
+        fail(data_offset_ + pos, "hole in the data buffer before tensor '" + t.name + "'");
+      pos = t.end;
+    }
+    if (pos != data_size)
+      fail(data_offset_ + pos, "data buffer has " + std::to_string(data_size - pos) +
+                                   " bytes not covered by any tensor");
+    for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
+  }
+
+  MappedFile map_;
+  std::shared_ptr<const std::string> name_;
+  std::uint64_t data_offset_ = 0;
+  std::map<std::string, std::string> metadata_;
+  std::vector<SafetensorsTensor> tensors_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+/// A checkpoint in one file or sharded: open() takes a .safetensors file or a
+/// model.safetensors.index.json whose weight_map names the shard of every tensor.
+class SafetensorsCheckpoint {
+ public:
+  static SafetensorsCheckpoint open(const std::string& path) {
+    SafetensorsCheckpoint c;
+    if (!path.ends_with(".json")) {
+      c.shards_.push_back(SafetensorsFile::open(path));
+      for (const auto& t : c.shards_[0].tensors()) c.where_.emplace(t.name, &t);
+      return c;
+    }
+    const auto index = MappedFile::open(path);
+    const auto* b = reinterpret_cast<const char*>(index.data());
+    nlohmann::json j = nlohmann::json::parse(b, b + index.size(), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw format_error(path, 0, "not a JSON object");
+    const auto wm = j.find("weight_map");
+    if (wm == j.end() || !wm->is_object()) throw format_error(path, 0, "no weight_map object");
+    const auto dir = std::filesystem::path(path).parent_path();
+    std::map<std::string, std::size_t> shard_of_file;
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      if (!it.value().is_string())
+        throw format_error(path, 0, "weight_map entry '" + it.key() + "' is not a file name");
+      const auto& f = it.value().get_ref<const std::string&>();
+      if (f.empty() || f.find('/') != std::string::npos || f == "..")
+        throw format_error(path, 0, "weight_map file '" + f + "' is not a plain file name");
+      if (!shard_of_file.count(f)) {
+        shard_of_file[f] = c.shards_.size();
+        c.shards_.push_back(SafetensorsFile::open((dir / f).string()));
+      }
+    }
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      const auto& shard = c.shards_[shard_of_file[it.value().get<std::string>()]];
+      const auto* t = shard.find(it.key());
+      if (!t)
+        throw format_error(shard.path(), 0,
+                           "shard has no tensor '" + it.key() + "' named in " + path);
+      c.where_.emplace(it.key(), t);
+    }
+    return c;
+  }
+
+  const std::vector<SafetensorsFile>& shards() const noexcept { return shards_; }
+  /// Every tensor, by name.
+  const std::map<std::string, const SafetensorsTensor*, std::less<>>& tensors() const noexcept {
+    return where_;
+  }
+  const SafetensorsTensor* find(std::string_view n) const {
+    auto it = where_.find(n);
+    return it == where_.end() ? nullptr : it->second;
+  }
+  const SafetensorsTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw value_error("tessel: checkpoint has no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  std::vector<SafetensorsFile> shards_;
+  std::map<std::string, const SafetensorsTensor*, std::less<>> where_;
+};
+
+/// Writes a safetensors file. Tensor bytes are not copied: they must stay alive until write().
+class SafetensorsWriter {
+ public:
+  void set_metadata(std::string key, std::string value) {
+    metadata_[std::move(key)] = std::move(value);
+  }
+  void add(std::string name, st_dtype dtype, std::vector<std::int64_t> shape,
+           std::span<const std::byte> data) {
+    if (name == "__metadata__" || !valid_utf8(name))
+      throw value_error("tessel: invalid safetensors tensor name '" + name + "'");
+    for (const auto& e : entries_)
+      if (e.name == name) throw value_error("tessel: duplicate safetensors tensor '" + name + "'");
+    std::int64_t n = 1;
+    for (auto e : shape) n = checked_mul(n, e, "safetensors tensor size");
+    const auto bytes = checked_mul(n, std::int64_t(info(dtype).size), "safetensors tensor bytes");
+    if (std::uint64_t(bytes) != data.size())
+      throw value_error("tessel: safetensors tensor '" + name + "' needs " + std::to_string(bytes) +
+                        " bytes, got " + std::to_string(data.size()));
+    entries_.push_back({std::move(name), dtype, std::move(shape), data});
+  }
+  template <class T, class S>
+  void add(std::string name, TensorView<T, S> v) {
+    if (!v.is_contiguous()) throw value_error("tessel: safetensors tensors must be contiguous");
+    const auto e = v.shape().extents();
+    add(std::move(name), st_dtype_of<T>(), std::vector<std::int64_t>(e.begin(), e.end()),
+        {reinterpret_cast<const std::byte*>(v.data()), std::size_t(v.size()) * sizeof(T)});
+  }
+
+  std::vector<std::byte> to_bytes() const {
+    // nlohmann's ordered_json keeps the insertion order: tensors in data order.
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    if (!metadata_.empty()) h["__metadata__"] = metadata_;
+    std::uint64_t off = 0;
+    for (const auto& e : entries_) {
+      h[e.name] = {{"dtype", name(e.dtype)},
+                   {"shape", e.shape},
+                   {"data_offsets", {off, off + e.data.size()}}};
+      off += e.data.size();
+    }
+    std::string text = h.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
+    std::vector<std::byte> out(8 + text.size() + off);
+    const std::uint64_t n = text.size();
+    std::memcpy(out.data(), &n, 8);
+    std::memcpy(out.data() + 8, text.data(), text.size());
+    std::size_t p = 8 + text.size();
+    for (const auto& e : entries_) {
+      if (!e.data.empty()) std::memcpy(out.data() + p, e.data.data(), e.data.size());
+      p += e.data.size();
+    }
+    return out;
+  }
+  void write(const std::string& path) const {
+    const auto b = to_bytes();
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) throw io_error("tessel: cannot create '" + path + "'");
+    const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
+    if (std::fclose(f) != 0 || !ok) throw io_error("tessel: cannot write '" + path + "'");
+  }
+
+ private:
+  struct entry {
+    std::string name;
+    st_dtype dtype;
+    std::vector<std::int64_t> shape;
+    std::span<const std::byte> data;
+  };
+  std::map<std::string, std::string> metadata_;
+  std::vector<entry> entries_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/safetensors.hpp ----
 // ---- begin tessel/io/tokenizer_gpt2.hpp ----
 // GPT-2 byte-level BPE: text is split by GPT-2's pre-tokenizer pattern
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -15797,6 +14992,789 @@ models::Bert<models::BertConfig, W> load_bert_safetensors(const std::string& pat
 #include <string>
 #include <vector>
 
+// ---- begin tessel/io/torch.hpp ----
+// PyTorch checkpoints written by torch.save (the zip format): <archive>/data.pkl is a pickle of
+// the state dict, <archive>/data/<key> hold the storages' bytes (stored, little-endian).
+//
+// The pickle is read by a small interpreter that builds tensors and containers only. It
+// executes nothing: the only globals it accepts are collections.OrderedDict, the torch._utils
+// tensor and parameter rebuilders, and the torch.*Storage types; any other global (os.system,
+// builtins.eval, ...) is refused with format_error before anything else happens.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// ---- begin tessel/io/zip.hpp ----
+// A minimal reader of zip archives (central directory, ZIP64 included) for the containers
+// that hold tensors: PyTorch's torch.save files and numpy's .npz. Only STORED (uncompressed)
+// entries can be read, in place; a compressed entry is refused with format_error, since
+// tessel has no inflate (both torch.save and numpy.savez store entries uncompressed).
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace tessel::io {
+
+struct ZipEntry {
+  std::string name;
+  std::uint16_t method = 0;  // 0 = stored, 8 = deflate, ...
+  std::uint32_t crc32 = 0;
+  std::uint64_t size = 0;  // uncompressed
+  std::uint64_t compressed = 0;
+  std::uint64_t header_offset = 0;  // of the local file header
+  std::uint64_t data_offset = 0;    // of the data (stored entries only)
+};
+
+class ZipArchive {
+ public:
+  ZipArchive() = default;
+  /// Reads the central directory of `bytes` (which must outlive the archive).
+  ZipArchive(std::span<const std::byte> bytes, std::string name)
+      : bytes_(bytes), name_(std::move(name)) {
+    parse();
+  }
+
+  const std::string& path() const noexcept { return name_; }
+  const std::vector<ZipEntry>& entries() const noexcept { return entries_; }
+  const ZipEntry* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  /// The bytes of a stored entry, in place; format_error for a compressed one.
+  std::span<const std::byte> data(const ZipEntry& e) const {
+    if (e.method != 0)
+      throw format_error(name_, e.header_offset,
+                         "zip entry '" + e.name + "' is compressed (method " +
+                             std::to_string(e.method) +
+                             "); only stored entries are supported (no inflate)");
+    return bytes_.subspan(std::size_t(e.data_offset), std::size_t(e.size));
+  }
+  /// CRC-32 (zip's polynomial) of an entry's data equals the directory's.
+  bool crc_ok(const ZipEntry& e) const {
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (auto x : data(e)) {
+      c ^= std::to_integer<std::uint32_t>(x);
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c == e.crc32;
+  }
+
+ private:
+  static constexpr std::uint32_t sig_eocd = 0x06054b50, sig_eocd64 = 0x06064b50,
+                                 sig_loc64 = 0x07064b50, sig_central = 0x02014b50,
+                                 sig_local = 0x04034b50;
+
+  std::uint32_t u32_at(std::size_t p) const {
+    std::uint32_t v;
+    std::memcpy(&v, bytes_.data() + p, 4);
+    return v;
+  }
+
+  void parse() {
+    ByteReader r(bytes_, name_);
+    const std::size_t n = bytes_.size();
+    if (n < 22) r.fail_at(0, "not a zip archive (too short for an end of central directory)");
+    // The end record is 22 bytes plus a comment of up to 65535 bytes, searched from the end.
+    std::size_t eocd = n;
+    const std::size_t lowest = n - 22 > 65535 ? n - 22 - 65535 : 0;
+    for (std::size_t p = n - 22 + 1; p-- > lowest;)
+      if (u32_at(p) == sig_eocd) {
+        eocd = p;
+        break;
+      }
+    if (eocd == n) r.fail_at(n, "not a zip archive (no end of central directory record)");
+    r.seek(eocd + 4, "end record");
+    const std::uint16_t disk = r.u16("disk number"), cd_disk = r.u16("directory disk");
+    r.u16("entries on disk");
+    std::uint64_t count = r.u16("entry count");
+    std::uint64_t cd_size = r.u32("directory size");
+    std::uint64_t cd_off = r.u32("directory offset");
+    if (disk != 0 || cd_disk != 0) r.fail_at(eocd, "multi-disk zip archives are not supported");
+    if (count == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF) {
+      if (eocd < 20 || u32_at(eocd - 20) != sig_loc64)
+        r.fail_at(eocd, "ZIP64 sizes without a ZIP64 end locator");
+      r.seek(eocd - 20 + 8, "ZIP64 locator");
+      const std::uint64_t e64 = r.u64("ZIP64 end offset");
+      if (e64 > n - 56 || e64 + 56 > eocd - 20)
+        r.fail_at(eocd - 12, "ZIP64 end record offset out of range");
+      r.seek(std::size_t(e64), "ZIP64 end record");
+      if (r.u32("ZIP64 end signature") != sig_eocd64)
+        r.fail_at(std::size_t(e64), "bad ZIP64 end record signature");
+      r.skip(8 + 2 + 2 + 4 + 4 + 8, "ZIP64 end record");
+      count = r.u64("ZIP64 entry count");
+      cd_size = r.u64("ZIP64 directory size");
+      cd_off = r.u64("ZIP64 directory offset");
+    }
+    if (cd_off > n || cd_size > n - cd_off)
+      r.fail_at(eocd, "central directory [" + std::to_string(cd_off) + ", +" +
+                          std::to_string(cd_size) + ") lies outside the archive");
+    if (count > cd_size / 46)
+      r.fail_at(eocd, "entry count " + std::to_string(count) + " exceeds the directory size");
+    ByteReader c(bytes_.subspan(std::size_t(cd_off), std::size_t(cd_size)), name_, cd_off);
+    entries_.reserve(std::size_t(count));
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::size_t at = c.pos();
+      if (c.u32("central directory signature") != sig_central)
+        c.fail_at(at, "bad central directory entry signature");
+      ZipEntry e;
+      c.skip(4, "versions");
+      const std::uint16_t flags = c.u16("flags");
+      e.method = c.u16("method");
+      c.skip(4, "time and date");
+      e.crc32 = c.u32("crc");
+      e.compressed = c.u32("compressed size");
+      e.size = c.u32("size");
+      const std::uint16_t name_len = c.u16("name length"), extra_len = c.u16("extra length"),
+                          comment_len = c.u16("comment length");
+      c.skip(8, "disk and attributes");
+      e.header_offset = c.u32("local header offset");
+      e.name = std::string(c.take_string(name_len, "entry name"));
+      auto extra =
+          ByteReader(c.take(extra_len, "extra field"), name_, cd_off + c.pos() - extra_len);
+      c.skip(comment_len, "entry comment");
+      if (flags & 1) c.fail_at(at, "zip entry '" + e.name + "' is encrypted");
+      while (extra.remaining() >= 4) {  // the ZIP64 field replaces saturated 32-bit values
+        const std::uint16_t id = extra.u16("extra id"), len = extra.u16("extra length");
+        auto field = ByteReader(extra.take(len, "extra data"), name_);
+        if (id != 1) continue;
+        if (e.size == 0xFFFFFFFF) e.size = field.u64("ZIP64 size");
+        if (e.compressed == 0xFFFFFFFF) e.compressed = field.u64("ZIP64 compressed size");
+        if (e.header_offset == 0xFFFFFFFF) e.header_offset = field.u64("ZIP64 offset");
+      }
+      // The data starts after the local header, whose name and extra lengths may differ.
+      if (e.header_offset > n || n - e.header_offset < 30)
+        c.fail_at(at, "zip entry '" + e.name + "' local header is outside the archive");
+      ByteReader l(bytes_, name_);
+      l.seek(std::size_t(e.header_offset), "local header");
+      if (l.u32("local header signature") != sig_local)
+        l.fail_at(std::size_t(e.header_offset), "bad local header signature for '" + e.name + "'");
+      l.skip(22, "local header");
+      const std::uint16_t ln = l.u16("local name length"), le = l.u16("local extra length");
+      l.skip(std::size_t(ln) + le, "local name and extra");
+      e.data_offset = l.pos();
+      if (e.compressed > n - e.data_offset)
+        c.fail_at(at, "zip entry '" + e.name + "' data runs past the end of the archive");
+      if (e.method == 0 && e.compressed != e.size)
+        c.fail_at(at, "stored zip entry '" + e.name + "' has different sizes");
+      if (!index_.emplace(e.name, entries_.size()).second)
+        c.fail_at(at, "duplicate zip entry '" + e.name + "'");
+      entries_.push_back(std::move(e));
+    }
+  }
+
+  std::span<const std::byte> bytes_;
+  std::string name_;
+  std::vector<ZipEntry> entries_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/zip.hpp ----
+
+namespace tessel::io {
+
+enum class torch_dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+struct torch_dtype_info {
+  torch_dtype dtype;
+  const char* storage;  // the storage class name in the pickle
+  const char* name;
+  std::size_t size;
+};
+inline constexpr std::array<torch_dtype_info, 10> torch_dtypes{{
+    {torch_dtype::F64, "DoubleStorage", "float64", 8},
+    {torch_dtype::F32, "FloatStorage", "float32", 4},
+    {torch_dtype::F16, "HalfStorage", "float16", 2},
+    {torch_dtype::BF16, "BFloat16Storage", "bfloat16", 2},
+    {torch_dtype::I64, "LongStorage", "int64", 8},
+    {torch_dtype::I32, "IntStorage", "int32", 4},
+    {torch_dtype::I16, "ShortStorage", "int16", 2},
+    {torch_dtype::I8, "CharStorage", "int8", 1},
+    {torch_dtype::U8, "ByteStorage", "uint8", 1},
+    {torch_dtype::BOOL, "BoolStorage", "bool", 1},
+}};
+inline const torch_dtype_info& info(torch_dtype d) {
+  return torch_dtypes[std::size_t(d)];
+}
+inline const char* name(torch_dtype d) {
+  return info(d).name;
+}
+
+template <class T>
+constexpr torch_dtype torch_dtype_of() {
+  using U = std::remove_const_t<T>;
+  if constexpr (std::is_same_v<U, double>)
+    return torch_dtype::F64;
+  else if constexpr (std::is_same_v<U, float>)
+    return torch_dtype::F32;
+  else if constexpr (std::is_same_v<U, f16>)
+    return torch_dtype::F16;
+  else if constexpr (std::is_same_v<U, bf16>)
+    return torch_dtype::BF16;
+  else if constexpr (std::is_same_v<U, std::int64_t>)
+    return torch_dtype::I64;
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return torch_dtype::I32;
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    return torch_dtype::I16;
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    return torch_dtype::I8;
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return torch_dtype::U8;
+  else if constexpr (std::is_same_v<U, bool>)
+    return torch_dtype::BOOL;
+  else
+    static_assert(sizeof(T) == 0, "tessel: no torch dtype for this type");
+}
+
+struct TorchTensor {
+  std::string name;  // nested dict keys joined with '.'
+  torch_dtype dtype = torch_dtype::F32;
+  std::vector<std::int64_t> shape, strides;  // strides in elements
+  std::int64_t storage_offset = 0;           // in elements
+  std::string storage_key;
+  std::span<const std::byte> storage;  // the whole storage, in place
+  std::string file;
+
+  std::int64_t n_elements() const noexcept {
+    std::int64_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+  bool is_contiguous() const noexcept {
+    std::int64_t s = 1;
+    for (std::size_t k = shape.size(); k-- > 0;) {
+      if (shape[k] != 1 && strides[k] != s) return false;
+      s *= shape[k];
+    }
+    return true;
+  }
+
+  /// A strided view of rank R (the tensor's rank; 1 for a 0-d tensor) in place.
+  template <class T, std::size_t R>
+  TensorView<const T, DynShape<R>> view() const {
+    check<T>(R);
+    const bool scalar = shape.empty();
+    std::array<index_t, R> e{}, st{};
+    for (std::size_t k = 0; k < R; ++k) {
+      e[k] = scalar ? 1 : shape[k];
+      st[k] = scalar ? 1 : strides[k];
+    }
+    if (reinterpret_cast<std::uintptr_t>(storage.data()) % alignof(T) != 0)
+      throw format_error(file, 0, "storage of '" + name + "' is not aligned; use to_tensor()");
+    return {reinterpret_cast<const T*>(storage.data()) + storage_offset, DynShape<R>::from_array(e),
+            st};
+  }
+  /// A contiguous copy (works for any alignment and strides).
+  template <class T, std::size_t R>
+  Tensor<T, DynShape<R>> to_tensor() const {
+    check<T>(R);
+    const bool scalar = shape.empty();
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[k] = scalar ? 1 : shape[k];
+    Tensor<T, DynShape<R>> t(DynShape<R>::from_array(e));
+    std::array<index_t, R> ix{};
+    for (index_t i = 0; i < t.size(); ++i) {
+      index_t off = storage_offset;
+      if (!scalar)
+        for (std::size_t k = 0; k < R; ++k) off += ix[k] * strides[k];
+      std::memcpy(static_cast<void*>(t.data() + i), storage.data() + std::size_t(off) * sizeof(T),
+                  sizeof(T));
+      for (std::size_t k = R; k-- > 0;) {
+        if (++ix[k] < e[k]) break;
+        ix[k] = 0;
+      }
+    }
+    return t;
+  }
+
+ private:
+  template <class T>
+  void check(std::size_t r) const {
+    if (torch_dtype_of<T>() != dtype)
+      throw format_error(file, 0,
+                         "tensor '" + name + "' has dtype " + io::name(dtype) + ", not " +
+                             io::name(torch_dtype_of<T>()));
+    if (shape.size() != r && !(shape.empty() && r == 1))
+      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
+                        ", viewed with rank " + std::to_string(r));
+  }
+};
+
+class TorchFile {
+ public:
+  static TorchFile open(const std::string& path) { return TorchFile(MappedFile::open(path)); }
+  static TorchFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return TorchFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit TorchFile(MappedFile m) : map_(std::move(m)), zip_(map_.bytes(), map_.name()) { load(); }
+
+  const std::string& path() const noexcept { return map_.name(); }
+  /// Tensors in the order the pickle lists them.
+  const std::vector<TorchTensor>& tensors() const noexcept { return tensors_; }
+  const TorchTensor* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+  }
+  const TorchTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  // ---- the pickle machine's objects, in an arena (indices, so cycles cannot leak) ----------
+  enum class kind {
+    none,
+    boolean,
+    integer,
+    real,
+    str,
+    bytes,
+    tuple,
+    list,
+    dict,
+    global,
+    storage,
+    tensor
+  };
+  struct obj {
+    kind k = kind::none;
+    std::int64_t i = 0;  // bool, int; storage: dtype; tensor: index in tensors_
+    double f = 0;
+    std::string s;                    // str, bytes, global "module name"
+    std::vector<std::size_t> items;   // tuple, list; dict: key, value, key, value, ...
+    std::span<const std::byte> data;  // storage bytes
+  };
+  static constexpr const char* kind_names[] = {"None", "bool",   "int",     "float",
+                                               "str",  "bytes",  "tuple",   "list",
+                                               "dict", "global", "storage", "tensor"};
+
+  void load() {
+    const ZipEntry* pkl = nullptr;
+    for (const auto& e : zip_.entries()) {
+      const auto slash = e.name.find('/');
+      if (slash != std::string::npos && e.name.substr(slash) == "/data.pkl") {
+        pkl = &e;
+        prefix_ = e.name.substr(0, slash + 1);
+        break;
+      }
+    }
+    if (!pkl) throw format_error(path(), 0, "no <archive>/data.pkl: not a torch.save zip file");
+    if (const auto* bo = zip_.find(prefix_ + "byteorder")) {
+      const auto b = zip_.data(*bo);
+      if (std::string_view(reinterpret_cast<const char*>(b.data()), b.size()) != "little")
+        throw format_error(path(), bo->data_offset, "byteorder is not 'little'");
+    }
+    const std::size_t root = run(zip_.data(*pkl), pkl->data_offset);
+    std::set<std::size_t> seen;
+    flatten(root, "", 0, seen);
+    for (std::size_t i = 0; i < tensors_.size(); ++i)
+      if (!index_.emplace(tensors_[i].name, i).second)
+        throw format_error(path(), pkl->data_offset,
+                           "two tensors are named '" + tensors_[i].name + "'");
+  }
+
+  std::size_t make(kind k) {
+    objs_.emplace_back().k = k;
+    return objs_.size() - 1;
+  }
+
+  std::size_t run(std::span<const std::byte> pickle, std::uint64_t base) {
+    ByteReader r(pickle, path(), base);
+    std::vector<std::size_t> stack, marks;
+    std::map<std::uint32_t, std::size_t> memo;
+    std::vector<TorchTensor> built;
+    const auto pop = [&](const char* op) {
+      if (stack.empty() || (!marks.empty() && marks.back() == stack.size()))
+        r.fail(std::string("pickle ") + op + " on an empty stack");
+      const auto v = stack.back();
+      stack.pop_back();
+      return v;
+    };
+    const auto top = [&](const char* op) -> std::size_t {
+      if (stack.empty()) r.fail(std::string("pickle ") + op + " on an empty stack");
+      return stack.back();
+    };
+    const auto pop_mark = [&](const char* op) {
+      if (marks.empty()) r.fail(std::string("pickle ") + op + " without a MARK");
+      std::vector<std::size_t> v(stack.begin() + std::ptrdiff_t(marks.back()), stack.end());
+      stack.resize(marks.back());
+      marks.pop_back();
+      return v;
+    };
+    const auto expect = [&](std::size_t o, kind k, const char* what) {
+      if (objs_[o].k != k)
+        r.fail(std::string(what) + ": expected " + kind_names[int(k)] + ", got " +
+               kind_names[int(objs_[o].k)]);
+    };
+    const auto push_str = [&](std::string_view s, kind k) {
+      const auto o = make(k);
+      objs_[o].s = std::string(s);
+      stack.push_back(o);
+    };
+    const auto push_int = [&](std::int64_t v) {
+      const auto o = make(kind::integer);
+      objs_[o].i = v;
+      stack.push_back(o);
+    };
+    const auto line = [&](const char* what) {
+      const auto rest = r.bytes().subspan(r.pos());
+      const auto* b = reinterpret_cast<const char*>(rest.data());
+      const auto* nl = static_cast<const char*>(std::memchr(b, '\n', rest.size()));
+      if (!nl) r.fail(std::string("pickle GLOBAL: unterminated ") + what);
+      const auto s = r.take_string(std::size_t(nl - b), what);
+      r.skip(1, what);
+      return s;
+    };
+    const auto global = [&](std::string_view module, std::string_view nm, std::size_t at) {
+      const std::string g = std::string(module) + " " + std::string(nm);
+      bool ok = g == "collections OrderedDict" || g == "torch._utils _rebuild_tensor_v2" ||
+                g == "torch._utils _rebuild_parameter" ||
+                g == "torch._utils _rebuild_parameter_with_state";
+      if (module == "torch")
+        for (const auto& d : torch_dtypes) ok = ok || nm == d.storage;
+      if (!ok)
+        r.fail_at(at, "pickle names global '" + g +
+                          "', which is not allowed (only tensors and dicts are read)");
+      push_str(g, kind::global);
+    };
+    const auto memo_put = [&](std::uint32_t k) { memo[k] = top("PUT"); };
+    const auto memo_get = [&](std::uint32_t k) {
+      auto it = memo.find(k);
+      if (it == memo.end()) r.fail("pickle GET of unknown memo key " + std::to_string(k));
+      stack.push_back(it->second);
+    };
+
+    for (;;) {
+      const std::size_t at = r.pos();
+      const std::uint8_t op = r.u8("pickle opcode");
+      switch (op) {
+        case 0x80: {  // PROTO
+          const auto v = r.u8("protocol");
+          if (v > 5) r.fail_at(at, "pickle protocol " + std::to_string(v) + " is not supported");
+          break;
+        }
+        case 0x95:
+          r.u64("frame length");
+          break;     // FRAME: framing is only a hint
+        case '.': {  // STOP
+          const auto v = pop("STOP");
+          return v;
+        }
+        case '(':
+          marks.push_back(stack.size());
+          break;
+        case ')':
+          stack.push_back(make(kind::tuple));
+          break;
+        case ']':
+          stack.push_back(make(kind::list));
+          break;
+        case '}':
+          stack.push_back(make(kind::dict));
+          break;
+        case 'N':
+          stack.push_back(make(kind::none));
+          break;
+        case 0x88:
+        case 0x89: {  // NEWTRUE, NEWFALSE
+          const auto o = make(kind::boolean);
+          objs_[o].i = op == 0x88;
+          stack.push_back(o);
+          break;
+        }
+        case 'J':
+          push_int(r.read<std::int32_t>("BININT"));
+          break;
+        case 'K':
+          push_int(r.u8("BININT1"));
+          break;
+        case 'M':
+          push_int(r.u16("BININT2"));
+          break;
+        case 0x8a: {  // LONG1: little-endian two's complement of n bytes
+          const auto n = r.u8("LONG1 length");
+          if (n > 8) r.fail_at(at, "pickle LONG1 of " + std::to_string(n) + " bytes is too large");
+          const auto b = r.take(n, "LONG1 bytes");
+          std::uint64_t v = 0;
+          for (std::size_t k = 0; k < n; ++k)
+            v |= std::uint64_t(std::to_integer<unsigned>(b[k])) << (8 * k);
+          if (n > 0 && n < 8 && (std::to_integer<unsigned>(b[n - 1]) & 0x80))
+            v |= ~std::uint64_t(0) << (8 * n);  // sign-extend
+          push_int(std::int64_t(v));
+          break;
+        }
+        case 'G': {  // BINFLOAT: big-endian double
+          const auto b = r.take(8, "BINFLOAT");
+          std::uint64_t u = 0;
+          for (int k = 0; k < 8; ++k)
+            u = (u << 8) | std::to_integer<std::uint64_t>(b[std::size_t(k)]);
+          const auto o = make(kind::real);
+          std::memcpy(&objs_[o].f, &u, 8);
+          stack.push_back(o);
+          break;
+        }
+        case 'X':
+          push_str(r.take_utf8(r.u32("BINUNICODE length"), "BINUNICODE"), kind::str);
+          break;
+        case 0x8c:
+          push_str(r.take_utf8(r.u8("SHORT_BINUNICODE length"), "SHORT_BINUNICODE"), kind::str);
+          break;
+        case 0x8d: {
+          const auto n = r.u64("BINUNICODE8 length");
+          push_str(r.take_utf8(std::size_t(n), "BINUNICODE8"), kind::str);
+          break;
+        }
+        case 'T':
+          push_str(r.take_string(r.u32("BINSTRING length"), "BINSTRING"), kind::str);
+          break;
+        case 'U':
+          push_str(r.take_string(r.u8("SHORT_BINSTRING length"), "SHORT_BINSTRING"), kind::str);
+          break;
+        case 'B':
+          push_str(r.take_string(r.u32("BINBYTES length"), "BINBYTES"), kind::bytes);
+          break;
+        case 'C':
+          push_str(r.take_string(r.u8("SHORT_BINBYTES length"), "SHORT_BINBYTES"), kind::bytes);
+          break;
+        case 't': {
+          const auto o = make(kind::tuple);
+          objs_[o].items = pop_mark("TUPLE");
+          stack.push_back(o);
+          break;
+        }
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE1..3
+          const std::size_t n = op - 0x84u;
+          std::vector<std::size_t> v(n);
+          for (std::size_t k = n; k-- > 0;) v[k] = pop("TUPLEn");
+          const auto o = make(kind::tuple);
+          objs_[o].items = std::move(v);
+          stack.push_back(o);
+          break;
+        }
+        case 'q':
+          memo_put(r.u8("BINPUT key"));
+          break;
+        case 'r':
+          memo_put(r.u32("LONG_BINPUT key"));
+          break;
+        case 0x94:
+          memo_put(std::uint32_t(memo.size()));
+          break;  // MEMOIZE
+        case 'h':
+          memo_get(r.u8("BINGET key"));
+          break;
+        case 'j':
+          memo_get(r.u32("LONG_BINGET key"));
+          break;
+        case '0':
+          pop("POP");
+          break;
+        case '1':
+          pop_mark("POP_MARK");
+          break;
+        case '2':
+          stack.push_back(top("DUP"));
+          break;
+        case 'a': {
+          const auto v = pop("APPEND");
+          const auto l = top("APPEND");
+          expect(l, kind::list, "pickle APPEND target");
+          objs_[l].items.push_back(v);
+          break;
+        }
+        case 'e': {
+          auto v = pop_mark("APPENDS");
+          const auto l = top("APPENDS");
+          expect(l, kind::list, "pickle APPENDS target");
+          objs_[l].items.insert(objs_[l].items.end(), v.begin(), v.end());
+          break;
+        }
+        case 's': {
+          const auto v = pop("SETITEM");
+          const auto k = pop("SETITEM");
+          const auto d = top("SETITEM");
+          expect(d, kind::dict, "pickle SETITEM target");
+          objs_[d].items.push_back(k);
+          objs_[d].items.push_back(v);
+          break;
+        }
+        case 'u': {
+          auto v = pop_mark("SETITEMS");
+          if (v.size() % 2) r.fail_at(at, "pickle SETITEMS with an odd number of items");
+          const auto d = top("SETITEMS");
+          expect(d, kind::dict, "pickle SETITEMS target");
+          objs_[d].items.insert(objs_[d].items.end(), v.begin(), v.end());
+          break;
+        }
+        case 'c': {
+          const auto module = line("module");
+          const auto nm = line("name");
+          global(module, nm, at);
+          break;
+        }
+        case 0x93: {  // STACK_GLOBAL
+          const auto nm = pop("STACK_GLOBAL");
+          const auto module = pop("STACK_GLOBAL");
+          expect(nm, kind::str, "pickle STACK_GLOBAL name");
+          expect(module, kind::str, "pickle STACK_GLOBAL module");
+          global(objs_[module].s, objs_[nm].s, at);
+          break;
+        }
+        case 'Q':
+          stack.push_back(persistent(pop("BINPERSID"), r));
+          break;
+        case 'R': {
+          const auto args = pop("REDUCE");
+          const auto fn = pop("REDUCE");
+          expect(fn, kind::global, "pickle REDUCE callable");
+          expect(args, kind::tuple, "pickle REDUCE arguments");
+          stack.push_back(reduce(objs_[fn].s, objs_[args].items, r));
+          break;
+        }
+        case 'b': {  // BUILD: state of an OrderedDict (_metadata) or a parameter; not needed
+          pop("BUILD");
+          const auto o = top("BUILD");
+          if (objs_[o].k != kind::dict && objs_[o].k != kind::tensor)
+            r.fail_at(at, std::string("pickle BUILD on a ") + kind_names[int(objs_[o].k)]);
+          break;
+        }
+        default:
+          r.fail_at(at, "pickle opcode 0x" + std::string(1, "0123456789abcdef"[op >> 4]) +
+                            "0123456789abcdef"[op & 15] + " is not supported");
+      }
+    }
+  }
+
+  std::int64_t as_int(std::size_t o, ByteReader& r, const char* what) const {
+    if (objs_[o].k != kind::integer) r.fail(std::string(what) + " is not an int");
+    return objs_[o].i;
+  }
+
+  // ('storage', <torch.XStorage>, key, location, numel)
+  std::size_t persistent(std::size_t pid, ByteReader& r) {
+    const auto& t = objs_[pid];
+    if (t.k != kind::tuple || t.items.size() != 5 || objs_[t.items[0]].k != kind::str ||
+        objs_[t.items[0]].s != "storage")
+      r.fail("pickle persistent id is not ('storage', type, key, location, numel)");
+    const auto& ty = objs_[t.items[1]];
+    const auto& key = objs_[t.items[2]];
+    if (ty.k != kind::global || key.k != kind::str)
+      r.fail("pickle persistent id has no storage type or key");
+    const torch_dtype_info* di = nullptr;
+    for (const auto& d : torch_dtypes)
+      if (ty.s == std::string("torch ") + d.storage) di = &d;
+    if (!di) r.fail("pickle persistent id names '" + ty.s + "', not a storage type");
+    const std::int64_t numel = as_int(t.items[4], r, "storage numel");
+    const auto* e = zip_.find(prefix_ + "data/" + key.s);
+    if (!e) r.fail("storage '" + key.s + "' has no entry " + prefix_ + "data/" + key.s);
+    const auto bytes = zip_.data(*e);
+    if (numel < 0 || std::uint64_t(numel) > bytes.size() / di->size ||
+        std::uint64_t(numel) * di->size != bytes.size())
+      r.fail("storage '" + key.s + "' holds " + std::to_string(bytes.size()) + " bytes, not " +
+             std::to_string(numel) + " x " + std::to_string(di->size));
+    std::string k = key.s;  // make() may move the arena
+    const auto o = make(kind::storage);
+    objs_[o].i = std::int64_t(di - torch_dtypes.data());
+    objs_[o].s = std::move(k);
+    objs_[o].data = bytes;
+    return o;
+  }
+
+  std::size_t reduce(const std::string& fn, const std::vector<std::size_t>& a, ByteReader& r) {
+    if (fn == "collections OrderedDict") {
+      if (!a.empty()) r.fail("OrderedDict with arguments is not supported");
+      return make(kind::dict);
+    }
+    if (fn == "torch._utils _rebuild_parameter" ||
+        fn == "torch._utils _rebuild_parameter_with_state") {
+      if (a.size() < 1 || objs_[a[0]].k != kind::tensor)
+        r.fail("_rebuild_parameter without a tensor");
+      return a[0];
+    }
+    if (fn != "torch._utils _rebuild_tensor_v2")
+      r.fail("pickle calls '" + fn + "', which is not a tensor or dict constructor");
+    // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+    if (a.size() < 4) r.fail("_rebuild_tensor_v2 with fewer than 4 arguments");
+    if (objs_[a[0]].k != kind::storage)
+      r.fail("_rebuild_tensor_v2: first argument is not a storage");
+    const auto& st = objs_[a[0]];
+    TorchTensor t;
+    t.dtype = torch_dtypes[std::size_t(st.i)].dtype;
+    t.storage_key = st.s;
+    t.storage = st.data;
+    t.file = path();
+    t.storage_offset = as_int(a[1], r, "storage offset");
+    const auto& size = objs_[a[2]];
+    const auto& stride = objs_[a[3]];
+    if (size.k != kind::tuple || stride.k != kind::tuple ||
+        size.items.size() != stride.items.size())
+      r.fail("_rebuild_tensor_v2: size and stride are not tuples of one length");
+    if (size.items.size() > 16) r.fail("_rebuild_tensor_v2: more than 16 dimensions");
+    for (std::size_t k = 0; k < size.items.size(); ++k) {
+      t.shape.push_back(as_int(size.items[k], r, "size"));
+      t.strides.push_back(as_int(stride.items[k], r, "stride"));
+    }
+    // Every element the sizes and strides reach must lie inside the storage.
+    const std::int64_t numel = std::int64_t(st.data.size() / info(t.dtype).size);
+    std::int64_t n = 1, last = t.storage_offset;
+    bool bad = t.storage_offset < 0;
+    for (std::size_t k = 0; k < t.shape.size(); ++k) {
+      std::int64_t reach;
+      bad = bad || t.shape[k] < 0 || t.strides[k] < 0 ||
+            __builtin_mul_overflow(n, t.shape[k], &n) ||
+            (t.shape[k] > 0 && (__builtin_mul_overflow(t.shape[k] - 1, t.strides[k], &reach) ||
+                                __builtin_add_overflow(last, reach, &last)));
+    }
+    if (bad || (n > 0 && last >= numel))
+      r.fail("tensor reaches outside its storage '" + st.s + "' of " + std::to_string(numel) +
+             " elements (offset " + std::to_string(t.storage_offset) + ")");
+    const auto o = make(kind::tensor);
+    objs_[o].i = std::int64_t(pending_.size());
+    pending_.push_back(std::move(t));
+    return o;
+  }
+
+  void flatten(std::size_t o, const std::string& prefix, int depth, std::set<std::size_t>& seen) {
+    const auto& x = objs_[o];
+    if (x.k == kind::tensor) {
+      auto t = pending_[std::size_t(x.i)];
+      t.name = prefix.empty() ? "" : prefix.substr(0, prefix.size() - 1);
+      tensors_.push_back(std::move(t));
+      return;
+    }
+    if (x.k != kind::dict || depth > 16 || !seen.insert(o).second) return;
+    for (std::size_t k = 0; k + 1 < objs_[o].items.size(); k += 2) {
+      const auto& key = objs_[objs_[o].items[k]];
+      if (key.k != kind::str) continue;  // only named entries hold weights
+      flatten(objs_[o].items[k + 1], prefix + key.s + ".", depth + 1, seen);
+    }
+  }
+
+  MappedFile map_;
+  ZipArchive zip_;
+  std::string prefix_;
+  std::vector<obj> objs_;
+  std::vector<TorchTensor> pending_;
+  std::vector<TorchTensor> tensors_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/torch.hpp ----
 
 namespace tessel::io {
 
@@ -15940,6 +15918,32 @@ inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std
                        "the head count " + std::to_string(c.heads) + " does not divide the width " +
                            std::to_string(c.dim));
   return c;
+}
+
+/// The mnist-ddpm network from a .safetensors or a PyTorch .pth state dict (chosen by the
+/// file's extension).
+inline models::MnistDDPM load_mnist_ddpm(const std::string& path) {
+  models::MnistDDPM m;
+  if (path.ends_with(".safetensors")) {
+    const auto f = SafetensorsFile::open(path);
+    m.visit([&](const std::string& name, auto& t) {
+      const auto* s = f.find(name);
+      if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
+      if (s->dtype != st_dtype::F32)
+        throw format_error(path, s->file_offset, "tensor '" + name + "' is not F32");
+      models::MnistDDPM::copy_param(name, t, s->shape, s->bytes().data());
+    });
+  } else {
+    const auto f = TorchFile::open(path);
+    m.visit([&](const std::string& name, auto& t) {
+      const auto* s = f.find(name);
+      if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
+      if (s->dtype != torch_dtype::F32 || !s->is_contiguous())
+        throw format_error(path, 0, "tensor '" + name + "' is not a contiguous float32 tensor");
+      models::MnistDDPM::copy_param(name, t, s->shape, s->storage.data() + s->storage_offset * 4);
+    });
+  }
+  return m;
 }
 
 }  // namespace tessel::io

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
+#include <tessel/io/load_diffusion.hpp>
 #include <tessel/io/npy.hpp>
 #include <tessel/models/mnist_ddpm.hpp>
 #include <tessel/models/samplers.hpp>
@@ -70,17 +71,17 @@ void reproduce(const models::MnistDDPM& m, const std::string& file) {
 
 TEST_CASE("mnist-ddpm from safetensors reproduces PyTorch") {
   if (!have_model()) return;
-  reproduce(models::MnistDDPM::load(dir + "ddpm_mnist.safetensors"), "safetensors");
+  reproduce(io::load_mnist_ddpm(dir + "ddpm_mnist.safetensors"), "safetensors");
 }
 
 TEST_CASE("mnist-ddpm from the .pth state dict reproduces PyTorch") {
   if (!have_model()) return;
-  reproduce(models::MnistDDPM::load(dir + "ddpm_mnist.pth"), "pth");
+  reproduce(io::load_mnist_ddpm(dir + "ddpm_mnist.pth"), "pth");
 }
 
 TEST_CASE("mnist-ddpm rejects a wrong input shape") {
   if (!have_model()) return;
-  const auto m = models::MnistDDPM::load(dir + "ddpm_mnist.safetensors");
+  const auto m = io::load_mnist_ddpm(dir + "ddpm_mnist.safetensors");
   Tensor<float, DynShape<4>> x(2, 1, 27, 28);
   Tensor<float, DynShape<1>> t(2);
   CHECK_THROWS_AS(m.forward(x.view(), t.view()), shape_error);

@@ -23,7 +23,9 @@
 #include "tessel/core/error.hpp"
 #include "tessel/core/numeric.hpp"
 #include "tessel/io/safetensors.hpp"
+#include "tessel/io/torch.hpp"
 #include "tessel/models/clip.hpp"
+#include "tessel/models/mnist_ddpm.hpp"
 #include "tessel/models/unet.hpp"
 #include "tessel/models/vae.hpp"
 
@@ -169,6 +171,32 @@ inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std
                        "the head count " + std::to_string(c.heads) + " does not divide the width " +
                            std::to_string(c.dim));
   return c;
+}
+
+/// The mnist-ddpm network from a .safetensors or a PyTorch .pth state dict (chosen by the
+/// file's extension).
+inline models::MnistDDPM load_mnist_ddpm(const std::string& path) {
+  models::MnistDDPM m;
+  if (path.ends_with(".safetensors")) {
+    const auto f = SafetensorsFile::open(path);
+    m.visit([&](const std::string& name, auto& t) {
+      const auto* s = f.find(name);
+      if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
+      if (s->dtype != st_dtype::F32)
+        throw format_error(path, s->file_offset, "tensor '" + name + "' is not F32");
+      models::MnistDDPM::copy_param(name, t, s->shape, s->bytes().data());
+    });
+  } else {
+    const auto f = TorchFile::open(path);
+    m.visit([&](const std::string& name, auto& t) {
+      const auto* s = f.find(name);
+      if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
+      if (s->dtype != torch_dtype::F32 || !s->is_contiguous())
+        throw format_error(path, 0, "tensor '" + name + "' is not a contiguous float32 tensor");
+      models::MnistDDPM::copy_param(name, t, s->shape, s->storage.data() + s->storage_offset * 4);
+    });
+  }
+  return m;
 }
 
 }  // namespace tessel::io

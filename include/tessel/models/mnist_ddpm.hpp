@@ -12,7 +12,8 @@
 // The LayerNorm normalizes each sample over all of (C, 28, 28) with an elementwise weight and
 // bias of that shape; GELU is the erf form.
 //
-//   auto m = models::MnistDDPM::load(dir + "/ddpm_mnist.safetensors");   // or ddpm_mnist.pth
+//   auto m = io::load_mnist_ddpm(dir + "/ddpm_mnist.safetensors");   // or ddpm_mnist.pth
+//   (the loader is in io/load_diffusion.hpp)
 //   auto eps = m.forward(x, t);        // x [N,1,28,28], t [N] -> ε [N,1,28,28]
 //   m.beta_t, m.alpha_t                // β_i, ᾱ_i for i = 0 … 1000 (the training schedule)
 
@@ -24,8 +25,6 @@
 
 #include "tessel/core/error.hpp"
 #include "tessel/core/tensor.hpp"
-#include "tessel/io/safetensors.hpp"
-#include "tessel/io/torch.hpp"
 #include "tessel/nn/linear.hpp"
 #include "tessel/ops/conv2d.hpp"
 #include "tessel/ops/norm.hpp"
@@ -68,31 +67,6 @@ class MnistDDPM {
     for (std::size_t k = 0; k < 3; ++k)
       time_embed[k].visit("gt.time_embed." + std::to_string(2 * k), v);
     time_out.visit("gt.time_embed.6", v);
-  }
-
-  /// Loads a .safetensors or a PyTorch .pth state dict (chosen by the file's extension).
-  static MnistDDPM load(const std::string& path) {
-    MnistDDPM m;
-    if (path.ends_with(".safetensors")) {
-      const auto f = io::SafetensorsFile::open(path);
-      m.visit([&](const std::string& name, auto& t) {
-        const auto* s = f.find(name);
-        if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
-        if (s->dtype != io::st_dtype::F32)
-          throw format_error(path, s->file_offset, "tensor '" + name + "' is not F32");
-        copy_param(name, t, s->shape, s->bytes().data());
-      });
-    } else {
-      const auto f = io::TorchFile::open(path);
-      m.visit([&](const std::string& name, auto& t) {
-        const auto* s = f.find(name);
-        if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
-        if (s->dtype != io::torch_dtype::F32 || !s->is_contiguous())
-          throw format_error(path, 0, "tensor '" + name + "' is not a contiguous float32 tensor");
-        copy_param(name, t, s->shape, s->storage.data() + s->storage_offset * 4);
-      });
-    }
-    return m;
   }
 
   /// The time embedding [N, 16] of t [N].
@@ -164,6 +138,8 @@ class MnistDDPM {
     return h;
   }
 
+ public:
+  /// Copies one checkpoint tensor (f32, row-major) into parameter t, checking its shape.
   template <class T>
   static void copy_param(const std::string& name, T& t, const std::vector<std::int64_t>& shape,
                          const std::byte* src) {

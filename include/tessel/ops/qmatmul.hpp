@@ -12,7 +12,7 @@
 #include <span>
 #include <vector>
 
-#include "../backend/cpu/qgemm.hpp"
+#include "../quant/kernels/qgemm.hpp"
 #include "../core/tensor.hpp"
 #include "../quant/formats.hpp"
 

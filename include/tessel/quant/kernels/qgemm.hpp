@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "tessel/backend/cpu/gemm.hpp"
-#include "tessel/backend/cpu/qdot.hpp"
-#include "tessel/backend/cpu/qdot_avx2.hpp"
+#include "tessel/quant/kernels/qdot.hpp"
+#include "tessel/quant/kernels/qdot_avx2.hpp"
 #include "tessel/backend/thread_pool.hpp"
 
 namespace tessel {

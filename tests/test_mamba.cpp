@@ -21,6 +21,7 @@
 #include <tessel/io/gguf_writer.hpp>
 #include <tessel/io/load_mamba.hpp>
 #include <tessel/io/npy.hpp>
+#include <tessel/io/write_llama.hpp>
 #include <tessel/models/hybrid.hpp>
 #include <tessel/models/mamba.hpp>
 #include <vector>
@@ -282,6 +283,75 @@ TEST_CASE("Mamba: a 256-token prompt equals 256 single steps, which allocate not
     c.forward(std::span<const int>(ids), 0, chunked.data());
     check_close("chunked", chunked.data(), prompt.data(), n * V, V, 1e-4);
   }
+}
+
+TEST_CASE("Mamba with any_weight: Q8_0 matrices run the quantized kernels") {
+  Model hf = load_hf();
+  // F32 file: any_weight holds the f32 bytes and runs the same gemm as Mamba<float>.
+  const std::string f32_path = write_gguf(hf, "tessel_test_mamba_any_f32.gguf");
+  using Any = models::Mamba<models::MambaConfig, nn::any_weight>;
+  Any a = io::load_gguf_mamba<nn::any_weight>(f32_path);
+  const auto ids = load_tokens("model_tokens");
+  const index_t n = index_t(ids.size()), V = a.vocab();
+  std::vector<float> want(std::size_t(n * V)), got(want.size());
+  hf.forward(std::span<const int>(ids), 0, want.data());
+  a.forward(std::span<const int>(ids), 0, got.data());
+  CHECK(got == want);
+
+  // Q8_0 where rows hold whole blocks (ssm_dt's rows of dt_rank 4 stay F16), conv / A / vectors
+  // in F32. The oracle: the same file loaded as Mamba<float> (dequantized at load, f32 matmuls).
+  io::GGUFWriter w;
+  const auto& c = hf.config();
+  w.set("general.architecture", "mamba");
+  w.set("mamba.embedding_length", std::uint32_t(c.dim));
+  w.set("mamba.block_count", std::uint32_t(c.layers));
+  w.set("mamba.ssm.conv_kernel", std::uint32_t(c.d_conv));
+  w.set("mamba.ssm.inner_size", std::uint32_t(c.d_inner));
+  w.set("mamba.ssm.state_size", std::uint32_t(c.d_state));
+  w.set("mamba.ssm.time_step_rank", std::uint32_t(c.dt_rank));
+  w.set("mamba.attention.layer_norm_rms_epsilon", c.norm_eps);
+  std::vector<io::GGUFTensorData> keep;
+  keep.reserve(64);
+  hf.visit([&](const std::string& name, auto& t) {
+    const auto e = t.shape().extents();
+    const bool matrix =
+        name.ends_with(".weight") && e.size() == 2 && !name.ends_with("conv1d.weight");
+    auto& d =
+        keep.emplace_back(io::gguf_weight(std::span<const float>(t.data(), std::size_t(t.size())),
+                                          std::vector<std::int64_t>(e.begin(), e.end()),
+                                          matrix ? io::ggml_type::Q8_0 : io::ggml_type::F32));
+    w.add_tensor(name, d.type, d.shape, d.bytes);
+  });
+  const std::string q_path =
+      (std::filesystem::temp_directory_path() / "tessel_test_mamba_any_q8_0.gguf").string();
+  w.write(q_path);
+  Any q = io::load_gguf_mamba<nn::any_weight>(q_path);
+  CHECK(q.blk[0].mixer.ssm_in.weight.kind() == nn::weight_kind::q8_0);
+  CHECK(q.blk[0].mixer.ssm_x.weight.kind() == nn::weight_kind::q8_0);
+  CHECK(q.blk[0].mixer.ssm_dt.weight.kind() == nn::weight_kind::f16);
+  CHECK(q.token_embd.weight.kind() == nn::weight_kind::q8_0);
+  Model deq = io::load_gguf_mamba<float>(q_path);
+  deq.forward(std::span<const int>(ids), 0, want.data());
+  // A prompt of n >= qgemm_min_m rows: dequantized tiles into the f32 SGEMM, as the oracle.
+  REQUIRE(n >= qgemm_min_m);
+  q.forward(std::span<const int>(ids), 0, got.data());
+  check_close("Q8_0 prompt", got.data(), want.data(), n * V, V, 1e-4);
+  // One token at a time: activations quantized to 8 bits (q8_0) in every matmul. Each element
+  // moves by at most 0.44% of its block's largest value, so each product by at most ~0.5% of
+  // sum |w||x|; four matmuls a layer, two layers and the head compound it to a few percent of
+  // the logits' scale at worst: 5e-2 relative (check_close's measure).
+  std::vector<float> steps(want.size());
+  auto first = q.forward(std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
+  std::copy(first.begin(), first.end(), steps.begin());
+  const long before = g_allocations.load();
+  for (index_t t = 1; t < n; ++t) {
+    const auto out = q.forward(std::span<const int>(ids.data() + t, 1), t);
+    std::copy(out.begin(), out.end(), steps.begin() + t * V);
+  }
+  CHECK(g_allocations.load() - before == 0);
+  check_close("Q8_0 steps", steps.data(), want.data(), n * V, V, 5e-2);
+  std::filesystem::remove(f32_path);
+  std::filesystem::remove(q_path);
 }
 
 TEST_CASE("Mamba: bad input") {

@@ -6,13 +6,29 @@ usage: bench_summary.py PATH/TO/tessel-bench [--filter REGEX] [--min-time SECOND
 """
 import argparse
 import json
+import re
 import subprocess
 import sys
 
 DEFAULT_FILTER = (
-    r"BM_peak_.*|BM_expr_silu_mul_add.*|BM_sgemm_square.*/(1024|2048)/.*|"
-    r"BM_sgemm_llm.*|BM_gemv.*|BM_qgemv.*4096x4096.*"
+    r"BM_peak_|BM_expr_silu_mul_add|"
+    r"BM_sgemm_(tessel_avx2|tessel_avx512|eigen|openblas)/n:(1024|2048)/|"
+    r"BM_linear_(tessel_avx2|tessel_avx512|eigen|openblas)/M:(1|512)/N:4096/K:4096/|"
+    r"BM_gemv_tessel_avx2_f16/M:1/N:4096/|"
+    r"BM_qgemv<(q4_0|q8_0|q4_k|q6_k)>/4096/4096/|stories260K_decode"
 )
+
+
+def threads_of(b):
+    """Thread count of a benchmark run, from its name (threads:N, or qgemv's third argument)."""
+    name = b["name"]
+    m = re.search(r"threads:(\d+)", name)
+    if m:
+        return int(m.group(1))
+    m = re.match(r"BM_q(gemv|gemm)<[^>]*>/\d+/\d+/(\d+)", name)
+    if m:
+        return int(m.group(2))
+    return 1
 
 
 def main():
@@ -29,17 +45,26 @@ def main():
         return res.returncode
     data = json.loads(res.stdout)
     rows = [b for b in data["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
-    peak_flops = {}
+    peak_avx2 = {}
+    peak_wide = {}
     peak_bw = {}
     for b in rows:
-        thr = b.get("threads_used", b.get("threads", 1))
-        if b["name"].startswith("BM_peak_fma") and "FLOPS" in b:
-            peak_flops[int(thr)] = b["FLOPS"]
+        thr = threads_of(b)
+        if b["name"].startswith("BM_peak_fma_avx2") and "FLOPS" in b:
+            peak_avx2[thr] = b["FLOPS"]
+        elif b["name"].startswith("BM_peak_fma") and "FLOPS" in b:
+            peak_wide[thr] = b["FLOPS"]
         if b["name"].startswith("BM_peak_read_bw") and "bytes_per_second" in b:
-            peak_bw[int(thr)] = b["bytes_per_second"]
-    print(f"{'benchmark':58} {'time':>12} {'GFLOP/s':>9} {'%FMA':>6} {'GB/s':>8} {'%BW':>6}")
+            peak_bw[thr] = b["bytes_per_second"]
+    print(f"{'benchmark':70} {'time':>12} {'GFLOP/s':>9} {'%FMA':>6} {'GB/s':>8} {'%BW':>6}")
     for b in rows:
-        thr = int(b.get("threads_used", b.get("threads", 1)))
+        thr = threads_of(b)
+        # tessel's AVX2 kernels are read against the AVX2 peak, everything else (AVX-512
+        # variants, Eigen and OpenBLAS built for this machine) against the widest one.
+        peak_flops = peak_avx2 if ("avx2" in b["name"] or "tessel" not in b["name"]
+                                   and not peak_wide) else peak_wide
+        if "tessel" in b["name"] and "avx512" not in b["name"]:
+            peak_flops = peak_avx2
         t = f"{b['real_time']:.3g} {b['time_unit']}"
         gf = b.get("FLOPS")
         bw = b.get("bytes_per_second")
@@ -51,9 +76,10 @@ def main():
             f"{bw / 1e9:8.1f}" if bw else " " * 8,
             f"{100 * bw / pb:5.0f}%" if bw and pb and not b["name"].startswith("BM_peak") else " " * 6,
         ]
-        print(f"{b['name'][:58]:58} {t:>12} {' '.join(cols)}")
-    print("\n%FMA / %BW: share of the FMA peak / read bandwidth measured above at the same "
-          "thread count (the 'threads_used' counter of each benchmark).")
+        print(f"{b['name'][:70]:70} {t:>12} {' '.join(cols)}")
+    print("\n%FMA: share of the FMA peak measured above at the same thread count (AVX2 peak for "
+          "tessel's AVX2 kernels, the widest vectors for the rest); %BW: share of the read "
+          "bandwidth measured above at the same thread count.")
     return 0
 
 

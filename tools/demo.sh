@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
-# `make demo`: run the examples, then a short kernel benchmark summary.
+# `make demo`: run the examples and tools on the real checkpoints in ../shared/models, then
+# a short kernel benchmark summary read against this machine's roofline.
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/.."
-for ex in examples/*.cpp; do
-  name=$(basename "$ex" .cpp)
-  case "$name" in
-    tessel-*) continue ;;  # command-line tools, run below with arguments
-  esac
-  echo "=== example: $name"
-  "$BUILD/bin/$name"
+MODELS=../shared/models
+bin=$BUILD/bin
+banner() { echo; echo "=== $*"; }
+
+banner "basics: tensors, views, fused expressions, matmul, norms"
+"$bin/basics"
+
+if [ -d "$MODELS/stories260K" ]; then
+  banner "tessel-generate: stories260K (llama2.c checkpoint), greedy from BOS, 128 tokens"
+  "$bin/tessel-generate" --model "$MODELS/stories260K/stories260K.bin" \
+    --tokenizer "$MODELS/stories260K/tok512.bin" --prompt "" -n 128 --temp 0 --threads 1
   echo
-done
-if [ -x "$BUILD/bin/tessel-inspect" ] && [ -f ../shared/models/stories260K/gguf/stories260K-Q8_0-mixed.gguf ]; then
-  echo "=== tessel-inspect ../shared/models/stories260K/gguf/stories260K-Q8_0-mixed.gguf (first lines)"
-  "$BUILD/bin/tessel-inspect" ../shared/models/stories260K/gguf/stories260K-Q8_0-mixed.gguf | head -25
+  banner "tessel-generate: the Q8_0 GGUF written by llama.cpp, sampled (temp 0.8, top-p 0.9, seed 7)"
+  "$bin/tessel-generate" --model "$MODELS/stories260K/gguf/stories260K-Q8_0-mixed.gguf" \
+    --prompt "Once upon a time" -n 96 --temp 0.8 --top-p 0.9 --seed 7 --ctx 512
   echo
+  banner "tessel-inspect: the Q8_0 GGUF (first lines)"
+  "$bin/tessel-inspect" "$MODELS/stories260K/gguf/stories260K-Q8_0-mixed.gguf" | head -20
+else
+  echo "($MODELS/stories260K not found: skipping the language-model demos)"
 fi
-echo "=== kernel benchmark summary (short runs; 'make bench' for the full set)"
-python3 tools/bench_summary.py "$BUILD/bin/tessel-bench"
+
+banner "jamba_hybrid: Mamba mixers and attention interleaved, declared at compile time"
+"$bin/jamba_hybrid"
+
+if [ -d "$MODELS/mnist-ddpm" ]; then
+  banner "mnist_ddpm: the real mnist-ddpm checkpoint, DDIM and DDPM samples as PNG grids"
+  "$bin/mnist_ddpm" --out "$BUILD"
+fi
+
+banner "kernel benchmark summary (short runs; 'make bench' runs the full set)"
+python3 tools/bench_summary.py "$bin/tessel-bench"

@@ -40,6 +40,7 @@
 #include "ops/timestep_embedding.hpp"
 
 // nn: layer templates
+#include "nn/any_weight.hpp"
 #include "nn/attention.hpp"
 #include "nn/conv.hpp"
 #include "nn/embedding.hpp"
@@ -78,6 +79,7 @@
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
 #include "io/torch.hpp"
+#include "io/write_llama.hpp"
 
 // generate: sampling and generation loops
 #include "generate/generate.hpp"

@@ -11,12 +11,15 @@
 // the .bin's tensors under the same names) and converted to the model's weight format: F32,
 // F16, BF16 and the 32-element GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) are widened to f32
 // and narrowed to W; a block-format W takes blocks of its own type verbatim and quantizes
-// other sources. A missing `output.weight` means the classifier shares the embedding.
+// other sources; nn::any_weight takes every matrix in its stored format, bytes verbatim (F32,
+// F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K), dequantizing nothing. A missing
+// `output.weight` means the classifier shares the embedding.
 //
 // RoPE: both files rotate adjacent pairs. llama.cpp's converter writes llama2.c's wq/wk
 // unpermuted (its HF converter permutes HF's half-split weights into this order), so GGUF
 // `llama` uses RopeStyle::adjacent; tests/test_llama.cpp checks it (identical logits).
 
+#include <array>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -47,6 +50,41 @@ struct LlamaLoadOptions {
   /// Rows per prefill chunk.
   index_t max_batch = 64;
 };
+
+/// The run-time weight format of a stored tensor, if an AnyMatrix can hold it.
+inline std::optional<nn::weight_kind> weight_kind_of(ggml_type t) {
+  using k = nn::weight_kind;
+  switch (t) {
+    case ggml_type::F32:
+      return k::f32;
+    case ggml_type::F16:
+      return k::f16;
+    case ggml_type::BF16:
+      return k::bf16;
+    case ggml_type::Q8_0:
+      return k::q8_0;
+    case ggml_type::Q4_0:
+      return k::q4_0;
+    case ggml_type::Q4_1:
+      return k::q4_1;
+    case ggml_type::Q5_0:
+      return k::q5_0;
+    case ggml_type::Q5_1:
+      return k::q5_1;
+    case ggml_type::Q2_K:
+      return k::q2_k;
+    case ggml_type::Q3_K:
+      return k::q3_k;
+    case ggml_type::Q4_K:
+      return k::q4_k;
+    case ggml_type::Q5_K:
+      return k::q5_k;
+    case ggml_type::Q6_K:
+      return k::q6_k;
+    default:
+      return std::nullopt;
+  }
+}
 
 namespace detail {
 
@@ -93,10 +131,9 @@ inline void source_row_f32(const TensorSource& s, index_t r, index_t n, float* o
   }
 }
 
-/// Fills dst from src: shapes must be equal; formats are converted (see the top of the file).
-template <class T, class S>
-void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
-  const auto want = dst.shape().extents();
+/// Throws unless src has shape `want` (outermost first).
+template <class Extents>
+void check_source_shape(const Extents& want, const TensorSource& src) {
   bool same = src.shape.size() == want.size();
   for (std::size_t k = 0; same && k < want.size(); ++k) same = src.shape[k] == want[k];
   if (!same) {
@@ -107,6 +144,30 @@ void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
                        "tensor '" + std::string(src.name) + "' has shape " + got +
                            "], the model expects " + exp + "]");
   }
+}
+
+/// Fills an any_weight matrix from src: its bytes verbatim, in the file's own format.
+template <index_t R, index_t C>
+void load_tensor(nn::AnyMatrix<R, C>& dst, const TensorSource& src) {
+  check_source_shape(std::array<index_t, 2>{dst.rows(), dst.cols()}, src);
+  const auto k = weight_kind_of(src.type);
+  if (!k)
+    throw format_error(*src.file, src.offset,
+                       "tensor '" + std::string(src.name) + "' is stored as " + io::name(src.type) +
+                           ", which tessel's matrix kernels do not run");
+  try {
+    dst.assign(*k, src.data);
+  } catch (const shape_error& e) {
+    throw format_error(*src.file, src.offset,
+                       "tensor '" + std::string(src.name) + "': " + e.what());
+  }
+}
+
+/// Fills dst from src: shapes must be equal; formats are converted (see the top of the file).
+template <class T, class S>
+void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
+  const auto want = dst.shape().extents();
+  check_source_shape(want, src);
   const index_t cols = want.empty() ? 1 : want.back();
   const index_t rows = cols ? dst.size() / cols : 0;
   if (const auto* ti = find_ggml_type(static_cast<std::uint32_t>(src.type));

@@ -87,7 +87,9 @@ inline bool is_name(const std::string& name, std::string_view suffix) {
 template <class Model>
 void check_negative_a(Model& m, const std::string& file) {
   m.visit([&](const std::string& name, auto& t) {
-    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*t.data())>, float>) {
+    if constexpr (nn::is_any_matrix_v<std::remove_cvref_t<decltype(t)>>) {
+      return;  // a weight matrix, never A
+    } else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*t.data())>, float>) {
       if (!is_name(name, ".ssm_a")) return;
       for (index_t i = 0; i < t.size(); ++i)
         if (!(t.data()[i] < 0.0f))

@@ -80,6 +80,19 @@ void embed_rows(const Tensor<T, S>& table, std::span<const Id> tokens, float* x,
     nn::detail::weight_row_f32(table.data() + t * units, x + index_t(i) * D, D);
   }
 }
+/// The same for a table of run-time format (nn::any_weight).
+template <class Id, index_t R, index_t C>
+void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, float* x,
+                const char* who) {
+  const index_t V = table.rows(), D = table.cols();
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const auto t = static_cast<index_t>(tokens[i]);
+    if (t < 0 || t >= V)
+      throw value_error(std::string(who) + ": token " + std::to_string(t) +
+                        " is outside the vocabulary of " + std::to_string(V));
+    table.row_f32(t, x + index_t(i) * D);
+  }
+}
 }  // namespace detail
 
 template <class Cfg, nn::WeightFormat W = float>

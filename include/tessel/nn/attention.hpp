@@ -133,7 +133,7 @@ class Attention {
   index_t head_dim() const noexcept { return HeadDim != dyn ? HeadDim : dim() / heads(); }
   index_t kv_dim() const noexcept { return KvDim != dyn ? KvDim : head_dim() * kv_heads(); }
   index_t scratch_floats(index_t M, index_t max_seq) const noexcept {
-    return 2 * M * dim() + heads() * max_seq;
+    return 2 * M * dim() + std::max(heads(), M) * max_seq;
   }
 
   /// y[M, Dim] = attention(x[M, Dim]) + beta · y. k_cache / v_cache: this layer's rows
@@ -228,6 +228,12 @@ class Attention {
         rope->apply(q + i * D, H, pos + i);
         rope->apply(k_cache + (pos + i) * kvd, kv_heads(), pos + i);
       }
+    if (M >= gemm_rows) {
+      // Prefill: per head, blocks of rows as two SGEMMs (scores = Q Kᵀ, then softmax · V).
+      attend_gemm(q, M, pos, k_cache, v_cache, max_seq, scores, att);
+      attn_output.forward(att, M, y, beta);
+      return;
+    }
     // Threads take whole heads; a small problem stays on the calling thread.
     const index_t work = H * M * (pos + M) * hd;
     parallel_for(0, H, work < (1 << 18) ? H : 1, [&](index_t lo, index_t hi) {
@@ -243,6 +249,37 @@ class Attention {
                         std::to_string(heads) + ", kv_heads " + std::to_string(kv_heads) +
                         ": dim must be a multiple of heads, heads of kv_heads");
     return dim / heads * kv_heads;
+  }
+
+  /// Rows at which causal attention runs as SGEMMs rather than row by row.
+  static constexpr index_t gemm_rows = 16;
+
+  // Causal attention of M rows at positions pos.. for every head, as SGEMMs: rows in blocks of
+  // 128, each block's scores against the keys it can see (0 .. pos + last row), masked rows of
+  // the block zeroed after the softmax. s: M * max_seq floats.
+  void attend_gemm(const float* q, index_t M, index_t pos, const float* kc, const float* vc,
+                   index_t max_seq, float* s, float* att) const {
+    const index_t D = dim(), kvd = kv_dim(), hd = head_dim(), H = heads();
+    const index_t group = H / kv_heads();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    constexpr index_t block = 128;
+    for (index_t h = 0; h < H; ++h) {
+      const index_t off = (h / group) * hd;
+      for (index_t r0 = 0; r0 < M; r0 += block) {
+        const index_t mb = std::min(block, M - r0), T = pos + r0 + mb;
+        gemm<cpu>(mb, T, hd, q + r0 * D + h * hd, D, kc + off, kvd, true, s, max_seq);
+        parallel_for(0, mb, 16, [&](index_t lo, index_t hi) {
+          for (index_t i = lo; i < hi; ++i) {
+            float* row = s + i * max_seq;
+            const index_t n = pos + r0 + i + 1;  // keys this row sees
+            for (index_t t = 0; t < n; ++t) row[t] *= scale;
+            detail::rows::softmax(row, n);
+            std::fill(row + n, row + T, 0.0f);
+          }
+        });
+        gemm<cpu>(mb, hd, T, s, max_seq, vc + off, kvd, false, att + r0 * D + h * hd, D);
+      }
+    }
   }
 
   // One head over rows 0..M-1: row i sees key rows 0..pos+i (causal: n < 0) or 0..n-1.

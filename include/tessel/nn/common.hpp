@@ -29,13 +29,17 @@
 
 namespace tessel::nn {
 
+/// The run-time weight format (nn/any_weight.hpp): each matrix takes its tensor's format.
+struct any_weight {};
+
 /// Weight formats gemm reads directly (other formats are block formats, dequantized per row).
 template <class W>
 inline constexpr bool is_dense_weight_v =
     std::is_same_v<W, float> || std::is_same_v<W, f16> || std::is_same_v<W, bf16>;
 
 template <class W>
-concept WeightFormat = is_dense_weight_v<W> || requires(const W* x, float* y, index_t n) {
+concept WeightFormat = is_dense_weight_v<W> || std::is_same_v<W, any_weight> ||
+    requires(const W* x, float* y, index_t n) {
   W::block_elems;
   W::dequantize_row(x, y, n);
 };

@@ -4,6 +4,7 @@
 
 #include <span>
 
+#include "any_weight.hpp"
 #include "common.hpp"
 
 namespace tessel::nn {
@@ -22,20 +23,20 @@ class Embedding {
   /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error.
   template <class Id>
   void forward(std::span<const Id> tokens, float* out) const {
-    const index_t D = dim(), row_units = D / block_elems_v<W>;
+    const index_t D = dim();
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       const auto t = static_cast<index_t>(tokens[i]);
       if (t < 0 || t >= vocab())
         throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
                           " is outside the vocabulary of " + std::to_string(vocab()));
-      detail::weight_row_f32(weight.data() + t * row_units, out + index_t(i) * D, D);
+      row(t, out + index_t(i) * D);
     }
   }
 
   /// out[i, :] += row tokens[i] (BERT's token-type embedding is added to the others).
   template <class Id>
   void forward_add(std::span<const Id> tokens, float* out) const {
-    const index_t D = dim(), row_units = D / block_elems_v<W>;
+    const index_t D = dim();
     thread_local std::vector<float> row;  // grows once per thread
     if (static_cast<index_t>(row.size()) < D) row.resize(std::size_t(D));
     for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -43,7 +44,7 @@ class Embedding {
       if (t < 0 || t >= vocab())
         throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
                           " is outside the vocabulary of " + std::to_string(vocab()));
-      detail::weight_row_f32(weight.data() + t * row_units, row.data(), D);
+      this->row(t, row.data());
       float* o = out + index_t(i) * D;
       for (index_t j = 0; j < D; ++j) o[j] += row[std::size_t(j)];
     }
@@ -54,7 +55,17 @@ class Embedding {
     v(name + ".weight", weight);
   }
 
-  Tensor<W, Shape<Vocab, Dim>> weight;
+  matrix_storage_t<W, Vocab, Dim> weight;
+
+ private:
+  void row(index_t t, float* out) const {
+    if constexpr (std::is_same_v<W, any_weight>) {
+      weight.row_f32(t, out);
+    } else {
+      const index_t D = dim();
+      detail::weight_row_f32(weight.data() + t * (D / block_elems_v<W>), out, D);
+    }
+  }
 };
 
 }  // namespace tessel::nn

@@ -1,16 +1,20 @@
 #pragma once
 // Linear<In, Out, W, Bias>: y = x Wᵀ (+ b), the weight stored [Out, In] in format W as
 // PyTorch and GGUF store it. In and Out are static extents or `dyn` (then given to the
-// constructor); W is f32, f16, bf16 (read by gemm, widened to f32 in registers) or a block
-// format with dequantize_row (q8_0, q4_0, ...: each weight row is widened once per call and
-// dotted with every input row, until quantized GEMV kernels take over).
+// constructor); W is f32, f16, bf16 (read by gemm, widened to f32 in registers), a block
+// format (q8_0, q4_0, q4_k, ...: run by the quantized kernels of quant/kernels/qgemm.hpp —
+// integer dots against activations quantized to 8 bits for few rows, dequantized tiles into
+// the f32 SGEMM for many), or any_weight (nn/any_weight.hpp: the format chosen per tensor at
+// load time). A block format without a vec_dot_type keeps a scalar per-row widening fallback.
 //
 //   nn::Linear<64, 172, f16> up;            // static: shapes checked at compile time
 //   nn::Linear<dyn, dyn> proj(dim, hidden);  // run-time dimensions
 //   up.forward(x, M, y);                     // x [M, In], y [M, Out], row-major f32
 //   up.forward(x, M, y, 1.0f);               // y += x Wᵀ (a residual add for free)
 
+#include "any_weight.hpp"
 #include "common.hpp"
+#include "tessel/quant/kernels/qgemm.hpp"
 
 namespace tessel::nn {
 
@@ -37,6 +41,10 @@ class Linear {
     const index_t K = in(), N = out();
     if constexpr (is_dense_weight_v<W>) {
       gemm<cpu>(M, N, K, x, ldx, weight.data(), K, true, y, ldy, beta);
+    } else if constexpr (std::is_same_v<W, any_weight>) {
+      weight.matmul(x, ldx, M, y, ldy, beta);
+    } else if constexpr (QuantFormat<W>) {
+      qgemm<cpu>(M, N, K, x, ldx, weight.data(), y, ldy, beta);
     } else {
       forward_blocks(x, ldx, M, y, ldy, beta);
     }
@@ -53,7 +61,7 @@ class Linear {
     if constexpr (Bias) v(name + ".bias", bias);
   }
 
-  Tensor<W, Shape<Out, In>> weight;
+  matrix_storage_t<W, Out, In> weight;
   [[no_unique_address]] std::conditional_t<Bias, Tensor<float, Shape<Out>>, no_param> bias;
 
  private:

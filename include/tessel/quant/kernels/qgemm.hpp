@@ -3,6 +3,8 @@
 //
 //   qgemv<Backend>(N, K, W, x, y)         y[N] = W x          (decoding: one activation row)
 //   qgemm<Backend>(M, N, K, x, W, y)      y[M, N] = x Wᵀ      (prefill: many rows)
+//   qgemv<Backend>(N, K, W, x, y, beta)   y = W x + beta · y  (beta 0 never reads y)
+//   qgemm<Backend>(M, N, K, x, ldx, W, y, ldy, beta)   row strides and beta, as gemm has
 //
 // GEMV quantizes x once to the format's vec_dot_type and runs the row dot kernels threaded
 // over output rows. GEMM dequantizes tiles of W rows to f32 (threaded) and multiplies with the
@@ -13,9 +15,9 @@
 #include <vector>
 
 #include "tessel/backend/cpu/gemm.hpp"
+#include "tessel/backend/thread_pool.hpp"
 #include "tessel/quant/kernels/qdot.hpp"
 #include "tessel/quant/kernels/qdot_avx2.hpp"
-#include "tessel/backend/thread_pool.hpp"
 
 namespace tessel {
 
@@ -30,15 +32,17 @@ class prepared_activation {
     if constexpr (std::is_same_v<act, float>) {
       ptr_ = x;
     } else {
-      buf_.resize(static_cast<std::size_t>(K / act::block_elems));
-      act::quantize_row(x, buf_.data(), K);
-      ptr_ = buf_.data();
+      // One buffer per calling thread, grown once: a decode loop allocates nothing.
+      thread_local std::vector<act> buf;
+      if (buf.size() < static_cast<std::size_t>(K / act::block_elems))
+        buf.resize(static_cast<std::size_t>(K / act::block_elems));
+      act::quantize_row(x, buf.data(), K);
+      ptr_ = buf.data();
     }
   }
   const act* data() const noexcept { return ptr_; }
 
  private:
-  std::vector<std::conditional_t<std::is_same_v<act, float>, char, act>> buf_;
   const act* ptr_ = nullptr;
 };
 
@@ -59,12 +63,13 @@ void check_qmatmul(const char* op, index_t M, index_t N, index_t K) {
 }  // namespace qdetail
 
 /// y[N] = W[N, K] x[K]; W is N rows of K / block_elems blocks, contiguous.
+/// With beta: y[N] = W x + beta · y (beta 0 never reads y).
 template <class Backend, QuantFormat F>
-void qgemv(index_t N, index_t K, const F* W, const float* x, float* y) {
+void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float beta = 0.0f) {
   qdetail::check_qmatmul<F>("qgemv", 1, N, K);
   if (N == 0) return;
   if (K == 0) {
-    std::fill(y, y + N, 0.f);
+    for (index_t n = 0; n < N; ++n) y[n] = beta == 0.0f ? 0.0f : beta * y[n];
     return;
   }
   const qdetail::prepared_activation<F> a(x, K);
@@ -73,19 +78,36 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y) {
   const index_t grain =
       std::max<index_t>(4, (16384 / std::max<index_t>(1, nb * sizeof(F))) / 4 * 4);
   parallel_for(0, N, grain, [&](index_t lo, index_t hi) {
-    kernel<qdot_op, Backend, F>::run(nb, W + lo * nb, nb, hi - lo, a.data(), y + lo);
+    if (beta == 0.0f) {
+      kernel<qdot_op, Backend, F>::run(nb, W + lo * nb, nb, hi - lo, a.data(), y + lo);
+      return;
+    }
+    // The dots of a chunk go to a small per-thread buffer, then y = dot + beta · y.
+    constexpr index_t step = 256;
+    alignas(64) float t[step];
+    for (index_t r = lo; r < hi; r += step) {
+      const index_t n = std::min(step, hi - r);
+      kernel<qdot_op, Backend, F>::run(nb, W + r * nb, nb, n, a.data(), t);
+      for (index_t i = 0; i < n; ++i) y[r + i] = t[i] + beta * y[r + i];
+    }
   });
 }
 
 /// Rows of x at which qgemm switches from repeated GEMV to dequantize + SGEMM.
 inline constexpr index_t qgemm_min_m = 16;
 
-/// y[M, N] = x[M, K] W[N, K]ᵀ, x and y row-major with row strides K and N.
+/// y[M, N] = x[M, K] W[N, K]ᵀ + beta · y, x and y row-major with row strides ldx >= K and
+/// ldy >= N (beta 0 never reads y).
 template <class Backend, QuantFormat F>
-void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y) {
+void qgemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F* W, float* y,
+           index_t ldy, float beta = 0.0f) {
   qdetail::check_qmatmul<F>("qgemm", M, N, K);
+  if (ldx < K || ldy < N)
+    throw shape_error("tessel::qgemm: row strides ldx " + std::to_string(ldx) + " / ldy " +
+                      std::to_string(ldy) + " are below K " + std::to_string(K) + " / N " +
+                      std::to_string(N));
   if (M < qgemm_min_m || std::is_same_v<Backend, cpu_scalar>) {
-    for (index_t m = 0; m < M; ++m) qgemv<Backend>(N, K, W, x + m * K, y + m * N);
+    for (index_t m = 0; m < M; ++m) qgemv<Backend>(N, K, W, x + m * ldx, y + m * ldy, beta);
     return;
   }
   if (N == 0) return;
@@ -93,20 +115,32 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y
   // Tiles of about 16 MiB of f32 weights: big enough that SGEMM's packing of x is amortized.
   const index_t tile =
       std::clamp<index_t>((index_t{16} << 20) / std::max<index_t>(1, 4 * K) / 64 * 64, 64, N);
-  std::vector<float> wf(static_cast<std::size_t>(std::min(tile, N) * K));
+  // Grown once per calling thread: repeated prefill chunks reuse it.
+  // (The workers below must use this thread's buffer through a pointer: naming a thread_local
+  // inside the task would give each worker its own, empty one.)
+  thread_local std::vector<float> wf_buf;
+  if (wf_buf.size() < static_cast<std::size_t>(std::min(tile, N) * K))
+    wf_buf.resize(static_cast<std::size_t>(std::min(tile, N) * K));
+  float* const wf = wf_buf.data();
   for (index_t n0 = 0; n0 < N; n0 += tile) {
     const index_t nt = std::min(tile, N - n0);
     parallel_for(0, nt, 16, [&](index_t lo, index_t hi) {
       for (index_t r = lo; r < hi; ++r) {
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-        qdetail::dequantize_row_fast(W + (n0 + r) * nb, wf.data() + r * K, K);
+        qdetail::dequantize_row_fast(W + (n0 + r) * nb, wf + r * K, K);
 #else
-        F::dequantize_row(W + (n0 + r) * nb, wf.data() + r * K, K);
+        F::dequantize_row(W + (n0 + r) * nb, wf + r * K, K);
 #endif
       }
     });
-    gemm<Backend>(M, nt, K, x, K, wf.data(), K, true, y + n0, N);
+    gemm<Backend>(M, nt, K, x, ldx, wf, K, true, y + n0, ldy, beta);
   }
+}
+
+/// y[M, N] = x[M, K] W[N, K]ᵀ, x and y row-major with row strides K and N.
+template <class Backend, QuantFormat F>
+void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y) {
+  qgemm<Backend>(M, N, K, x, K, W, y, N, 0.0f);
 }
 
 }  // namespace tessel

@@ -1,0 +1,219 @@
+#pragma once
+// any_weight: a weight format chosen per tensor at run time, as GGUF files mix them (a Q8_0
+// file keeps ffn_down in F16 when its rows do not hold whole blocks; Q4_K_M mixes Q4_K, Q6_K,
+// Q5_0 and Q8_0). Layers take it where they take a format:
+//
+//   models::Llama<models::LlamaConfig, nn::any_weight> m = io::load_gguf_llama<nn::any_weight>(p);
+//
+// A matrix of such a layer is an AnyMatrix<Rows, Cols>: the tensor's bytes verbatim in the
+// format the file gave (weight_kind), never dequantized. Its matmul dispatches once per call to
+// the dense gemm (f32 / f16 / bf16) or to the quantized kernels (qgemv / qgemm); rows of a table
+// (embeddings) are widened one at a time.
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "common.hpp"
+#include "tessel/core/memory.hpp"
+#include "tessel/quant/kernels/qgemm.hpp"
+
+namespace tessel::nn {
+
+// any_weight itself (the tag: each matrix takes the format of the tensor it is loaded from) is
+// declared in common.hpp, where WeightFormat admits it.
+
+/// The formats an AnyMatrix can hold.
+enum class weight_kind : std::uint8_t {
+  f32,
+  f16,
+  bf16,
+  q8_0,
+  q4_0,
+  q4_1,
+  q5_0,
+  q5_1,
+  q2_k,
+  q3_k,
+  q4_k,
+  q5_k,
+  q6_k
+};
+
+template <class T>
+struct type_tag {
+  using type = T;
+};
+
+/// Calls fn(type_tag<T>{}) with the C++ format T of k.
+template <class Fn>
+decltype(auto) with_weight_kind(weight_kind k, Fn&& fn) {
+  switch (k) {
+    case weight_kind::f32:
+      return fn(type_tag<float>{});
+    case weight_kind::f16:
+      return fn(type_tag<f16>{});
+    case weight_kind::bf16:
+      return fn(type_tag<bf16>{});
+    case weight_kind::q8_0:
+      return fn(type_tag<q8_0>{});
+    case weight_kind::q4_0:
+      return fn(type_tag<q4_0>{});
+    case weight_kind::q4_1:
+      return fn(type_tag<q4_1>{});
+    case weight_kind::q5_0:
+      return fn(type_tag<q5_0>{});
+    case weight_kind::q5_1:
+      return fn(type_tag<q5_1>{});
+    case weight_kind::q2_k:
+      return fn(type_tag<q2_k>{});
+    case weight_kind::q3_k:
+      return fn(type_tag<q3_k>{});
+    case weight_kind::q4_k:
+      return fn(type_tag<q4_k>{});
+    case weight_kind::q5_k:
+      return fn(type_tag<q5_k>{});
+    case weight_kind::q6_k:
+      return fn(type_tag<q6_k>{});
+  }
+  throw value_error("tessel::nn: unknown weight_kind " + std::to_string(int(k)));
+}
+
+/// The weight_kind of C++ format T.
+template <class T>
+constexpr weight_kind weight_kind_of() noexcept {
+  if constexpr (std::is_same_v<T, float>) return weight_kind::f32;
+  if constexpr (std::is_same_v<T, f16>) return weight_kind::f16;
+  if constexpr (std::is_same_v<T, bf16>) return weight_kind::bf16;
+  if constexpr (std::is_same_v<T, q8_0>) return weight_kind::q8_0;
+  if constexpr (std::is_same_v<T, q4_0>) return weight_kind::q4_0;
+  if constexpr (std::is_same_v<T, q4_1>) return weight_kind::q4_1;
+  if constexpr (std::is_same_v<T, q5_0>) return weight_kind::q5_0;
+  if constexpr (std::is_same_v<T, q5_1>) return weight_kind::q5_1;
+  if constexpr (std::is_same_v<T, q2_k>) return weight_kind::q2_k;
+  if constexpr (std::is_same_v<T, q3_k>) return weight_kind::q3_k;
+  if constexpr (std::is_same_v<T, q4_k>) return weight_kind::q4_k;
+  if constexpr (std::is_same_v<T, q5_k>) return weight_kind::q5_k;
+  if constexpr (std::is_same_v<T, q6_k>) return weight_kind::q6_k;
+}
+
+inline std::string name(weight_kind k) {
+  return with_weight_kind(k, []<class T>(type_tag<T>) -> std::string {
+    if constexpr (std::is_same_v<T, float>)
+      return "f32";
+    else if constexpr (std::is_same_v<T, f16>)
+      return "f16";
+    else if constexpr (std::is_same_v<T, bf16>)
+      return "bf16";
+    else
+      return std::string(T::name);
+  });
+}
+
+/// A [Rows, Cols] weight matrix in a run-time format (Rows / Cols static or dyn).
+template <index_t Rows, index_t Cols>
+class AnyMatrix {
+ public:
+  AnyMatrix() requires(Rows != dyn && Cols != dyn) : rows_(Rows), cols_(Cols) {}
+  explicit AnyMatrix(const Shape<Rows, Cols>& s) : rows_(s.extent(0)), cols_(s.extent(1)) {}
+
+  index_t extent(int i) const noexcept { return i == 0 ? rows_ : cols_; }
+  index_t rows() const noexcept { return rows_; }
+  index_t cols() const noexcept { return cols_; }
+  index_t size() const noexcept { return rows_ * cols_; }
+  weight_kind kind() const noexcept { return kind_; }
+  bool empty() const noexcept { return !buf_; }
+  /// Bytes of the stored matrix.
+  std::size_t bytes() const { return bytes_for(kind_); }
+  std::size_t bytes_for(weight_kind k) const {
+    return with_weight_kind(k, [&]<class T>(type_tag<T>) {
+      return std::size_t(rows_ * (cols_ / block_elems_v<T>)) * sizeof(T);
+    });
+  }
+  const std::byte* raw() const noexcept { return buf_.get(); }
+
+  /// Holds a copy of rows × cols elements of format k (blocks verbatim). Rows must hold whole
+  /// blocks, and, for a block format, whole blocks of its 8-bit activation format.
+  void assign(weight_kind k, const void* data) {
+    with_weight_kind(k, [&]<class T>(type_tag<T>) {
+      if constexpr (!is_dense_weight_v<T>) {
+        if (cols_ % T::block_elems != 0 || cols_ % block_elems_v<qdetail::act_t<T>> != 0)
+          throw shape_error("tessel::nn::AnyMatrix: rows of " + std::to_string(cols_) +
+                            " do not hold whole " + std::string(T::name) + " blocks");
+      }
+    });
+    const std::size_t n = bytes_for(k);
+    buf_.reset(static_cast<std::byte*>(host_space::allocate(n)));
+    if (n) std::memcpy(buf_.get(), data, n);
+    kind_ = k;
+  }
+  template <class T>
+  void assign(const T* data) {
+    assign(weight_kind_of<T>(), data);
+  }
+
+  /// The stored elements as format T (which must be kind()).
+  template <class T>
+  const T* data() const {
+    if (weight_kind_of<T>() != kind_)
+      throw value_error("tessel::nn::AnyMatrix: holds " + name(kind_) + ", not " +
+                        name(weight_kind_of<T>()));
+    return reinterpret_cast<const T*>(buf_.get());
+  }
+
+  /// Row r widened to f32 (cols floats).
+  void row_f32(index_t r, float* out) const {
+    check_loaded();
+    with_weight_kind(kind_, [&]<class T>(type_tag<T>) {
+      const T* p = reinterpret_cast<const T*>(buf_.get()) + r * (cols_ / block_elems_v<T>);
+      detail::weight_row_f32(p, out, cols_);
+    });
+  }
+
+  /// y[M, rows] = x[M, cols] · thisᵀ + beta · y, row strides ldx and ldy.
+  void matmul(const float* x, index_t ldx, index_t M, float* y, index_t ldy, float beta) const {
+    check_loaded();
+    with_weight_kind(kind_, [&]<class T>(type_tag<T>) {
+      const T* w = reinterpret_cast<const T*>(buf_.get());
+      if constexpr (is_dense_weight_v<T>) {
+        gemm<cpu>(M, rows_, cols_, x, ldx, w, cols_, true, y, ldy, beta);
+      } else {
+        qgemm<cpu>(M, rows_, cols_, x, ldx, w, y, ldy, beta);
+      }
+    });
+  }
+
+ private:
+  struct release {
+    void operator()(std::byte* p) const noexcept { host_space::deallocate(p); }
+  };
+  void check_loaded() const {
+    if (!buf_ && size() > 0)
+      throw value_error("tessel::nn::AnyMatrix: a " + std::to_string(rows_) + " x " +
+                        std::to_string(cols_) + " matrix was used before any weights were loaded");
+  }
+
+  index_t rows_ = 0, cols_ = 0;
+  weight_kind kind_ = weight_kind::f32;
+  std::unique_ptr<std::byte, release> buf_;
+};
+
+template <class T>
+inline constexpr bool is_any_matrix_v = false;
+template <index_t R, index_t C>
+inline constexpr bool is_any_matrix_v<AnyMatrix<R, C>> = true;
+
+/// The storage of a [Rows, Cols] matrix of format W.
+template <class W, index_t Rows, index_t Cols>
+struct matrix_storage {
+  using type = Tensor<W, Shape<Rows, Cols>>;
+};
+template <index_t Rows, index_t Cols>
+struct matrix_storage<any_weight, Rows, Cols> {
+  using type = AnyMatrix<Rows, Cols>;
+};
+template <class W, index_t Rows, index_t Cols>
+using matrix_storage_t = typename matrix_storage<W, Rows, Cols>::type;
+
+}  // namespace tessel::nn

@@ -4,6 +4,7 @@
 // stories260K checkpoint decoding from Q8_0 / Q4_0 / Q4_K_M weights without dequantizing.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -265,4 +266,31 @@ TEST_CASE("stories260K GGUF files from llama.cpp load as any_weight without dequ
   CHECK(f16.blk[0].attn.attn_q.weight.kind() == nn::weight_kind::f16);
   const auto golden = golden_ids();
   CHECK(greedy_from_bos(f16, 120) == std::vector<token_id>(golden.begin(), golden.begin() + 120));
+}
+
+TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single steps") {
+  if (!have_models()) return;
+  auto m = io::load_llama2c_model<float>(stories + "/stories260K.bin");
+  const auto golden = golden_ids();
+  std::vector<token_id> ids = {1};
+  ids.insert(ids.end(), golden.begin(), golden.begin() + 99);
+  const index_t n = 100, V = m.vocab();
+  REQUIRE(m.max_batch() >= 64);  // chunks of 64 and 36 rows: both past gemm_rows
+  std::vector<float> prompt(std::size_t(n * V)), steps(prompt.size());
+  m.forward(std::span<const token_id>(ids), 0, prompt.data());
+  for (index_t t = 0; t < n; ++t) {
+    const auto l = m.forward(std::span<const token_id>(&ids[std::size_t(t)], 1), t);
+    std::copy(l.begin(), l.end(), steps.begin() + t * V);
+  }
+  double worst = 0, scale = 0;
+  for (float v : steps) scale = std::max(scale, double(std::fabs(v)));
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    worst = std::max(worst, std::fabs(double(prompt[i]) - steps[i]));
+  MESSAGE("prompt vs steps: worst |difference| " << worst << " (logits up to " << scale << ")");
+  CHECK(worst <= 1e-4 * scale);  // f32 summation order only
+  // Every row's argmax is llama2.c's next token.
+  for (index_t t = 0; t < n; ++t) {
+    const float* row = prompt.data() + t * V;
+    CHECK(std::max_element(row, row + V) - row == golden[std::size_t(t)]);
+  }
 }

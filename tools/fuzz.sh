@@ -16,11 +16,13 @@ for src in fuzz/fuzz_*.cpp; do
   work=$(mktemp -d)
   [ -d "fuzz/corpus/$short" ] && cp -r "fuzz/corpus/$short/." "$work/"
   echo "--- $name for ${secs}s (seeds: $(ls "$work" | wc -l))"
-  build-fuzz/bin/"$name" -max_total_time="$secs" -print_final_stats=0 -rss_limit_mb=2048 \
-    -artifact_prefix="build-fuzz/$name-" "$work" 2>&1 | grep -E "^(#[0-9]+ +DONE|==|SUMMARY)" || true
-  status=${PIPESTATUS[0]}
+  status=0
+  build-fuzz/bin/"$name" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
+    -artifact_prefix="build-fuzz/$name-" "$work" > "build-fuzz/$name.log" 2>&1 || status=$?
+  grep -E "stat::number_of_executed_units|ERROR|SUMMARY" "build-fuzz/$name.log" || true
   rm -rf "$work"
   if [ "$status" -ne 0 ]; then
+    tail -40 "build-fuzz/$name.log" >&2
     echo "$name found a failure (exit $status); artifacts in build-fuzz/" >&2
     exit 1
   fi

@@ -11,10 +11,12 @@
 //
 //   llama1b_decode/<fmt>/threads:N    one token per iteration at positions 16.. (a 16-token
 //       prompt first): tok/s; pct_bw_roofline = weight bytes read per token (every matrix but
-//       token_embd) × tok/s ÷ the read bandwidth of the pool measured in this process.
+//       token_embd) × tok/s ÷ the read bandwidth of the pool measured in this process, just
+//       before the benchmark (read_bw_GBps).
 //   llama1b_prefill512/<fmt>/threads:N    one 512-token prompt per iteration (one chunk,
 //       M = 512): tok/s; pct_fma_roofline = 2 × matrix parameters (token_embd excluded) ×
-//       tok/s ÷ the 256-bit FMA peak of the pool measured in this process.
+//       tok/s ÷ the 256-bit FMA peak of the pool measured in this process, just before the
+//       benchmark (fma_peak_GFLOPS). Attention (about 2% of the FLOPs at 512) is not counted.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -150,7 +152,7 @@ std::vector<token_id> prompt(std::size_t n) {
 void BM_llama1b_decode(benchmark::State& state, io::ggml_type type) {
   const int threads = int(state.range(0));
   Model& m = model(type);
-  const double bw = bench::pool_read_bandwidth(threads);
+  const double bw = bench::pool_read_bandwidth(threads, true);
   set_num_threads(threads);
   const auto p = prompt(16 + 256);
   m.forward(std::span<const token_id>(p.data(), 16), 0);
@@ -173,7 +175,7 @@ void BM_llama1b_decode(benchmark::State& state, io::ggml_type type) {
 void BM_llama1b_prefill512(benchmark::State& state, io::ggml_type type) {
   const int threads = int(state.range(0));
   Model& m = model(type);
-  const double peak = bench::pool_fma_avx2_peak(threads);
+  const double peak = bench::pool_fma_avx2_peak(threads, true);
   set_num_threads(threads);
   const auto p = prompt(512);
   const auto t0 = std::chrono::steady_clock::now();

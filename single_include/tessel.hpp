@@ -6098,6 +6098,8 @@ auto layer_norm(const X& x, const Wt& weight, const Bs& bias, float eps) {
 //
 //   qgemv<Backend>(N, K, W, x, y)         y[N] = W x          (decoding: one activation row)
 //   qgemm<Backend>(M, N, K, x, W, y)      y[M, N] = x Wᵀ      (prefill: many rows)
+//   qgemv<Backend>(N, K, W, x, y, beta)   y = W x + beta · y  (beta 0 never reads y)
+//   qgemm<Backend>(M, N, K, x, ldx, W, y, ldy, beta)   row strides and beta, as gemm has
 //
 // GEMV quantizes x once to the format's vec_dot_type and runs the row dot kernels threaded
 // over output rows. GEMM dequantizes tiles of W rows to f32 (threaded) and multiplies with the
@@ -6908,15 +6910,17 @@ class prepared_activation {
     if constexpr (std::is_same_v<act, float>) {
       ptr_ = x;
     } else {
-      buf_.resize(static_cast<std::size_t>(K / act::block_elems));
-      act::quantize_row(x, buf_.data(), K);
-      ptr_ = buf_.data();
+      // One buffer per calling thread, grown once: a decode loop allocates nothing.
+      thread_local std::vector<act> buf;
+      if (buf.size() < static_cast<std::size_t>(K / act::block_elems))
+        buf.resize(static_cast<std::size_t>(K / act::block_elems));
+      act::quantize_row(x, buf.data(), K);
+      ptr_ = buf.data();
     }
   }
   const act* data() const noexcept { return ptr_; }
 
  private:
-  std::vector<std::conditional_t<std::is_same_v<act, float>, char, act>> buf_;
   const act* ptr_ = nullptr;
 };
 
@@ -6937,33 +6941,52 @@ void check_qmatmul(const char* op, index_t M, index_t N, index_t K) {
 }  // namespace qdetail
 
 /// y[N] = W[N, K] x[K]; W is N rows of K / block_elems blocks, contiguous.
+/// With beta: y[N] = W x + beta · y (beta 0 never reads y).
 template <class Backend, QuantFormat F>
-void qgemv(index_t N, index_t K, const F* W, const float* x, float* y) {
+void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float beta = 0.0f) {
   qdetail::check_qmatmul<F>("qgemv", 1, N, K);
   if (N == 0) return;
   if (K == 0) {
-    std::fill(y, y + N, 0.f);
+    for (index_t n = 0; n < N; ++n) y[n] = beta == 0.0f ? 0.0f : beta * y[n];
     return;
   }
   const qdetail::prepared_activation<F> a(x, K);
   const index_t nb = K / F::block_elems;
-  // Chunks of whole 4-row groups; about 16 KiB of weights at least per chunk.
+  // Chunks of whole 4-row groups; about 16 KiB of weights at least per chunk (measured: 128 KiB
+  // chunks decode the 1.1B Llama no faster at 2 threads).
   const index_t grain =
       std::max<index_t>(4, (16384 / std::max<index_t>(1, nb * sizeof(F))) / 4 * 4);
   parallel_for(0, N, grain, [&](index_t lo, index_t hi) {
-    kernel<qdot_op, Backend, F>::run(nb, W + lo * nb, nb, hi - lo, a.data(), y + lo);
+    if (beta == 0.0f) {
+      kernel<qdot_op, Backend, F>::run(nb, W + lo * nb, nb, hi - lo, a.data(), y + lo);
+      return;
+    }
+    // The dots of a chunk go to a small per-thread buffer, then y = dot + beta · y.
+    constexpr index_t step = 256;
+    alignas(64) float t[step];
+    for (index_t r = lo; r < hi; r += step) {
+      const index_t n = std::min(step, hi - r);
+      kernel<qdot_op, Backend, F>::run(nb, W + r * nb, nb, n, a.data(), t);
+      for (index_t i = 0; i < n; ++i) y[r + i] = t[i] + beta * y[r + i];
+    }
   });
 }
 
 /// Rows of x at which qgemm switches from repeated GEMV to dequantize + SGEMM.
 inline constexpr index_t qgemm_min_m = 16;
 
-/// y[M, N] = x[M, K] W[N, K]ᵀ, x and y row-major with row strides K and N.
+/// y[M, N] = x[M, K] W[N, K]ᵀ + beta · y, x and y row-major with row strides ldx >= K and
+/// ldy >= N (beta 0 never reads y).
 template <class Backend, QuantFormat F>
-void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y) {
+void qgemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F* W, float* y,
+           index_t ldy, float beta = 0.0f) {
   qdetail::check_qmatmul<F>("qgemm", M, N, K);
+  if (ldx < K || ldy < N)
+    throw shape_error("tessel::qgemm: row strides ldx " + std::to_string(ldx) + " / ldy " +
+                      std::to_string(ldy) + " are below K " + std::to_string(K) + " / N " +
+                      std::to_string(N));
   if (M < qgemm_min_m || std::is_same_v<Backend, cpu_scalar>) {
-    for (index_t m = 0; m < M; ++m) qgemv<Backend>(N, K, W, x + m * K, y + m * N);
+    for (index_t m = 0; m < M; ++m) qgemv<Backend>(N, K, W, x + m * ldx, y + m * ldy, beta);
     return;
   }
   if (N == 0) return;
@@ -6971,20 +6994,32 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y
   // Tiles of about 16 MiB of f32 weights: big enough that SGEMM's packing of x is amortized.
   const index_t tile =
       std::clamp<index_t>((index_t{16} << 20) / std::max<index_t>(1, 4 * K) / 64 * 64, 64, N);
-  std::vector<float> wf(static_cast<std::size_t>(std::min(tile, N) * K));
+  // Grown once per calling thread: repeated prefill chunks reuse it.
+  // (The workers below must use this thread's buffer through a pointer: naming a thread_local
+  // inside the task would give each worker its own, empty one.)
+  thread_local std::vector<float> wf_buf;
+  if (wf_buf.size() < static_cast<std::size_t>(std::min(tile, N) * K))
+    wf_buf.resize(static_cast<std::size_t>(std::min(tile, N) * K));
+  float* const wf = wf_buf.data();
   for (index_t n0 = 0; n0 < N; n0 += tile) {
     const index_t nt = std::min(tile, N - n0);
     parallel_for(0, nt, 16, [&](index_t lo, index_t hi) {
       for (index_t r = lo; r < hi; ++r) {
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-        qdetail::dequantize_row_fast(W + (n0 + r) * nb, wf.data() + r * K, K);
+        qdetail::dequantize_row_fast(W + (n0 + r) * nb, wf + r * K, K);
 #else
-        F::dequantize_row(W + (n0 + r) * nb, wf.data() + r * K, K);
+        F::dequantize_row(W + (n0 + r) * nb, wf + r * K, K);
 #endif
       }
     });
-    gemm<Backend>(M, nt, K, x, K, wf.data(), K, true, y + n0, N);
+    gemm<Backend>(M, nt, K, x, ldx, wf, K, true, y + n0, ldy, beta);
   }
+}
+
+/// y[M, N] = x[M, K] W[N, K]ᵀ, x and y row-major with row strides K and N.
+template <class Backend, QuantFormat F>
+void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y) {
+  qgemm<Backend>(M, N, K, x, K, W, y, N, 0.0f);
 }
 
 }  // namespace tessel
@@ -7660,35 +7695,22 @@ inline Tensor<float, DynShape<2>> timestep_embedding(TensorView<const float, Dyn
 // ---- end tessel/ops/timestep_embedding.hpp ----
 
 // nn: layer templates
-// ---- begin tessel/nn/attention.hpp ----
-// Attention<Dim, Heads, KvHeads, W, Bias>: multi-head self-attention with grouped K/V heads
-// (MHA: KvHeads == Heads, GQA: a divisor, MQA: 1), optional biases on the four projections
-// (GPT-2, BERT). GGUF names: attn_q [Dim, Dim], attn_k / attn_v [KvDim, Dim], attn_output
-// [Dim, Dim], with head_dim = Dim / Heads and KvDim = KvHeads · head_dim.
+// ---- begin tessel/nn/any_weight.hpp ----
+// any_weight: a weight format chosen per tensor at run time, as GGUF files mix them (a Q8_0
+// file keeps ffn_down in F16 when its rows do not hold whole blocks; Q4_K_M mixes Q4_K, Q6_K,
+// Q5_0 and Q8_0). Layers take it where they take a format:
 //
-// Causal with a KV cache: forward(x, M, pos, ..., rope, ...) takes M new rows at positions
-// pos .. pos+M-1 (a prompt: M > 1, a decode step: M == 1), writes their keys and values into
-// the cache rows at those positions and attends row i to cache rows 0 .. pos+i; RoPE rotates
-// queries and keys (the overload without a Rope is for models with learned positions).
-// scratch holds scratch_floats(M, max_seq) floats.
+//   models::Llama<models::LlamaConfig, nn::any_weight> m = io::load_gguf_llama<nn::any_weight>(p);
 //
-// Bidirectional (encoders): forward_bidirectional(x, B, T, mask, ...) runs B sequences of T
-// rows; every row attends to the rows of its sequence whose mask is nonzero (padding is
-// excluded exactly, as an additive −inf mask does). scratch: bidirectional_scratch_floats(B, T).
+// A matrix of such a layer is an AnyMatrix<Rows, Cols>: the tensor's bytes verbatim in the
+// format the file gave (weight_kind), never dequantized. Its matmul dispatches once per call to
+// the dense gemm (f32 / f16 / bf16) or to the quantized kernels (qgemv / qgemm); rows of a table
+// (embeddings) are widened one at a time.
 
-#include <limits>
-
-// ---- begin tessel/nn/linear.hpp ----
-// Linear<In, Out, W, Bias>: y = x Wᵀ (+ b), the weight stored [Out, In] in format W as
-// PyTorch and GGUF store it. In and Out are static extents or `dyn` (then given to the
-// constructor); W is f32, f16, bf16 (read by gemm, widened to f32 in registers) or a block
-// format with dequantize_row (q8_0, q4_0, ...: each weight row is widened once per call and
-// dotted with every input row, until quantized GEMV kernels take over).
-//
-//   nn::Linear<64, 172, f16> up;            // static: shapes checked at compile time
-//   nn::Linear<dyn, dyn> proj(dim, hidden);  // run-time dimensions
-//   up.forward(x, M, y);                     // x [M, In], y [M, Out], row-major f32
-//   up.forward(x, M, y, 1.0f);               // y += x Wᵀ (a residual add for free)
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
 
 // ---- begin tessel/nn/common.hpp ----
 // What every layer template in nn/ shares: weight-format traits, the parameter visitor
@@ -7713,13 +7735,17 @@ inline Tensor<float, DynShape<2>> timestep_embedding(TensorView<const float, Dyn
 
 namespace tessel::nn {
 
+/// The run-time weight format (nn/any_weight.hpp): each matrix takes its tensor's format.
+struct any_weight {};
+
 /// Weight formats gemm reads directly (other formats are block formats, dequantized per row).
 template <class W>
 inline constexpr bool is_dense_weight_v =
     std::is_same_v<W, float> || std::is_same_v<W, f16> || std::is_same_v<W, bf16>;
 
 template <class W>
-concept WeightFormat = is_dense_weight_v<W> || requires(const W* x, float* y, index_t n) {
+concept WeightFormat = is_dense_weight_v<W> || std::is_same_v<W, any_weight> ||
+    requires(const W* x, float* y, index_t n) {
   W::block_elems;
   W::dequantize_row(x, y, n);
 };
@@ -7799,6 +7825,238 @@ inline float gelu(float x, GeluKind k) noexcept {
 
 namespace tessel::nn {
 
+// any_weight itself (the tag: each matrix takes the format of the tensor it is loaded from) is
+// declared in common.hpp, where WeightFormat admits it.
+
+/// The formats an AnyMatrix can hold.
+enum class weight_kind : std::uint8_t {
+  f32,
+  f16,
+  bf16,
+  q8_0,
+  q4_0,
+  q4_1,
+  q5_0,
+  q5_1,
+  q2_k,
+  q3_k,
+  q4_k,
+  q5_k,
+  q6_k
+};
+
+template <class T>
+struct type_tag {
+  using type = T;
+};
+
+/// Calls fn(type_tag<T>{}) with the C++ format T of k.
+template <class Fn>
+decltype(auto) with_weight_kind(weight_kind k, Fn&& fn) {
+  switch (k) {
+    case weight_kind::f32:
+      return fn(type_tag<float>{});
+    case weight_kind::f16:
+      return fn(type_tag<f16>{});
+    case weight_kind::bf16:
+      return fn(type_tag<bf16>{});
+    case weight_kind::q8_0:
+      return fn(type_tag<q8_0>{});
+    case weight_kind::q4_0:
+      return fn(type_tag<q4_0>{});
+    case weight_kind::q4_1:
+      return fn(type_tag<q4_1>{});
+    case weight_kind::q5_0:
+      return fn(type_tag<q5_0>{});
+    case weight_kind::q5_1:
+      return fn(type_tag<q5_1>{});
+    case weight_kind::q2_k:
+      return fn(type_tag<q2_k>{});
+    case weight_kind::q3_k:
+      return fn(type_tag<q3_k>{});
+    case weight_kind::q4_k:
+      return fn(type_tag<q4_k>{});
+    case weight_kind::q5_k:
+      return fn(type_tag<q5_k>{});
+    case weight_kind::q6_k:
+      return fn(type_tag<q6_k>{});
+  }
+  throw value_error("tessel::nn: unknown weight_kind " + std::to_string(int(k)));
+}
+
+/// The weight_kind of C++ format T.
+template <class T>
+constexpr weight_kind weight_kind_of() noexcept {
+  if constexpr (std::is_same_v<T, float>) return weight_kind::f32;
+  if constexpr (std::is_same_v<T, f16>) return weight_kind::f16;
+  if constexpr (std::is_same_v<T, bf16>) return weight_kind::bf16;
+  if constexpr (std::is_same_v<T, q8_0>) return weight_kind::q8_0;
+  if constexpr (std::is_same_v<T, q4_0>) return weight_kind::q4_0;
+  if constexpr (std::is_same_v<T, q4_1>) return weight_kind::q4_1;
+  if constexpr (std::is_same_v<T, q5_0>) return weight_kind::q5_0;
+  if constexpr (std::is_same_v<T, q5_1>) return weight_kind::q5_1;
+  if constexpr (std::is_same_v<T, q2_k>) return weight_kind::q2_k;
+  if constexpr (std::is_same_v<T, q3_k>) return weight_kind::q3_k;
+  if constexpr (std::is_same_v<T, q4_k>) return weight_kind::q4_k;
+  if constexpr (std::is_same_v<T, q5_k>) return weight_kind::q5_k;
+  if constexpr (std::is_same_v<T, q6_k>) return weight_kind::q6_k;
+}
+
+inline std::string name(weight_kind k) {
+  return with_weight_kind(k, []<class T>(type_tag<T>) -> std::string {
+    if constexpr (std::is_same_v<T, float>)
+      return "f32";
+    else if constexpr (std::is_same_v<T, f16>)
+      return "f16";
+    else if constexpr (std::is_same_v<T, bf16>)
+      return "bf16";
+    else
+      return std::string(T::name);
+  });
+}
+
+/// A [Rows, Cols] weight matrix in a run-time format (Rows / Cols static or dyn).
+template <index_t Rows, index_t Cols>
+class AnyMatrix {
+ public:
+  AnyMatrix() requires(Rows != dyn && Cols != dyn) : rows_(Rows), cols_(Cols) {}
+  explicit AnyMatrix(const Shape<Rows, Cols>& s) : rows_(s.extent(0)), cols_(s.extent(1)) {}
+
+  index_t extent(int i) const noexcept { return i == 0 ? rows_ : cols_; }
+  index_t rows() const noexcept { return rows_; }
+  index_t cols() const noexcept { return cols_; }
+  index_t size() const noexcept { return rows_ * cols_; }
+  weight_kind kind() const noexcept { return kind_; }
+  bool empty() const noexcept { return !buf_; }
+  /// Bytes of the stored matrix.
+  std::size_t bytes() const { return bytes_for(kind_); }
+  std::size_t bytes_for(weight_kind k) const {
+    return with_weight_kind(k, [&]<class T>(type_tag<T>) {
+      return std::size_t(rows_ * (cols_ / block_elems_v<T>)) * sizeof(T);
+    });
+  }
+  const std::byte* raw() const noexcept { return buf_.get(); }
+
+  /// Holds a copy of rows × cols elements of format k (blocks verbatim). Rows must hold whole
+  /// blocks, and, for a block format, whole blocks of its 8-bit activation format.
+  void assign(weight_kind k, const void* data) {
+    with_weight_kind(k, [&]<class T>(type_tag<T>) {
+      if constexpr (!is_dense_weight_v<T>) {
+        if (cols_ % T::block_elems != 0 || cols_ % block_elems_v<qdetail::act_t<T>> != 0)
+          throw shape_error("tessel::nn::AnyMatrix: rows of " + std::to_string(cols_) +
+                            " do not hold whole " + std::string(T::name) + " blocks");
+      }
+    });
+    const std::size_t n = bytes_for(k);
+    buf_.reset(static_cast<std::byte*>(host_space::allocate(n)));
+    if (n) std::memcpy(buf_.get(), data, n);
+    kind_ = k;
+  }
+  template <class T>
+  void assign(const T* data) {
+    assign(weight_kind_of<T>(), data);
+  }
+
+  /// The stored elements as format T (which must be kind()).
+  template <class T>
+  const T* data() const {
+    if (weight_kind_of<T>() != kind_)
+      throw value_error("tessel::nn::AnyMatrix: holds " + name(kind_) + ", not " +
+                        name(weight_kind_of<T>()));
+    return reinterpret_cast<const T*>(buf_.get());
+  }
+
+  /// Row r widened to f32 (cols floats).
+  void row_f32(index_t r, float* out) const {
+    check_loaded();
+    with_weight_kind(kind_, [&]<class T>(type_tag<T>) {
+      const T* p = reinterpret_cast<const T*>(buf_.get()) + r * (cols_ / block_elems_v<T>);
+      detail::weight_row_f32(p, out, cols_);
+    });
+  }
+
+  /// y[M, rows] = x[M, cols] · thisᵀ + beta · y, row strides ldx and ldy.
+  void matmul(const float* x, index_t ldx, index_t M, float* y, index_t ldy, float beta) const {
+    check_loaded();
+    with_weight_kind(kind_, [&]<class T>(type_tag<T>) {
+      const T* w = reinterpret_cast<const T*>(buf_.get());
+      if constexpr (is_dense_weight_v<T>) {
+        gemm<cpu>(M, rows_, cols_, x, ldx, w, cols_, true, y, ldy, beta);
+      } else {
+        qgemm<cpu>(M, rows_, cols_, x, ldx, w, y, ldy, beta);
+      }
+    });
+  }
+
+ private:
+  struct release {
+    void operator()(std::byte* p) const noexcept { host_space::deallocate(p); }
+  };
+  void check_loaded() const {
+    if (!buf_ && size() > 0)
+      throw value_error("tessel::nn::AnyMatrix: a " + std::to_string(rows_) + " x " +
+                        std::to_string(cols_) + " matrix was used before any weights were loaded");
+  }
+
+  index_t rows_ = 0, cols_ = 0;
+  weight_kind kind_ = weight_kind::f32;
+  std::unique_ptr<std::byte, release> buf_;
+};
+
+template <class T>
+inline constexpr bool is_any_matrix_v = false;
+template <index_t R, index_t C>
+inline constexpr bool is_any_matrix_v<AnyMatrix<R, C>> = true;
+
+/// The storage of a [Rows, Cols] matrix of format W.
+template <class W, index_t Rows, index_t Cols>
+struct matrix_storage {
+  using type = Tensor<W, Shape<Rows, Cols>>;
+};
+template <index_t Rows, index_t Cols>
+struct matrix_storage<any_weight, Rows, Cols> {
+  using type = AnyMatrix<Rows, Cols>;
+};
+template <class W, index_t Rows, index_t Cols>
+using matrix_storage_t = typename matrix_storage<W, Rows, Cols>::type;
+
+}  // namespace tessel::nn
+// ---- end tessel/nn/any_weight.hpp ----
+// ---- begin tessel/nn/attention.hpp ----
+// Attention<Dim, Heads, KvHeads, W, Bias>: multi-head self-attention with grouped K/V heads
+// (MHA: KvHeads == Heads, GQA: a divisor, MQA: 1), optional biases on the four projections
+// (GPT-2, BERT). GGUF names: attn_q [Dim, Dim], attn_k / attn_v [KvDim, Dim], attn_output
+// [Dim, Dim], with head_dim = Dim / Heads and KvDim = KvHeads · head_dim.
+//
+// Causal with a KV cache: forward(x, M, pos, ..., rope, ...) takes M new rows at positions
+// pos .. pos+M-1 (a prompt: M > 1, a decode step: M == 1), writes their keys and values into
+// the cache rows at those positions and attends row i to cache rows 0 .. pos+i; RoPE rotates
+// queries and keys (the overload without a Rope is for models with learned positions).
+// scratch holds scratch_floats(M, max_seq) floats.
+//
+// Bidirectional (encoders): forward_bidirectional(x, B, T, mask, ...) runs B sequences of T
+// rows; every row attends to the rows of its sequence whose mask is nonzero (padding is
+// excluded exactly, as an additive −inf mask does). scratch: bidirectional_scratch_floats(B, T).
+
+#include <limits>
+
+// ---- begin tessel/nn/linear.hpp ----
+// Linear<In, Out, W, Bias>: y = x Wᵀ (+ b), the weight stored [Out, In] in format W as
+// PyTorch and GGUF store it. In and Out are static extents or `dyn` (then given to the
+// constructor); W is f32, f16, bf16 (read by gemm, widened to f32 in registers), a block
+// format (q8_0, q4_0, q4_k, ...: run by the quantized kernels of quant/kernels/qgemm.hpp —
+// integer dots against activations quantized to 8 bits for few rows, dequantized tiles into
+// the f32 SGEMM for many), or any_weight (nn/any_weight.hpp: the format chosen per tensor at
+// load time). A block format without a vec_dot_type keeps a scalar per-row widening fallback.
+//
+//   nn::Linear<64, 172, f16> up;            // static: shapes checked at compile time
+//   nn::Linear<dyn, dyn> proj(dim, hidden);  // run-time dimensions
+//   up.forward(x, M, y);                     // x [M, In], y [M, Out], row-major f32
+//   up.forward(x, M, y, 1.0f);               // y += x Wᵀ (a residual add for free)
+
+
+namespace tessel::nn {
+
 template <index_t In, index_t Out, WeightFormat W = float, bool Bias = false>
 class Linear {
  public:
@@ -7822,6 +8080,10 @@ class Linear {
     const index_t K = in(), N = out();
     if constexpr (is_dense_weight_v<W>) {
       gemm<cpu>(M, N, K, x, ldx, weight.data(), K, true, y, ldy, beta);
+    } else if constexpr (std::is_same_v<W, any_weight>) {
+      weight.matmul(x, ldx, M, y, ldy, beta);
+    } else if constexpr (QuantFormat<W>) {
+      qgemm<cpu>(M, N, K, x, ldx, weight.data(), y, ldy, beta);
     } else {
       forward_blocks(x, ldx, M, y, ldy, beta);
     }
@@ -7838,7 +8100,7 @@ class Linear {
     if constexpr (Bias) v(name + ".bias", bias);
   }
 
-  Tensor<W, Shape<Out, In>> weight;
+  matrix_storage_t<W, Out, In> weight;
   [[no_unique_address]] std::conditional_t<Bias, Tensor<float, Shape<Out>>, no_param> bias;
 
  private:
@@ -8054,7 +8316,7 @@ class Attention {
   index_t head_dim() const noexcept { return HeadDim != dyn ? HeadDim : dim() / heads(); }
   index_t kv_dim() const noexcept { return KvDim != dyn ? KvDim : head_dim() * kv_heads(); }
   index_t scratch_floats(index_t M, index_t max_seq) const noexcept {
-    return 2 * M * dim() + heads() * max_seq;
+    return 2 * M * dim() + std::max(heads(), M) * max_seq;
   }
 
   /// y[M, Dim] = attention(x[M, Dim]) + beta · y. k_cache / v_cache: this layer's rows
@@ -8149,6 +8411,12 @@ class Attention {
         rope->apply(q + i * D, H, pos + i);
         rope->apply(k_cache + (pos + i) * kvd, kv_heads(), pos + i);
       }
+    if (M >= gemm_rows) {
+      // Prefill: per head, blocks of rows as two SGEMMs (scores = Q Kᵀ, then softmax · V).
+      attend_gemm(q, M, pos, k_cache, v_cache, max_seq, scores, att);
+      attn_output.forward(att, M, y, beta);
+      return;
+    }
     // Threads take whole heads; a small problem stays on the calling thread.
     const index_t work = H * M * (pos + M) * hd;
     parallel_for(0, H, work < (1 << 18) ? H : 1, [&](index_t lo, index_t hi) {
@@ -8164,6 +8432,37 @@ class Attention {
                         std::to_string(heads) + ", kv_heads " + std::to_string(kv_heads) +
                         ": dim must be a multiple of heads, heads of kv_heads");
     return dim / heads * kv_heads;
+  }
+
+  /// Rows at which causal attention runs as SGEMMs rather than row by row.
+  static constexpr index_t gemm_rows = 16;
+
+  // Causal attention of M rows at positions pos.. for every head, as SGEMMs: rows in blocks of
+  // 128, each block's scores against the keys it can see (0 .. pos + last row), masked rows of
+  // the block zeroed after the softmax. s: M * max_seq floats.
+  void attend_gemm(const float* q, index_t M, index_t pos, const float* kc, const float* vc,
+                   index_t max_seq, float* s, float* att) const {
+    const index_t D = dim(), kvd = kv_dim(), hd = head_dim(), H = heads();
+    const index_t group = H / kv_heads();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    constexpr index_t block = 128;
+    for (index_t h = 0; h < H; ++h) {
+      const index_t off = (h / group) * hd;
+      for (index_t r0 = 0; r0 < M; r0 += block) {
+        const index_t mb = std::min(block, M - r0), T = pos + r0 + mb;
+        gemm<cpu>(mb, T, hd, q + r0 * D + h * hd, D, kc + off, kvd, true, s, max_seq);
+        parallel_for(0, mb, 16, [&](index_t lo, index_t hi) {
+          for (index_t i = lo; i < hi; ++i) {
+            float* row = s + i * max_seq;
+            const index_t n = pos + r0 + i + 1;  // keys this row sees
+            for (index_t t = 0; t < n; ++t) row[t] *= scale;
+            detail::rows::softmax(row, n);
+            std::fill(row + n, row + T, 0.0f);
+          }
+        });
+        gemm<cpu>(mb, hd, T, s, max_seq, vc + off, kvd, false, att + r0 * D + h * hd, D);
+      }
+    }
   }
 
   // One head over rows 0..M-1: row i sees key rows 0..pos+i (causal: n < 0) or 0..n-1.
@@ -8299,20 +8598,20 @@ class Embedding {
   /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error.
   template <class Id>
   void forward(std::span<const Id> tokens, float* out) const {
-    const index_t D = dim(), row_units = D / block_elems_v<W>;
+    const index_t D = dim();
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       const auto t = static_cast<index_t>(tokens[i]);
       if (t < 0 || t >= vocab())
         throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
                           " is outside the vocabulary of " + std::to_string(vocab()));
-      detail::weight_row_f32(weight.data() + t * row_units, out + index_t(i) * D, D);
+      row(t, out + index_t(i) * D);
     }
   }
 
   /// out[i, :] += row tokens[i] (BERT's token-type embedding is added to the others).
   template <class Id>
   void forward_add(std::span<const Id> tokens, float* out) const {
-    const index_t D = dim(), row_units = D / block_elems_v<W>;
+    const index_t D = dim();
     thread_local std::vector<float> row;  // grows once per thread
     if (static_cast<index_t>(row.size()) < D) row.resize(std::size_t(D));
     for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -8320,7 +8619,7 @@ class Embedding {
       if (t < 0 || t >= vocab())
         throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
                           " is outside the vocabulary of " + std::to_string(vocab()));
-      detail::weight_row_f32(weight.data() + t * row_units, row.data(), D);
+      this->row(t, row.data());
       float* o = out + index_t(i) * D;
       for (index_t j = 0; j < D; ++j) o[j] += row[std::size_t(j)];
     }
@@ -8331,7 +8630,17 @@ class Embedding {
     v(name + ".weight", weight);
   }
 
-  Tensor<W, Shape<Vocab, Dim>> weight;
+  matrix_storage_t<W, Vocab, Dim> weight;
+
+ private:
+  void row(index_t t, float* out) const {
+    if constexpr (std::is_same_v<W, any_weight>) {
+      weight.row_f32(t, out);
+    } else {
+      const index_t D = dim();
+      detail::weight_row_f32(weight.data() + t * (D / block_elems_v<W>), out, D);
+    }
+  }
 };
 
 }  // namespace tessel::nn
@@ -9784,6 +10093,19 @@ void embed_rows(const Tensor<T, S>& table, std::span<const Id> tokens, float* x,
       throw value_error(std::string(who) + ": token " + std::to_string(t) +
                         " is outside the vocabulary of " + std::to_string(V));
     nn::detail::weight_row_f32(table.data() + t * units, x + index_t(i) * D, D);
+  }
+}
+/// The same for a table of run-time format (nn::any_weight).
+template <class Id, index_t R, index_t C>
+void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, float* x,
+                const char* who) {
+  const index_t V = table.rows(), D = table.cols();
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const auto t = static_cast<index_t>(tokens[i]);
+    if (t < 0 || t >= V)
+      throw value_error(std::string(who) + ": token " + std::to_string(t) +
+                        " is outside the vocabulary of " + std::to_string(V));
+    table.row_f32(t, x + index_t(i) * D);
   }
 }
 }  // namespace detail
@@ -12652,12 +12974,15 @@ class Llama2cFile {
 // the .bin's tensors under the same names) and converted to the model's weight format: F32,
 // F16, BF16 and the 32-element GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) are widened to f32
 // and narrowed to W; a block-format W takes blocks of its own type verbatim and quantizes
-// other sources. A missing `output.weight` means the classifier shares the embedding.
+// other sources; nn::any_weight takes every matrix in its stored format, bytes verbatim (F32,
+// F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K), dequantizing nothing. A missing
+// `output.weight` means the classifier shares the embedding.
 //
 // RoPE: both files rotate adjacent pairs. llama.cpp's converter writes llama2.c's wq/wk
 // unpermuted (its HF converter permutes HF's half-split weights into this order), so GGUF
 // `llama` uses RopeStyle::adjacent; tests/test_llama.cpp checks it (identical logits).
 
+#include <array>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -13195,6 +13520,41 @@ struct LlamaLoadOptions {
   index_t max_batch = 64;
 };
 
+/// The run-time weight format of a stored tensor, if an AnyMatrix can hold it.
+inline std::optional<nn::weight_kind> weight_kind_of(ggml_type t) {
+  using k = nn::weight_kind;
+  switch (t) {
+    case ggml_type::F32:
+      return k::f32;
+    case ggml_type::F16:
+      return k::f16;
+    case ggml_type::BF16:
+      return k::bf16;
+    case ggml_type::Q8_0:
+      return k::q8_0;
+    case ggml_type::Q4_0:
+      return k::q4_0;
+    case ggml_type::Q4_1:
+      return k::q4_1;
+    case ggml_type::Q5_0:
+      return k::q5_0;
+    case ggml_type::Q5_1:
+      return k::q5_1;
+    case ggml_type::Q2_K:
+      return k::q2_k;
+    case ggml_type::Q3_K:
+      return k::q3_k;
+    case ggml_type::Q4_K:
+      return k::q4_k;
+    case ggml_type::Q5_K:
+      return k::q5_k;
+    case ggml_type::Q6_K:
+      return k::q6_k;
+    default:
+      return std::nullopt;
+  }
+}
+
 namespace detail {
 
 template <class Block>
@@ -13240,10 +13600,9 @@ inline void source_row_f32(const TensorSource& s, index_t r, index_t n, float* o
   }
 }
 
-/// Fills dst from src: shapes must be equal; formats are converted (see the top of the file).
-template <class T, class S>
-void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
-  const auto want = dst.shape().extents();
+/// Throws unless src has shape `want` (outermost first).
+template <class Extents>
+void check_source_shape(const Extents& want, const TensorSource& src) {
   bool same = src.shape.size() == want.size();
   for (std::size_t k = 0; same && k < want.size(); ++k) same = src.shape[k] == want[k];
   if (!same) {
@@ -13254,6 +13613,30 @@ void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
                        "tensor '" + std::string(src.name) + "' has shape " + got +
                            "], the model expects " + exp + "]");
   }
+}
+
+/// Fills an any_weight matrix from src: its bytes verbatim, in the file's own format.
+template <index_t R, index_t C>
+void load_tensor(nn::AnyMatrix<R, C>& dst, const TensorSource& src) {
+  check_source_shape(std::array<index_t, 2>{dst.rows(), dst.cols()}, src);
+  const auto k = weight_kind_of(src.type);
+  if (!k)
+    throw format_error(*src.file, src.offset,
+                       "tensor '" + std::string(src.name) + "' is stored as " + io::name(src.type) +
+                           ", which tessel's matrix kernels do not run");
+  try {
+    dst.assign(*k, src.data);
+  } catch (const shape_error& e) {
+    throw format_error(*src.file, src.offset,
+                       "tensor '" + std::string(src.name) + "': " + e.what());
+  }
+}
+
+/// Fills dst from src: shapes must be equal; formats are converted (see the top of the file).
+template <class T, class S>
+void load_tensor(Tensor<T, S>& dst, const TensorSource& src) {
+  const auto want = dst.shape().extents();
+  check_source_shape(want, src);
   const index_t cols = want.empty() ? 1 : want.back();
   const index_t rows = cols ? dst.size() / cols : 0;
   if (const auto* ti = find_ggml_type(static_cast<std::uint32_t>(src.type));
@@ -16032,7 +16415,9 @@ inline bool is_name(const std::string& name, std::string_view suffix) {
 template <class Model>
 void check_negative_a(Model& m, const std::string& file) {
   m.visit([&](const std::string& name, auto& t) {
-    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*t.data())>, float>) {
+    if constexpr (nn::is_any_matrix_v<std::remove_cvref_t<decltype(t)>>) {
+      return;  // a weight matrix, never A
+    } else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*t.data())>, float>) {
       if (!is_name(name, ".ssm_a")) return;
       for (index_t i = 0; i < t.size(); ++i)
         if (!(t.data()[i] < 0.0f))
@@ -16743,6 +17128,129 @@ class StreamDecoder {
 
 }  // namespace tessel
 // ---- end tessel/io/tokenizer.hpp ----
+// ---- begin tessel/io/write_llama.hpp ----
+// Writing models::Llama as a GGUF `llama` file, weights in a chosen format, mixed as GGUF
+// quantizers mix them: every 2-D weight whose rows hold whole blocks of the format is quantized,
+// the other 2-D weights are kept in F16, 1-D tensors (norms) in F32.
+//
+//   auto m = io::load_llama2c_model<f32>("stories260K.bin");
+//   io::write_gguf_llama(m, "stories260K-Q8_0.gguf", io::ggml_type::Q8_0);  // ffn_down: F16
+//   auto q = io::load_gguf_llama<nn::any_weight>("stories260K-Q8_0.gguf");  // formats kept
+//
+// The pieces serve writers of other shapes too (bench/llama_1b.cpp writes random weights):
+// set_llama_metadata(w, cfg) and gguf_weight(x, shape, type).
+
+#include <deque>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace tessel::io {
+
+/// One tensor ready for GGUFWriter::add_tensor.
+struct GGUFTensorData {
+  ggml_type type = ggml_type::F32;
+  std::vector<std::int64_t> shape;  // outermost first
+  std::vector<std::byte> bytes;
+};
+
+namespace detail {
+/// Calls fn(nn::type_tag<T>{}) with the tessel format of a ggml type it can write.
+template <class Fn>
+void with_ggml_format(ggml_type t, Fn&& fn) {
+  const auto k = weight_kind_of(t);
+  if (!k) throw value_error(std::string("tessel: cannot write GGUF weights as ") + io::name(t));
+  nn::with_weight_kind(*k, fn);
+}
+}  // namespace detail
+
+/// x (f32, `shape` outermost first) as a GGUF tensor: in `want` when x is 2-D and its rows hold
+/// whole blocks of `want`; otherwise F16 (2-D) or F32 (1-D).
+inline GGUFTensorData gguf_weight(std::span<const float> x, std::vector<std::int64_t> shape,
+                                  ggml_type want) {
+  GGUFTensorData t;
+  t.shape = std::move(shape);
+  std::int64_t n = 1;
+  for (auto e : t.shape) n *= e;
+  if (n != std::int64_t(x.size()))
+    throw shape_error("tessel::io::gguf_weight: " + std::to_string(x.size()) +
+                      " values for a tensor of " + std::to_string(n));
+  const std::int64_t cols = t.shape.empty() ? 1 : t.shape.back();
+  t.type = t.shape.size() != 2                  ? ggml_type::F32
+           : cols % info(want).block_elems == 0 ? want
+                                                : ggml_type::F16;
+  detail::with_ggml_format(t.type, [&]<class T>(nn::type_tag<T>) {
+    const std::int64_t units = n / block_elems_v<T>;
+    t.bytes.resize(std::size_t(units) * sizeof(T));
+    T* out = reinterpret_cast<T*>(t.bytes.data());
+    if constexpr (nn::is_dense_weight_v<T>) {
+      for (std::int64_t i = 0; i < n; ++i) out[i] = from_f32<T>(x[std::size_t(i)]);
+    } else {
+      const std::int64_t rows = n / cols;
+      for (std::int64_t r = 0; r < rows; ++r)
+        T::quantize_row(x.data() + r * cols, out + r * (cols / T::block_elems), cols);
+    }
+  });
+  return t;
+}
+
+/// The `llama.*` metadata of config c (and general.architecture / general.name).
+inline void set_llama_metadata(GGUFWriter& w, const models::LlamaConfig& c,
+                               std::string_view model_name = "tessel") {
+  w.set("general.architecture", "llama");
+  w.set("general.name", model_name);
+  w.set("llama.context_length", std::uint32_t(c.max_seq));
+  w.set("llama.embedding_length", std::uint32_t(c.dim));
+  w.set("llama.feed_forward_length", std::uint32_t(c.hidden));
+  w.set("llama.block_count", std::uint32_t(c.layers));
+  w.set("llama.attention.head_count", std::uint32_t(c.heads));
+  w.set("llama.attention.head_count_kv", std::uint32_t(c.kv_heads));
+  w.set("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
+  w.set("llama.rope.freq_base", c.rope_theta);
+  w.set("llama.rope.dimension_count", std::uint32_t(c.rope_dim ? c.rope_dim : c.head_dim()));
+}
+
+/// Writes every parameter of m (any weight format: each is widened to f32 first) to `path`,
+/// matrices in `want` where their rows allow (see the top of the file). `extra` may add
+/// metadata (a tokenizer). RoPE must rotate adjacent pairs, as GGUF `llama` does.
+template <class Model>
+void write_gguf_llama(Model& m, const std::string& path, ggml_type want,
+                      const std::function<void(GGUFWriter&)>& extra = {}) {
+  if (m.config().rope_style != nn::RopeStyle::adjacent)
+    throw value_error("tessel::io::write_gguf_llama: GGUF `llama` rotates adjacent pairs");
+  GGUFWriter w;
+  set_llama_metadata(w, m.config());
+  if (extra) extra(w);
+  std::deque<GGUFTensorData> keep;  // add_tensor keeps spans: the data must stay put
+  m.visit([&](const std::string& name, auto& t) {
+    using Tn = std::remove_cvref_t<decltype(t)>;
+    std::vector<float> x;
+    std::vector<std::int64_t> shape;
+    if constexpr (nn::is_any_matrix_v<Tn>) {
+      shape = {t.rows(), t.cols()};
+      x.resize(std::size_t(t.size()));
+      for (index_t r = 0; r < t.rows(); ++r) t.row_f32(r, x.data() + r * t.cols());
+    } else {
+      const auto e = t.shape().extents();
+      shape.assign(e.begin(), e.end());
+      x.resize(std::size_t(t.size()));
+      const index_t cols = shape.empty() ? 1 : shape.back();
+      const index_t rows = cols ? t.size() / cols : 0;
+      using T = typename Tn::value_type;
+      for (index_t r = 0; r < rows; ++r)
+        nn::detail::weight_row_f32(t.data() + r * (cols / block_elems_v<T>), x.data() + r * cols,
+                                   cols);
+    }
+    GGUFTensorData& d = keep.emplace_back(gguf_weight(x, std::move(shape), want));
+    w.add_tensor(name, d.type, d.shape, d.bytes);
+  });
+  w.write(path);
+}
+
+}  // namespace tessel::io
+// ---- end tessel/io/write_llama.hpp ----
 
 // generate: sampling and generation loops
 // ---- begin tessel/generate/generate.hpp ----

@@ -12,9 +12,9 @@
 #include <span>
 #include <vector>
 
-#include "../quant/kernels/qgemm.hpp"
 #include "../core/tensor.hpp"
 #include "../quant/formats.hpp"
+#include "../quant/kernels/qgemm.hpp"
 
 namespace tessel {
 

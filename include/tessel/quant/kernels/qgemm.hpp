@@ -74,7 +74,8 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float bet
   }
   const qdetail::prepared_activation<F> a(x, K);
   const index_t nb = K / F::block_elems;
-  // Chunks of whole 4-row groups; about 16 KiB of weights at least per chunk.
+  // Chunks of whole 4-row groups; about 16 KiB of weights at least per chunk (measured: 128 KiB
+  // chunks decode the 1.1B Llama no faster at 2 threads).
   const index_t grain =
       std::max<index_t>(4, (16384 / std::max<index_t>(1, nb * sizeof(F))) / 4 * 4);
   parallel_for(0, N, grain, [&](index_t lo, index_t hi) {

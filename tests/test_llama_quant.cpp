@@ -294,3 +294,22 @@ TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single s
     CHECK(std::max_element(row, row + V) - row == golden[std::size_t(t)]);
   }
 }
+
+TEST_CASE("stories260K in f32 written by tessel's GGUF writer reproduces llama2.c for 256 tokens") {
+  if (!have_models()) return;
+  auto f32 = io::load_llama2c_model<float>(stories + "/stories260K.bin");
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "tessel_test_stories260K_f32.gguf").string();
+  io::write_gguf_llama(f32, path, io::ggml_type::F32);
+  const auto f = io::GGUFFile::open(path);
+  CHECK(f.tensor("blk.2.ffn_down.weight").type == io::ggml_type::F32);
+  CHECK(f.tensor("token_embd.weight").type == io::ggml_type::F32);
+  auto g = io::load_gguf_llama<float>(path);
+  const auto golden = golden_ids();  // the committed ids of an independent PyTorch run
+  REQUIRE(golden.size() >= 256);
+  const auto ids = greedy_from_bos(g, 256);
+  CHECK(std::vector<token_id>(ids.begin(), ids.end()) ==
+        std::vector<token_id>(golden.begin(), golden.begin() + static_cast<long>(ids.size())));
+  CHECK(ids.size() == 256);
+  std::filesystem::remove(path);
+}

@@ -74,6 +74,7 @@
 #include "io/load_diffusion.hpp"
 #include "io/load_gpt2.hpp"
 #include "io/load_llama.hpp"
+#include "io/gguf_tokenizer.hpp"
 #include "io/load_mamba.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "tessel/io/gguf.hpp"
+#include "tessel/io/gguf_tokenizer.hpp"
 #include "tessel/io/load_llama.hpp"
 #include "tessel/io/safetensors.hpp"
 #include "tessel/io/tokenizer_gpt2.hpp"
@@ -303,27 +304,12 @@ models::GPT2<models::GPT2Config, W> load_gpt2_safetensors(const std::string& pat
       SafetensorsCheckpoint::open(path), path, opt);
 }
 
-/// The byte-level BPE stored in a GGUF file (tokenizer.ggml.model = gpt2: tokens, merges and
-/// optional bos / eos ids).
+/// The byte-level BPE stored in a GGUF file (tokenizer.ggml.model = gpt2). GPT-2 files must
+/// carry tokenizer.ggml.merges: a missing list is a format_error.
 inline Gpt2Tokenizer load_gguf_gpt2_tokenizer(const GGUFFile& f) {
-  const auto model = f.get<std::string_view>("tokenizer.ggml.model");
-  if (model != "gpt2")
-    throw format_error(
-        f.path(), 0,
-        "tokenizer.ggml.model is '" + std::string(model) + "', expected 'gpt2' (byte-level BPE)");
-  const auto& toks = f.get_strings("tokenizer.ggml.tokens");
-  const auto& merges = f.get_strings("tokenizer.ggml.merges");
-  const auto id = [&](const char* key) -> std::optional<token_id> {
-    if (!f.contains(key)) return std::nullopt;
-    return static_cast<token_id>(f.get_int(key));
-  };
-  try {
-    return Gpt2Tokenizer(std::vector<std::string>(toks.begin(), toks.end()),
-                         std::vector<std::string>(merges.begin(), merges.end()),
-                         id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"));
-  } catch (const value_error& e) {
-    throw format_error(f.path(), 0, e.what());
-  }
+  if (f.get<std::string_view>("tokenizer.ggml.model") == "gpt2")
+    (void)f.get_strings("tokenizer.ggml.merges");
+  return load_gguf_bpe_tokenizer(f);
 }
 
 }  // namespace tessel::io

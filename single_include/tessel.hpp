@@ -12426,541 +12426,6 @@ class GGUFFile {
 
 }  // namespace tessel::io
 // ---- end tessel/io/gguf.hpp ----
-// ---- begin tessel/io/gguf_writer.hpp ----
-// Writes GGUF version 3 files: metadata of every value type (nested arrays too), tensors of
-// every ggml format, each tensor's data padded to the alignment (general.alignment, default 32).
-// The layout is the one llama.cpp writes, so a file read with GGUFFile and written back with
-// the same keys and tensors in the same order comes out byte-identical.
-
-#include <cstdio>
-#include <cstring>
-#include <span>
-#include <string>
-#include <string_view>
-#include <vector>
-
-
-namespace tessel::io {
-
-/// A metadata value encoded for a GGUF file: its type and its payload bytes.
-struct GGUFEncoded {
-  gguf_type type = gguf_type::u8;
-  gguf_type elem_type = gguf_type::u8;  // arrays only
-  std::string bytes;
-};
-
-namespace gguf {
-namespace detail {
-inline void put(std::string& out, const void* p, std::size_t n) {
-  out.append(static_cast<const char*>(p), n);
-}
-template <class T>
-void put(std::string& out, T v) {
-  put(out, &v, sizeof v);
-}
-inline void put_string(std::string& out, std::string_view s) {
-  if (!valid_utf8(s)) throw value_error("tessel: GGUF strings must be UTF-8");
-  put<std::uint64_t>(out, s.size());
-  out.append(s);
-}
-}  // namespace detail
-
-template <class T>
-requires io::detail::gguf_scalar<T> GGUFEncoded encode(T v) {
-  GGUFEncoded e;
-  e.type = io::detail::gguf_type_of<T>();
-  if constexpr (std::is_same_v<T, bool>) {
-    detail::put<std::uint8_t>(e.bytes, v ? 1 : 0);
-  } else {
-    detail::put(e.bytes, v);
-  }
-  return e;
-}
-inline GGUFEncoded encode(std::string_view s) {
-  GGUFEncoded e;
-  e.type = gguf_type::string;
-  detail::put_string(e.bytes, s);
-  return e;
-}
-inline GGUFEncoded encode(const char* s) {
-  return encode(std::string_view(s));
-}
-template <class T>
-requires io::detail::gguf_scalar<T> GGUFEncoded encode_array(std::span<const T> v) {
-  GGUFEncoded e;
-  e.type = gguf_type::array;
-  e.elem_type = io::detail::gguf_type_of<T>();
-  detail::put<std::uint32_t>(e.bytes, std::uint32_t(e.elem_type));
-  detail::put<std::uint64_t>(e.bytes, v.size());
-  for (const T& x : v) {
-    if constexpr (std::is_same_v<T, bool>) {
-      detail::put<std::uint8_t>(e.bytes, x ? 1 : 0);
-    } else {
-      detail::put(e.bytes, x);
-    }
-  }
-  return e;
-}
-template <class T>
-requires io::detail::gguf_scalar<T> GGUFEncoded encode_array(const std::vector<T>& v) {
-  if constexpr (std::is_same_v<T, bool>) {  // vector<bool> has no contiguous storage
-    std::unique_ptr<bool[]> b(new bool[v.size()]);
-    for (std::size_t i = 0; i < v.size(); ++i) b[i] = v[i];
-    return encode_array(std::span<const bool>(b.get(), v.size()));
-  } else {
-    return encode_array(std::span<const T>(v));
-  }
-}
-/// An array of strings.
-template <class S>
-requires std::is_convertible_v<const S&, std::string_view> GGUFEncoded
-encode_strings(std::span<const S> v) {
-  GGUFEncoded e;
-  e.type = gguf_type::array;
-  e.elem_type = gguf_type::string;
-  detail::put<std::uint32_t>(e.bytes, std::uint32_t(gguf_type::string));
-  detail::put<std::uint64_t>(e.bytes, v.size());
-  for (const auto& s : v) detail::put_string(e.bytes, std::string_view(s));
-  return e;
-}
-template <class S>
-GGUFEncoded encode_strings(const std::vector<S>& v) {
-  return encode_strings(std::span<const S>(v));
-}
-/// An array of arrays (each item must itself be an array).
-inline GGUFEncoded encode_arrays(const std::vector<GGUFEncoded>& items) {
-  GGUFEncoded e;
-  e.type = gguf_type::array;
-  e.elem_type = gguf_type::array;
-  detail::put<std::uint32_t>(e.bytes, std::uint32_t(gguf_type::array));
-  detail::put<std::uint64_t>(e.bytes, items.size());
-  for (const auto& it : items) {
-    if (it.type != gguf_type::array)
-      throw value_error("tessel: every item of a GGUF array of arrays must be an array");
-    e.bytes += it.bytes;
-  }
-  return e;
-}
-}  // namespace gguf
-
-class GGUFWriter {
- public:
-  /// Sets (or replaces, keeping its place) a metadata value. Setting general.alignment (u32,
-  /// a power of two) also changes the padding of the data section.
-  void set(std::string key, GGUFEncoded v) {
-    if (key.empty() || !valid_utf8(key))
-      throw value_error("tessel: GGUF metadata keys must be non-empty UTF-8");
-    if (key == "general.alignment") {
-      std::uint32_t a = 0;
-      if (v.type != gguf_type::u32) throw value_error("tessel: general.alignment must be a u32");
-      std::memcpy(&a, v.bytes.data(), 4);
-      if (a == 0 || (a & (a - 1)))
-        throw value_error("tessel: general.alignment must be a power of two");
-      alignment_ = a;
-    }
-    for (auto& kv : kvs_)
-      if (kv.first == key) {
-        kv.second = std::move(v);
-        return;
-      }
-    kvs_.emplace_back(std::move(key), std::move(v));
-  }
-  template <class T>
-  void set(std::string key, const T& v) {
-    set(std::move(key), gguf::encode(v));
-  }
-  /// Copies metadata value `v` of another file (any type, nested arrays too).
-  void set(std::string key, const GGUFValue& v) { set(std::move(key), copy(v)); }
-
-  /// A tensor of `type` with tessel shape `shape` (outermost first). The bytes are not copied:
-  /// they must stay alive until write().
-  void add_tensor(std::string name, ggml_type type, std::span<const std::int64_t> shape,
-                  std::span<const std::byte> data) {
-    const auto bytes = add_info(std::move(name), type, shape);
-    if (data.size() != bytes)
-      throw value_error("tessel: GGUF tensor '" + infos_.back().name + "' needs " +
-                        std::to_string(bytes) + " bytes, got " + std::to_string(data.size()));
-    infos_.back().data = data;
-  }
-  /// A contiguous tensor view; the ggml type follows from T.
-  template <class T, class S>
-  void add_tensor(std::string name, TensorView<T, S> v) {
-    constexpr auto ti = ggml_type_of<T>();
-    static_assert(ti.has_value(), "tessel: T is not a GGUF tensor format");
-    if (!v.is_contiguous()) throw value_error("tessel: GGUF tensors must be contiguous");
-    const auto e = v.shape().extents();
-    std::vector<std::int64_t> shape(e.begin(), e.end());
-    const std::size_t n = std::size_t(v.size() / ti->block_elems * ti->block_bytes);
-    add_tensor(std::move(name), ti->type, shape, {reinterpret_cast<const std::byte*>(v.data()), n});
-  }
-  /// A tensor whose data is zeros, written as a hole (sparse) where the file system allows.
-  void reserve_tensor(std::string name, ggml_type type, std::span<const std::int64_t> shape) {
-    add_info(std::move(name), type, shape);
-  }
-
-  std::uint32_t alignment() const noexcept { return alignment_; }
-
-  /// Everything before the data section (header, metadata, tensor infos, padding).
-  std::string header() const {
-    std::string out = "GGUF";
-    gguf::detail::put<std::uint32_t>(out, 3);
-    gguf::detail::put<std::uint64_t>(out, infos_.size());
-    gguf::detail::put<std::uint64_t>(out, kvs_.size());
-    for (const auto& [k, v] : kvs_) {
-      gguf::detail::put_string(out, k);
-      gguf::detail::put<std::uint32_t>(out, std::uint32_t(v.type));
-      out += v.bytes;
-    }
-    std::uint64_t off = 0;
-    for (const auto& t : infos_) {
-      gguf::detail::put_string(out, t.name);
-      gguf::detail::put<std::uint32_t>(out, std::uint32_t(t.ne.size()));
-      for (auto e : t.ne) gguf::detail::put<std::uint64_t>(out, std::uint64_t(e));
-      gguf::detail::put<std::uint32_t>(out, std::uint32_t(t.type));
-      gguf::detail::put<std::uint64_t>(out, off);
-      off += padded(t.bytes);
-    }
-    out.append(padded(out.size()) - out.size(), '\0');
-    return out;
-  }
-
-  /// The whole file in memory.
-  std::vector<std::byte> to_bytes() const {
-    const std::string h = header();
-    std::vector<std::byte> out(h.size() + data_size());
-    std::memcpy(out.data(), h.data(), h.size());
-    std::size_t p = h.size();
-    for (const auto& t : infos_) {
-      if (!t.data.empty()) std::memcpy(out.data() + p, t.data.data(), t.data.size());
-      p += padded(t.bytes);
-    }
-    return out;
-  }
-
-  void write(const std::string& path) const {
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) throw io_error("tessel: cannot create '" + path + "'");
-    const auto fail = [&] {
-      std::fclose(f);
-      throw io_error("tessel: cannot write '" + path + "'");
-    };
-    const std::string h = header();
-    if (std::fwrite(h.data(), 1, h.size(), f) != h.size()) fail();
-    const std::uint64_t total = h.size() + data_size();
-    std::uint64_t pos = h.size();
-    static const char zeros[64] = {};
-    for (const auto& t : infos_) {
-      if (!t.data.empty()) {
-        if (std::fwrite(t.data.data(), 1, t.data.size(), f) != t.data.size()) fail();
-        std::size_t pad = std::size_t(padded(t.bytes) - t.bytes);
-        while (pad) {  // padding bytes are written so the file holds only zeros there
-          const std::size_t n = pad < sizeof zeros ? pad : sizeof zeros;
-          if (std::fwrite(zeros, 1, n, f) != n) fail();
-          pad -= n;
-        }
-      } else if (t.bytes && std::fseek(f, long(pos + padded(t.bytes)), SEEK_SET) != 0) {
-        fail();
-      }
-      pos += padded(t.bytes);
-    }
-    if (std::fflush(f) != 0 || ::ftruncate(::fileno(f), off_t(total)) != 0) fail();
-    if (std::fclose(f) != 0) throw io_error("tessel: cannot write '" + path + "'");
-  }
-
- private:
-  struct entry {
-    std::string name;
-    ggml_type type;
-    std::vector<std::int64_t> ne;  // innermost first
-    std::uint64_t bytes;
-    std::span<const std::byte> data;
-  };
-
-  std::uint64_t padded(std::uint64_t n) const {
-    return (n + alignment_ - 1) / alignment_ * alignment_;
-  }
-  std::uint64_t data_size() const {
-    std::uint64_t n = 0;
-    for (const auto& t : infos_) n += padded(t.bytes);
-    return n;
-  }
-
-  std::uint64_t add_info(std::string name, ggml_type type, std::span<const std::int64_t> shape) {
-    const auto& ti = io::info(type);
-    if (shape.empty() || shape.size() > 4)
-      throw value_error("tessel: GGUF tensor '" + name + "' must have 1 to 4 dimensions");
-    if (!valid_utf8(name)) throw value_error("tessel: GGUF tensor names must be UTF-8");
-    for (const auto& t : infos_)
-      if (t.name == name) throw value_error("tessel: duplicate GGUF tensor '" + name + "'");
-    info_rows(name, ti, shape);
-    entry& t = infos_.emplace_back();
-    t.name = std::move(name);
-    t.type = type;
-    t.ne.assign(shape.rbegin(), shape.rend());
-    std::int64_t n = 1;
-    for (auto e : shape) n = checked_mul(n, e, "GGUF tensor size");
-    t.bytes = std::uint64_t(checked_mul(n / ti.block_elems, ti.block_bytes, "GGUF tensor bytes"));
-    return t.bytes;
-  }
-  static void info_rows(const std::string& name, const ggml_type_info& ti,
-                        std::span<const std::int64_t> shape) {
-    if (shape.back() % ti.block_elems != 0)
-      throw value_error("tessel: GGUF tensor '" + name + "': row of " +
-                        std::to_string(shape.back()) + " is not a multiple of the " + ti.name +
-                        " block size " + std::to_string(ti.block_elems));
-  }
-
-  static GGUFEncoded copy(const GGUFValue& v) {
-    GGUFEncoded e;
-    e.type = v.type();
-    const std::string nofile;
-    if (v.type() == gguf_type::string) {
-      gguf::detail::put_string(e.bytes, v.as<std::string_view>(nofile, ""));
-    } else if (v.is_array()) {
-      e.elem_type = v.elem_type();
-      gguf::detail::put<std::uint32_t>(e.bytes, std::uint32_t(v.elem_type()));
-      gguf::detail::put<std::uint64_t>(e.bytes, v.count());
-      if (v.elem_type() == gguf_type::string) {
-        for (auto s : v.strings(nofile, "")) gguf::detail::put_string(e.bytes, s);
-      } else if (v.elem_type() == gguf_type::array) {
-        for (const auto& it : v.items(nofile, "")) e.bytes += copy(it).bytes;
-      } else {
-        const auto b = v.array_bytes();
-        gguf::detail::put(e.bytes, b.data(), b.size());
-      }
-    } else {
-      gguf::detail::put(e.bytes, v.scalar_bytes().data(), v.scalar_bytes().size());
-    }
-    return e;
-  }
-
-  std::uint32_t alignment_ = GGUFFile::default_alignment;
-  std::vector<std::pair<std::string, GGUFEncoded>> kvs_;
-  std::vector<entry> infos_;
-};
-
-}  // namespace tessel::io
-// ---- end tessel/io/gguf_writer.hpp ----
-// ---- begin tessel/io/llama2c.hpp ----
-// llama2.c checkpoints (karpathy/llama2.c, "version 0"): a header of 7 int32 (dim, hidden_dim,
-// n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means the
-// classifier is stored separately) and then f32 weights in llama2.c's order. Each weight is
-// exposed per layer under its GGUF name (the names llama.cpp gives the same tensors), so one
-// loader serves both formats:
-//
-//   token_embd.weight [vocab, dim]           blk.L.attn_norm.weight [dim]
-//   blk.L.attn_q.weight [dim, dim]           blk.L.attn_k.weight / attn_v [kv_dim, dim]
-//   blk.L.attn_output.weight [dim, dim]      blk.L.ffn_norm.weight [dim]
-//   blk.L.ffn_gate.weight (w1) [hidden, dim] blk.L.ffn_down.weight (w2) [dim, hidden]
-//   blk.L.ffn_up.weight (w3) [hidden, dim]   output_norm.weight [dim]
-//   output.weight [vocab, dim]  (the embedding's bytes when the classifier is shared)
-//
-// Shapes are row-major [out, in], exactly as stored; the RoPE frequency tables that follow
-// output_norm in the file are skipped (llama2.c ignores them too).
-
-#include <cstdint>
-#include <map>
-#include <span>
-#include <string>
-#include <vector>
-
-
-namespace tessel::io {
-
-struct Llama2cConfig {
-  std::int32_t dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0,
-               seq_len = 0;
-  bool shared_classifier = true;
-  std::int32_t head_size() const noexcept { return dim / n_heads; }
-  std::int32_t kv_dim() const noexcept { return head_size() * n_kv_heads; }
-};
-
-struct Llama2cTensor {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  std::uint64_t offset = 0;  // in the file
-  const float* data = nullptr;
-
-  std::int64_t n_elements() const noexcept {
-    std::int64_t n = 1;
-    for (auto e : shape) n *= e;
-    return n;
-  }
-  std::span<const float> span() const noexcept { return {data, std::size_t(n_elements())}; }
-  template <std::size_t R>
-  TensorView<const float, DynShape<R>> view() const {
-    if (shape.size() != R)
-      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
-                        ", viewed with rank " + std::to_string(R));
-    std::array<index_t, R> e{};
-    for (std::size_t k = 0; k < R; ++k) e[k] = shape[k];
-    return {data, DynShape<R>::from_array(e)};
-  }
-};
-
-class Llama2cFile {
- public:
-  static Llama2cFile open(const std::string& path) { return Llama2cFile(MappedFile::open(path)); }
-  static Llama2cFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
-    return Llama2cFile(MappedFile::from_bytes(b, std::move(name)));
-  }
-  explicit Llama2cFile(MappedFile m) : map_(std::move(m)) { parse(); }
-
-  const std::string& path() const noexcept { return map_.name(); }
-  const Llama2cConfig& config() const noexcept { return cfg_; }
-  /// In file order (output.weight last).
-  const std::vector<Llama2cTensor>& tensors() const noexcept { return tensors_; }
-  const Llama2cTensor* find(std::string_view n) const {
-    auto it = index_.find(n);
-    return it == index_.end() ? nullptr : &tensors_[it->second];
-  }
-  const Llama2cTensor& tensor(std::string_view n) const {
-    if (const auto* t = find(n)) return *t;
-    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
-  }
-
- private:
-  void parse() {
-    ByteReader r(map_.bytes(), path());
-    const char* names[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
-                            "n_kv_heads", "vocab_size", "seq_len"};
-    std::int32_t h[7];
-    for (int k = 0; k < 7; ++k) h[k] = r.i32(names[k]);
-    for (int k = 0; k < 7; ++k)  // vocab_size may be negative (separate classifier)
-      if (h[k] <= 0 && !(k == 5 && h[k] < 0 && h[k] != INT32_MIN))
-        r.fail_at(std::size_t(4 * k), std::string("header: ") + names[k] + " is " +
-                                          std::to_string(h[k]) + ", expected > 0");
-    cfg_ = {h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6], h[5] > 0};
-    if (cfg_.dim % cfg_.n_heads != 0)
-      r.fail_at(12, "header: dim " + std::to_string(cfg_.dim) + " is not a multiple of n_heads " +
-                        std::to_string(cfg_.n_heads));
-    if (cfg_.n_kv_heads > cfg_.n_heads || cfg_.n_heads % cfg_.n_kv_heads != 0)
-      r.fail_at(16, "header: n_heads " + std::to_string(cfg_.n_heads) +
-                        " is not a multiple of n_kv_heads " + std::to_string(cfg_.n_kv_heads));
-
-    const std::int64_t dim = cfg_.dim, hid = cfg_.hidden_dim, L = cfg_.n_layers,
-                       vocab = cfg_.vocab_size, kv = cfg_.kv_dim();
-    const auto mul = [&](std::int64_t a, std::int64_t b) {
-      std::int64_t v;
-      if (__builtin_mul_overflow(a, b, &v)) r.fail_at(0, "header implies a size that overflows");
-      return v;
-    };
-    const std::int64_t freq = mul(cfg_.seq_len, cfg_.head_size()) / 2;
-    // (name, per-layer shape, layered?) in file order
-    struct part {
-      const char* name;
-      std::int64_t rows, cols;
-      bool layered;
-    };
-    const part parts[] = {
-        {"token_embd.weight", vocab, dim, false}, {"attn_norm.weight", 1, dim, true},
-        {"attn_q.weight", dim, dim, true},        {"attn_k.weight", kv, dim, true},
-        {"attn_v.weight", kv, dim, true},         {"attn_output.weight", dim, dim, true},
-        {"ffn_norm.weight", 1, dim, true},        {"ffn_gate.weight", hid, dim, true},
-        {"ffn_down.weight", dim, hid, true},      {"ffn_up.weight", hid, dim, true},
-        {"output_norm.weight", 1, dim, false},    {nullptr, 2, freq, false},
-        {"output.weight", vocab, dim, false},
-    };
-    std::int64_t floats = 0;
-    for (const auto& p : parts) {
-      if (p.name && std::string_view(p.name) == "output.weight" && cfg_.shared_classifier) break;
-      const auto n = mul(mul(p.rows, p.cols), p.layered ? L : 1);
-      if (__builtin_add_overflow(floats, n, &floats))
-        r.fail_at(0, "header implies a size that overflows");
-    }
-    std::int64_t expected;
-    if (__builtin_mul_overflow(floats, 4, &expected) ||
-        __builtin_add_overflow(expected, 28, &expected) || std::uint64_t(expected) != map_.size())
-      r.fail_at(map_.size(), "file is " + std::to_string(map_.size()) +
-                                 " bytes, the header implies " +
-                                 (expected > 0 ? std::to_string(expected) : "an overflowing size"));
-
-    std::uint64_t off = 28;
-    const auto add = [&](std::string name, std::int64_t rows, std::int64_t cols, std::uint64_t at) {
-      Llama2cTensor t;
-      t.name = std::move(name);
-      t.shape = rows == 1 ? std::vector<std::int64_t>{cols} : std::vector<std::int64_t>{rows, cols};
-      t.offset = at;
-      t.data = reinterpret_cast<const float*>(map_.data() + at);
-      index_.emplace(t.name, tensors_.size());
-      tensors_.push_back(std::move(t));
-    };
-    for (const auto& p : parts) {
-      const std::uint64_t n = std::uint64_t(p.rows * p.cols);
-      if (!p.name) {
-        off += n * 4;
-        continue;
-      }
-      if (std::string_view(p.name) == "output.weight" && cfg_.shared_classifier) {
-        add(p.name, p.rows, p.cols, 28);  // the embedding doubles as the classifier
-        continue;
-      }
-      if (!p.layered) {
-        add(p.name, p.rows, p.cols, off);
-        off += n * 4;
-        continue;
-      }
-      for (std::int64_t l = 0; l < L; ++l)
-        add("blk." + std::to_string(l) + "." + p.name, p.rows, p.cols,
-            off + std::uint64_t(l) * n * 4);
-      off += n * 4 * std::uint64_t(L);
-    }
-  }
-
-  MappedFile map_;
-  Llama2cConfig cfg_;
-  std::vector<Llama2cTensor> tensors_;
-  std::map<std::string, std::size_t, std::less<>> index_;
-};
-
-}  // namespace tessel::io
-// ---- end tessel/io/llama2c.hpp ----
-// ---- begin tessel/io/load_bert.hpp ----
-// Loading models::Bert from Hugging Face safetensors checkpoints (BertModel's names, with or
-// without the `bert.` prefix of BertFor* heads):
-//
-//   auto m = io::load_bert_safetensors<f32>("all-MiniLM-L6-v2/model.safetensors");
-//   auto s = io::load_bert<models::Bert<MiniLM, f16>>(path);   // a static config, checked
-//
-// Dimensions come from the tensors' shapes; the head count and LayerNorm epsilon from the
-// options or from the config.json beside the file (num_attention_heads, layer_norm_eps).
-// HF's nn.Linear weights are [out, in] as tessel's; formats convert as in io/load_llama.hpp.
-// Old checkpoints name LayerNorm parameters gamma / beta: both spellings are accepted.
-
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <optional>
-#include <string>
-
-// ---- begin tessel/io/load_gpt2.hpp ----
-// Loading models::GPT2 from Hugging Face safetensors checkpoints and GGUF `gpt2` files, and
-// the GPT-2 tokenizer a GGUF file carries.
-//
-//   auto m = io::load_gpt2_safetensors<f32>("gpt2/model.safetensors");  // config.json beside
-//   auto g = io::load_gguf_gpt2<f32>("gpt2.gguf");
-//   auto a = io::load_gpt2_model<f32>(path);                  // either, by magic
-//   auto s = io::load_gpt2<models::GPT2<Tiny, f16>>(path);    // a static config, checked
-//   Gpt2Tokenizer tok = io::load_gguf_gpt2_tokenizer(io::GGUFFile::open(path));
-//
-// Parameters are found by their GGUF names (the model's own). Hugging Face's names
-// (`wte`, `wpe`, `h.N.ln_1`, `h.N.attn.c_attn`, `h.N.attn.c_proj`, `h.N.ln_2`, `h.N.mlp.c_fc`,
-// `h.N.mlp.c_proj`, `ln_f`, optionally under `transformer.`) are mapped to them; HF's Conv1D
-// stores weights [in, out], so they are transposed on load. The fused attention projection
-// (c_attn, GGUF attn_qkv: q, k, v stacked along the outputs) is split into attn_q / attn_k /
-// attn_v. A missing `output.weight` (lm_head) means the tied token embedding. Formats are
-// converted as io/load_llama.hpp does. Safetensors files hold no hyperparameters: the head
-// count and LayerNorm epsilon come from the options or from the config.json beside the file;
-// the other dimensions from the tensors' shapes.
-
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-
 // ---- begin tessel/io/gguf_tokenizer.hpp ----
 // The byte-level BPE tokenizer stored in a GGUF file's tokenizer.ggml.* keys, shared by the
 // GPT-2 and Mamba loaders.
@@ -14201,6 +13666,541 @@ inline Gpt2Tokenizer load_gguf_bpe_tokenizer(const GGUFFile& f) {
 
 }  // namespace tessel::io
 // ---- end tessel/io/gguf_tokenizer.hpp ----
+// ---- begin tessel/io/gguf_writer.hpp ----
+// Writes GGUF version 3 files: metadata of every value type (nested arrays too), tensors of
+// every ggml format, each tensor's data padded to the alignment (general.alignment, default 32).
+// The layout is the one llama.cpp writes, so a file read with GGUFFile and written back with
+// the same keys and tensors in the same order comes out byte-identical.
+
+#include <cstdio>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace tessel::io {
+
+/// A metadata value encoded for a GGUF file: its type and its payload bytes.
+struct GGUFEncoded {
+  gguf_type type = gguf_type::u8;
+  gguf_type elem_type = gguf_type::u8;  // arrays only
+  std::string bytes;
+};
+
+namespace gguf {
+namespace detail {
+inline void put(std::string& out, const void* p, std::size_t n) {
+  out.append(static_cast<const char*>(p), n);
+}
+template <class T>
+void put(std::string& out, T v) {
+  put(out, &v, sizeof v);
+}
+inline void put_string(std::string& out, std::string_view s) {
+  if (!valid_utf8(s)) throw value_error("tessel: GGUF strings must be UTF-8");
+  put<std::uint64_t>(out, s.size());
+  out.append(s);
+}
+}  // namespace detail
+
+template <class T>
+requires io::detail::gguf_scalar<T> GGUFEncoded encode(T v) {
+  GGUFEncoded e;
+  e.type = io::detail::gguf_type_of<T>();
+  if constexpr (std::is_same_v<T, bool>) {
+    detail::put<std::uint8_t>(e.bytes, v ? 1 : 0);
+  } else {
+    detail::put(e.bytes, v);
+  }
+  return e;
+}
+inline GGUFEncoded encode(std::string_view s) {
+  GGUFEncoded e;
+  e.type = gguf_type::string;
+  detail::put_string(e.bytes, s);
+  return e;
+}
+inline GGUFEncoded encode(const char* s) {
+  return encode(std::string_view(s));
+}
+template <class T>
+requires io::detail::gguf_scalar<T> GGUFEncoded encode_array(std::span<const T> v) {
+  GGUFEncoded e;
+  e.type = gguf_type::array;
+  e.elem_type = io::detail::gguf_type_of<T>();
+  detail::put<std::uint32_t>(e.bytes, std::uint32_t(e.elem_type));
+  detail::put<std::uint64_t>(e.bytes, v.size());
+  for (const T& x : v) {
+    if constexpr (std::is_same_v<T, bool>) {
+      detail::put<std::uint8_t>(e.bytes, x ? 1 : 0);
+    } else {
+      detail::put(e.bytes, x);
+    }
+  }
+  return e;
+}
+template <class T>
+requires io::detail::gguf_scalar<T> GGUFEncoded encode_array(const std::vector<T>& v) {
+  if constexpr (std::is_same_v<T, bool>) {  // vector<bool> has no contiguous storage
+    std::unique_ptr<bool[]> b(new bool[v.size()]);
+    for (std::size_t i = 0; i < v.size(); ++i) b[i] = v[i];
+    return encode_array(std::span<const bool>(b.get(), v.size()));
+  } else {
+    return encode_array(std::span<const T>(v));
+  }
+}
+/// An array of strings.
+template <class S>
+requires std::is_convertible_v<const S&, std::string_view> GGUFEncoded
+encode_strings(std::span<const S> v) {
+  GGUFEncoded e;
+  e.type = gguf_type::array;
+  e.elem_type = gguf_type::string;
+  detail::put<std::uint32_t>(e.bytes, std::uint32_t(gguf_type::string));
+  detail::put<std::uint64_t>(e.bytes, v.size());
+  for (const auto& s : v) detail::put_string(e.bytes, std::string_view(s));
+  return e;
+}
+template <class S>
+GGUFEncoded encode_strings(const std::vector<S>& v) {
+  return encode_strings(std::span<const S>(v));
+}
+/// An array of arrays (each item must itself be an array).
+inline GGUFEncoded encode_arrays(const std::vector<GGUFEncoded>& items) {
+  GGUFEncoded e;
+  e.type = gguf_type::array;
+  e.elem_type = gguf_type::array;
+  detail::put<std::uint32_t>(e.bytes, std::uint32_t(gguf_type::array));
+  detail::put<std::uint64_t>(e.bytes, items.size());
+  for (const auto& it : items) {
+    if (it.type != gguf_type::array)
+      throw value_error("tessel: every item of a GGUF array of arrays must be an array");
+    e.bytes += it.bytes;
+  }
+  return e;
+}
+}  // namespace gguf
+
+class GGUFWriter {
+ public:
+  /// Sets (or replaces, keeping its place) a metadata value. Setting general.alignment (u32,
+  /// a power of two) also changes the padding of the data section.
+  void set(std::string key, GGUFEncoded v) {
+    if (key.empty() || !valid_utf8(key))
+      throw value_error("tessel: GGUF metadata keys must be non-empty UTF-8");
+    if (key == "general.alignment") {
+      std::uint32_t a = 0;
+      if (v.type != gguf_type::u32) throw value_error("tessel: general.alignment must be a u32");
+      std::memcpy(&a, v.bytes.data(), 4);
+      if (a == 0 || (a & (a - 1)))
+        throw value_error("tessel: general.alignment must be a power of two");
+      alignment_ = a;
+    }
+    for (auto& kv : kvs_)
+      if (kv.first == key) {
+        kv.second = std::move(v);
+        return;
+      }
+    kvs_.emplace_back(std::move(key), std::move(v));
+  }
+  template <class T>
+  void set(std::string key, const T& v) {
+    set(std::move(key), gguf::encode(v));
+  }
+  /// Copies metadata value `v` of another file (any type, nested arrays too).
+  void set(std::string key, const GGUFValue& v) { set(std::move(key), copy(v)); }
+
+  /// A tensor of `type` with tessel shape `shape` (outermost first). The bytes are not copied:
+  /// they must stay alive until write().
+  void add_tensor(std::string name, ggml_type type, std::span<const std::int64_t> shape,
+                  std::span<const std::byte> data) {
+    const auto bytes = add_info(std::move(name), type, shape);
+    if (data.size() != bytes)
+      throw value_error("tessel: GGUF tensor '" + infos_.back().name + "' needs " +
+                        std::to_string(bytes) + " bytes, got " + std::to_string(data.size()));
+    infos_.back().data = data;
+  }
+  /// A contiguous tensor view; the ggml type follows from T.
+  template <class T, class S>
+  void add_tensor(std::string name, TensorView<T, S> v) {
+    constexpr auto ti = ggml_type_of<T>();
+    static_assert(ti.has_value(), "tessel: T is not a GGUF tensor format");
+    if (!v.is_contiguous()) throw value_error("tessel: GGUF tensors must be contiguous");
+    const auto e = v.shape().extents();
+    std::vector<std::int64_t> shape(e.begin(), e.end());
+    const std::size_t n = std::size_t(v.size() / ti->block_elems * ti->block_bytes);
+    add_tensor(std::move(name), ti->type, shape, {reinterpret_cast<const std::byte*>(v.data()), n});
+  }
+  /// A tensor whose data is zeros, written as a hole (sparse) where the file system allows.
+  void reserve_tensor(std::string name, ggml_type type, std::span<const std::int64_t> shape) {
+    add_info(std::move(name), type, shape);
+  }
+
+  std::uint32_t alignment() const noexcept { return alignment_; }
+
+  /// Everything before the data section (header, metadata, tensor infos, padding).
+  std::string header() const {
+    std::string out = "GGUF";
+    gguf::detail::put<std::uint32_t>(out, 3);
+    gguf::detail::put<std::uint64_t>(out, infos_.size());
+    gguf::detail::put<std::uint64_t>(out, kvs_.size());
+    for (const auto& [k, v] : kvs_) {
+      gguf::detail::put_string(out, k);
+      gguf::detail::put<std::uint32_t>(out, std::uint32_t(v.type));
+      out += v.bytes;
+    }
+    std::uint64_t off = 0;
+    for (const auto& t : infos_) {
+      gguf::detail::put_string(out, t.name);
+      gguf::detail::put<std::uint32_t>(out, std::uint32_t(t.ne.size()));
+      for (auto e : t.ne) gguf::detail::put<std::uint64_t>(out, std::uint64_t(e));
+      gguf::detail::put<std::uint32_t>(out, std::uint32_t(t.type));
+      gguf::detail::put<std::uint64_t>(out, off);
+      off += padded(t.bytes);
+    }
+    out.append(padded(out.size()) - out.size(), '\0');
+    return out;
+  }
+
+  /// The whole file in memory.
+  std::vector<std::byte> to_bytes() const {
+    const std::string h = header();
+    std::vector<std::byte> out(h.size() + data_size());
+    std::memcpy(out.data(), h.data(), h.size());
+    std::size_t p = h.size();
+    for (const auto& t : infos_) {
+      if (!t.data.empty()) std::memcpy(out.data() + p, t.data.data(), t.data.size());
+      p += padded(t.bytes);
+    }
+    return out;
+  }
+
+  void write(const std::string& path) const {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) throw io_error("tessel: cannot create '" + path + "'");
+    const auto fail = [&] {
+      std::fclose(f);
+      throw io_error("tessel: cannot write '" + path + "'");
+    };
+    const std::string h = header();
+    if (std::fwrite(h.data(), 1, h.size(), f) != h.size()) fail();
+    const std::uint64_t total = h.size() + data_size();
+    std::uint64_t pos = h.size();
+    static const char zeros[64] = {};
+    for (const auto& t : infos_) {
+      if (!t.data.empty()) {
+        if (std::fwrite(t.data.data(), 1, t.data.size(), f) != t.data.size()) fail();
+        std::size_t pad = std::size_t(padded(t.bytes) - t.bytes);
+        while (pad) {  // padding bytes are written so the file holds only zeros there
+          const std::size_t n = pad < sizeof zeros ? pad : sizeof zeros;
+          if (std::fwrite(zeros, 1, n, f) != n) fail();
+          pad -= n;
+        }
+      } else if (t.bytes && std::fseek(f, long(pos + padded(t.bytes)), SEEK_SET) != 0) {
+        fail();
+      }
+      pos += padded(t.bytes);
+    }
+    if (std::fflush(f) != 0 || ::ftruncate(::fileno(f), off_t(total)) != 0) fail();
+    if (std::fclose(f) != 0) throw io_error("tessel: cannot write '" + path + "'");
+  }
+
+ private:
+  struct entry {
+    std::string name;
+    ggml_type type;
+    std::vector<std::int64_t> ne;  // innermost first
+    std::uint64_t bytes;
+    std::span<const std::byte> data;
+  };
+
+  std::uint64_t padded(std::uint64_t n) const {
+    return (n + alignment_ - 1) / alignment_ * alignment_;
+  }
+  std::uint64_t data_size() const {
+    std::uint64_t n = 0;
+    for (const auto& t : infos_) n += padded(t.bytes);
+    return n;
+  }
+
+  std::uint64_t add_info(std::string name, ggml_type type, std::span<const std::int64_t> shape) {
+    const auto& ti = io::info(type);
+    if (shape.empty() || shape.size() > 4)
+      throw value_error("tessel: GGUF tensor '" + name + "' must have 1 to 4 dimensions");
+    if (!valid_utf8(name)) throw value_error("tessel: GGUF tensor names must be UTF-8");
+    for (const auto& t : infos_)
+      if (t.name == name) throw value_error("tessel: duplicate GGUF tensor '" + name + "'");
+    info_rows(name, ti, shape);
+    entry& t = infos_.emplace_back();
+    t.name = std::move(name);
+    t.type = type;
+    t.ne.assign(shape.rbegin(), shape.rend());
+    std::int64_t n = 1;
+    for (auto e : shape) n = checked_mul(n, e, "GGUF tensor size");
+    t.bytes = std::uint64_t(checked_mul(n / ti.block_elems, ti.block_bytes, "GGUF tensor bytes"));
+    return t.bytes;
+  }
+  static void info_rows(const std::string& name, const ggml_type_info& ti,
+                        std::span<const std::int64_t> shape) {
+    if (shape.back() % ti.block_elems != 0)
+      throw value_error("tessel: GGUF tensor '" + name + "': row of " +
+                        std::to_string(shape.back()) + " is not a multiple of the " + ti.name +
+                        " block size " + std::to_string(ti.block_elems));
+  }
+
+  static GGUFEncoded copy(const GGUFValue& v) {
+    GGUFEncoded e;
+    e.type = v.type();
+    const std::string nofile;
+    if (v.type() == gguf_type::string) {
+      gguf::detail::put_string(e.bytes, v.as<std::string_view>(nofile, ""));
+    } else if (v.is_array()) {
+      e.elem_type = v.elem_type();
+      gguf::detail::put<std::uint32_t>(e.bytes, std::uint32_t(v.elem_type()));
+      gguf::detail::put<std::uint64_t>(e.bytes, v.count());
+      if (v.elem_type() == gguf_type::string) {
+        for (auto s : v.strings(nofile, "")) gguf::detail::put_string(e.bytes, s);
+      } else if (v.elem_type() == gguf_type::array) {
+        for (const auto& it : v.items(nofile, "")) e.bytes += copy(it).bytes;
+      } else {
+        const auto b = v.array_bytes();
+        gguf::detail::put(e.bytes, b.data(), b.size());
+      }
+    } else {
+      gguf::detail::put(e.bytes, v.scalar_bytes().data(), v.scalar_bytes().size());
+    }
+    return e;
+  }
+
+  std::uint32_t alignment_ = GGUFFile::default_alignment;
+  std::vector<std::pair<std::string, GGUFEncoded>> kvs_;
+  std::vector<entry> infos_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/gguf_writer.hpp ----
+// ---- begin tessel/io/llama2c.hpp ----
+// llama2.c checkpoints (karpathy/llama2.c, "version 0"): a header of 7 int32 (dim, hidden_dim,
+// n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means the
+// classifier is stored separately) and then f32 weights in llama2.c's order. Each weight is
+// exposed per layer under its GGUF name (the names llama.cpp gives the same tensors), so one
+// loader serves both formats:
+//
+//   token_embd.weight [vocab, dim]           blk.L.attn_norm.weight [dim]
+//   blk.L.attn_q.weight [dim, dim]           blk.L.attn_k.weight / attn_v [kv_dim, dim]
+//   blk.L.attn_output.weight [dim, dim]      blk.L.ffn_norm.weight [dim]
+//   blk.L.ffn_gate.weight (w1) [hidden, dim] blk.L.ffn_down.weight (w2) [dim, hidden]
+//   blk.L.ffn_up.weight (w3) [hidden, dim]   output_norm.weight [dim]
+//   output.weight [vocab, dim]  (the embedding's bytes when the classifier is shared)
+//
+// Shapes are row-major [out, in], exactly as stored; the RoPE frequency tables that follow
+// output_norm in the file are skipped (llama2.c ignores them too).
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace tessel::io {
+
+struct Llama2cConfig {
+  std::int32_t dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0,
+               seq_len = 0;
+  bool shared_classifier = true;
+  std::int32_t head_size() const noexcept { return dim / n_heads; }
+  std::int32_t kv_dim() const noexcept { return head_size() * n_kv_heads; }
+};
+
+struct Llama2cTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::uint64_t offset = 0;  // in the file
+  const float* data = nullptr;
+
+  std::int64_t n_elements() const noexcept {
+    std::int64_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+  std::span<const float> span() const noexcept { return {data, std::size_t(n_elements())}; }
+  template <std::size_t R>
+  TensorView<const float, DynShape<R>> view() const {
+    if (shape.size() != R)
+      throw shape_error("tessel: tensor '" + name + "' has rank " + std::to_string(shape.size()) +
+                        ", viewed with rank " + std::to_string(R));
+    std::array<index_t, R> e{};
+    for (std::size_t k = 0; k < R; ++k) e[k] = shape[k];
+    return {data, DynShape<R>::from_array(e)};
+  }
+};
+
+class Llama2cFile {
+ public:
+  static Llama2cFile open(const std::string& path) { return Llama2cFile(MappedFile::open(path)); }
+  static Llama2cFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
+    return Llama2cFile(MappedFile::from_bytes(b, std::move(name)));
+  }
+  explicit Llama2cFile(MappedFile m) : map_(std::move(m)) { parse(); }
+
+  const std::string& path() const noexcept { return map_.name(); }
+  const Llama2cConfig& config() const noexcept { return cfg_; }
+  /// In file order (output.weight last).
+  const std::vector<Llama2cTensor>& tensors() const noexcept { return tensors_; }
+  const Llama2cTensor* find(std::string_view n) const {
+    auto it = index_.find(n);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+  }
+  const Llama2cTensor& tensor(std::string_view n) const {
+    if (const auto* t = find(n)) return *t;
+    throw format_error(path(), 0, "no tensor named '" + std::string(n) + "'");
+  }
+
+ private:
+  void parse() {
+    ByteReader r(map_.bytes(), path());
+    const char* names[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
+                            "n_kv_heads", "vocab_size", "seq_len"};
+    std::int32_t h[7];
+    for (int k = 0; k < 7; ++k) h[k] = r.i32(names[k]);
+    for (int k = 0; k < 7; ++k)  // vocab_size may be negative (separate classifier)
+      if (h[k] <= 0 && !(k == 5 && h[k] < 0 && h[k] != INT32_MIN))
+        r.fail_at(std::size_t(4 * k), std::string("header: ") + names[k] + " is " +
+                                          std::to_string(h[k]) + ", expected > 0");
+    cfg_ = {h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6], h[5] > 0};
+    if (cfg_.dim % cfg_.n_heads != 0)
+      r.fail_at(12, "header: dim " + std::to_string(cfg_.dim) + " is not a multiple of n_heads " +
+                        std::to_string(cfg_.n_heads));
+    if (cfg_.n_kv_heads > cfg_.n_heads || cfg_.n_heads % cfg_.n_kv_heads != 0)
+      r.fail_at(16, "header: n_heads " + std::to_string(cfg_.n_heads) +
+                        " is not a multiple of n_kv_heads " + std::to_string(cfg_.n_kv_heads));
+
+    const std::int64_t dim = cfg_.dim, hid = cfg_.hidden_dim, L = cfg_.n_layers,
+                       vocab = cfg_.vocab_size, kv = cfg_.kv_dim();
+    const auto mul = [&](std::int64_t a, std::int64_t b) {
+      std::int64_t v;
+      if (__builtin_mul_overflow(a, b, &v)) r.fail_at(0, "header implies a size that overflows");
+      return v;
+    };
+    const std::int64_t freq = mul(cfg_.seq_len, cfg_.head_size()) / 2;
+    // (name, per-layer shape, layered?) in file order
+    struct part {
+      const char* name;
+      std::int64_t rows, cols;
+      bool layered;
+    };
+    const part parts[] = {
+        {"token_embd.weight", vocab, dim, false}, {"attn_norm.weight", 1, dim, true},
+        {"attn_q.weight", dim, dim, true},        {"attn_k.weight", kv, dim, true},
+        {"attn_v.weight", kv, dim, true},         {"attn_output.weight", dim, dim, true},
+        {"ffn_norm.weight", 1, dim, true},        {"ffn_gate.weight", hid, dim, true},
+        {"ffn_down.weight", dim, hid, true},      {"ffn_up.weight", hid, dim, true},
+        {"output_norm.weight", 1, dim, false},    {nullptr, 2, freq, false},
+        {"output.weight", vocab, dim, false},
+    };
+    std::int64_t floats = 0;
+    for (const auto& p : parts) {
+      if (p.name && std::string_view(p.name) == "output.weight" && cfg_.shared_classifier) break;
+      const auto n = mul(mul(p.rows, p.cols), p.layered ? L : 1);
+      if (__builtin_add_overflow(floats, n, &floats))
+        r.fail_at(0, "header implies a size that overflows");
+    }
+    std::int64_t expected;
+    if (__builtin_mul_overflow(floats, 4, &expected) ||
+        __builtin_add_overflow(expected, 28, &expected) || std::uint64_t(expected) != map_.size())
+      r.fail_at(map_.size(), "file is " + std::to_string(map_.size()) +
+                                 " bytes, the header implies " +
+                                 (expected > 0 ? std::to_string(expected) : "an overflowing size"));
+
+    std::uint64_t off = 28;
+    const auto add = [&](std::string name, std::int64_t rows, std::int64_t cols, std::uint64_t at) {
+      Llama2cTensor t;
+      t.name = std::move(name);
+      t.shape = rows == 1 ? std::vector<std::int64_t>{cols} : std::vector<std::int64_t>{rows, cols};
+      t.offset = at;
+      t.data = reinterpret_cast<const float*>(map_.data() + at);
+      index_.emplace(t.name, tensors_.size());
+      tensors_.push_back(std::move(t));
+    };
+    for (const auto& p : parts) {
+      const std::uint64_t n = std::uint64_t(p.rows * p.cols);
+      if (!p.name) {
+        off += n * 4;
+        continue;
+      }
+      if (std::string_view(p.name) == "output.weight" && cfg_.shared_classifier) {
+        add(p.name, p.rows, p.cols, 28);  // the embedding doubles as the classifier
+        continue;
+      }
+      if (!p.layered) {
+        add(p.name, p.rows, p.cols, off);
+        off += n * 4;
+        continue;
+      }
+      for (std::int64_t l = 0; l < L; ++l)
+        add("blk." + std::to_string(l) + "." + p.name, p.rows, p.cols,
+            off + std::uint64_t(l) * n * 4);
+      off += n * 4 * std::uint64_t(L);
+    }
+  }
+
+  MappedFile map_;
+  Llama2cConfig cfg_;
+  std::vector<Llama2cTensor> tensors_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+}  // namespace tessel::io
+// ---- end tessel/io/llama2c.hpp ----
+// ---- begin tessel/io/load_bert.hpp ----
+// Loading models::Bert from Hugging Face safetensors checkpoints (BertModel's names, with or
+// without the `bert.` prefix of BertFor* heads):
+//
+//   auto m = io::load_bert_safetensors<f32>("all-MiniLM-L6-v2/model.safetensors");
+//   auto s = io::load_bert<models::Bert<MiniLM, f16>>(path);   // a static config, checked
+//
+// Dimensions come from the tensors' shapes; the head count and LayerNorm epsilon from the
+// options or from the config.json beside the file (num_attention_heads, layer_norm_eps).
+// HF's nn.Linear weights are [out, in] as tessel's; formats convert as in io/load_llama.hpp.
+// Old checkpoints name LayerNorm parameters gamma / beta: both spellings are accepted.
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+// ---- begin tessel/io/load_gpt2.hpp ----
+// Loading models::GPT2 from Hugging Face safetensors checkpoints and GGUF `gpt2` files, and
+// the GPT-2 tokenizer a GGUF file carries.
+//
+//   auto m = io::load_gpt2_safetensors<f32>("gpt2/model.safetensors");  // config.json beside
+//   auto g = io::load_gguf_gpt2<f32>("gpt2.gguf");
+//   auto a = io::load_gpt2_model<f32>(path);                  // either, by magic
+//   auto s = io::load_gpt2<models::GPT2<Tiny, f16>>(path);    // a static config, checked
+//   Gpt2Tokenizer tok = io::load_gguf_gpt2_tokenizer(io::GGUFFile::open(path));
+//
+// Parameters are found by their GGUF names (the model's own). Hugging Face's names
+// (`wte`, `wpe`, `h.N.ln_1`, `h.N.attn.c_attn`, `h.N.attn.c_proj`, `h.N.ln_2`, `h.N.mlp.c_fc`,
+// `h.N.mlp.c_proj`, `ln_f`, optionally under `transformer.`) are mapped to them; HF's Conv1D
+// stores weights [in, out], so they are transposed on load. The fused attention projection
+// (c_attn, GGUF attn_qkv: q, k, v stacked along the outputs) is split into attn_q / attn_k /
+// attn_v. A missing `output.weight` (lm_head) means the tied token embedding. Formats are
+// converted as io/load_llama.hpp does. Safetensors files hold no hyperparameters: the head
+// count and LayerNorm epsilon come from the options or from the config.json beside the file;
+// the other dimensions from the tensors' shapes.
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
 // ---- begin tessel/io/load_llama.hpp ----
 // Loading models::Llama from llama2.c checkpoints and GGUF `llama` files.
 //

@@ -68,13 +68,13 @@
 
 // io: model files, tokenizers, loaders
 #include "io/gguf.hpp"
+#include "io/gguf_tokenizer.hpp"
 #include "io/gguf_writer.hpp"
 #include "io/llama2c.hpp"
 #include "io/load_bert.hpp"
 #include "io/load_diffusion.hpp"
 #include "io/load_gpt2.hpp"
 #include "io/load_llama.hpp"
-#include "io/gguf_tokenizer.hpp"
 #include "io/load_mamba.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"

@@ -7,6 +7,9 @@
 //
 // stdout: the prompt followed by the generated text, nothing else. stderr: prefill and decode
 // tokens per second, and with --ids the prompt's and the generated token ids (a line each).
+// BOS: a llama2.c checkpoint's prompt starts with BOS; a GGUF file's does as its
+// tokenizer.ggml.add_bos_token says, else as its tokenizer family does (io::gguf_add_bos:
+// SentencePiece Llamas yes; the byte-level BPE of GPT-2 and Mamba no, as Hugging Face encodes).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -29,7 +32,7 @@ int main(int argc, char** argv) {
   bool ids = false, extra_ws = true;
   app.add_option("--model", model_path, "GGUF or llama2.c .bin file")->required();
   app.add_option("--tokenizer", tokenizer_path, "llama2.c tokenizer.bin (for a .bin model)");
-  app.add_option("--prompt", prompt, "text after BOS (default: none)");
+  app.add_option("--prompt", prompt, "text (after BOS where the model wants one; default: none)");
   app.add_option("-n", n, "tokens to generate (default 256)");
   app.add_option("--temp", temp, "temperature; 0 is greedy (default 0)");
   app.add_option("--top-p", top_p, "nucleus sampling mass (default 1: off)");
@@ -46,8 +49,9 @@ int main(int argc, char** argv) {
 
   try {
     tessel::set_num_threads(threads);
-    const auto run = [&](auto& model, const auto& tok) {
+    const auto run = [&](auto& model, const auto& tok, bool add_bos) {
       tessel::GenerateOptions opt;
+      opt.add_bos = add_bos;
       opt.max_tokens = n;
       opt.echo_prompt = true;
       opt.sampling.temperature = temp;
@@ -76,13 +80,13 @@ int main(int argc, char** argv) {
       const auto f = tessel::io::GGUFFile::open(model_path);
       if (f.get<std::string_view>("general.architecture") == "mamba") {
         auto model = tessel::io::load_gguf_mamba<float>(model_path);
-        run(model, tessel::io::load_gguf_bpe_tokenizer(f));
+        run(model, tessel::io::load_gguf_bpe_tokenizer(f), tessel::io::gguf_add_bos(f));
         return 0;
       }
       // GGUF `gpt2`: learned positions, context fixed by the file; GPT-2's BPE in the file.
       if (f.get<std::string_view>("general.architecture") == "gpt2") {
         auto model = tessel::io::load_gpt2<tessel::models::GPT2<tessel::models::GPT2Config>>(f);
-        run(model, tessel::io::load_gguf_gpt2_tokenizer(f));
+        run(model, tessel::io::load_gguf_gpt2_tokenizer(f), tessel::io::gguf_add_bos(f));
         return 0;
       }
     }
@@ -100,7 +104,7 @@ int main(int argc, char** argv) {
       return tessel::load_llama2c_tokenizer(tokenizer_path, std::size_t(model.vocab()), o);
     }();
 
-    run(model, tok);
+    run(model, tok, !gguf || tessel::io::gguf_add_bos(tessel::io::GGUFFile::open(model_path)));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tessel-generate: %s\n", e.what());
     return 1;

@@ -26,8 +26,18 @@ struct cuda {
   static constexpr const char* name() { return "cuda"; }
 };
 
-/// The best CPU backend this translation unit was compiled for.
-#if XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
+/// The best CPU backend this translation unit was compiled for: the widest vectors its -march
+/// allows (AVX-512 under -march=native on a machine that has it, AVX2 + FMA under
+/// -march=x86-64-v3). Define TESSEL_CPU_ARCH (an xsimd architecture type) to pin it, e.g.
+/// -DTESSEL_CPU_ARCH='xsimd::fma3<xsimd::avx2>'. Every translation unit of a program must see
+/// the same choice.
+#if defined(TESSEL_CPU_ARCH)
+using cpu_best_arch = TESSEL_CPU_ARCH;
+using cpu = cpu_simd<cpu_best_arch>;
+#elif XSIMD_WITH_AVX512BW
+using cpu_best_arch = xsimd::avx512bw;
+using cpu = cpu_simd<cpu_best_arch>;
+#elif XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
 using cpu_best_arch = xsimd::fma3<xsimd::avx2>;
 using cpu = cpu_simd<cpu_best_arch>;
 #elif XSIMD_WITH_SSE2

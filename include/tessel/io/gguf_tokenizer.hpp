@@ -1,9 +1,10 @@
 #pragma once
 // The byte-level BPE tokenizer stored in a GGUF file's tokenizer.ggml.* keys, shared by the
-// GPT-2 and Mamba loaders.
+// GPT-2 and Mamba loaders, and the rule for whether a prompt starts with BOS.
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tessel/io/gguf.hpp"
@@ -36,6 +37,17 @@ inline Gpt2Tokenizer load_gguf_bpe_tokenizer(const GGUFFile& f) {
   } catch (const value_error& e) {
     throw format_error(f.path(), 0, e.what());
   }
+}
+
+/// Whether a prompt for this file's model starts with BOS: tokenizer.ggml.add_bos_token when the
+/// file has it (llama.cpp's converters copy it from tokenizer_config.json), else the custom of
+/// the tokenizer family, as llama.cpp decides it: SentencePiece (`llama`) models were trained
+/// with BOS first; byte-level BPE (`gpt2`: GPT-2's, GPT-NeoX's for Mamba) prompts go without
+/// one, as Hugging Face's tokenizers encode them.
+inline bool gguf_add_bos(const GGUFFile& f) {
+  if (f.contains("tokenizer.ggml.add_bos_token"))
+    return f.get<bool>("tokenizer.ggml.add_bos_token");
+  return f.get_or<std::string_view>("tokenizer.ggml.model", "") == "llama";
 }
 
 }  // namespace tessel::io

@@ -1,6 +1,7 @@
 #pragma once
-// Loading diffusion models (models::UNet, models::VAEDecoder, models::CLIPTextModel) from
-// diffusers-layout safetensors checkpoints, and their configs from diffusers' config.json:
+// Loading diffusion models (models::UNet, models::AutoencoderKL / VAEDecoder / VAEEncoder,
+// models::CLIPTextModel) from diffusers-layout safetensors checkpoints, and their configs from
+// diffusers' config.json:
 //
 //   auto cfg = io::unet_config_json("sd15/unet/config.json");
 //   models::UNet<> unet(cfg);
@@ -10,7 +11,10 @@
 // load_params walks the model's visit() names (optionally under a prefix) and copies every
 // tensor: F32, F16 and BF16 files are widened to f32; a missing tensor, another dtype or a
 // shape that differs from the model's is a format_error / shape_error naming the tensor.
-// Tensors the model does not name are ignored (a full AutoencoderKL file holds the encoder).
+// Tensors the model does not name are ignored (a VAEDecoder loads from a full AutoencoderKL
+// file); io::load_autoencoder_kl loads the encoder too when the file has one. Attention
+// projections named as diffusers < 0.14 did (query, key, value, proj_attn) are accepted for
+// to_q, to_k, to_v, to_out.0.
 
 #include <bit>
 #include <cstring>
@@ -18,6 +22,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tessel/core/error.hpp"
@@ -31,10 +37,30 @@
 
 namespace tessel::io {
 
+namespace detail {
+/// diffusers before 0.14 named the VAE attention's projections query / key / value /
+/// proj_attn (same shapes); "" when the name has none of today's.
+inline std::string legacy_attention_name(const std::string& n) {
+  static constexpr std::pair<std::string_view, std::string_view> renames[] = {
+      {".to_q.", ".query."},
+      {".to_k.", ".key."},
+      {".to_v.", ".value."},
+      {".to_out.0.", ".proj_attn."}};
+  for (const auto& [now, old] : renames)
+    if (const auto p = n.find(now); p != std::string::npos)
+      return n.substr(0, p) + std::string(old) + n.substr(p + now.size());
+  return {};
+}
+}  // namespace detail
+
 template <class Model>
 void load_params(Model& m, const SafetensorsCheckpoint& ck, const std::string& prefix = "") {
   m.visit([&](const std::string& name, auto& t) {
     const SafetensorsTensor* s = ck.find(prefix + name);
+    if (!s) {
+      const std::string old = detail::legacy_attention_name(prefix + name);
+      if (!old.empty()) s = ck.find(old);
+    }
     if (!s)
       throw format_error("safetensors", 0,
                          "the model needs a tensor named '" + prefix + name + "'");
@@ -125,6 +151,7 @@ inline models::UNetConfig unet_config_json(const std::string& path) {
 inline models::VAEConfig vae_config_json(const std::string& path) {
   const auto j = detail::read_json(path);
   models::VAEConfig c;
+  c.in_channels = detail::json_get<index_t>(j, path, "in_channels", 3);
   c.latent_channels = detail::json_get<index_t>(j, path, "latent_channels", 4);
   c.out_channels = detail::json_get<index_t>(j, path, "out_channels", 3);
   c.block_out_channels =
@@ -138,6 +165,21 @@ inline models::VAEConfig vae_config_json(const std::string& path) {
     throw format_error(path, 0, e.what());
   }
   return c;
+}
+
+/// An AutoencoderKL from a diffusers vae checkpoint: the decoder always; the encoder when the
+/// file holds any 'encoder.*' or 'quant_conv.*' tensor (then it must hold all of them: a
+/// missing one is a format_error naming it). A decoder-only file gives has_encoder() false.
+inline models::AutoencoderKL load_autoencoder_kl(const SafetensorsCheckpoint& ck,
+                                                 const models::VAEConfig& cfg) {
+  const auto& all = ck.tensors();
+  const auto has_prefix = [&](std::string_view p) {
+    const auto it = all.lower_bound(p);
+    return it != all.end() && it->first.starts_with(p);
+  };
+  models::AutoencoderKL vae(cfg, has_prefix("encoder.") || has_prefix("quant_conv."));
+  load_params(vae, ck);
+  return vae;
 }
 
 /// A CLIPConfig from a CLIP text model checkpoint: dimensions from the tensors' shapes, the

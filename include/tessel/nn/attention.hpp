@@ -46,7 +46,12 @@ struct attend_row {
 /// softmax's exp and sum in one pass, and the 1/sum applied to the output, not to T scores.
 template <class Arch, index_t HD>
 struct attend_row<cpu_simd<Arch>, HD> {
-  using V = xsimd::batch<float, Arch>;
+  // 256-bit vectors even where 512-bit ones exist: head dimensions of 8 and 24 stay
+  // vectorized, rows are short, and xsimd 8.1's 512-bit haddp is not used.
+  using A = std::conditional_t<(xsimd::batch<float, Arch>::size > 8) && XSIMD_WITH_AVX2 &&
+                                   XSIMD_WITH_FMA3_AVX2,
+                               xsimd::fma3<xsimd::avx2>, Arch>;
+  using V = xsimd::batch<float, A>;
   static constexpr index_t W = static_cast<index_t>(V::size);
 
   static void run(const float* q, const float* kc, const float* vc, index_t kvd, index_t T,

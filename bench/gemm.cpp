@@ -4,8 +4,8 @@
 //   BM_linear_<lib>/M/N/K/threads            C[M,N] = A[M,K] W[N,K]ᵀ (Linear layer) (FLOPS)
 //   BM_gemv_<lib>_<fmt>/N/K/threads          y[N] = W[N,K] x, M = 1 (bytes_per_second of W)
 //
-// <lib>: tessel_avx2 (cpu_simd<fma3<avx2>>, what tessel::cpu is today), tessel_avx512
-// (cpu_simd<avx512bw>, when compiled with AVX-512), eigen, openblas. The GEMV benchmarks cycle
+// <lib>: tessel_avx2 (cpu_simd<fma3<avx2>>: tessel::cpu under x86-64-v3), tessel_avx512
+// (cpu_simd<avx512bw>: tessel::cpu when compiled with AVX-512), eigen, openblas. GEMV cycles
 // through copies of W totalling >= 512 MiB, so that W comes from memory as in LLM decoding
 // (every layer's weights are read once per token) and not from a large last-level cache.
 // Eigen runs on one thread whatever `threads` says (this binary is not built with OpenMP).

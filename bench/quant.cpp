@@ -5,6 +5,8 @@
 //                             by this file with the same thread count (pool threads);
 //                             best_GBps / best_pct_read_bw: the fastest iteration against the
 //                             fastest 16 MiB slice of the read loop (robust to other load)
+//   BM_qdot_hot<F>/N          the row kernel alone, weights in L2 (N x 4096, one thread): the
+//                             compute rate, which must exceed a core's read bandwidth
 //   BM_qgemm<F>/M/N/K/threads y = x Wᵀ, FLOPS (2 M N K); BM_sgemm_f32 is the f32 baseline
 //   BM_quantize<F>            bytes_per_second of f32 input quantized (one thread)
 //
@@ -163,6 +165,43 @@ void gemv_shapes(benchmark::internal::Benchmark* b) {
   b->UseRealTime()->MinTime(0.1);
 }
 
+// The row kernel alone with its weights in L2 (128 rows of K = 4096, one thread, activations
+// quantized beforehand): the compute rate the kernel could stream at, bytes of weights per s.
+template <class F>
+void BM_qdot_hot(benchmark::State& state) {
+  const index_t N = state.range(0), K = 4096, nb = K / F::block_elems;
+  const auto w = make_weights<F>(N, K);
+  const auto x = [&] {
+    std::vector<float> v(static_cast<std::size_t>(K));
+    std::mt19937 rng(4);
+    std::normal_distribution<float> g(0.f, 1.f);
+    for (auto& e : v) e = g(rng);
+    return v;
+  }();
+  using A = typename F::vec_dot_type;
+  std::vector<A> a;
+  const A* ap = nullptr;
+  if constexpr (std::is_same_v<A, float>) {
+    ap = x.data();
+  } else {
+    a.resize(static_cast<std::size_t>(K / A::block_elems));
+    A::quantize_row(x.data(), a.data(), K);
+    ap = a.data();
+  }
+  std::vector<float> y(static_cast<std::size_t>(N));
+  double best = 1e30;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    kernel<qdot_op, cpu, F>::run(nb, w.data(), nb, N, ap, y.data());
+    benchmark::DoNotOptimize(y.data());
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double bytes = static_cast<double>(w.size() * sizeof(F));
+  bench::set_bytes(state, bytes);
+  state.counters["best_GBps"] = bytes / best / 1e9;
+}
+
 template <class F>
 void BM_qgemm(benchmark::State& state) {
   const index_t M = state.range(0), N = state.range(1), K = state.range(2);
@@ -207,8 +246,9 @@ void BM_quantize(benchmark::State& state) {
   bench::set_bytes(state, 4.0 * static_cast<double>(n));
 }
 
-#define TESSEL_QBENCH(F)                               \
-  BENCHMARK_TEMPLATE(BM_qgemv, F)->Apply(gemv_shapes); \
+#define TESSEL_QBENCH(F)                                                     \
+  BENCHMARK_TEMPLATE(BM_qgemv, F)->Apply(gemv_shapes);                       \
+  BENCHMARK_TEMPLATE(BM_qdot_hot, F)->Arg(128)->UseRealTime()->MinTime(0.1); \
   BENCHMARK_TEMPLATE(BM_quantize, F)->MinTime(0.1)->Unit(benchmark::kMillisecond);
 TESSEL_QBENCH(q4_0)
 TESSEL_QBENCH(q8_0)
@@ -224,6 +264,8 @@ TESSEL_QBENCH(nf4)
 TESSEL_QBENCH(int4_group<128>)
 TESSEL_QBENCH(int8_group<128>)
 #undef TESSEL_QBENCH
+// The activation formats: quantized once per GEMV, serially.
+BENCHMARK_TEMPLATE(BM_quantize, q8_k)->MinTime(0.1)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_TEMPLATE(BM_qgemm, q4_0)->Apply(gemm_shapes);
 BENCHMARK_TEMPLATE(BM_qgemm, q8_0)->Apply(gemm_shapes);

@@ -122,4 +122,40 @@ inline double pool_fma_avx2_peak(int threads, bool remeasure = false) {
 #endif
 }
 
+/// Peak FLOP/s of the widest FMAs compiled (512-bit under AVX-512: what tessel::cpu runs in
+/// this build) on `threads` threads of the pool: 24 independent chains per thread.
+inline double pool_fma_peak(int threads, bool remeasure = false) {
+#if defined(__AVX512F__)
+  static double cached[64] = {};
+  if (cached[threads] > 0 && !remeasure) return cached[threads];
+  set_num_threads(threads);
+  constexpr std::int64_t steps = 1 << 23;
+  std::vector<float> sink(static_cast<std::size_t>(threads) * 16);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    parallel_for_each_thread([&](int t, int) {
+      __m512 acc[24];
+#pragma GCC unroll 24
+      for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(1.0f + 0.001f * static_cast<float>(i));
+      const __m512 a = _mm512_set1_ps(0.99999f), b = _mm512_set1_ps(1e-6f);
+      for (std::int64_t s = 0; s < steps; ++s) {
+#pragma GCC unroll 24
+        for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+      }
+      __m512 r = acc[0];
+#pragma GCC unroll 24
+      for (int i = 1; i < 24; ++i) r = _mm512_add_ps(r, acc[i]);
+      _mm512_storeu_ps(&sink[static_cast<std::size_t>(t) * 16], r);
+    });
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * 16 * 24 * static_cast<double>(steps) * threads / dt);
+    benchmark::DoNotOptimize(sink.data());
+  }
+  return cached[threads] = best;
+#else
+  return pool_fma_avx2_peak(threads, remeasure);
+#endif
+}
+
 }  // namespace tessel::bench

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tessel/ops/qmatmul.hpp"
@@ -58,10 +59,23 @@ struct activation {
   }
 };
 
+// The SIMD backends whose kernels are checked against the reference: tessel::cpu (the widest
+// the build has: AVX-512 under -march=native on an AVX-512 machine, AVX2 under x86-64-v3) and,
+// when cpu runs the AVX-512 kernels, the AVX2 backend too, so both paths are tested there.
+template <class Fn>
+void for_each_simd_backend(Fn&& fn) {
+  fn(cpu{});
+#if defined(TESSEL_QDOT_AVX512) && defined(__AVX2__) && defined(__FMA__)
+  if constexpr (!std::is_same_v<cpu, cpu_simd<xsimd::fma3<xsimd::avx2>>>)
+    fn(cpu_simd<xsimd::fma3<xsimd::avx2>>{});
+#endif
+}
+
 template <class F>
 void check_dot_kernels(index_t N, index_t K, unsigned seed) {
   CAPTURE(F::name);
   CAPTURE(N);
+  CAPTURE(K);
   const auto wf = randn(static_cast<std::size_t>(N * K), seed, seed % 2 == 1);
   const auto x = randn(static_cast<std::size_t>(K), seed + 100);
   const auto wq = quantize_rows<F>(wf, N, K);
@@ -70,27 +84,32 @@ void check_dot_kernels(index_t N, index_t K, unsigned seed) {
   const index_t nb = K / F::block_elems;
   std::vector<float> ys(static_cast<std::size_t>(N)), yv(static_cast<std::size_t>(N));
   kernel<qdot_op, cpu_scalar, F>::run(nb, wq.data(), nb, N, act.q.data(), ys.data());
-  kernel<qdot_op, cpu, F>::run(nb, wq.data(), nb, N, act.q.data(), yv.data());
-  for (index_t r = 0; r < N; ++r) {
-    // |w| . |a| bounds the f32 rounding of any summation order.
-    double dot = 0, norm = 0;
-    for (index_t k = 0; k < K; ++k) {
-      dot += double(wd[r * K + k]) * act.deq[k];
-      norm += std::fabs(double(wd[r * K + k]) * act.deq[k]);
-    }
-    if constexpr (requires(F f) { f.m; }) {
-      // The _1 formats take the min term from q8_1's s (d * sum(q), stored as f16), not
-      // from the dequantized activations.
-      for (index_t b = 0; b < nb; ++b) {
-        double sa = 0;
-        for (index_t k = 32 * b; k < 32 * b + 32; ++k) sa += act.deq[k];
-        dot += double(to_f32(wq[r * nb + b].m)) * (to_f32(act.q[b].s) - sa);
+  for_each_simd_backend([&](auto backend) {
+    using B = decltype(backend);
+    const std::string backend_name = B::name();
+    CAPTURE(backend_name);
+    kernel<qdot_op, B, F>::run(nb, wq.data(), nb, N, act.q.data(), yv.data());
+    for (index_t r = 0; r < N; ++r) {
+      // |w| . |a| bounds the f32 rounding of any summation order.
+      double dot = 0, norm = 0;
+      for (index_t k = 0; k < K; ++k) {
+        dot += double(wd[r * K + k]) * act.deq[k];
+        norm += std::fabs(double(wd[r * K + k]) * act.deq[k]);
       }
+      if constexpr (requires(F f) { f.m; }) {
+        // The _1 formats take the min term from q8_1's s (d * sum(q), stored as f16), not
+        // from the dequantized activations.
+        for (index_t b = 0; b < nb; ++b) {
+          double sa = 0;
+          for (index_t k = 32 * b; k < 32 * b + 32; ++k) sa += act.deq[k];
+          dot += double(to_f32(wq[r * nb + b].m)) * (to_f32(act.q[b].s) - sa);
+        }
+      }
+      CHECK(std::fabs(yv[r] - ys[r]) <= 1e-5 * norm);
+      // The integer formula of the reference equals the dequantized values' dot product.
+      CHECK(std::fabs(ys[r] - dot) <= 1e-5 * norm);
     }
-    CHECK(std::fabs(yv[r] - ys[r]) <= 1e-5 * norm);
-    // The integer formula of the reference equals the dequantized values' dot product.
-    CHECK(std::fabs(ys[r] - dot) <= 1e-5 * norm);
-  }
+  });
 }
 
 // Worst-case error of one activation element from quantization to 8 bits: half a step of
@@ -146,12 +165,15 @@ void check_matmul_q(index_t M, index_t N, index_t K, unsigned seed) {
 
 template <class F>
 void check_format(index_t K) {
-  for (index_t N : {1, 3, 17, 129}) check_dot_kernels<F>(N, K, static_cast<unsigned>(N));
-  for (int threads : {1, 3}) {
+  // K and K + one block: an odd block count exercises the kernels' single-block tails.
+  for (index_t k : {K, K + F::block_elems})
+    for (index_t N : {1, 3, 17, 129}) check_dot_kernels<F>(N, k, static_cast<unsigned>(N));
+  for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     check_matmul_q<F>(1, 129, K, 1);
     check_matmul_q<F>(3, 17, K, 2);
-    check_matmul_q<F>(20, 33, K, 3);  // the dequantize + SGEMM path
+    check_matmul_q<F>(1, 33, K + F::block_elems, 4);  // odd block count
+    check_matmul_q<F>(20, 33, K, 3);                  // the dequantize + SGEMM path
   }
   set_num_threads(0);
 }
@@ -196,6 +218,92 @@ TEST_CASE("int_group kernels") {
   check_format<int4_group_sym<128>>(512);
   check_format<int8_group<64>>(512);
   check_format<int8_group_sym<128>>(512);
+}
+
+namespace {
+
+// Blocks of random bytes with unit scales (d = dmin = 1) against integer activations (d = 1):
+// every product is an integer and, with the ranges below, every partial sum in any order stays
+// below 2^24, so the f32 results are exact and the SIMD kernels must equal the reference and
+// the exact dot product bit for bit. `amax`: activations in [-amax, amax] (clamped to -128).
+template <class F>
+void check_exact(index_t N, index_t nb, int amax, unsigned seed) {
+  CAPTURE(F::name);
+  CAPTURE(N);
+  CAPTURE(nb);
+  using A = typename F::vec_dot_type;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255), av(std::max(-128, -amax), amax);
+  std::vector<F> w(static_cast<std::size_t>(N * nb));
+  for (auto& blk : w) {
+    auto* p = reinterpret_cast<unsigned char*>(&blk);
+    for (std::size_t i = 0; i < sizeof(F); ++i) p[i] = static_cast<unsigned char>(byte(rng));
+    blk.d = qdetail::tof16(1.f);
+    if constexpr (requires { blk.dmin; }) blk.dmin = qdetail::tof16(1.f);
+  }
+  const index_t K = nb * F::block_elems;
+  std::vector<A> a(static_cast<std::size_t>(K / A::block_elems));
+  for (auto& blk : a) {
+    for (auto& q : blk.qs) q = static_cast<std::int8_t>(av(rng));
+    if constexpr (std::is_same_v<A, q8_k>) {
+      blk.d = 1.f;
+      for (int g = 0; g < 16; ++g) {
+        int sum = 0;
+        for (int j = 0; j < 16; ++j) sum += blk.qs[16 * g + j];
+        blk.bsums[g] = static_cast<std::int16_t>(sum);
+      }
+    } else {
+      blk.d = qdetail::tof16(1.f);
+    }
+  }
+  std::vector<float> wd(static_cast<std::size_t>(N * K)), ad(static_cast<std::size_t>(K));
+  F::dequantize_row(w.data(), wd.data(), N * K);
+  A::dequantize_row(a.data(), ad.data(), K);
+  std::vector<float> ys(static_cast<std::size_t>(N)), yv(static_cast<std::size_t>(N));
+  kernel<qdot_op, cpu_scalar, F>::run(nb, w.data(), nb, N, a.data(), ys.data());
+  for (index_t r = 0; r < N; ++r) {
+    double exact = 0, bound = 0;
+    for (index_t k = 0; k < K; ++k) {
+      exact += double(wd[r * K + k]) * ad[k];
+      bound += std::fabs(double(wd[r * K + k]) * ad[k]);
+    }
+    REQUIRE(bound < 16777216.0);  // the premise: all partial sums exact in f32
+    CHECK(ys[r] == exact);
+  }
+  for_each_simd_backend([&](auto backend) {
+    using B = decltype(backend);
+    const std::string backend_name = B::name();
+    CAPTURE(backend_name);
+    std::fill(yv.begin(), yv.end(), -1.f);
+    kernel<qdot_op, B, F>::run(nb, w.data(), nb, N, a.data(), yv.data());
+    for (index_t r = 0; r < N; ++r) CHECK(yv[r] == ys[r]);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("the AVX-512 dot kernels are compiled in where the build has the instructions") {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && defined(__GFNI__)
+  CHECK(qdetail::use_avx512_qdot<cpu::arch>);
+#elif defined(__AVX2__) && defined(__FMA__)
+  CHECK(std::is_same_v<cpu, cpu_simd<xsimd::fma3<xsimd::avx2>>>);
+#endif
+  MESSAGE("tessel::cpu = " << std::string(cpu::name()));
+}
+
+TEST_CASE("SIMD dot kernels are exact on integer data") {
+  for (index_t N : {1, 2, 3, 5, 9}) {
+    const unsigned seed = static_cast<unsigned>(N);
+    // q8_0 / q4_0: every weight byte (q8_0's -128 included); q8_0 activations span [-127, 127]
+    // (their quantizer's range: the AVX2 kernel's vpsignb trick needs -a to exist).
+    for (index_t nb : {1, 2, 17}) check_exact<q8_0>(N, nb, 127, seed);
+    for (index_t nb : {1, 2, 17}) check_exact<q4_0>(N, nb, 127, seed);
+    // K-quants: every scale / min / level bit pattern; smaller activations keep the sums exact.
+    for (index_t nb : {1, 2, 3}) check_exact<q4_k>(N, nb, 16, seed);
+    for (index_t nb : {1, 2, 3}) check_exact<q6_k>(N, nb, 4, seed);
+    check_exact<q6_k>(N, 1, 16, seed);
+  }
 }
 
 TEST_CASE("matmul_q rejects shapes that do not fit") {

@@ -258,23 +258,31 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
       __builtin_prefetch(C + r * ldc + n - 1, 1, 3);
     }
   }
+  // The r / v loops are unrolled explicitly: at -O2 GCC would otherwise keep acc in memory.
   batch acc[MR][NV];
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.0f);
 #pragma GCC unroll 4
   for (index_t k = 0; k < kc; ++k) {
     batch b[NV];
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = batch::load_aligned(Bp + v * W);
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const batch a(Ap[r]);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
     }
     Ap += MR;
     Bp += NR;
   }
   if (m == MR && n == NR) {
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       float* c = C + r * ldc;
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         if (beta == 0.0f) {
           acc[r][v].store_unaligned(c + v * W);

@@ -10,6 +10,7 @@
 // order differs.
 
 #include "qdot.hpp"
+#include "qdot_avx512.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -486,10 +487,31 @@ inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, index
           rows, [&]<int R>(index_t r) { qdetail::FN<R>(nb, w + r * ldw, ldw, a, y + r); });        \
     }                                                                                              \
   };
-TESSEL_QDOT_AVX2(q8_0, q8_0_rows, 4)
-TESSEL_QDOT_AVX2(q4_0, q4_0_rows, 4)
-TESSEL_QDOT_AVX2(q4_k, q4_k_rows, 1)
-TESSEL_QDOT_AVX2(q6_k, q6_k_rows, 2)
+// The hot formats have AVX-512 kernels (qdot_avx512.hpp), used when Arch is an AVX-512
+// architecture and the translation unit has the instructions; G512 rows per group there.
+#if defined(TESSEL_QDOT_AVX512)
+#define TESSEL_QDOT_AVX2_512(FMT, FN, G, G512)                                                     \
+  template <class Arch>                                                                            \
+  struct kernel<qdot_op, cpu_simd<Arch>, FMT> {                                                    \
+    using act = qdetail::act_t<FMT>;                                                               \
+    static void run(index_t nb, const FMT* w, index_t ldw, index_t rows, const act* a, float* y) { \
+      if constexpr (qdetail::use_avx512_qdot<Arch>) {                                              \
+        qdetail::for_row_groups<G512>(rows, [&]<int R>(index_t r) {                                \
+          qdetail::avx512::FN<R>(nb, w + r * ldw, ldw, a, y + r);                                  \
+        });                                                                                        \
+      } else {                                                                                     \
+        qdetail::for_row_groups<G>(                                                                \
+            rows, [&]<int R>(index_t r) { qdetail::FN<R>(nb, w + r * ldw, ldw, a, y + r); });      \
+      }                                                                                            \
+    }                                                                                              \
+  };
+#else
+#define TESSEL_QDOT_AVX2_512(FMT, FN, G, G512) TESSEL_QDOT_AVX2(FMT, FN, G)
+#endif
+TESSEL_QDOT_AVX2_512(q8_0, q8_0_rows, 4, 4)
+TESSEL_QDOT_AVX2_512(q4_0, q4_0_rows, 4, 4)
+TESSEL_QDOT_AVX2_512(q4_k, q4_k_rows, 1, 2)
+TESSEL_QDOT_AVX2_512(q6_k, q6_k_rows, 2, 2)
 TESSEL_QDOT_AVX2(q4_1, q4_1_rows, 4)
 TESSEL_QDOT_AVX2(q5_0, q5_0_rows, 4)
 TESSEL_QDOT_AVX2(q5_1, q5_1_rows, 4)
@@ -497,6 +519,7 @@ TESSEL_QDOT_AVX2(q2_k, q2_k_rows, 1)
 TESSEL_QDOT_AVX2(q3_k, q3_k_rows, 1)
 TESSEL_QDOT_AVX2(q5_k, q5_k_rows, 1)
 #undef TESSEL_QDOT_AVX2
+#undef TESSEL_QDOT_AVX2_512
 
 template <class Arch>
 struct kernel<qdot_op, cpu_simd<Arch>, nf4> {

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -423,3 +424,32 @@ TEST_CASE("fast row dequantization (GEMM tiles) equals the reference") {
   check(q6_k{});
 }
 #endif
+
+TEST_CASE("vectorized activation quantizers write the reference's bytes") {
+  // Gaussian, heavy-tailed, all-zero blocks, exact ties (k + 0.5 steps), a negative extreme
+  // first and repeated extremes, at the row lengths of the models (and one block).
+  for (index_t K : {index_t{256}, index_t{2048}, index_t{5632}}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<float> x = randn(static_cast<std::size_t>(K), 100 + unsigned(kind), kind == 1);
+      if (kind == 2) {
+        std::fill(x.begin(), x.begin() + 256, 0.0f);
+        x[300 % K] = -7.0f;
+        x[301 % K] = 7.0f;
+      }
+      if (kind == 3)
+        for (std::size_t i = 0; i < x.size(); ++i)
+          x[i] = (static_cast<float>(i % 255) - 127.0f) * 0.5f;
+      std::vector<q8_0> a(static_cast<std::size_t>(K / 32)), b(a.size());
+      q8_0::quantize_row(x.data(), a.data(), K);
+      qdetail::quantize_activation(x.data(), b.data(), K);
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(q8_0)) == 0);
+      std::vector<q8_k> c(static_cast<std::size_t>(K / 256)), d(c.size());
+      q8_k::quantize_row(x.data(), c.data(), K);
+      qdetail::quantize_activation(x.data(), d.data(), K);
+      CHECK(std::memcmp(c.data(), d.data(), c.size() * sizeof(q8_k)) == 0);
+    }
+  }
+  std::vector<float> x(100);
+  std::vector<q8_0> y(4);
+  CHECK_THROWS_AS(qdetail::quantize_activation(x.data(), y.data(), 100), shape_error);
+}

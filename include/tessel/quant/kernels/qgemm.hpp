@@ -18,6 +18,7 @@
 #include "tessel/backend/thread_pool.hpp"
 #include "tessel/quant/kernels/qdot.hpp"
 #include "tessel/quant/kernels/qdot_avx2.hpp"
+#include "tessel/quant/kernels/quantize_act.hpp"
 
 namespace tessel {
 
@@ -36,7 +37,7 @@ class prepared_activation {
       thread_local std::vector<act> buf;
       if (buf.size() < static_cast<std::size_t>(K / act::block_elems))
         buf.resize(static_cast<std::size_t>(K / act::block_elems));
-      act::quantize_row(x, buf.data(), K);
+      qdetail::quantize_activation(x, buf.data(), K);
       ptr_ = buf.data();
     }
   }

@@ -1,6 +1,6 @@
 // tessel-generate: text from a Llama model (GGUF or llama2.c .bin), as llama2.c's `run` does,
-// or from a GGUF `mamba` model (its GPT-NeoX BPE tokenizer read from tokenizer.ggml.*) or a
-// GGUF `gpt2` model (GPT-2's BPE from tokenizer.ggml.*).
+// or from a GGUF `mamba` / `mamba2` model (its GPT-NeoX BPE tokenizer read from tokenizer.ggml.*)
+// or a GGUF `gpt2` model (GPT-2's BPE from tokenizer.ggml.*).
 //
 //   tessel-generate --model stories260K.bin --tokenizer tok512.bin --prompt "Once upon a time"
 //   tessel-generate --model stories260K-f32.gguf -n 128 --temp 0.8 --top-p 0.9 --seed 7
@@ -21,6 +21,7 @@
 #include "tessel/io/load_gpt2.hpp"
 #include "tessel/io/load_llama.hpp"
 #include "tessel/io/load_mamba.hpp"
+#include "tessel/io/load_mamba2.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"Generate text with a Llama model (GGUF or llama2.c checkpoint)"};
@@ -80,6 +81,11 @@ int main(int argc, char** argv) {
       const auto f = tessel::io::GGUFFile::open(model_path);
       if (f.get<std::string_view>("general.architecture") == "mamba") {
         auto model = tessel::io::load_gguf_mamba<float>(model_path);
+        run(model, tessel::io::load_gguf_bpe_tokenizer(f), tessel::io::gguf_add_bos(f));
+        return 0;
+      }
+      if (f.get<std::string_view>("general.architecture") == "mamba2") {
+        auto model = tessel::io::load_gguf_mamba2<float>(model_path);
         run(model, tessel::io::load_gguf_bpe_tokenizer(f), tessel::io::gguf_add_bos(f));
         return 0;
       }

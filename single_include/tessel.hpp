@@ -1013,8 +1013,18 @@ struct cuda {
   static constexpr const char* name() { return "cuda"; }
 };
 
-/// The best CPU backend this translation unit was compiled for.
-#if XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
+/// The best CPU backend this translation unit was compiled for: the widest vectors its -march
+/// allows (AVX-512 under -march=native on a machine that has it, AVX2 + FMA under
+/// -march=x86-64-v3). Define TESSEL_CPU_ARCH (an xsimd architecture type) to pin it, e.g.
+/// -DTESSEL_CPU_ARCH='xsimd::fma3<xsimd::avx2>'. Every translation unit of a program must see
+/// the same choice.
+#if defined(TESSEL_CPU_ARCH)
+using cpu_best_arch = TESSEL_CPU_ARCH;
+using cpu = cpu_simd<cpu_best_arch>;
+#elif XSIMD_WITH_AVX512BW
+using cpu_best_arch = xsimd::avx512bw;
+using cpu = cpu_simd<cpu_best_arch>;
+#elif XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
 using cpu_best_arch = xsimd::fma3<xsimd::avx2>;
 using cpu = cpu_simd<cpu_best_arch>;
 #elif XSIMD_WITH_SSE2
@@ -3068,23 +3078,31 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
       __builtin_prefetch(C + r * ldc + n - 1, 1, 3);
     }
   }
+  // The r / v loops are unrolled explicitly: at -O2 GCC would otherwise keep acc in memory.
   batch acc[MR][NV];
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.0f);
 #pragma GCC unroll 4
   for (index_t k = 0; k < kc; ++k) {
     batch b[NV];
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = batch::load_aligned(Bp + v * W);
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const batch a(Ap[r]);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
     }
     Ap += MR;
     Bp += NR;
   }
   if (m == MR && n == NR) {
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       float* c = C + r * ldc;
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         if (beta == 0.0f) {
           acc[r][v].store_unaligned(c + v * W);
@@ -6292,6 +6310,309 @@ requires(std::is_same_v<E, f8_e4m3> ||
 // use f32 FMAs. Per-block integer sums equal the reference exactly; only the f32 summation
 // order differs.
 
+// ---- begin tessel/quant/kernels/qdot_avx512.hpp ----
+// AVX-512 row dot products for the four hot GGUF formats (q8_0, q4_0, q4_k, q6_k), used by
+// kernel<qdot_op, cpu_simd<Arch>, F> (qdot_avx2.hpp) when Arch is an AVX-512 architecture
+// (tessel::cpu under -march=native on an AVX-512 machine) and the translation unit is compiled
+// with AVX512F/BW/VL, AVX512-VNNI, VBMI and GFNI. Everything in this file is reachable only
+// under those flags; other builds use the AVX2 kernels.
+//
+// Per 64 weights of one row:
+//   q8_0  two blocks: weights + 128 as u8 (one xor), vpdpbusd against the activations with the
+//         accumulator started at -128 * sum(a) (shared by the rows), so the dot is one
+//         instruction; one f32 FMA per two blocks.
+//   q4_0  two blocks laid out [lo0, hi0, lo1, hi1] (two 16-byte broadcast loads, one masked)
+//         and masked with 0x0f / 0xf0: the high nibbles stay in place (16x), vpdpbusd starts at
+//         -8 * sum(a) (-128 * sum(a) in the 16x lanes), and the 1/16 is applied per lane once
+//         at the end.
+//   q4_k  one 32-byte chunk broadcast to both halves; one vgf2p8affineqb per 64-bit lane picks
+//         the low nibbles (half 0) or the high nibbles (half 1), so the 64 levels line up
+//         with 64 contiguous activations; vpmaddubsw, then vpdpwssd by the sub-block scale;
+//         mins through the activation block sums in a 128-bit f32 accumulator.
+//   q6_k  64 ql bytes give 128 low nibbles in element order; the 2 high bits come from the
+//         32 qh bytes broadcast to both halves and moved into bits 4-5 by one vgf2p8affineqb
+//         (a different bit pair per half), merged with one vpternlogd; vpmaddubsw, vpdpwssd
+//         by the 16-element sub-block scales (vpermw); -32 through the block sums.
+// Integer sums equal the references' exactly; only the f32 summation order differs.
+
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&  \
+    defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && defined(__GFNI__) && \
+    defined(__F16C__) && defined(__FMA__)
+#define TESSEL_QDOT_AVX512 1
+#include <immintrin.h>
+
+#include <type_traits>
+
+namespace tessel {
+namespace qdetail {
+
+/// True when kernel<qdot_op, cpu_simd<Arch>, F> uses this file's kernels.
+template <class Arch>
+inline constexpr bool use_avx512_qdot = std::is_base_of_v<xsimd::avx512bw, Arch>;
+
+namespace avx512 {
+
+inline __m512i loadu512(const void* p) noexcept {
+  return _mm512_loadu_si512(p);
+}
+inline __m256i loadu256(const void* p) noexcept {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+inline __m128i loadu128(const void* p) noexcept {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
+inline float hsum(__m512 v) noexcept {
+  return _mm512_reduce_add_ps(v);
+}
+
+// A GF(2) affine matrix (one 64-bit lane of vgf2p8affineqb) that writes input bit src[i] to
+// output bit i (src[i] < 0: 0). Output bit i is the parity of (x & byte 7 - i).
+constexpr long long gf_bits(const int (&src)[8]) noexcept {
+  unsigned long long m = 0;
+  for (int i = 0; i < 8; ++i)
+    if (src[i] >= 0) m |= (1ull << src[i]) << (8 * (7 - i));
+  return static_cast<long long>(m);
+}
+inline constexpr long long gf_lo4 = gf_bits({0, 1, 2, 3, -1, -1, -1, -1});  // x & 15
+inline constexpr long long gf_hi4 = gf_bits({4, 5, 6, 7, -1, -1, -1, -1});  // x >> 4
+// Bits (2k, 2k + 1) to bits (4, 5), the rest 0: q6_k's high bits of quarter k.
+template <int k>
+inline constexpr long long gf_h2 = gf_bits({-1, -1, -1, -1, 2 * k, 2 * k + 1, -1, -1});
+
+// Prefetch the next group of rows (see qdot_avx2.hpp's prefetch_next_group): at block step b,
+// `blocks` blocks' worth of each of the R rows, in one linear sweep of the next group.
+template <class F, int R>
+inline void prefetch_next(const F* w, index_t ldw, index_t b, int blocks) noexcept {
+#ifndef TESSEL_NO_QPREFETCH
+  const char* p =
+      reinterpret_cast<const char*>(w + R * ldw) + static_cast<std::size_t>(b) * R * sizeof(F);
+  for (std::size_t o = 0; o < static_cast<std::size_t>(blocks) * R * sizeof(F); o += 64)
+    _mm_prefetch(p + o, _MM_HINT_T0);
+#else
+  (void)w, (void)ldw, (void)b, (void)blocks;
+#endif
+}
+
+// The f32 scales d_w * d_a of R <= 4 rows for blocks b and (Two) b + 1: lane r is row r of
+// block b, lane 4 + r of block b + 1. The f16 bits are gathered on the scalar ALUs and
+// converted in one instruction.
+template <class F, int R, bool Two>
+inline __m256 pair_scales(const F* w, index_t ldw, index_t b, const q8_0* a) noexcept {
+  std::uint64_t lo = 0, hi = 0;
+  for (int r = 0; r < R; ++r) {
+    lo |= static_cast<std::uint64_t>(w[r * ldw + b].d.bits) << (16 * r);
+    if constexpr (Two) hi |= static_cast<std::uint64_t>(w[r * ldw + b + 1].d.bits) << (16 * r);
+  }
+  const __m256 d =
+      _mm256_cvtph_ps(_mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo)));
+  const __m256 da =
+      _mm256_set_m128(_mm_set1_ps(Two ? f16f(a[b + 1].d) : 0.f), _mm_set1_ps(f16f(a[b].d)));
+  return _mm256_mul_ps(d, da);
+}
+// Row r's scales spread over the lanes of its block-pair product: lanes 0-7 block b, 8-15 b+1.
+inline __m512 row_scale(__m256 s, int r) noexcept {
+  const __m512i idx = _mm512_set_epi32(4 + r, 4 + r, 4 + r, 4 + r, 4 + r, 4 + r, 4 + r, 4 + r, r, r,
+                                       r, r, r, r, r, r);
+  return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(s));
+}
+
+// Activations of blocks b and (Two) b + 1 as one 64-byte vector (upper half zero if !Two).
+template <bool Two>
+inline __m512i act_pair(const q8_0* a, index_t b) noexcept {
+  const __m512i lo = _mm512_zextsi256_si512(loadu256(a[b].qs));
+  if constexpr (Two) return _mm512_inserti64x4(lo, loadu256(a[b + 1].qs), 1);
+  return lo;
+}
+
+template <int R, bool Two>
+inline void q8_0_step(const q8_0* w, index_t ldw, index_t b, const q8_0* a, __m512* acc) noexcept {
+  const __m512i ya = act_pair<Two>(a, b);
+  // -128 * sum(a) per lane, the correction of the +128 bias on the weights.
+  const __m512i negc = _mm512_sub_epi32(
+      _mm512_setzero_si512(),
+      _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), ya));
+  const __m256 sc = pair_scales<q8_0, R, Two>(w, ldw, b, a);
+  for (int r = 0; r < R; ++r) {
+    __m512i q = _mm512_zextsi256_si512(loadu256(w[r * ldw + b].qs));
+    if constexpr (Two) q = _mm512_inserti64x4(q, loadu256(w[r * ldw + b + 1].qs), 1);
+    const __m512i s = _mm512_dpbusd_epi32(
+        negc, _mm512_xor_si512(q, _mm512_set1_epi8(static_cast<char>(0x80))), ya);
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_scale(sc, r), acc[r]);
+  }
+}
+
+template <int R>
+inline void q8_0_rows(index_t nb, const q8_0* w, index_t ldw, const q8_0* a, float* y) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  index_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    prefetch_next<q8_0, R>(w, ldw, b, 2);
+    q8_0_step<R, true>(w, ldw, b, a, acc);
+  }
+  if (b < nb) q8_0_step<R, false>(w, ldw, b, a, acc);
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
+}
+
+template <int R, bool Two>
+inline void q4_0_step(const q4_0* w, index_t ldw, index_t b, const q8_0* a, __m512* acc) noexcept {
+  const __m512i ya = act_pair<Two>(a, b);
+  // Lanes of 16 bytes: [lo nibbles of b, hi of b, lo of b + 1, hi of b + 1]; the high nibbles
+  // are kept in place (16 x level), so their offset is 16 x 8 = 128.
+  const __m512i offs = _mm512_set_epi64(
+      static_cast<long long>(0x8080808080808080ull), static_cast<long long>(0x8080808080808080ull),
+      0x0808080808080808ll, 0x0808080808080808ll, static_cast<long long>(0x8080808080808080ull),
+      static_cast<long long>(0x8080808080808080ull), 0x0808080808080808ll, 0x0808080808080808ll);
+  const __m512i nmask = _mm512_set_epi64(
+      static_cast<long long>(0xf0f0f0f0f0f0f0f0ull), static_cast<long long>(0xf0f0f0f0f0f0f0f0ull),
+      0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll, static_cast<long long>(0xf0f0f0f0f0f0f0f0ull),
+      static_cast<long long>(0xf0f0f0f0f0f0f0f0ull), 0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll);
+  const __m512i negc = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), offs, ya));
+  const __m256 sc = pair_scales<q4_0, R, Two>(w, ldw, b, a);
+  for (int r = 0; r < R; ++r) {
+    __m512i q = _mm512_broadcast_i32x4(loadu128(w[r * ldw + b].qs));
+    if constexpr (Two) q = _mm512_mask_broadcast_i32x4(q, 0xff00, loadu128(w[r * ldw + b + 1].qs));
+    const __m512i s = _mm512_dpbusd_epi32(negc, _mm512_and_si512(q, nmask), ya);
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_scale(sc, r), acc[r]);
+  }
+}
+
+template <int R>
+inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, float* y) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  index_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    prefetch_next<q4_0, R>(w, ldw, b, 2);
+    q4_0_step<R, true>(w, ldw, b, a, acc);
+  }
+  if (b < nb) q4_0_step<R, false>(w, ldw, b, a, acc);
+  // The high-nibble lanes (4-7, 12-15) hold 16 x their sums.
+  const __m512 fix = _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f,
+                                   0.0625f, 0.0625f, 1, 1, 1, 1);
+  for (int r = 0; r < R; ++r) y[r] = hsum(_mm512_mul_ps(acc[r], fix));
+}
+
+// q4_k / q5_k 6-bit scales and mins as 8 bytes each (see get_scale_min_k4).
+inline void k4_scales64(const std::uint8_t* s, std::uint64_t& sc, std::uint64_t& mn) noexcept {
+  std::uint32_t u[3];
+  std::memcpy(u, s, 12);
+  const std::uint32_t sc0 = u[0] & 0x3f3f3f3fu, mn0 = u[1] & 0x3f3f3f3fu;
+  const std::uint32_t sc1 = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
+  const std::uint32_t mn1 = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
+  sc = sc0 | (static_cast<std::uint64_t>(sc1) << 32);
+  mn = mn0 | (static_cast<std::uint64_t>(mn1) << 32);
+}
+
+template <int R>
+inline void q4_k_rows(index_t nb, const q4_k* w, index_t ldw, const q8_k* a, float* y) {
+  __m512 acc[R];
+  __m128 macc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), macc[r] = _mm_setzero_ps();
+  // Half 0 (64-bit lanes 0-3): low nibbles; half 1: high nibbles.
+  const __m512i gf =
+      _mm512_set_epi64(gf_hi4, gf_hi4, gf_hi4, gf_hi4, gf_lo4, gf_lo4, gf_lo4, gf_lo4);
+  // vpermw indices: chunk c takes scale 2c in words 0-15 and 2c + 1 in words 16-31.
+  __m512i sidx[4];
+  for (int c = 0; c < 4; ++c)
+    sidx[c] =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<short>(2 * c))),
+                           _mm256_set1_epi16(static_cast<short>(2 * c + 1)), 1);
+  for (index_t b = 0; b < nb; ++b) {
+    prefetch_next<q4_k, R>(w, ldw, b, 1);
+    const q8_k& A = a[b];
+    const __m128i bsp = _mm_hadd_epi16(loadu128(A.bsums), loadu128(A.bsums + 8));
+    for (int r = 0; r < R; ++r) {
+      const q4_k& blk = w[r * ldw + b];
+      std::uint64_t sc, mn;
+      k4_scales64(blk.scales, sc, mn);
+      const __m128i mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn)));
+      const float dmin = f16f(blk.dmin) * A.d;
+      macc[r] =
+          _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_madd_epi16(mins, bsp)), _mm_set1_ps(dmin), macc[r]);
+      const __m512i scales =
+          _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
+      __m512i sumi = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c) {
+        const __m512i q =
+            _mm512_gf2p8affine_epi64_epi8(_mm512_broadcast_i64x4(loadu256(blk.qs + 32 * c)), gf, 0);
+        const __m512i p = _mm512_maddubs_epi16(q, loadu512(A.qs + 64 * c));
+        sumi = _mm512_dpwssd_epi32(sumi, p, _mm512_permutexvar_epi16(sidx[c], scales));
+      }
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(f16f(blk.d) * A.d), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    __m128 m = _mm_add_ps(macc[r], _mm_movehl_ps(macc[r], macc[r]));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    y[r] = hsum(acc[r]) - _mm_cvtss_f32(m);
+  }
+}
+
+template <int R>
+inline void q6_k_rows(index_t nb, const q6_k* w, index_t ldw, const q8_k* a, float* y) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  // Elements 0-63 of a half: low nibbles of ql, high bits (0,1) then (2,3) of qh; 64-127: high
+  // nibbles, bits (4,5) then (6,7).
+  const __m512i gf_h_lo = _mm512_set_epi64(gf_h2<1>, gf_h2<1>, gf_h2<1>, gf_h2<1>, gf_h2<0>,
+                                           gf_h2<0>, gf_h2<0>, gf_h2<0>);
+  const __m512i gf_h_hi = _mm512_set_epi64(gf_h2<3>, gf_h2<3>, gf_h2<3>, gf_h2<3>, gf_h2<2>,
+                                           gf_h2<2>, gf_h2<2>, gf_h2<2>);
+  const __m512i m4 = _mm512_set1_epi8(15);
+  // vpermw indices: vector k (64 elements) takes scales 4k..4k+3, 8 words each.
+  __m512i sidx[4];
+  for (int k = 0; k < 4; ++k)
+    sidx[k] =
+        _mm512_set_epi64(0x0001000100010001ll * (4 * k + 3), 0x0001000100010001ll * (4 * k + 3),
+                         0x0001000100010001ll * (4 * k + 2), 0x0001000100010001ll * (4 * k + 2),
+                         0x0001000100010001ll * (4 * k + 1), 0x0001000100010001ll * (4 * k + 1),
+                         0x0001000100010001ll * (4 * k), 0x0001000100010001ll * (4 * k));
+  for (index_t b = 0; b < nb; ++b) {
+    prefetch_next<q6_k, R>(w, ldw, b, 1);
+    const q8_k& A = a[b];
+    const __m256i bsums = loadu256(A.bsums);
+    for (int r = 0; r < R; ++r) {
+      const q6_k& blk = w[r * ldw + b];
+      const __m256i sc16 = _mm256_cvtepi8_epi16(loadu128(blk.scales));
+      const __m512i scales = _mm512_castsi256_si512(sc16);
+      // sum sc (q - 32) a = sum sc q a - 32 sum sc bsum.
+      __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(
+          _mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5)));
+      for (int h = 0; h < 2; ++h) {
+        const __m512i ql = loadu512(blk.ql + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(loadu256(blk.qh + 32 * h));
+        // (x & 15) | y: vpternlogd 0xEA = (A & B) | C with A = x, B = m4, C = y.
+        const __m512i q0 =
+            _mm512_ternarylogic_epi32(ql, m4, _mm512_gf2p8affine_epi64_epi8(qh, gf_h_lo, 0), 0xEA);
+        const __m512i q1 = _mm512_ternarylogic_epi32(
+            _mm512_srli_epi16(ql, 4), m4, _mm512_gf2p8affine_epi64_epi8(qh, gf_h_hi, 0), 0xEA);
+        const __m512i p0 = _mm512_maddubs_epi16(q0, loadu512(A.qs + 128 * h));
+        const __m512i p1 = _mm512_maddubs_epi16(q1, loadu512(A.qs + 128 * h + 64));
+        sumi = _mm512_dpwssd_epi32(sumi, p0, _mm512_permutexvar_epi16(sidx[2 * h], scales));
+        sumi = _mm512_dpwssd_epi32(sumi, p1, _mm512_permutexvar_epi16(sidx[2 * h + 1], scales));
+      }
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(f16f(blk.d) * A.d), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
+}
+
+}  // namespace avx512
+}  // namespace qdetail
+}  // namespace tessel
+
+#else
+
+namespace tessel::qdetail {
+template <class Arch>
+inline constexpr bool use_avx512_qdot = false;
+}  // namespace tessel::qdetail
+
+#endif
+// ---- end tessel/quant/kernels/qdot_avx512.hpp ----
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -6768,10 +7089,31 @@ inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, index
           rows, [&]<int R>(index_t r) { qdetail::FN<R>(nb, w + r * ldw, ldw, a, y + r); });        \
     }                                                                                              \
   };
-TESSEL_QDOT_AVX2(q8_0, q8_0_rows, 4)
-TESSEL_QDOT_AVX2(q4_0, q4_0_rows, 4)
-TESSEL_QDOT_AVX2(q4_k, q4_k_rows, 1)
-TESSEL_QDOT_AVX2(q6_k, q6_k_rows, 2)
+// The hot formats have AVX-512 kernels (qdot_avx512.hpp), used when Arch is an AVX-512
+// architecture and the translation unit has the instructions; G512 rows per group there.
+#if defined(TESSEL_QDOT_AVX512)
+#define TESSEL_QDOT_AVX2_512(FMT, FN, G, G512)                                                     \
+  template <class Arch>                                                                            \
+  struct kernel<qdot_op, cpu_simd<Arch>, FMT> {                                                    \
+    using act = qdetail::act_t<FMT>;                                                               \
+    static void run(index_t nb, const FMT* w, index_t ldw, index_t rows, const act* a, float* y) { \
+      if constexpr (qdetail::use_avx512_qdot<Arch>) {                                              \
+        qdetail::for_row_groups<G512>(rows, [&]<int R>(index_t r) {                                \
+          qdetail::avx512::FN<R>(nb, w + r * ldw, ldw, a, y + r);                                  \
+        });                                                                                        \
+      } else {                                                                                     \
+        qdetail::for_row_groups<G>(                                                                \
+            rows, [&]<int R>(index_t r) { qdetail::FN<R>(nb, w + r * ldw, ldw, a, y + r); });      \
+      }                                                                                            \
+    }                                                                                              \
+  };
+#else
+#define TESSEL_QDOT_AVX2_512(FMT, FN, G, G512) TESSEL_QDOT_AVX2(FMT, FN, G)
+#endif
+TESSEL_QDOT_AVX2_512(q8_0, q8_0_rows, 4, 4)
+TESSEL_QDOT_AVX2_512(q4_0, q4_0_rows, 4, 4)
+TESSEL_QDOT_AVX2_512(q4_k, q4_k_rows, 1, 2)
+TESSEL_QDOT_AVX2_512(q6_k, q6_k_rows, 2, 2)
 TESSEL_QDOT_AVX2(q4_1, q4_1_rows, 4)
 TESSEL_QDOT_AVX2(q5_0, q5_0_rows, 4)
 TESSEL_QDOT_AVX2(q5_1, q5_1_rows, 4)
@@ -6779,6 +7121,7 @@ TESSEL_QDOT_AVX2(q2_k, q2_k_rows, 1)
 TESSEL_QDOT_AVX2(q3_k, q3_k_rows, 1)
 TESSEL_QDOT_AVX2(q5_k, q5_k_rows, 1)
 #undef TESSEL_QDOT_AVX2
+#undef TESSEL_QDOT_AVX2_512
 
 template <class Arch>
 struct kernel<qdot_op, cpu_simd<Arch>, nf4> {
@@ -6896,6 +7239,134 @@ inline void dequantize_row_fast(const F* x, float* y, index_t n) {
 }  // namespace tessel
 #endif
 // ---- end tessel/quant/kernels/qdot_avx2.hpp ----
+// ---- begin tessel/quant/kernels/quantize_act.hpp ----
+// Activation quantizers of the GEMV path: one row of f32 activations to the 8-bit formats the
+// integer dot kernels pair with (q8_0 for the 32-element formats, q8_k for the K-quants).
+//
+//   qdetail::quantize_activation(x, y, n);   // y = F::quantize_row(x, n), F = q8_0 or q8_k
+//
+// Every GEMV quantizes its input once, in the calling thread, before the threads start: at
+// K = 2048..11008 the scalar reference takes 2-10 µs, 1-3% of a 4-bit GEMV, so the AVX2 versions
+// here do the same arithmetic eight lanes at a time. They produce the same bytes as the
+// reference quantize_row (same products, round-to-nearest-even, same scale): the tests compare
+// them byte for byte.
+
+#include <cstring>
+
+
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace tessel::qdetail {
+
+#if defined(__AVX2__) && defined(__F16C__)
+inline float hmax8(__m256 v) noexcept {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+/// 32 int32 (four vectors) saturated to int8, in order.
+inline void store_i8x32(__m256i a, __m256i b, __m256i c, __m256i d, std::int8_t* out) noexcept {
+  // packs work within 128-bit lanes: the 32-bit groups come out as a0 b0 c0 d0 | a1 b1 c1 d1.
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+  const __m256i fixed = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), fixed);
+}
+
+inline void quantize_q8_0_avx2(const float* x, q8_0* y, index_t n) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (index_t i = 0; i < n / 32; ++i, x += 32) {
+    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    const __m256 m =
+        _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, abs_mask), _mm256_and_ps(v1, abs_mask)),
+                      _mm256_max_ps(_mm256_and_ps(v2, abs_mask), _mm256_and_ps(v3, abs_mask)));
+    const float amax = hmax8(m);
+    const float d = amax / 127.f;
+    const float id = d != 0 ? 1.f / d : 0.f;
+    y[i].d = tof16(d);
+    const __m256 s = _mm256_set1_ps(id);
+    // cvtps rounds with the current mode (nearest-even by default), as std::nearbyint does.
+    store_i8x32(_mm256_cvtps_epi32(_mm256_mul_ps(v0, s)), _mm256_cvtps_epi32(_mm256_mul_ps(v1, s)),
+                _mm256_cvtps_epi32(_mm256_mul_ps(v2, s)), _mm256_cvtps_epi32(_mm256_mul_ps(v3, s)),
+                y[i].qs);
+  }
+}
+
+inline void quantize_q8_k_avx2(const float* x, q8_k* y, index_t n) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (index_t i = 0; i < n / qk_k; ++i, x += qk_k) {
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < qk_k; j += 8)
+      m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask));
+    const float amax = hmax8(m);
+    q8_k& b = y[i];
+    if (amax == 0) {
+      std::memset(&b, 0, sizeof b);
+      continue;
+    }
+    // The first element of largest magnitude, with its sign (as signed_absmax picks it).
+    float v = 0;
+    const __m256 am = _mm256_set1_ps(amax);
+    for (int j = 0; j < qk_k; j += 8) {
+      const int hit = _mm256_movemask_ps(
+          _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), am, _CMP_EQ_OQ));
+      if (hit) {
+        v = x[j + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -128.f / v;
+    const __m256 s = _mm256_set1_ps(iscale);
+    const __m256i top = _mm256_set1_epi32(127);
+    for (int j = 0; j < qk_k; j += 32) {
+      __m256i q[4];
+      for (int u = 0; u < 4; ++u)
+        q[u] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * u), s)), top);
+      store_i8x32(q[0], q[1], q[2], q[3], b.qs + j);
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int g = 0; g < 16; g += 2) {
+      // 32 quants -> 16-bit -> pairwise sums (8 x int32): sums of 16 are lanes 0-3 / 4-7.
+      const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * g));
+      const __m128i q16b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * g + 16));
+      const __m256i s0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(q16), ones);
+      const __m256i s1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(q16b), ones);
+      // hadd pairs within lanes: [s0 l0 pair sums, s1 l0 | s0 l1, s1 l1]
+      __m256i h = _mm256_hadd_epi32(s0, s1);
+      h = _mm256_hadd_epi32(h, h);
+      // lane 0: s0(0..3) s1(0..3) ... as (s0 lo-half, s1 lo-half); lane 1: the high halves.
+      const int a0 = _mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 4);
+      const int a1 = _mm256_extract_epi32(h, 1) + _mm256_extract_epi32(h, 5);
+      b.bsums[g] = static_cast<std::int16_t>(a0);
+      b.bsums[g + 1] = static_cast<std::int16_t>(a1);
+    }
+    b.d = 1.f / iscale;
+  }
+}
+#endif
+
+/// y = F::quantize_row(x, n) for the activation formats, vectorized where the build allows.
+template <class F>
+inline void quantize_activation(const float* x, F* y, index_t n) {
+#if defined(__AVX2__) && defined(__F16C__)
+  if constexpr (std::is_same_v<F, q8_0>) {
+    check_row(F::name, n, F::block_elems);
+    return quantize_q8_0_avx2(x, y, n);
+  } else if constexpr (std::is_same_v<F, q8_k>) {
+    check_row(F::name, n, F::block_elems);
+    return quantize_q8_k_avx2(x, y, n);
+  }
+#endif
+  F::quantize_row(x, y, n);
+}
+
+}  // namespace tessel::qdetail
+// ---- end tessel/quant/kernels/quantize_act.hpp ----
 
 namespace tessel {
 
@@ -6914,7 +7385,7 @@ class prepared_activation {
       thread_local std::vector<act> buf;
       if (buf.size() < static_cast<std::size_t>(K / act::block_elems))
         buf.resize(static_cast<std::size_t>(K / act::block_elems));
-      act::quantize_row(x, buf.data(), K);
+      qdetail::quantize_activation(x, buf.data(), K);
       ptr_ = buf.data();
     }
   }
@@ -7135,10 +7606,14 @@ void matmul_q(TensorView<const float, SX> x, const fp8_matrix<E>& w, TensorView<
 //   auto y = avg_pool2d_2x2(x);       // [N,C,H,W] -> [N,C,H/2,W/2] (floor, as PyTorch): the
 //                                     // mean of each 2×2 block
 //   upsample_nearest2x(y, x); avg_pool2d_2x2(y, x);   // into y
+//   auto y = pad2d_zero(x, 0, 1, 0, 1);   // [N,C,H,W] -> [N,C,H+top+bottom,W+left+right]
 // Both match torch.nn.functional.interpolate(scale_factor=2, mode="nearest") and
-// avg_pool2d(kernel_size=2). They are memory-bound copies, written once (no separate reference:
+// avg_pool2d(kernel_size=2); pad2d_zero(x, left, right, top, bottom) matches F.pad(x, (left,
+// right, top, bottom)) with zeros (the VAE encoder's asymmetric padding before a stride-2 conv).
+// They are memory-bound copies, written once (no separate reference:
 // the loops are as plain as one would write it), threaded over planes. Contiguous f32 only.
 
+#include <algorithm>
 #include <string>
 
 
@@ -7206,6 +7681,31 @@ inline void avg_pool2d_2x2(TensorView<float, DynShape<4>> y,
 inline Tensor<float, DynShape<4>> avg_pool2d_2x2(TensorView<const float, DynShape<4>> x) {
   Tensor<float, DynShape<4>> y(x.extent(0), x.extent(1), x.extent(2) / 2, x.extent(3) / 2);
   avg_pool2d_2x2(y.view(), x);
+  return y;
+}
+
+/// x with `left` / `right` zero columns and `top` / `bottom` zero rows around every plane.
+inline Tensor<float, DynShape<4>> pad2d_zero(TensorView<const float, DynShape<4>> x, index_t left,
+                                             index_t right, index_t top, index_t bottom) {
+  if (left < 0 || right < 0 || top < 0 || bottom < 0)
+    throw value_error("tessel: pad2d_zero: padding must not be negative");
+  const index_t H = x.extent(2), W = x.extent(3), OH = H + top + bottom, OW = W + left + right;
+  Tensor<float, DynShape<4>> y(x.extent(0), x.extent(1), OH, OW);
+  detail::resample_check("pad2d_zero", y.view(), x, {x.extent(0), x.extent(1), OH, OW});
+  const float* xp = x.data();
+  float* yp = y.data();
+  parallel_for(0, x.extent(0) * x.extent(1),
+               std::max<index_t>(1, 16384 / std::max<index_t>(1, OH * OW)),
+               [&](index_t lo, index_t hi) {
+                 for (index_t pl = lo; pl < hi; ++pl) {
+                   float* yq = yp + pl * OH * OW;
+                   std::fill(yq, yq + OH * OW, 0.0f);
+                   for (index_t i = 0; i < H; ++i) {
+                     const float* xr = xp + (pl * H + i) * W;
+                     std::copy(xr, xr + W, yq + (top + i) * OW + left);
+                   }
+                 }
+               });
   return y;
 }
 
@@ -7636,6 +8136,424 @@ auto softmax(const X& x) {
 
 }  // namespace tessel
 // ---- end tessel/ops/softmax.hpp ----
+// ---- begin tessel/ops/ssd_scan.hpp ----
+// The Mamba-2 scan (Dao & Gu 2024, "state space duality"): a selective state-space recurrence
+// whose transition is a scalar per head. For head h (of H, each of P = headdim channels), its
+// group g = h / (H / G) and t = 0..L−1:
+//
+//   Δ[t,h]     = softplus(dt[t,h] + dt_bias[h])             (softplus and dt_bias optional)
+//   S[h,p,n]   = exp(Δ[t,h]·A[h]) · S[h,p,n] + Δ[t,h] · x[t,h,p] · B[t,g,n]
+//   y[t,h,p]   = Σ_n C[t,g,n] · S[h,p,n] + D[h] · x[t,h,p]   (D optional)
+//
+// Layout: time-major. x, y [L, H·P] (head h's channels at h·P .. h·P+P−1), dt [L, H], B, C
+// [L, G·N]; A, D, dt_bias [H] (A = −exp(A_log), negative); the state S [H, P, N] (PyTorch's
+// ssm_state of one sequence). Every matrix may have any row stride with a contiguous last axis,
+// so the x / B / C / dt columns of the Mamba-2 in_proj and conv outputs are used in place.
+//
+//   ssd_scan_inputs in{.x = x, .dt = dt, .A = A, .B = B, .C = C, .D = D, .dt_bias = b,
+//                       .groups = G};       // H from A's length, P = cols(x) / H, N = cols(B) / G
+//   ssd_scan(y, in, S);                      // S [H, P, N]: initial state in, final state out
+//   ssd_scan(cpu_scalar{}, y, in, S);        // the reference
+//   ssd_scan_step(y_t, step_in, S);          // one token (rank-1 x_t, dt_t, B_t, C_t)
+//
+// Kernels. Because the decay exp(Δ·A) is one scalar per head and step (Mamba-1 has one per
+// channel and lane), the inner loop is a multiply and two FMAs per state element, no exp:
+//   - over_n: each row S[h,p,:] updated in place, SIMD along N, one horizontal sum per (t, p).
+//     No scratch and no transpose: the decode step and prompts shorter than
+//     ssd_min_rows_over_p rows.
+//   - over_p_regs (prompts): a head's state transposed once per call into a per-thread
+//     [P/W][N][W] block (p in the vector lanes, so y[t, p..p+W) needs no horizontal sum and B,
+//     C are broadcasts); per block of 32 steps and vector of W channels, 8 state lanes stay in
+//     registers across all 32 steps, so the inner loop loads and stores no state.
+//   - over_p: the same layout with the state in memory (kept as a measured alternative).
+// Heads are spread over the thread pool. A chunked SSD form (intra-chunk matrix products
+// C·Bᵀ, M·X, inter-chunk state passing, all through gemm) was prototyped and measured slower
+// here than over_p_regs at mamba2-130m's shapes (P 64, N 128: 10.5 vs 14.5 G state updates/s
+// on one AVX2 core at chunk 32, worse at 64 and 128), so the sequential recurrence stays
+// (figures: docs/mamba.md).
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+
+namespace tessel {
+
+/// The inputs of a whole-prompt Mamba-2 scan; D and dt_bias may be left empty.
+struct ssd_scan_inputs {
+  TensorView<const float, DynShape<2>> x, dt;           // [L, H·P] [L, H]
+  TensorView<const float, DynShape<1>> A;               // [H]
+  TensorView<const float, DynShape<2>> B, C;            // [L, G·N] [L, G·N]
+  TensorView<const float, DynShape<1>> D{}, dt_bias{};  // [H] [H]
+  index_t groups = 1;                                   // G
+  bool dt_softplus = true;                              // Δ = softplus(dt + dt_bias)
+};
+
+/// The inputs of one decoding step; D and dt_bias may be left empty.
+struct ssd_scan_step_inputs {
+  TensorView<const float, DynShape<1>> x, dt, A, B, C;  // [H·P] [H] [H] [G·N] [G·N]
+  TensorView<const float, DynShape<1>> D{}, dt_bias{};
+  index_t groups = 1;
+  bool dt_softplus = true;
+};
+
+namespace detail {
+
+/// One Mamba-2 scan as raw rows: row t of a matrix M is M + t * ld_M.
+struct ssd_problem {
+  index_t L = 0, H = 0, P = 0, N = 0, G = 1;
+  const float *x = nullptr, *dt = nullptr, *A = nullptr, *B = nullptr, *C = nullptr;
+  index_t ld_x = 0, ld_dt = 0, ld_B = 0, ld_C = 0;
+  const float *Dskip = nullptr, *dt_bias = nullptr;
+  bool softplus = true;
+  float* y = nullptr;
+  index_t ld_y = 0;
+  float* S = nullptr;  // [H, P, N], contiguous
+};
+
+inline float ssd_delta(const ssd_problem& p, index_t t, index_t h) {
+  const float v = p.dt[t * p.ld_dt + h] + (p.dt_bias ? p.dt_bias[h] : 0.f);
+  return p.softplus ? softplus_ref(v) : v;
+}
+
+inline index_t ssd_group(const ssd_problem& p, index_t h) {
+  return h / (p.H / p.G);
+}
+
+/// The reference: the equations as written, heads [h0, h1).
+inline void ssd_heads_reference(const ssd_problem& p, index_t h0, index_t h1) {
+  for (index_t h = h0; h < h1; ++h) {
+    const index_t g = ssd_group(p, h);
+    float* S = p.S + h * p.P * p.N;
+    for (index_t t = 0; t < p.L; ++t) {
+      const float delta = ssd_delta(p, t, h);
+      const float dA = std::exp(delta * p.A[h]);
+      const float* x = p.x + t * p.ld_x + h * p.P;
+      const float* B = p.B + t * p.ld_B + g * p.N;
+      const float* C = p.C + t * p.ld_C + g * p.N;
+      float* y = p.y + t * p.ld_y + h * p.P;
+      for (index_t i = 0; i < p.P; ++i) {
+        float acc = 0.f;
+        for (index_t n = 0; n < p.N; ++n) {
+          float& s = S[i * p.N + n];
+          s = dA * s + delta * x[i] * B[n];
+          acc += C[n] * s;
+        }
+        y[i] = acc + (p.Dskip ? p.Dskip[h] * x[i] : 0.f);
+      }
+    }
+  }
+}
+
+/// SIMD along N, each state row updated in place; any P and N.
+template <class Arch>
+void ssd_heads_over_n(const ssd_problem& p, index_t h0, index_t h1) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  const index_t N = p.N, Nv = N / W * W;
+  for (index_t h = h0; h < h1; ++h) {
+    const index_t g = ssd_group(p, h);
+    float* S = p.S + h * p.P * N;
+    const float dskip = p.Dskip ? p.Dskip[h] : 0.f;
+    for (index_t t = 0; t < p.L; ++t) {
+      const float delta = ssd_delta(p, t, h);
+      const V dA(std::exp(delta * p.A[h]));
+      const float* x = p.x + t * p.ld_x + h * p.P;
+      const float* B = p.B + t * p.ld_B + g * N;
+      const float* C = p.C + t * p.ld_C + g * N;
+      float* y = p.y + t * p.ld_y + h * p.P;
+      for (index_t i = 0; i < p.P; ++i) {
+        float* s = S + i * N;
+        const float dx = delta * x[i];
+        const V vdx(dx);
+        V acc0(0.f), acc1(0.f);
+        index_t n = 0;
+        for (; n + 2 * W <= Nv; n += 2 * W) {
+          const V s0 = xsimd::fma(dA, V::load_unaligned(s + n), vdx * V::load_unaligned(B + n));
+          const V s1 =
+              xsimd::fma(dA, V::load_unaligned(s + n + W), vdx * V::load_unaligned(B + n + W));
+          s0.store_unaligned(s + n);
+          s1.store_unaligned(s + n + W);
+          acc0 = xsimd::fma(V::load_unaligned(C + n), s0, acc0);
+          acc1 = xsimd::fma(V::load_unaligned(C + n + W), s1, acc1);
+        }
+        if (n < Nv) {
+          const V s0 = xsimd::fma(dA, V::load_unaligned(s + n), vdx * V::load_unaligned(B + n));
+          s0.store_unaligned(s + n);
+          acc0 = xsimd::fma(V::load_unaligned(C + n), s0, acc0);
+          n += W;
+        }
+        float acc = xsimd::hadd(acc0 + acc1);
+        const float a = dA.get(0);
+        for (; n < N; ++n) {
+          s[n] = a * s[n] + dx * B[n];
+          acc += C[n] * s[n];
+        }
+        y[i] = acc + dskip * x[i];
+      }
+    }
+  }
+}
+
+/// SIMD along P (W channels per vector), the head's state transposed into a per-thread block
+/// for the whole call. P must be a multiple of W.
+template <class Arch>
+void ssd_heads_over_p(const ssd_problem& p, index_t h0, index_t h1) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  const index_t N = p.N, P = p.P, nb = P / W;
+  // Grows once per thread, then reused (prompts only: the step kernel never comes here).
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> blk;
+  if (static_cast<index_t>(blk.size()) < P * N) blk.resize(std::size_t(P * N));
+  float* T = blk.data();  // T[(b*N + n)*W + j] = S[h, b*W + j, n]
+  for (index_t h = h0; h < h1; ++h) {
+    const index_t g = ssd_group(p, h);
+    float* S = p.S + h * P * N;
+    for (index_t i = 0; i < P; ++i)
+      for (index_t n = 0; n < N; ++n) T[((i / W) * N + n) * W + i % W] = S[i * N + n];
+    const V dskip(p.Dskip ? p.Dskip[h] : 0.f);
+    for (index_t t = 0; t < p.L; ++t) {
+      const float delta = ssd_delta(p, t, h);
+      const V dA(std::exp(delta * p.A[h])), vdelta(delta);
+      const float* x = p.x + t * p.ld_x + h * P;
+      const float* B = p.B + t * p.ld_B + g * N;
+      const float* C = p.C + t * p.ld_C + g * N;
+      float* y = p.y + t * p.ld_y + h * P;
+      for (index_t b = 0; b < nb; ++b) {
+        const V xv = V::load_unaligned(x + b * W);
+        const V dx = vdelta * xv;
+        float* Tb = T + b * N * W;
+        V acc0(0.f), acc1(0.f);
+        index_t n = 0;
+        for (; n + 2 <= N; n += 2) {
+          const V s0 = xsimd::fma(dA, V::load_aligned(Tb + n * W), dx * V(B[n]));
+          const V s1 = xsimd::fma(dA, V::load_aligned(Tb + (n + 1) * W), dx * V(B[n + 1]));
+          s0.store_aligned(Tb + n * W);
+          s1.store_aligned(Tb + (n + 1) * W);
+          acc0 = xsimd::fma(V(C[n]), s0, acc0);
+          acc1 = xsimd::fma(V(C[n + 1]), s1, acc1);
+        }
+        if (n < N) {
+          const V s0 = xsimd::fma(dA, V::load_aligned(Tb + n * W), dx * V(B[n]));
+          s0.store_aligned(Tb + n * W);
+          acc0 = xsimd::fma(V(C[n]), s0, acc0);
+        }
+        xsimd::fma(dskip, xv, acc0 + acc1).store_unaligned(y + b * W);
+      }
+    }
+    for (index_t i = 0; i < P; ++i)
+      for (index_t n = 0; n < N; ++n) S[i * N + n] = T[((i / W) * N + n) * W + i % W];
+  }
+}
+
+inline constexpr index_t ssd_time_block = 32;  // steps whose Δ, decay and x live on the stack
+
+/// K state lanes n0..n0+K−1 of W channels (one vector each) held in registers across the
+/// steps [0, T) of a time block: y[t, W channels] += Σ_k C[t, n0+k] · S_k (first: = ...).
+template <class Arch, int K>
+inline void ssd_regs_block(float* Tb, index_t n0, index_t T, const float* dA, const float* xd,
+                           const float* B, index_t ld_B, const float* C, index_t ld_C, float* yacc,
+                           bool first) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  V s[K];
+  for (int k = 0; k < K; ++k) s[k] = V::load_aligned(Tb + (n0 + k) * W);
+  for (index_t t = 0; t < T; ++t) {
+    const V a(dA[t]);
+    const V dx = V::load_aligned(xd + t * W);  // Δ_t · x_t
+    const float* b = B + t * ld_B + n0;
+    const float* c = C + t * ld_C + n0;
+    V acc = first ? V(0.f) : V::load_aligned(yacc + t * W);
+    for (int k = 0; k < K; ++k) {
+      s[k] = xsimd::fma(a, s[k], dx * V(b[k]));
+      acc = xsimd::fma(V(c[k]), s[k], acc);
+    }
+    acc.store_aligned(yacc + t * W);
+  }
+  for (int k = 0; k < K; ++k) s[k].store_aligned(Tb + (n0 + k) * W);
+}
+
+/// SIMD along P with the state in registers: the head's state transposed into a per-thread
+/// [P/W][N][W] block; per time block of ssd_time_block steps and per vector of W channels, 8
+/// state lanes at a time stay in registers for all the block's steps, so the inner loop has no
+/// state load or store (two broadcasts, a multiply and two FMAs per update). P must be a
+/// multiple of W.
+template <class Arch>
+void ssd_heads_over_p_regs(const ssd_problem& p, index_t h0, index_t h1) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  constexpr index_t TB = ssd_time_block;
+  const index_t N = p.N, P = p.P, nb = P / W;
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> blk;
+  if (static_cast<index_t>(blk.size()) < P * N) blk.resize(std::size_t(P * N));
+  float* T = blk.data();  // T[(b*N + n)*W + j] = S[h, b*W + j, n]
+  alignas(64) float dA[TB], dl[TB], xd[TB * W], yacc[TB * W];
+  for (index_t h = h0; h < h1; ++h) {
+    const index_t g = ssd_group(p, h);
+    float* S = p.S + h * P * N;
+    for (index_t i = 0; i < P; ++i)
+      for (index_t n = 0; n < N; ++n) T[((i / W) * N + n) * W + i % W] = S[i * N + n];
+    const V dskip(p.Dskip ? p.Dskip[h] : 0.f);
+    for (index_t t0 = 0; t0 < p.L; t0 += TB) {
+      const index_t nt = std::min(TB, p.L - t0);
+      for (index_t t = 0; t < nt; ++t) {
+        dl[t] = ssd_delta(p, t0 + t, h);
+        dA[t] = std::exp(dl[t] * p.A[h]);
+      }
+      const float* B = p.B + t0 * p.ld_B + g * N;
+      const float* C = p.C + t0 * p.ld_C + g * N;
+      for (index_t b = 0; b < nb; ++b) {
+        const float* x = p.x + t0 * p.ld_x + h * P + b * W;
+        for (index_t t = 0; t < nt; ++t)
+          (V(dl[t]) * V::load_unaligned(x + t * p.ld_x)).store_aligned(xd + t * W);
+        float* Tb = T + b * N * W;
+        index_t n = 0;
+        for (; n + 8 <= N; n += 8)
+          ssd_regs_block<Arch, 8>(Tb, n, nt, dA, xd, B, p.ld_B, C, p.ld_C, yacc, n == 0);
+        for (; n < N; ++n)
+          ssd_regs_block<Arch, 1>(Tb, n, nt, dA, xd, B, p.ld_B, C, p.ld_C, yacc, n == 0);
+        float* y = p.y + t0 * p.ld_y + h * P + b * W;
+        for (index_t t = 0; t < nt; ++t)
+          xsimd::fma(dskip, V::load_unaligned(x + t * p.ld_x), V::load_aligned(yacc + t * W))
+              .store_unaligned(y + t * p.ld_y);
+      }
+    }
+    for (index_t i = 0; i < P; ++i)
+      for (index_t n = 0; n < N; ++n) S[i * N + n] = T[((i / W) * N + n) * W + i % W];
+  }
+}
+
+enum class ssd_variant { automatic, over_n, over_p, over_p_regs };
+
+/// Prompts at least this long take the register-blocked kernel (measured crossover at P 64,
+/// N 128: its transpose in and out costs about four steps of the in-place kernel).
+inline constexpr index_t ssd_min_rows_over_p = 16;
+
+template <class Arch>
+void ssd_simd(const ssd_problem& p, ssd_variant v = ssd_variant::automatic) {
+  constexpr index_t W = static_cast<index_t>(xsimd::batch<float, Arch>::size);
+  if (v == ssd_variant::automatic)
+    v = p.L >= ssd_min_rows_over_p && p.P % W == 0 ? ssd_variant::over_p_regs : ssd_variant::over_n;
+  if (v != ssd_variant::over_n && p.P % W != 0) v = ssd_variant::over_n;
+  auto body = [&](index_t lo, index_t hi) {
+    if (v == ssd_variant::over_p)
+      ssd_heads_over_p<Arch>(p, lo, hi);
+    else if (v == ssd_variant::over_p_regs)
+      ssd_heads_over_p_regs<Arch>(p, lo, hi);
+    else
+      ssd_heads_over_n<Arch>(p, lo, hi);
+  };
+  if (p.L * p.H * p.P * p.N >= (index_t{1} << 15) && p.H > 1)
+    parallel_for(0, p.H, 1, body);
+  else
+    body(0, p.H);
+}
+
+template <class Backend>
+void ssd_run(Backend, const ssd_problem& p, ssd_variant v = ssd_variant::automatic) {
+  if (p.L == 0 || p.H == 0) return;
+  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
+    (void)v;
+    ssd_heads_reference(p, 0, p.H);
+  } else {
+    ssd_simd<typename Backend::arch>(p, v);
+  }
+}
+
+/// Checks the head / group structure shared by both entry points.
+inline void ssd_check_heads(const char* op, index_t HP, index_t H, index_t GN, index_t G) {
+  if (H < 1 || G < 1 || HP % H != 0 || GN % G != 0 || H % G != 0)
+    throw shape_error(std::string("tessel: ") + op + ": " + std::to_string(HP) +
+                      " channels of x, " + std::to_string(H) + " heads (from A), " +
+                      std::to_string(GN) + " columns of B and " + std::to_string(G) +
+                      " groups: the heads must split x evenly, the groups B and C and the heads");
+}
+
+}  // namespace detail
+
+/// The whole-prompt Mamba-2 scan: y [L, H·P] from the inputs; S [H, P, N] is the initial
+/// state and receives the final one. y must not overlap the inputs.
+template <class Backend>
+requires is_cpu_backend_v<Backend>
+void ssd_scan(Backend backend, TensorView<float, DynShape<2>> y, const ssd_scan_inputs& in,
+              TensorView<float, DynShape<3>> S,
+              detail::ssd_variant variant = detail::ssd_variant::automatic) {
+  constexpr const char* op = "ssd_scan";
+  const index_t L = in.x.extent(0), HP = in.x.extent(1), H = in.A.extent(0), GN = in.B.extent(1),
+                G = in.groups;
+  detail::ssd_check_heads(op, HP, H, GN, G);
+  const index_t P = HP / H, N = GN / G;
+  const std::string xs = detail::shape_of(in.x), bs = detail::shape_of(in.B);
+  detail::scan_expect(op, "dt", in.dt, {L, H}, "x", xs);
+  detail::scan_expect(op, "B", in.B, {L, GN}, "x", xs);
+  detail::scan_expect(op, "C", in.C, {L, GN}, "B", bs);
+  detail::scan_expect(op, "x", in.x, {L, HP}, "x", xs);
+  if (in.D.data()) detail::scan_expect(op, "D", in.D, {H}, "A", detail::shape_of(in.A));
+  if (in.dt_bias.data())
+    detail::scan_expect(op, "dt_bias", in.dt_bias, {H}, "A", detail::shape_of(in.A));
+  detail::scan_expect(op, "y", TensorView<const float, DynShape<2>>(y), {L, HP}, "x", xs);
+  if (S.shape().extents() != std::array<index_t, 3>{H, P, N} || S.stride(0) != P * N ||
+      S.stride(1) != N || (N > 1 && S.stride(2) != 1))
+    throw shape_error(std::string("tessel: ") + op + ": the state has shape " +
+                      to_string(S.shape()) + ", expected a contiguous " +
+                      to_string(std::array<index_t, 3>{H, P, N}) + " (heads, headdim, d_state)");
+  detail::ssd_problem p;
+  p.L = L, p.H = H, p.P = P, p.N = N, p.G = G;
+  p.x = in.x.data(), p.ld_x = in.x.stride(0);
+  p.dt = in.dt.data(), p.ld_dt = in.dt.stride(0);
+  p.A = in.A.data();
+  p.B = in.B.data(), p.ld_B = in.B.stride(0);
+  p.C = in.C.data(), p.ld_C = in.C.stride(0);
+  p.Dskip = in.D.data(), p.dt_bias = in.dt_bias.data();
+  p.softplus = in.dt_softplus;
+  p.y = y.data(), p.ld_y = y.stride(0);
+  p.S = S.data();
+  detail::ssd_run(backend, p, variant);
+}
+inline void ssd_scan(TensorView<float, DynShape<2>> y, const ssd_scan_inputs& in,
+                     TensorView<float, DynShape<3>> S) {
+  ssd_scan(cpu{}, y, in, S);
+}
+/// A new y [L, H·P]; S [H, P, N] carries the state in and out.
+inline Tensor<float, DynShape<2>> ssd_scan(const ssd_scan_inputs& in,
+                                           TensorView<float, DynShape<3>> S) {
+  Tensor<float, DynShape<2>> y(in.x.extent(0), in.x.extent(1));
+  ssd_scan(cpu{}, y, in, S);
+  return y;
+}
+
+/// One decoding step: y_t [H·P] from x_t [H·P], dt_t [H], B_t, C_t [G·N]; S [H, P, N] is
+/// updated in place. Allocates nothing.
+template <class Backend>
+requires is_cpu_backend_v<Backend>
+void ssd_scan_step(Backend backend, TensorView<float, DynShape<1>> y,
+                   const ssd_scan_step_inputs& in, TensorView<float, DynShape<3>> S) {
+  const auto row = [](const auto& v) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(v.data())>>;
+    return TensorView<const T, DynShape<2>>(v.data(), DynShape<2>(index_t{1}, v.extent(0)),
+                                            {v.extent(0), v.stride(0)});
+  };
+  ssd_scan_inputs p{.x = row(in.x),
+                    .dt = row(in.dt),
+                    .A = in.A,
+                    .B = row(in.B),
+                    .C = row(in.C),
+                    .D = in.D,
+                    .dt_bias = in.dt_bias,
+                    .groups = in.groups,
+                    .dt_softplus = in.dt_softplus};
+  const TensorView<float, DynShape<2>> y2(y.data(), DynShape<2>(index_t{1}, y.extent(0)),
+                                          {y.extent(0), y.stride(0)});
+  ssd_scan(backend, y2, p, S, detail::ssd_variant::over_n);
+}
+inline void ssd_scan_step(TensorView<float, DynShape<1>> y, const ssd_scan_step_inputs& in,
+                          TensorView<float, DynShape<3>> S) {
+  ssd_scan_step(cpu{}, y, in, S);
+}
+
+}  // namespace tessel
+// ---- end tessel/ops/ssd_scan.hpp ----
 // ---- begin tessel/ops/timestep_embedding.hpp ----
 // The sinusoidal embedding of diffusion timesteps (Ho et al. 2020, after the Transformer's
 // position encoding), in the convention of Hugging Face diffusers' get_timestep_embedding:
@@ -8229,7 +9147,12 @@ struct attend_row {
 /// softmax's exp and sum in one pass, and the 1/sum applied to the output, not to T scores.
 template <class Arch, index_t HD>
 struct attend_row<cpu_simd<Arch>, HD> {
-  using V = xsimd::batch<float, Arch>;
+  // 256-bit vectors even where 512-bit ones exist: head dimensions of 8 and 24 stay
+  // vectorized, rows are short, and xsimd 8.1's 512-bit haddp is not used.
+  using A = std::conditional_t<(xsimd::batch<float, Arch>::size > 8) && XSIMD_WITH_AVX2 &&
+                                   XSIMD_WITH_FMA3_AVX2,
+                               xsimd::fma3<xsimd::avx2>, Arch>;
+  using V = xsimd::batch<float, A>;
   static constexpr index_t W = static_cast<index_t>(V::size);
 
   static void run(const float* q, const float* kc, const float* vc, index_t kvd, index_t T,
@@ -8873,6 +9796,245 @@ class MambaMixer {
 
 }  // namespace tessel::nn
 // ---- end tessel/nn/mamba.hpp ----
+// ---- begin tessel/nn/mamba2.hpp ----
+// Mamba2Mixer<Cfg, W>: the Mamba-2 mixer (Dao & Gu 2024) of one layer, on rows of d_model.
+// With H = n_heads heads of P = d_inner / H channels, G = n_groups groups of B / C of
+// N = d_state lanes, and conv_dim = d_inner + 2·G·N:
+//
+//   [z, xBC, dt] = in_proj(u)                 ssm_in      [2·d_inner + 2·G·N + H, d_model]
+//   xBC   = silu(conv1d(xBC))                 ssm_conv1d  [conv_dim, d_conv] + bias, causal
+//   [x, B, C] = xBC                           x [d_inner] = [H, P], B, C [G, N]
+//   Δ     = softplus(dt + dt_bias)            ssm_dt.bias [H]
+//   y     = ssd_scan(x, Δ, A, B, C, D)        ssm_a [H, 1] = A = −exp(A_log), ssm_d [H, 1]
+//   y     = rms_norm(y · silu(z)) · norm      ssm_norm    [G, d_inner / G]: per group of
+//                                                         d_inner / G channels
+//   out   = out_proj(y)                       ssm_out     [d_model, d_inner]
+//
+// Head h reads group h / (H / G). Cfg: a struct with compile-time constants dim, d_inner,
+// d_state, d_conv, n_heads, n_groups (static shapes), or any object with those fields at run
+// time (models::Mamba2Config); norm_eps (default 1e-5) is the gated norm's epsilon. W: the
+// format of in_proj and out_proj; the convolution, A, D, the dt bias and the norm are f32.
+// Parameter names and shapes are llama.cpp's GGUF `mamba2` ones (blk.N.ssm_*): its converter
+// stores A = −exp(A_log) and D as [H, 1] and the norm as [G, d_inner / G].
+//
+// The decoding state of one sequence (Mamba2State: conv [d_conv−1, conv_dim], ssm [H, P, N])
+// is all a layer remembers: its size does not depend on the sequence length.
+//
+//   nn::Mamba2State st = mixer.make_state();
+//   mixer.forward(u, M, st, scratch, out, 1.0f);    // M rows (a prompt or one step), out += ...
+
+#include <string>
+
+
+namespace tessel::nn {
+
+/// The run-time dimensions of a Mamba-2 mixer.
+struct Mamba2Dims {
+  index_t dim = 0, d_inner = 0, d_state = 0, d_conv = 0, n_heads = 0, n_groups = 0;
+  float norm_eps = 1e-5f;
+};
+
+/// A config whose mixer dimensions are compile-time constants (static data members).
+template <class Cfg>
+concept StaticMamba2Config =
+    std::is_pointer_v<decltype(&Cfg::dim)> && std::is_pointer_v<decltype(&Cfg::d_inner)> &&
+    std::is_pointer_v<decltype(&Cfg::d_state)> && std::is_pointer_v<decltype(&Cfg::d_conv)> &&
+    std::is_pointer_v<decltype(&Cfg::n_heads)> && std::is_pointer_v<decltype(&Cfg::n_groups)>;
+
+template <class Cfg>
+struct mamba2_extents {
+  static constexpr index_t dim = dyn, d_inner = dyn, heads = dyn, groups = dyn, group_size = dyn,
+                           proj = dyn;
+};
+template <StaticMamba2Config Cfg>
+struct mamba2_extents<Cfg> {
+  static_assert(Cfg::dim > 0 && Cfg::d_inner > 0 && Cfg::d_state > 0 && Cfg::d_conv > 0 &&
+                    Cfg::n_heads > 0 && Cfg::n_groups > 0,
+                "tessel::nn::Mamba2Mixer: every dimension of the config must be positive");
+  static_assert(Cfg::d_inner % Cfg::n_heads == 0 && Cfg::n_heads % Cfg::n_groups == 0,
+                "tessel::nn::Mamba2Mixer: n_heads must divide d_inner, n_groups n_heads");
+  static constexpr index_t dim = Cfg::dim, d_inner = Cfg::d_inner, heads = Cfg::n_heads,
+                           groups = Cfg::n_groups, group_size = Cfg::d_inner / Cfg::n_groups,
+                           proj =
+                               2 * Cfg::d_inner + 2 * Cfg::n_groups * Cfg::d_state + Cfg::n_heads;
+};
+
+template <class Cfg>
+Mamba2Dims to_mamba2_dims(const Cfg& c) {
+  Mamba2Dims d{index_t(c.dim),    index_t(c.d_inner), index_t(c.d_state),
+               index_t(c.d_conv), index_t(c.n_heads), index_t(c.n_groups)};
+  if constexpr (requires { c.norm_eps; }) d.norm_eps = float(c.norm_eps);
+  return d;
+}
+
+/// One sequence's decoding state of one Mamba-2 mixer; zeros for a fresh sequence.
+struct Mamba2State {
+  Mamba2State() = default;
+  Mamba2State(index_t d_conv, index_t conv_dim, index_t heads, index_t headdim, index_t d_state)
+      : conv(d_conv - 1, conv_dim), ssm(heads, headdim, d_state) {
+    clear();
+  }
+  void clear() {
+    std::fill(conv.data(), conv.data() + conv.size(), 0.0f);
+    std::fill(ssm.data(), ssm.data() + ssm.size(), 0.0f);
+  }
+  index_t bytes() const noexcept { return (conv.size() + ssm.size()) * index_t(sizeof(float)); }
+
+  Tensor<float, DynShape<2>> conv;  // [d_conv−1, conv_dim]: the last inputs, oldest first
+  Tensor<float, DynShape<3>> ssm;   // [heads, headdim, d_state]
+};
+
+namespace detail {
+// Not inlined, as row_ops: with a static length GCC 12 raises a false
+// -Waggressive-loop-optimizations in the tail loops.
+/// x[i] = silu(x[i]), i < n.
+[[gnu::noipa]] inline void mamba2_silu_inplace(float* x, index_t n) {
+  index_t i = 0;
+  if constexpr (requires { typename cpu::arch; }) {
+    using V = xsimd::batch<float, typename cpu::arch>;
+    constexpr index_t W = static_cast<index_t>(V::size);
+    const V one(1.0f);
+    for (; i + W <= n; i += W) {
+      const V v = V::load_unaligned(x + i);
+      (v / (one + xsimd::exp(-v))).store_unaligned(x + i);
+    }
+  }
+  for (; i < n; ++i) x[i] = silu(x[i]);
+}
+/// y[i] *= silu(z[i]), i < n.
+[[gnu::noipa]] inline void silu_gate(float* y, const float* z, index_t n) {
+  index_t i = 0;
+  if constexpr (requires { typename cpu::arch; }) {
+    using V = xsimd::batch<float, typename cpu::arch>;
+    constexpr index_t W = static_cast<index_t>(V::size);
+    const V one(1.0f);
+    for (; i + W <= n; i += W) {
+      const V zv = V::load_unaligned(z + i);
+      (V::load_unaligned(y + i) * zv / (one + xsimd::exp(-zv))).store_unaligned(y + i);
+    }
+  }
+  for (; i < n; ++i) y[i] *= silu(z[i]);
+}
+}  // namespace detail
+
+template <class Cfg, WeightFormat W = float>
+class Mamba2Mixer {
+  using E = mamba2_extents<Cfg>;
+
+ public:
+  explicit Mamba2Mixer(const Cfg& cfg = {}) : Mamba2Mixer(to_mamba2_dims(cfg)) {}
+  explicit Mamba2Mixer(const Mamba2Dims& d)
+      : ssm_in(checked(d).dim, 2 * d.d_inner + 2 * d.n_groups * d.d_state + d.n_heads),
+        conv_weight(d.d_inner + 2 * d.n_groups * d.d_state, d.d_conv),
+        conv_bias(d.d_inner + 2 * d.n_groups * d.d_state),
+        dt_bias(Shape<E::heads>(d.n_heads)),
+        A(Shape<E::heads, 1>(d.n_heads, 1)),
+        Dskip(Shape<E::heads, 1>(d.n_heads, 1)),
+        norm_weight(Shape<E::groups, E::group_size>(d.n_groups, d.d_inner / d.n_groups)),
+        ssm_out(d.d_inner, d.dim),
+        eps(d.norm_eps),
+        d_state_(d.d_state) {}
+
+  index_t dim() const noexcept { return ssm_in.in(); }
+  index_t d_inner() const noexcept { return ssm_out.in(); }
+  index_t d_state() const noexcept { return d_state_; }
+  index_t d_conv() const noexcept { return conv_weight.extent(1); }
+  index_t n_heads() const noexcept { return dt_bias.extent(0); }
+  index_t n_groups() const noexcept { return norm_weight.extent(0); }
+  index_t headdim() const noexcept { return d_inner() / n_heads(); }
+  index_t conv_dim() const noexcept { return conv_weight.extent(0); }
+
+  Mamba2State make_state() const {
+    return Mamba2State(d_conv(), conv_dim(), n_heads(), headdim(), d_state());
+  }
+  /// Floats of scratch forward needs for M rows.
+  index_t scratch_floats(index_t M) const noexcept {
+    return M * (ssm_in.out() + conv_dim() + d_inner());
+  }
+
+  /// y[M, dim] = mixer(x[M, dim]) + beta · y, continuing the sequence whose state is st (and
+  /// leaving in it the state after these rows). scratch: scratch_floats(M) floats.
+  void forward(const float* x, index_t M, Mamba2State& st, float* scratch, float* y,
+               float beta = 0.0f) const {
+    const index_t Di = d_inner(), N = d_state(), H = n_heads(), G = n_groups();
+    const index_t CD = conv_dim(), PR = ssm_in.out(), GS = Di / G;
+    float* zx = scratch;      // [M, PR]: z | xBC | dt
+    float* xc = zx + M * PR;  // [M, CD]: silu(conv(xBC)) = x | B | C
+    float* ys = xc + M * CD;  // [M, Di]
+    ssm_in.forward(x, M, zx);
+
+    tessel::detail::conv1d_problem c;
+    c.L = M, c.D = CD, c.K = d_conv();
+    c.x = zx + Di, c.ld_x = PR;
+    c.w = conv_weight.data(), c.ld_w = d_conv();
+    c.bias = conv_bias.data();
+    c.state = st.conv.data(), c.ld_s = CD;
+    c.y = xc, c.ld_y = CD;
+    tessel::detail::conv1d_run(cpu{}, c);
+    detail::mamba2_silu_inplace(xc, M * CD);
+
+    tessel::detail::ssd_problem p;
+    p.L = M, p.H = H, p.P = Di / H, p.N = N, p.G = G;
+    p.x = xc, p.ld_x = CD;
+    p.B = xc + Di, p.ld_B = CD;
+    p.C = xc + Di + G * N, p.ld_C = CD;
+    p.dt = zx + Di + CD, p.ld_dt = PR;
+    p.A = A.data(), p.Dskip = Dskip.data(), p.dt_bias = dt_bias.data();
+    p.softplus = true;
+    p.y = ys, p.ld_y = Di;
+    p.S = st.ssm.data();
+    tessel::detail::ssd_run(cpu{}, p);
+
+    for (index_t m = 0; m < M; ++m) {  // rms_norm(y · silu(z)) per group of GS channels
+      float* yr = ys + m * Di;
+      detail::silu_gate(yr, zx + m * PR, Di);
+      for (index_t g = 0; g < G; ++g)
+        detail::rows::rms_norm(yr + g * GS, yr + g * GS, GS, norm_weight.data() + g * GS, eps);
+    }
+    ssm_out.forward(ys, M, y, beta);
+  }
+
+  /// Parameters with GGUF's names: prefix "blk.3." gives blk.3.ssm_in.weight, ...
+  template <class V>
+  void visit(const std::string& prefix, V&& v) {
+    ssm_in.visit(prefix + "ssm_in", v);
+    v(prefix + "ssm_conv1d.weight", conv_weight);
+    v(prefix + "ssm_conv1d.bias", conv_bias);
+    v(prefix + "ssm_dt.bias", dt_bias);
+    v(prefix + "ssm_a", A);
+    v(prefix + "ssm_d", Dskip);
+    v(prefix + "ssm_norm.weight", norm_weight);
+    ssm_out.visit(prefix + "ssm_out", v);
+  }
+
+  Linear<E::dim, E::proj, W> ssm_in;
+  Tensor<float, DynShape<2>> conv_weight;  // [conv_dim, d_conv]
+  Tensor<float, DynShape<1>> conv_bias;    // [conv_dim]
+  Tensor<float, Shape<E::heads>> dt_bias;
+  Tensor<float, Shape<E::heads, 1>> A;  // −exp(A_log)
+  Tensor<float, Shape<E::heads, 1>> Dskip;
+  Tensor<float, Shape<E::groups, E::group_size>> norm_weight;
+  Linear<E::d_inner, E::dim, W> ssm_out;
+  float eps;
+
+ private:
+  static const Mamba2Dims& checked(const Mamba2Dims& d) {
+    if (d.dim <= 0 || d.d_inner <= 0 || d.d_state <= 0 || d.d_conv <= 0 || d.n_heads <= 0 ||
+        d.n_groups <= 0 || d.d_inner % d.n_heads != 0 || d.n_heads % d.n_groups != 0)
+      throw value_error("tessel::nn::Mamba2Mixer: invalid dimensions (dim " +
+                        std::to_string(d.dim) + ", d_inner " + std::to_string(d.d_inner) +
+                        ", d_state " + std::to_string(d.d_state) + ", d_conv " +
+                        std::to_string(d.d_conv) + ", n_heads " + std::to_string(d.n_heads) +
+                        ", n_groups " + std::to_string(d.n_groups) +
+                        "): all positive, n_heads dividing d_inner, n_groups dividing n_heads");
+    return d;
+  }
+
+  index_t d_state_;
+};
+
+}  // namespace tessel::nn
+// ---- end tessel/nn/mamba2.hpp ----
 // ---- begin tessel/nn/mlp.hpp ----
 // Feed-forward blocks, with GGUF names:
 //   GatedMLP<Dim, Hidden, W> (SwiGLU, Llama): y = ffn_down(silu(ffn_gate(x)) ⊙ ffn_up(x))
@@ -9066,7 +10228,8 @@ class PositionEmbedding {
 //   ResBlock (ResnetBlock2D):
 //     h = conv1(SiLU(norm1(x)))  [+ time_emb_proj(SiLU(temb)) per channel]
 //     h = conv2(SiLU(norm2(h)));   y = conv_shortcut(x) + h   (a 1×1 conv when channels change)
-//   Downsample (Downsample2D): conv 3×3, stride 2, padding 1
+//   Downsample (Downsample2D): conv 3×3, stride 2, padding 1 (the VAE encoder's: F.pad (0, 1, 0, 1)
+//                              then padding 0)
 //   Upsample (Upsample2D):     nearest 2× then conv 3×3, padding 1
 //
 //   nn::ResBlock r(in, out, temb_dim, groups, eps);   // temb_dim 0: no time embedding (VAE)
@@ -9140,9 +10303,14 @@ class ResBlock {
 
 class Downsample {
  public:
-  explicit Downsample(index_t channels)
-      : conv(channels, channels, 3, {.stride = 2, .padding = 1}) {}
-  Act4 forward(View4 x) const { return conv.forward(x); }
+  /// padding 0 is diffusers' VAE encoder: pad one zero row / column at the bottom / right only
+  /// (F.pad (0, 1, 0, 1)), then the stride-2 conv without padding.
+  explicit Downsample(index_t channels, index_t padding = 1)
+      : conv(channels, channels, 3, {.stride = 2, .padding = padding}) {}
+  Act4 forward(View4 x) const {
+    if (conv.opt.padding == 0) return conv.forward(pad2d_zero(x, 0, 1, 0, 1).view());
+    return conv.forward(x);
+  }
   template <class V>
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);
@@ -10640,6 +11808,221 @@ class Llama {
 
 }  // namespace tessel::models
 // ---- end tessel/models/llama.hpp ----
+// ---- begin tessel/models/mamba2.hpp ----
+// Mamba2<Cfg, W>: the Mamba-2 language model (Dao & Gu 2024) from nn/ layer templates:
+//
+//   x = token_embd[ids];  for each layer: x += mixer2(rms_norm(x));  logits = head(rms_norm(x))
+//
+// with the head tied to the embedding (a file may carry its own `output`). Cfg is a struct of
+// compile-time constants (static shapes)
+//
+//   struct Mamba2_130M {
+//     static constexpr int dim = 768, layers = 24, vocab = 50288, d_inner = 1536, d_state = 128,
+//                          d_conv = 4, n_heads = 24, n_groups = 1;   // headdim 64
+//   };  // optional: norm_eps (default 1e-5)
+//
+// or models::Mamba2Config read from a file (io/load_mamba2.hpp). GGUF names: token_embd,
+// blk.N.attn_norm, blk.N.ssm_* (nn/mamba2.hpp), output_norm, output.
+//
+//   std::span<const float> logits = m.forward(prompt_ids, 0);  // pos 0: a new sequence
+//   logits = m.forward(std::span(&next, 1), pos);              // one step, no allocation
+//
+// As models::Mamba: no positions, pos must be the count of tokens seen (0 starts over), the
+// state is the same size at any position, prefill runs max_batch rows at a time (GEMMs), and
+// all scratch is allocated by the constructor.
+
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace tessel::models {
+
+/// Run-time dimensions (from a file's metadata).
+struct Mamba2Config {
+  index_t dim = 0, layers = 0, vocab = 0, d_inner = 0, d_state = 0, d_conv = 0, n_heads = 0,
+          n_groups = 1;
+  float norm_eps = 1e-5f;
+  index_t max_seq = index_t{1} << 30;  // no cache: only a stop for generate()
+  bool tied_output = true;             // head = token_embd (false: a separate `output`)
+
+  index_t headdim() const noexcept { return n_heads > 0 ? d_inner / n_heads : 0; }
+};
+
+template <class Cfg>
+Mamba2Config to_mamba2_config(const Cfg& c) {
+  if constexpr (std::is_same_v<Cfg, Mamba2Config>) {
+    return c;
+  } else {
+    Mamba2Config r;
+    r.dim = c.dim, r.layers = c.layers, r.vocab = c.vocab, r.d_inner = c.d_inner;
+    r.d_state = c.d_state, r.d_conv = c.d_conv, r.n_heads = c.n_heads, r.n_groups = c.n_groups;
+    if constexpr (requires { c.norm_eps; }) r.norm_eps = c.norm_eps;
+    if constexpr (requires { c.max_seq; }) r.max_seq = c.max_seq;
+    if constexpr (requires { c.tied_output; }) r.tied_output = c.tied_output;
+    return r;
+  }
+}
+
+namespace detail {
+template <class Cfg>
+struct vocab2_extent {
+  static constexpr index_t value = dyn;
+};
+template <nn::StaticMamba2Config Cfg>
+requires std::is_pointer_v<decltype(&Cfg::vocab)>
+struct vocab2_extent<Cfg> {
+  static constexpr index_t value = Cfg::vocab;
+};
+}  // namespace detail
+
+template <class Cfg, nn::WeightFormat W = float>
+class Mamba2 {
+  using E = nn::mamba2_extents<Cfg>;
+  static constexpr index_t V = detail::vocab2_extent<Cfg>::value;
+  Mamba2Config cfg_;  // first: the members below are built from it
+
+ public:
+  using config_type = Cfg;
+  using weight_format = W;
+  using Head = nn::Linear<E::dim, V, W>;
+
+  struct Block {
+    explicit Block(const Mamba2Config& c)
+        : attn_norm(c.dim, c.norm_eps), mixer(nn::to_mamba2_dims(c)) {}
+    template <class Vis>
+    void visit(const std::string& prefix, Vis&& v) {
+      attn_norm.visit(prefix + "attn_norm", v);  // GGUF's name for the pre-mixer norm
+      mixer.visit(prefix, v);
+    }
+    nn::RMSNorm<E::dim> attn_norm;
+    nn::Mamba2Mixer<Cfg, W> mixer;
+  };
+
+  explicit Mamba2(const Cfg& cfg = {}, index_t max_batch = 128)
+      : cfg_(checked(to_mamba2_config(cfg))),
+        token_embd(cfg_.dim, cfg_.vocab),
+        output_norm(cfg_.dim, cfg_.norm_eps),
+        max_batch_(std::max<index_t>(1, max_batch)) {
+    if (!cfg_.tied_output) output.emplace(cfg_.dim, cfg_.vocab);
+    blk.reserve(std::size_t(cfg_.layers));
+    state_.reserve(std::size_t(cfg_.layers));
+    for (index_t l = 0; l < cfg_.layers; ++l) {
+      blk.emplace_back(cfg_);
+      state_.push_back(blk.back().mixer.make_state());
+    }
+    const index_t B = max_batch_;
+    x_.resize(std::size_t(B * cfg_.dim));
+    xb_.resize(std::size_t(B * cfg_.dim));
+    work_.resize(std::size_t(blk[0].mixer.scratch_floats(B)));
+    logits_.resize(std::size_t(cfg_.vocab));
+  }
+  Mamba2(Mamba2&&) noexcept = default;
+
+  const Mamba2Config& config() const noexcept { return cfg_; }
+  index_t vocab() const noexcept { return cfg_.vocab; }
+  index_t max_seq() const noexcept { return cfg_.max_seq; }
+  index_t max_batch() const noexcept { return max_batch_; }
+  /// Tokens seen since the last reset (the position the next token takes).
+  index_t position() const noexcept { return pos_; }
+  /// The decoding state of layer l (conv and ssm), and its total size in bytes.
+  const nn::Mamba2State& state(index_t l) const { return state_[std::size_t(l)]; }
+  index_t state_bytes() const noexcept {
+    index_t b = 0;
+    for (const auto& s : state_) b += s.bytes();
+    return b;
+  }
+  void reset() {
+    for (auto& s : state_) s.clear();
+    pos_ = 0;
+  }
+
+  /// Runs tokens at positions pos .. pos+n-1 and returns the logits after the last one. pos 0
+  /// starts a new sequence; any other pos must continue the current one (pos == position()).
+  /// With all_logits, the logits of every position are written there too ([n, vocab]).
+  template <class Id>
+  std::span<const float> forward(std::span<const Id> tokens, index_t pos,
+                                 float* all_logits = nullptr) {
+    const index_t n = static_cast<index_t>(tokens.size());
+    if (n == 0) throw value_error("tessel::models::Mamba2: forward needs at least one token");
+    if (pos == 0)
+      reset();
+    else if (pos != pos_)
+      throw value_error("tessel::models::Mamba2: position " + std::to_string(pos) +
+                        " does not continue the sequence, which has " + std::to_string(pos_) +
+                        " tokens (a state-space model cannot revisit a position; pass 0 to "
+                        "start over)");
+    for (index_t c = 0; c < n; c += max_batch_) {
+      const index_t m = std::min(max_batch_, n - c);
+      run_chunk(tokens.subspan(std::size_t(c), std::size_t(m)),
+                all_logits ? all_logits + c * cfg_.vocab : nullptr, c + m == n);
+    }
+    pos_ += n;
+    return logits_;
+  }
+
+  /// Every parameter as (GGUF name, tensor); `output` only when the head is not tied.
+  template <class Vis>
+  void visit(Vis&& v) {
+    token_embd.visit("token_embd", v);
+    for (index_t l = 0; l < cfg_.layers; ++l)
+      blk[std::size_t(l)].visit("blk." + std::to_string(l) + ".", v);
+    output_norm.visit("output_norm", v);
+    if (output) output->visit("output", v);
+  }
+
+  const Head& head() const noexcept { return output ? *output : token_embd; }
+
+  Head token_embd;  // [vocab, dim]: the embedding table and, tied, the head's weight
+  std::vector<Block> blk;
+  nn::RMSNorm<E::dim> output_norm;
+  std::optional<Head> output;
+
+ private:
+  static Mamba2Config checked(Mamba2Config c) {
+    if (c.dim <= 0 || c.layers <= 0 || c.vocab <= 0 || c.d_inner <= 0 || c.d_state <= 0 ||
+        c.d_conv <= 0 || c.n_heads <= 0 || c.n_groups <= 0 || c.max_seq <= 0 ||
+        c.d_inner % c.n_heads != 0 || c.n_heads % c.n_groups != 0)
+      throw value_error("tessel::models::Mamba2: invalid config (dim " + std::to_string(c.dim) +
+                        ", layers " + std::to_string(c.layers) + ", vocab " +
+                        std::to_string(c.vocab) + ", d_inner " + std::to_string(c.d_inner) +
+                        ", d_state " + std::to_string(c.d_state) + ", d_conv " +
+                        std::to_string(c.d_conv) + ", n_heads " + std::to_string(c.n_heads) +
+                        ", n_groups " + std::to_string(c.n_groups) + ")");
+    return c;
+  }
+
+  template <class Id>
+  void run_chunk(std::span<const Id> tokens, float* all_logits, bool last) {
+    const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
+    float* x = x_.data();
+    float* xb = xb_.data();
+    detail::embed_rows(token_embd.weight, tokens, x, "tessel::models::Mamba2");
+    for (index_t l = 0; l < cfg_.layers; ++l) {
+      const Block& b = blk[std::size_t(l)];
+      b.attn_norm.forward(x, M, xb);
+      b.mixer.forward(xb, M, state_[std::size_t(l)], work_.data(), x, 1.0f);  // x += mixer
+    }
+    if (all_logits) {
+      output_norm.forward(x, M, xb);
+      head().forward(xb, M, all_logits);
+      if (last)
+        std::copy(all_logits + (M - 1) * cfg_.vocab, all_logits + M * cfg_.vocab, logits_.begin());
+    } else if (last) {
+      output_norm.forward(x + (M - 1) * D, 1, xb);
+      head().forward(xb, 1, logits_.data());
+    }
+  }
+
+  index_t max_batch_;
+  index_t pos_ = 0;
+  std::vector<nn::Mamba2State> state_;
+  std::vector<float> x_, xb_, work_, logits_;
+};
+
+}  // namespace tessel::models
+// ---- end tessel/models/mamba2.hpp ----
 // ---- begin tessel/models/mnist_ddpm.hpp ----
 // MnistDDPM: the small pretrained noise-prediction network of the mnist-ddpm checkpoint
 // (../shared/models/mnist-ddpm, see its README), composed from tessel's layers. Parameter names
@@ -11383,22 +12766,40 @@ class UNet {
 }  // namespace tessel::models
 // ---- end tessel/models/unet.hpp ----
 // ---- begin tessel/models/vae.hpp ----
-// VAEDecoder: the decoder half of Stable Diffusion's AutoencoderKL (latents → images), composed
-// from nn::ResBlock (no time embedding, eps 1e-6), nn::AttentionBlock and nn::Upsample, with
-// diffusers' parameter names, so `vae/diffusion_pytorch_model.safetensors` loads as is
-// (io::load_params ignores the encoder's tensors):
+// Stable Diffusion's AutoencoderKL, composed from nn::ResBlock (no time embedding, eps 1e-6),
+// nn::AttentionBlock and nn::Downsample / nn::Upsample, with diffusers' parameter names, so
+// `vae/diffusion_pytorch_model.safetensors` loads as is:
 //
+// VAEEncoder (images → the latent distribution):
+//   h = encoder.conv_in(x)
+//   down level i: ResBlock × layers, then Downsample (not the last level): F.pad (0, 1, 0, 1),
+//                 conv 3×3 stride 2 without padding (encoder.down_blocks.i.downsamplers.0.conv)
+//   h = mid_block.resnets.1(mid_block.attentions.0(mid_block.resnets.0(h)))
+//   moments = quant_conv(encoder.conv_out(SiLU(encoder.conv_norm_out(h))))   2 · latent channels
+//   mean, logvar = the two halves of the moments (logvar clamped to [−30, 20], as diffusers)
+//
+// VAEDecoder (latents → images):
 //   h = decoder.conv_in(post_quant_conv(z))
 //   h = mid_block.resnets.1(mid_block.attentions.0(mid_block.resnets.0(h)))
 //   up level i (channels reversed): ResBlock × (layers + 1), then Upsample (not the last level)
 //   image = decoder.conv_out(SiLU(decoder.conv_norm_out(h)))      values in about [−1, 1]
 //
-//   models::VAEDecoder vae(io::vae_config_json("sd15/vae/config.json"));   // or VAEConfig::sd()
-//   io::load_params(vae,
-//   io::SafetensorsCheckpoint::open(".../diffusion_pytorch_model.safetensors")); auto img =
-//   vae.decode(latents);   // z = latents / scaling_factor first (decode does it
-//                                     // unless told not to), [N, 4, h, w] -> [N, 3, 8h, 8w]
+// The scaling factor (0.18215 for SD 1.x) is applied at the boundary, symmetrically: encode()'s
+// mode() / sample() multiply by it (diffusers' users write `latent_dist.sample() *
+// scaling_factor`), decode() divides by it; both take a flag to skip it. The distribution's
+// mean / logvar fields are diffusers' latent_dist, unscaled.
+//
+//   auto cfg = io::vae_config_json("sd15/vae/config.json");              // or VAEConfig::sd()
+//   auto vae = io::load_autoencoder_kl(
+//       io::SafetensorsCheckpoint::open(".../diffusion_pytorch_model.safetensors"), cfg);
+//   auto z = vae.encode(img).sample(/*seed=*/1);   // [N, 3, H, W] in [−1, 1] → [N, 4, H/8, W/8]
+//   auto img2 = vae.decode(z);                      // [N, 4, h, w] -> [N, 3, 8h, 8w]
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -11406,7 +12807,7 @@ class UNet {
 namespace tessel::models {
 
 struct VAEConfig {
-  index_t latent_channels = 4, out_channels = 3;
+  index_t in_channels = 3, latent_channels = 4, out_channels = 3;
   std::vector<index_t> block_out_channels{128, 256, 512, 512};
   index_t layers_per_block = 2, norm_groups = 32;
   float scaling_factor = 0.18215f;
@@ -11415,8 +12816,8 @@ struct VAEConfig {
   static VAEConfig sd() { return {}; }
 
   void validate() const {
-    if (block_out_channels.empty() || latent_channels <= 0 || out_channels <= 0 ||
-        layers_per_block <= 0 || norm_groups <= 0 || !(scaling_factor > 0))
+    if (block_out_channels.empty() || in_channels <= 0 || latent_channels <= 0 ||
+        out_channels <= 0 || layers_per_block <= 0 || norm_groups <= 0 || !(scaling_factor > 0))
       throw value_error("tessel: VAEConfig: channels, layers, groups and scale must be positive");
     for (index_t c : block_out_channels)
       if (c <= 0 || c % norm_groups != 0)
@@ -11511,6 +12912,174 @@ class VAEDecoder {
   std::vector<Level> up_blocks;
   nn::GroupNorm conv_norm_out;
   nn::Conv2d conv_out;
+};
+
+/// diffusers' DiagonalGaussianDistribution (AutoencoderKL.encode(x).latent_dist): mean and
+/// logvar of the unscaled latents, each [N, latent_channels, h, w].
+struct LatentDistribution {
+  nn::Act4 mean, logvar;
+  float scaling_factor = 1;
+
+  /// exp(logvar / 2).
+  nn::Act4 std() const {
+    nn::Act4 s(logvar.shape());
+    for (index_t i = 0; i < s.size(); ++i) s.data()[i] = std::exp(0.5f * logvar.data()[i]);
+    return s;
+  }
+  /// The mean (diffusers' mode()), times scaling_factor unless scale is false.
+  nn::Act4 mode(bool scale = true) const {
+    nn::Act4 z(mean.shape());
+    const float k = scale ? scaling_factor : 1.0f;
+    for (index_t i = 0; i < z.size(); ++i) z.data()[i] = mean.data()[i] * k;
+    return z;
+  }
+  /// mean + std · ε with ε ~ N(0, 1) drawn in order from rng (the reparameterisation), times
+  /// scaling_factor unless scale is false.
+  nn::Act4 sample(std::mt19937_64& rng, bool scale = true) const {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    nn::Act4 z(mean.shape());
+    const float k = scale ? scaling_factor : 1.0f;
+    for (index_t i = 0; i < z.size(); ++i)
+      z.data()[i] = (mean.data()[i] + std::exp(0.5f * logvar.data()[i]) * nd(rng)) * k;
+    return z;
+  }
+  nn::Act4 sample(std::uint64_t seed, bool scale = true) const {
+    std::mt19937_64 rng(seed);
+    return sample(rng, scale);
+  }
+};
+
+class VAEEncoder {
+ public:
+  using Act4 = nn::Act4;
+  using View4 = nn::View4;
+
+  struct Level {
+    std::vector<nn::ResBlock> resnets;
+    std::optional<nn::Downsample> downsampler;
+  };
+
+  explicit VAEEncoder(const VAEConfig& c)
+      : cfg_((c.validate(), c)),
+        conv_in(c.in_channels, c.block_out_channels.front(), 3, {.padding = 1}),
+        mid_attention(c.block_out_channels.back(), c.norm_groups),
+        conv_norm_out(c.norm_groups, c.block_out_channels.back(), 1e-6f),
+        conv_out(c.block_out_channels.back(), 2 * c.latent_channels, 3, {.padding = 1}),
+        quant_conv(2 * c.latent_channels, 2 * c.latent_channels, 1) {
+    const auto& ch = c.block_out_channels;
+    index_t out = ch.front();
+    for (std::size_t i = 0; i < ch.size(); ++i) {
+      const index_t prev = out;
+      out = ch[i];
+      Level b;
+      for (index_t j = 0; j < c.layers_per_block; ++j)
+        b.resnets.emplace_back(j == 0 ? prev : out, out, 0, c.norm_groups, 1e-6f);
+      if (i + 1 < ch.size()) b.downsampler.emplace(out, /*padding=*/0);
+      down_blocks.push_back(std::move(b));
+    }
+    for (int k = 0; k < 2; ++k)
+      mid_resnets.emplace_back(ch.back(), ch.back(), 0, c.norm_groups, 1e-6f);
+  }
+
+  const VAEConfig& config() const noexcept { return cfg_; }
+  /// Image pixels per latent pixel along each side (8 for Stable Diffusion).
+  index_t scale() const noexcept { return index_t{1} << (cfg_.block_out_channels.size() - 1); }
+
+  /// quant_conv's output [N, 2 · latent_channels, ⌈H/scale⌉, ⌈W/scale⌉] (mean, then logvar,
+  /// unclamped) of images x [N, in_channels, H, W].
+  Act4 moments(View4 x) const {
+    if (x.extent(1) != cfg_.in_channels || !x.is_contiguous())
+      throw shape_error("tessel::models::VAEEncoder: images " + to_string(x.shape()) +
+                        " should be contiguous [N, " + std::to_string(cfg_.in_channels) +
+                        ", H, W]");
+    Act4 h = conv_in.forward(x);
+    for (const Level& b : down_blocks) {
+      for (const auto& r : b.resnets) h = r.forward(h.view());
+      if (b.downsampler) h = b.downsampler->forward(h.view());
+    }
+    h = mid_resnets[0].forward(h.view());
+    h = mid_attention.forward(h.view());
+    h = mid_resnets[1].forward(h.view());
+    h = conv_out.forward(conv_norm_out.forward_silu(h.view()).view());
+    return quant_conv.forward(h.view());
+  }
+
+  /// The latent distribution of images x [N, in_channels, H, W] (values in about [−1, 1]).
+  LatentDistribution encode(View4 x) const {
+    const Act4 m = moments(x);
+    const index_t N = m.extent(0), L = cfg_.latent_channels, P = m.extent(2) * m.extent(3);
+    LatentDistribution d{Act4(N, L, m.extent(2), m.extent(3)), Act4(N, L, m.extent(2), m.extent(3)),
+                         cfg_.scaling_factor};
+    for (index_t n = 0; n < N; ++n) {
+      const float* src = m.data() + n * 2 * L * P;
+      std::copy(src, src + L * P, d.mean.data() + n * L * P);
+      float* lv = d.logvar.data() + n * L * P;
+      for (index_t i = 0; i < L * P; ++i) lv[i] = std::clamp(src[L * P + i], -30.0f, 20.0f);
+    }
+    return d;
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    conv_in.visit("encoder.conv_in", v);
+    for (std::size_t i = 0; i < down_blocks.size(); ++i) {
+      const std::string p = "encoder.down_blocks." + std::to_string(i);
+      for (std::size_t j = 0; j < down_blocks[i].resnets.size(); ++j)
+        down_blocks[i].resnets[j].visit(p + ".resnets." + std::to_string(j), v);
+      if (down_blocks[i].downsampler) down_blocks[i].downsampler->visit(p + ".downsamplers.0", v);
+    }
+    mid_resnets[0].visit("encoder.mid_block.resnets.0", v);
+    mid_attention.visit("encoder.mid_block.attentions.0", v);
+    mid_resnets[1].visit("encoder.mid_block.resnets.1", v);
+    conv_norm_out.visit("encoder.conv_norm_out", v);
+    conv_out.visit("encoder.conv_out", v);
+    quant_conv.visit("quant_conv", v);
+  }
+
+ private:
+  VAEConfig cfg_;
+
+ public:
+  nn::Conv2d conv_in;
+  std::vector<Level> down_blocks;
+  std::vector<nn::ResBlock> mid_resnets;
+  nn::AttentionBlock mid_attention;
+  nn::GroupNorm conv_norm_out;
+  nn::Conv2d conv_out, quant_conv;
+};
+
+/// The whole AutoencoderKL: the decoder, and the encoder when the checkpoint has one
+/// (io::load_autoencoder_kl decides; a decoder-only file is common for text-to-image).
+class AutoencoderKL {
+ public:
+  using Act4 = nn::Act4;
+  using View4 = nn::View4;
+
+  explicit AutoencoderKL(const VAEConfig& c, bool with_encoder = true) : decoder(c) {
+    if (with_encoder) encoder.emplace(c);
+  }
+
+  const VAEConfig& config() const noexcept { return decoder.config(); }
+  index_t scale() const noexcept { return decoder.scale(); }
+  bool has_encoder() const noexcept { return encoder.has_value(); }
+
+  LatentDistribution encode(View4 x) const {
+    if (!encoder)
+      throw value_error(
+          "tessel::models::AutoencoderKL: this autoencoder has no encoder (its checkpoint had "
+          "no 'encoder.*' tensors)");
+    return encoder->encode(x);
+  }
+  Act4 decode(View4 z, bool unscale = true) const { return decoder.decode(z, unscale); }
+
+  template <class V>
+  void visit(V&& v) {
+    if (encoder) encoder->visit(v);
+    decoder.visit(v);
+  }
+
+  VAEDecoder decoder;
+  std::optional<VAEEncoder> encoder;
 };
 
 }  // namespace tessel::models
@@ -12428,10 +13997,11 @@ class GGUFFile {
 // ---- end tessel/io/gguf.hpp ----
 // ---- begin tessel/io/gguf_tokenizer.hpp ----
 // The byte-level BPE tokenizer stored in a GGUF file's tokenizer.ggml.* keys, shared by the
-// GPT-2 and Mamba loaders.
+// GPT-2 and Mamba loaders, and the rule for whether a prompt starts with BOS.
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 // ---- begin tessel/io/tokenizer_gpt2.hpp ----
@@ -13662,6 +15232,17 @@ inline Gpt2Tokenizer load_gguf_bpe_tokenizer(const GGUFFile& f) {
   } catch (const value_error& e) {
     throw format_error(f.path(), 0, e.what());
   }
+}
+
+/// Whether a prompt for this file's model starts with BOS: tokenizer.ggml.add_bos_token when the
+/// file has it (llama.cpp's converters copy it from tokenizer_config.json), else the custom of
+/// the tokenizer family, as llama.cpp decides it: SentencePiece (`llama`) models were trained
+/// with BOS first; byte-level BPE (`gpt2`: GPT-2's, GPT-NeoX's for Mamba) prompts go without
+/// one, as Hugging Face's tokenizers encode them.
+inline bool gguf_add_bos(const GGUFFile& f) {
+  if (f.contains("tokenizer.ggml.add_bos_token"))
+    return f.get<bool>("tokenizer.ggml.add_bos_token");
+  return f.get_or<std::string_view>("tokenizer.ggml.model", "") == "llama";
 }
 
 }  // namespace tessel::io
@@ -15379,8 +16960,9 @@ models::Bert<models::BertConfig, W> load_bert_safetensors(const std::string& pat
 }  // namespace tessel::io
 // ---- end tessel/io/load_bert.hpp ----
 // ---- begin tessel/io/load_diffusion.hpp ----
-// Loading diffusion models (models::UNet, models::VAEDecoder, models::CLIPTextModel) from
-// diffusers-layout safetensors checkpoints, and their configs from diffusers' config.json:
+// Loading diffusion models (models::UNet, models::AutoencoderKL / VAEDecoder / VAEEncoder,
+// models::CLIPTextModel) from diffusers-layout safetensors checkpoints, and their configs from
+// diffusers' config.json:
 //
 //   auto cfg = io::unet_config_json("sd15/unet/config.json");
 //   models::UNet<> unet(cfg);
@@ -15390,7 +16972,10 @@ models::Bert<models::BertConfig, W> load_bert_safetensors(const std::string& pat
 // load_params walks the model's visit() names (optionally under a prefix) and copies every
 // tensor: F32, F16 and BF16 files are widened to f32; a missing tensor, another dtype or a
 // shape that differs from the model's is a format_error / shape_error naming the tensor.
-// Tensors the model does not name are ignored (a full AutoencoderKL file holds the encoder).
+// Tensors the model does not name are ignored (a VAEDecoder loads from a full AutoencoderKL
+// file); io::load_autoencoder_kl loads the encoder too when the file has one. Attention
+// projections named as diffusers < 0.14 did (query, key, value, proj_attn) are accepted for
+// to_q, to_k, to_v, to_out.0.
 
 #include <bit>
 #include <cstring>
@@ -15398,6 +16983,8 @@ models::Bert<models::BertConfig, W> load_bert_safetensors(const std::string& pat
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 // ---- begin tessel/io/torch.hpp ----
@@ -16186,10 +17773,30 @@ class TorchFile {
 
 namespace tessel::io {
 
+namespace detail {
+/// diffusers before 0.14 named the VAE attention's projections query / key / value /
+/// proj_attn (same shapes); "" when the name has none of today's.
+inline std::string legacy_attention_name(const std::string& n) {
+  static constexpr std::pair<std::string_view, std::string_view> renames[] = {
+      {".to_q.", ".query."},
+      {".to_k.", ".key."},
+      {".to_v.", ".value."},
+      {".to_out.0.", ".proj_attn."}};
+  for (const auto& [now, old] : renames)
+    if (const auto p = n.find(now); p != std::string::npos)
+      return n.substr(0, p) + std::string(old) + n.substr(p + now.size());
+  return {};
+}
+}  // namespace detail
+
 template <class Model>
 void load_params(Model& m, const SafetensorsCheckpoint& ck, const std::string& prefix = "") {
   m.visit([&](const std::string& name, auto& t) {
     const SafetensorsTensor* s = ck.find(prefix + name);
+    if (!s) {
+      const std::string old = detail::legacy_attention_name(prefix + name);
+      if (!old.empty()) s = ck.find(old);
+    }
     if (!s)
       throw format_error("safetensors", 0,
                          "the model needs a tensor named '" + prefix + name + "'");
@@ -16280,6 +17887,7 @@ inline models::UNetConfig unet_config_json(const std::string& path) {
 inline models::VAEConfig vae_config_json(const std::string& path) {
   const auto j = detail::read_json(path);
   models::VAEConfig c;
+  c.in_channels = detail::json_get<index_t>(j, path, "in_channels", 3);
   c.latent_channels = detail::json_get<index_t>(j, path, "latent_channels", 4);
   c.out_channels = detail::json_get<index_t>(j, path, "out_channels", 3);
   c.block_out_channels =
@@ -16293,6 +17901,21 @@ inline models::VAEConfig vae_config_json(const std::string& path) {
     throw format_error(path, 0, e.what());
   }
   return c;
+}
+
+/// An AutoencoderKL from a diffusers vae checkpoint: the decoder always; the encoder when the
+/// file holds any 'encoder.*' or 'quant_conv.*' tensor (then it must hold all of them: a
+/// missing one is a format_error naming it). A decoder-only file gives has_encoder() false.
+inline models::AutoencoderKL load_autoencoder_kl(const SafetensorsCheckpoint& ck,
+                                                 const models::VAEConfig& cfg) {
+  const auto& all = ck.tensors();
+  const auto has_prefix = [&](std::string_view p) {
+    const auto it = all.lower_bound(p);
+    return it != all.end() && it->first.starts_with(p);
+  };
+  models::AutoencoderKL vae(cfg, has_prefix("encoder.") || has_prefix("quant_conv."));
+  load_params(vae, ck);
+  return vae;
 }
 
 /// A CLIPConfig from a CLIP text model checkpoint: dimensions from the tensors' shapes, the
@@ -16598,6 +18221,305 @@ models::Mamba<models::MambaConfig, W> load_safetensors_mamba(const std::string& 
 
 }  // namespace tessel::io
 // ---- end tessel/io/load_mamba.hpp ----
+// ---- begin tessel/io/load_mamba2.hpp ----
+// Loading models::Mamba2 from GGUF `mamba2` files and Hugging Face safetensors checkpoints.
+//
+//   auto m = io::load_gguf_mamba2<f32>("mamba2-130m-f32.gguf");          // run-time config
+//   auto s = io::load_mamba2_gguf<models::Mamba2<Mamba2_130M, f16>>(GGUFFile::open(path));
+//   auto h = io::load_safetensors_mamba2<f32>("dir/model.safetensors");   // HF names
+//
+// GGUF (llama.cpp's names, shapes and keys): token_embd, blk.N.attn_norm, blk.N.ssm_in,
+// blk.N.ssm_conv1d.weight [conv_dim, d_conv] (a 3-D [conv_dim, 1, d_conv] is accepted too) and
+// .bias, blk.N.ssm_dt.bias [H], blk.N.ssm_a [H, 1] (A = −exp(A_log), as llama.cpp's converter
+// stores it: an element ≥ 0 is a format_error), blk.N.ssm_d [H, 1], blk.N.ssm_norm.weight
+// [G, d_inner / G], blk.N.ssm_out, output_norm, and `output` when the head is not tied (1-D
+// ssm_a, ssm_d and ssm_norm of the same length are accepted). Metadata:
+// mamba2.embedding_length, mamba2.block_count, mamba2.ssm.conv_kernel, mamba2.ssm.inner_size,
+// mamba2.ssm.state_size, mamba2.ssm.time_step_rank (= the head count),
+// mamba2.ssm.group_count (1 when absent), mamba2.attention.layer_norm_rms_epsilon; the
+// vocabulary size is token_embd's row count.
+//
+// safetensors (transformers' Mamba2ForCausalLM): backbone.embeddings.weight,
+// backbone.layers.N.norm.weight, backbone.layers.N.mixer.{in_proj.weight, conv1d.weight
+// [conv_dim, 1, K], conv1d.bias, dt_bias [H], A_log [H], D [H], norm.weight [d_inner],
+// out_proj.weight}, backbone.norm_f.weight, lm_head.weight (an untied head when present and
+// not equal to the embedding). Dimensions come from the tensors' shapes, except the group
+// count (and the norms' epsilon), which only config.json has: Mamba2LoadOptions::n_groups, else
+// config.json's n_groups beside the file, else a format_error. A = −exp(A_log) once, here.
+
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+
+namespace tessel::io {
+
+struct Mamba2LoadOptions {
+  index_t max_batch = 128;  // rows per prefill chunk
+  index_t n_groups = 0;     // safetensors only: 0 reads config.json beside the file
+  float norm_eps = 0.0f;    // safetensors only: 0 reads config.json, else 1e-5
+};
+
+namespace detail {
+
+inline void check_mamba2_config(const models::Mamba2Config& c, const std::string& file) {
+  const auto bad = [&](const std::string& why) {
+    throw format_error(file, 0, "invalid Mamba-2 dimensions: " + why);
+  };
+  if (c.dim <= 0 || c.layers <= 0 || c.vocab <= 0 || c.d_inner <= 0 || c.d_state <= 0 ||
+      c.d_conv <= 0 || c.n_heads <= 0 || c.n_groups <= 0)
+    bad("every dimension must be positive (dim " + std::to_string(c.dim) + ", layers " +
+        std::to_string(c.layers) + ", vocab " + std::to_string(c.vocab) + ", d_inner " +
+        std::to_string(c.d_inner) + ", d_state " + std::to_string(c.d_state) + ", d_conv " +
+        std::to_string(c.d_conv) + ", heads " + std::to_string(c.n_heads) + ", groups " +
+        std::to_string(c.n_groups) + ")");
+  if (c.d_inner % c.n_heads != 0)
+    bad("the head count " + std::to_string(c.n_heads) + " does not divide the inner size " +
+        std::to_string(c.d_inner));
+  if (c.n_heads % c.n_groups != 0)
+    bad("the group count " + std::to_string(c.n_groups) + " does not divide the head count " +
+        std::to_string(c.n_heads));
+}
+
+template <class Model>
+Model make_mamba2(const models::Mamba2Config& c, const std::string& file,
+                  const Mamba2LoadOptions& opt) {
+  check_mamba2_config(c, file);
+  using Cfg = typename Model::config_type;
+  if constexpr (std::is_same_v<Cfg, models::Mamba2Config>) {
+    return Model(c, opt.max_batch);
+  } else {
+    const models::Mamba2Config s = models::to_mamba2_config(Cfg{});
+    const auto differs = [&](const char* what, index_t a, index_t b) {
+      if (a != b)
+        throw format_error(file, 0,
+                           std::string("the file's ") + what + " is " + std::to_string(b) +
+                               ", the static config says " + std::to_string(a));
+    };
+    differs("embedding length", s.dim, c.dim);
+    differs("layer count", s.layers, c.layers);
+    differs("vocabulary size", s.vocab, c.vocab);
+    differs("inner size", s.d_inner, c.d_inner);
+    differs("state size", s.d_state, c.d_state);
+    differs("conv kernel", s.d_conv, c.d_conv);
+    differs("head count", s.n_heads, c.n_heads);
+    differs("group count", s.n_groups, c.n_groups);
+    if (s.tied_output != c.tied_output)
+      throw format_error(file, 0,
+                         c.tied_output ? "the file has no separate output tensor"
+                                       : "the file has an untied output tensor");
+    return Model(Cfg{}, opt.max_batch);
+  }
+}
+
+/// A vector source of exactly rows·cols elements seen as [rows, cols] (ssm_a / ssm_d stored
+/// as [H] rather than llama.cpp's [H, 1], a norm as [d_inner] rather than [G, d_inner / G]).
+inline void reshape_vector(TensorSource& s, index_t rows, index_t cols) {
+  if (s.shape.size() == 1 && s.shape[0] == rows * cols) s.shape = {rows, cols};
+}
+
+/// The model-side name's vector parameters get their [rows, cols] shape.
+inline void mamba2_shapes(TensorSource& s, const std::string& n, const models::Mamba2Config& c) {
+  if (is_name(n, ".ssm_conv1d.weight")) squeeze_conv(s);
+  if (is_name(n, ".ssm_a") || is_name(n, ".ssm_d")) reshape_vector(s, c.n_heads, 1);
+  if (is_name(n, ".ssm_norm.weight") && c.n_groups > 0)
+    reshape_vector(s, c.n_groups, c.d_inner / c.n_groups);
+}
+
+}  // namespace detail
+
+/// The config in a GGUF file's `mamba2.*` metadata.
+inline models::Mamba2Config mamba2_config(const GGUFFile& f) {
+  const auto arch = f.get<std::string_view>("general.architecture");
+  if (arch != "mamba2")
+    throw format_error(f.path(), 0,
+                       "general.architecture is '" + std::string(arch) + "', expected 'mamba2'");
+  models::Mamba2Config c;
+  c.dim = f.get_int("mamba2.embedding_length");
+  c.layers = f.get_int("mamba2.block_count");
+  c.d_conv = f.get_int("mamba2.ssm.conv_kernel");
+  c.d_inner = f.get_int("mamba2.ssm.inner_size");
+  c.d_state = f.get_int("mamba2.ssm.state_size");
+  c.n_heads = f.get_int("mamba2.ssm.time_step_rank");
+  c.n_groups = f.contains("mamba2.ssm.group_count") ? f.get_int("mamba2.ssm.group_count") : 1;
+  if (f.contains("mamba2.attention.layer_norm_rms_epsilon"))
+    c.norm_eps = static_cast<float>(f.get_float("mamba2.attention.layer_norm_rms_epsilon"));
+  const GGUFTensor& emb = f.tensor("token_embd.weight");
+  c.vocab = emb.n_dims == 2 ? emb.ne[1] : 0;
+  c.tied_output = f.find_tensor("output.weight") == nullptr;
+  return c;
+}
+
+/// A Mamba2 (static or run-time config) from a GGUF `mamba2` file.
+template <class Model>
+Model load_mamba2_gguf(const GGUFFile& f, const Mamba2LoadOptions& opt = {}) {
+  const models::Mamba2Config c = mamba2_config(f);
+  Model m = detail::make_mamba2<Model>(c, f.path(), opt);
+  detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
+    const GGUFTensor* t = f.find_tensor(n);
+    if (!t) return std::nullopt;
+    TensorSource s{t->name, t->type, t->shape(), t->data, &f.path(), t->file_offset};
+    detail::mamba2_shapes(s, n, c);
+    return s;
+  });
+  detail::check_negative_a(m, f.path());
+  return m;
+}
+template <nn::WeightFormat W = float>
+models::Mamba2<models::Mamba2Config, W> load_gguf_mamba2(const std::string& path,
+                                                         const Mamba2LoadOptions& opt = {}) {
+  return load_mamba2_gguf<models::Mamba2<models::Mamba2Config, W>>(GGUFFile::open(path), opt);
+}
+
+/// The config of a Hugging Face Mamba-2 checkpoint: the tensors' shapes, and the group count
+/// and epsilon from opt or config.json beside the file.
+inline models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
+                                          const Mamba2LoadOptions& opt = {}) {
+  const std::string& file = ck.shards().front().path();
+  const auto& ts = ck.tensors();
+  const auto shape = [&](const std::string& n) -> std::vector<std::int64_t> {
+    const auto it = ts.find(n);
+    if (it == ts.end())
+      throw format_error(file, 0, "the checkpoint has no tensor named '" + n + "'");
+    return it->second->shape;
+  };
+  models::Mamba2Config c;
+  const auto emb = shape("backbone.embeddings.weight");
+  const auto a = shape("backbone.layers.0.mixer.A_log");
+  const auto conv = shape("backbone.layers.0.mixer.conv1d.weight");
+  const auto out = shape("backbone.layers.0.mixer.out_proj.weight");
+  if (emb.size() != 2 || a.size() != 1 || conv.empty() || out.size() != 2)
+    throw format_error(file, 0,
+                       "backbone.embeddings or out_proj is not a matrix, or A_log not a vector "
+                       "(a Mamba-1 checkpoint?)");
+  c.vocab = emb[0], c.dim = emb[1];
+  c.n_heads = a[0], c.d_conv = conv.back(), c.d_inner = out[1];
+  while (ts.count("backbone.layers." + std::to_string(c.layers) + ".mixer.A_log")) ++c.layers;
+  c.n_groups = opt.n_groups;
+  if (opt.norm_eps > 0) c.norm_eps = opt.norm_eps;
+  const auto json_path = std::filesystem::path(file).parent_path() / "config.json";
+  if ((c.n_groups <= 0 || opt.norm_eps <= 0) && std::filesystem::exists(json_path)) {
+    std::ifstream in(json_path);
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      throw format_error(json_path.string(), 0, "not a JSON object");
+    if (c.n_groups <= 0 && j.contains("n_groups") && j["n_groups"].is_number_integer())
+      c.n_groups = j["n_groups"].get<index_t>();
+    if (opt.norm_eps <= 0 && j.contains("layer_norm_epsilon") &&
+        j["layer_norm_epsilon"].is_number())
+      c.norm_eps = j["layer_norm_epsilon"].get<float>();
+  }
+  if (c.n_groups <= 0)
+    throw format_error(file, 0,
+                       "the group count is not in a safetensors file: give "
+                       "Mamba2LoadOptions::n_groups or put config.json (n_groups) beside it");
+  const std::int64_t xbc = conv[0] - c.d_inner;  // 2·G·N
+  if (xbc <= 0 || xbc % (2 * c.n_groups) != 0)
+    throw format_error(file, 0,
+                       "conv1d has " + std::to_string(conv[0]) + " channels: not d_inner " +
+                           std::to_string(c.d_inner) + " + 2·groups·d_state with " +
+                           std::to_string(c.n_groups) + " groups");
+  c.d_state = xbc / (2 * c.n_groups);
+  // An lm_head equal to the embedding (or absent) is the tied head.
+  c.tied_output = true;
+  if (const auto h = ts.find("lm_head.weight"); h != ts.end()) {
+    const auto e = ts.find("backbone.embeddings.weight");
+    const auto& H = *h->second;
+    const auto& Emb = *e->second;
+    c.tied_output = H.dtype == Emb.dtype && H.shape == Emb.shape &&
+                    H.bytes().size() == Emb.bytes().size() &&
+                    std::memcmp(H.data, Emb.data, H.bytes().size()) == 0;
+  }
+  return c;
+}
+
+/// A Mamba2 (static or run-time config) from a safetensors checkpoint with HF names.
+template <class Model>
+Model load_mamba2_safetensors(const SafetensorsCheckpoint& ck, const Mamba2LoadOptions& opt = {}) {
+  const std::string& file = ck.shards().front().path();
+  const models::Mamba2Config c = mamba2_config(ck, opt);
+  Model m = detail::make_mamba2<Model>(c, file, opt);
+  std::deque<std::vector<float>> owned;  // A = −exp(A_log), alive until the copy
+  const auto hf_name = [](const std::string& n) -> std::string {
+    if (n == "token_embd.weight") return "backbone.embeddings.weight";
+    if (n == "output_norm.weight") return "backbone.norm_f.weight";
+    if (n == "output.weight") return "lm_head.weight";
+    if (n.rfind("blk.", 0) != 0) return n;
+    const std::size_t dot = n.find('.', 4);
+    const std::string pre = "backbone.layers." + n.substr(4, dot - 4) + ".";
+    const std::string rest = n.substr(dot + 1);
+    if (rest == "attn_norm.weight") return pre + "norm.weight";
+    static const std::pair<const char*, const char*> map[] = {
+        {"ssm_in.weight", "in_proj.weight"},
+        {"ssm_conv1d.weight", "conv1d.weight"},
+        {"ssm_conv1d.bias", "conv1d.bias"},
+        {"ssm_dt.bias", "dt_bias"},
+        {"ssm_a", "A_log"},
+        {"ssm_d", "D"},
+        {"ssm_norm.weight", "norm.weight"},
+        {"ssm_out.weight", "out_proj.weight"},
+    };
+    for (const auto& [g, h] : map)
+      if (rest == g) return pre + "mixer." + h;
+    return n;
+  };
+  detail::load_params(m, file, [&](const std::string& n) -> std::optional<TensorSource> {
+    const auto& ts = ck.tensors();
+    const auto it = ts.find(hf_name(n));
+    if (it == ts.end()) return std::nullopt;
+    const SafetensorsTensor& t = *it->second;
+    TensorSource s;
+    s.name = t.name;
+    s.shape = t.shape;
+    s.data = t.data;
+    s.file = t.file.get();
+    s.offset = t.file_offset;
+    switch (t.dtype) {
+      case st_dtype::F32:
+        s.type = ggml_type::F32;
+        break;
+      case st_dtype::F16:
+        s.type = ggml_type::F16;
+        break;
+      case st_dtype::BF16:
+        s.type = ggml_type::BF16;
+        break;
+      default:
+        throw format_error(*t.file, t.file_offset,
+                           "tensor '" + t.name + "' is " + name(t.dtype) +
+                               "; the Mamba-2 loader reads F32, F16 and BF16");
+    }
+    detail::mamba2_shapes(s, n, c);
+    if (detail::is_name(n, ".ssm_a")) {
+      if (s.shape.size() != 2 || s.shape[1] != 1 || s.shape[0] != c.n_heads)
+        throw format_error(
+            *t.file, t.file_offset,
+            "tensor '" + t.name + "' is not a vector of " + std::to_string(c.n_heads) + " heads");
+      auto& a = owned.emplace_back(std::size_t(s.shape[0]));
+      for (index_t r = 0; r < s.shape[0]; ++r) detail::source_row_f32(s, r, 1, a.data() + r);
+      for (float& v : a) v = -std::exp(v);
+      s.type = ggml_type::F32;
+      s.data = reinterpret_cast<const std::byte*>(a.data());
+    }
+    return s;
+  });
+  return m;
+}
+template <nn::WeightFormat W = float>
+models::Mamba2<models::Mamba2Config, W> load_safetensors_mamba2(const std::string& path,
+                                                                const Mamba2LoadOptions& opt = {}) {
+  return load_mamba2_safetensors<models::Mamba2<models::Mamba2Config, W>>(
+      SafetensorsCheckpoint::open(path), opt);
+}
+
+}  // namespace tessel::io
+// ---- end tessel/io/load_mamba2.hpp ----
 // ---- begin tessel/io/npy.hpp ----
 // numpy .npy (format versions 1, 2 and 3) and .npz (a zip of .npy files, stored entries as
 // numpy.savez writes them). The header is a Python dict literal

@@ -37,6 +37,7 @@
 #include "ops/resample.hpp"
 #include "ops/selective_scan.hpp"
 #include "ops/softmax.hpp"
+#include "ops/ssd_scan.hpp"
 #include "ops/timestep_embedding.hpp"
 
 // nn: layer templates
@@ -47,6 +48,7 @@
 #include "nn/kv_cache.hpp"
 #include "nn/linear.hpp"
 #include "nn/mamba.hpp"
+#include "nn/mamba2.hpp"
 #include "nn/mlp.hpp"
 #include "nn/norm.hpp"
 #include "nn/position.hpp"
@@ -61,6 +63,7 @@
 #include "models/hybrid.hpp"
 #include "models/llama.hpp"
 #include "models/mamba.hpp"
+#include "models/mamba2.hpp"
 #include "models/mnist_ddpm.hpp"
 #include "models/samplers.hpp"
 #include "models/unet.hpp"
@@ -76,6 +79,7 @@
 #include "io/load_gpt2.hpp"
 #include "io/load_llama.hpp"
 #include "io/load_mamba.hpp"
+#include "io/load_mamba2.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"

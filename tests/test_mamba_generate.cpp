@@ -211,6 +211,15 @@ TEST_CASE("mamba GGUF: greedy generate() equals the argmax of whole-sequence for
   CHECK(streamed.starts_with("Hello world"));
   CHECK(r.text == tok.decode(r.tokens));
 
+  // An empty prompt starts from BOS (<|endoftext|> here), which is not echoed as text.
+  std::string from_bos;
+  opt.max_tokens = 2;
+  const auto e = generate(model, tok, "", opt, [&](std::string_view t) { from_bos.append(t); });
+  CHECK(e.prompt == std::vector<token_id>{tok.bos_id()});
+  CHECK(from_bos == e.text);
+  CHECK(from_bos.find("<|endoftext|>") == std::string::npos);
+  opt.max_tokens = kGenerate;
+
   auto fresh = io::load_gguf_mamba<float>(path);
   const auto want = argmax_path(fresh, r.prompt, kGenerate);
   CHECK(r.tokens == want);

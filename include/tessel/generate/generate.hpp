@@ -110,8 +110,10 @@ GenerateResult generate(Model& model, const Tok& tok, std::string_view prompt,
   }
   StreamDecoder<Tok> dec(tok);
   if (opt.echo_prompt) {
+    // BOS is a marker, not text (GPT-2 style vocabularies spell it "<|endoftext|>").
     std::string t;
-    for (token_id id : ids) t += dec.push(id);
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      if (i > 0 || ids[i] != tok.bos_id()) t += dec.push(ids[i]);
     if (!t.empty()) on_text(std::string_view(t));
   }
   std::string text;

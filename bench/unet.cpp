@@ -1,14 +1,18 @@
-// One U-Net step (batch 1, 32×32 latents, a 77-token context, f32, random weights) for the small
+// One U-Net step (batch 1, 32×32 latents, a 77-token context, random weights) for the small
 // test config and for a Stable-Diffusion-1.5-shaped U-Net (320 · (1, 2, 4, 4), 2 ResBlocks per
-// level, attention at the first three levels, 8 heads, context 768: 860 M parameters, 3.4 GB),
-// on 1 and 2 threads. bench/unet_torch.py times the same configs in PyTorch (CPU, same threads).
-// The SD model is built once and kept; few iterations (a step takes seconds).
+// level, attention at the first three levels, 8 heads, context 768: 860 M parameters, 3.4 GB in
+// f32), with f32 weights and with f16 weights (UNet<UNetConfig, f16>: the same values rounded,
+// widened inside the GEMM panels; 1.7 GB), on 1 and 2 threads. bench/unet_torch.py times the
+// same configs in PyTorch (CPU, f32, same threads). The models are built once and kept; few
+// iterations (a step takes seconds).
 
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <type_traits>
 
 #include "tessel/backend/thread_pool.hpp"
 #include "tessel/models/unet.hpp"
@@ -31,7 +35,7 @@ void fill_random(M& m) {
     for (index_t i = 0; i < t.size(); ++i) {
       s ^= s << 13, s ^= s >> 7, s ^= s << 17;  // xorshift64
       const float u = static_cast<float>(s >> 40) / static_cast<float>(1 << 24) * 2 - 1;
-      t.data()[i] = base + a * u;
+      t.data()[i] = tessel::from_f32<std::remove_cvref_t<decltype(*t.data())>>(base + a * u);
     }
   });
 }
@@ -47,7 +51,7 @@ tessel::models::UNetConfig small_config() {
   return c;
 }
 
-const tessel::models::UNet<>& model(bool sd) {
+tessel::models::UNet<>& model(bool sd) {
   static std::unique_ptr<tessel::models::UNet<>> m[2];
   auto& p = m[sd ? 1 : 0];
   if (!p) {
@@ -58,10 +62,18 @@ const tessel::models::UNet<>& model(bool sd) {
   return *p;
 }
 
-void BM_unet_step(benchmark::State& state) {
+using UNet16 = tessel::models::UNet<tessel::models::UNetConfig, tessel::f16>;
+const UNet16& model16(bool sd) {
+  static std::unique_ptr<UNet16> m[2];
+  auto& p = m[sd ? 1 : 0];
+  if (!p) p = std::make_unique<UNet16>(tessel::models::convert_weights<tessel::f16>(model(sd)));
+  return *p;
+}
+
+template <class UNet>
+void unet_step(benchmark::State& state, const UNet& unet) {
   const bool sd = state.range(0) != 0;
   tessel::set_num_threads(static_cast<int>(state.range(1)));
-  const auto& unet = model(sd);
   const auto& c = unet.config();
   tessel::Tensor<float, tessel::DynShape<4>> x(1, c.in_channels, 32, 32);
   tessel::Tensor<float, tessel::DynShape<1>> t(1);
@@ -73,8 +85,17 @@ void BM_unet_step(benchmark::State& state) {
     auto eps = unet.forward(x.view(), t.view(), ctx.view());
     benchmark::DoNotOptimize(eps.data());
   }
-  state.SetLabel(sd ? "SD-1.5 U-Net, 32x32 latents" : "small test U-Net, 32x32");
+  state.SetLabel(std::string(sd ? "SD-1.5 U-Net, 32x32 latents" : "small test U-Net, 32x32") +
+                 (std::is_same_v<typename UNet::weight_format, float> ? ", f32" : ", f16") +
+                 " weights");
   tessel::set_num_threads(0);
+}
+
+void BM_unet_step(benchmark::State& state) {
+  unet_step(state, model(state.range(0) != 0));
+}
+void BM_unet_step_f16(benchmark::State& state) {
+  unet_step(state, model16(state.range(0) != 0));
 }
 
 }  // namespace
@@ -85,10 +106,23 @@ BENCHMARK(BM_unet_step)
     ->Args({0, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_unet_step_f16)
+    ->ArgNames({"sd15", "threads"})
+    ->Args({0, 1})
+    ->Args({0, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_unet_step)
     ->ArgNames({"sd15", "threads"})
     ->Args({1, 1})
     ->Args({1, 2})
-    ->Iterations(2)
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_unet_step_f16)
+    ->ArgNames({"sd15", "threads"})
+    ->Args({1, 1})
+    ->Args({1, 2})
+    ->Iterations(3)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

@@ -4,7 +4,9 @@ latents, a 77-token context, random weights, 1 and 2 threads. The U-Net is the d
 module of tools/golden/unet_golden.py (the oracle of tessel's tests), so both sides run the same
 network. Prints the median of a few timed steps after one warm-up step.
 
-    /usr/bin/python3 bench/unet_torch.py [--config small|sd15|both] [--iters 3]
+    /usr/bin/python3 bench/unet_torch.py [--config small|sd15|both] [--iters 3] [--threads 1 2]
+
+bench/diffusion_compare.py runs this next to tessel-bench and prints both side by side.
 """
 import argparse
 import os
@@ -48,12 +50,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="both", choices=["small", "sd15", "both"])
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     a = ap.parse_args()
     cfgs = {"small": SMALL, "sd15": SD15}
     names = ["small", "sd15"] if a.config == "both" else [a.config]
     print(f"torch {torch.__version__}")
     for name in names:
-        for threads in (1, 2):
+        for threads in a.threads:
             s = step_times(cfgs[name], threads, a.iters)
             print(f"{name:6s} threads {threads}: {1e3 * s:9.1f} ms / step (median of {a.iters})")
 

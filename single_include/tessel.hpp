@@ -5220,13 +5220,17 @@ inline void conv1d_step(TensorView<float, DynShape<2>> state,
 //   auto y = conv2d(x, w, {.groups = 4});                       // no bias
 //   conv2d(y, x, w, bias, opts);                                // into y
 //   conv2d(cpu_scalar{}, y, x, w, bias, opts);  // the reference; cpu_simd<A>: fast, threaded
+//   conv2d(cpu{}, y, x, w16.view(), bias, opts);  // f16 / bf16 weights (a TensorView of them)
 //
-// Fast path (cpu_simd): im2col + the packed SGEMM. For each image and group the input patches
-// of a block of output pixels are unfolded into col [Cg·R·S, P] and y[Kg, P] = w[Kg, Cg·R·S] ·
-// col. The blocks of P keep col within a few MiB (measured: as fast as unfolding the whole
-// image, at a fraction of the memory). A 1×1 stride-1 unpadded convolution is a GEMM on x
-// itself; depthwise convolutions (one input and one output channel per group) run direct
-// loops over planes instead (a GEMM with M = 1 would be a GEMV per plane).
+// Fast path (cpu_simd): 3×3 stride-1 convolutions with ≥ 32 channels and ≥ 128 output 2×2
+// tiles run as Winograd F(2×2, 3×3) (conv2d_winograd below: 2.25× fewer multiplies, 16 SGEMMs
+// between vectorized transforms). Everything else: an implicit GEMM. Per group, y[Kg, N·P] = w[Kg,
+// Cg·R·S] · unfold(x), where unfold(x) (im2col) is never stored: each KC × NR panel of it is packed
+// straight from x into the packed SGEMM's B layout, and the SGEMM's micro-kernel and cache blocking
+// (backend/cpu/gemm_kernels.hpp) do the rest. The columns run over the output pixels of all
+// images, so a batch packs the weights once. Weights may be f16 / bf16 (widened when packed).
+// Depthwise convolutions (one input and one output channel per group) run direct loops over
+// planes instead (a GEMM with M = 1 would be a GEMV per plane).
 
 #include <algorithm>
 #include <array>
@@ -5244,12 +5248,27 @@ struct conv2d_options {
 
 namespace detail {
 
+/// 2×2 output tiles (all images) from which a 3×3 stride-1 convolution with at least 32 input
+/// and output channels per group runs as Winograd F(2×2, 3×3) rather than as the implicit GEMM.
+/// Measured (1 thread, GFLOP/s counted as direct convolution): 64×64×320 235 vs 155, 32×32×640
+/// 211 vs 160, 16×16×1280 batch 2 (128 tiles) 169 vs 156, but batch 1 (64 tiles) 119 vs 152:
+/// there the weight transform (16·K·C floats) and the thin GEMMs cost more than the 2.25×
+/// fewer multiplies save. Tests lower it to reach the Winograd path on small images.
+inline index_t conv2d_winograd_min_tiles = 128;
+/// Floats of the transformed input and output held at a time (64 MiB): larger images run in
+/// chunks of rows of tiles (a 512×512×128 VAE layer would otherwise need 1 GiB).
+inline index_t conv2d_winograd_scratch = index_t{1} << 24;
+
+template <class T>
+inline constexpr bool conv2d_half_v = std::is_same_v<T, f16> || std::is_same_v<T, bf16>;
+
+template <class TW = float>
 struct conv2d_problem {
   index_t N = 0, C = 0, H = 0, W = 0;  // input
   index_t K = 0, R = 0, S = 0;         // output channels, kernel height and width
   index_t OH = 0, OW = 0, G = 1, stride = 1, pad = 0, dil = 1;
   const float* x = nullptr;
-  const float* w = nullptr;
+  const TW* w = nullptr;
   const float* bias = nullptr;  // nullptr: no bias
   float* y = nullptr;
   index_t cg() const noexcept { return C / G; }
@@ -5257,7 +5276,8 @@ struct conv2d_problem {
 };
 
 /// The reference: direct loops, accumulating in double. Output channels [k0, k1) of image n.
-inline void conv2d_reference(const conv2d_problem& p, index_t n, index_t k0, index_t k1) {
+template <class TW>
+void conv2d_reference(const conv2d_problem<TW>& p, index_t n, index_t k0, index_t k1) {
   const index_t Cg = p.cg(), Kg = p.kg();
   for (index_t k = k0; k < k1; ++k) {
     const index_t c0 = (k / Kg) * Cg;
@@ -5271,7 +5291,7 @@ inline void conv2d_reference(const conv2d_problem& p, index_t n, index_t k0, ind
             for (index_t s = 0; s < p.S; ++s) {
               const index_t iw = ow * p.stride - p.pad + s * p.dil;
               if (iw < 0 || iw >= p.W) continue;
-              acc += static_cast<double>(p.w[((k * Cg + c) * p.R + r) * p.S + s]) *
+              acc += static_cast<double>(weight_to_f32(p.w[((k * Cg + c) * p.R + r) * p.S + s])) *
                      p.x[((n * p.C + c0 + c) * p.H + ih) * p.W + iw];
             }
           }
@@ -5280,9 +5300,10 @@ inline void conv2d_reference(const conv2d_problem& p, index_t n, index_t k0, ind
   }
 }
 
-/// The output columns [lo, hi) of output row oh whose input column ow·stride − pad + s·dil is
+/// The output columns [lo, hi) of an output row whose input column ow·stride − pad + s·dil is
 /// inside [0, W): the rest read padding.
-inline std::array<index_t, 2> conv2d_valid_cols(const conv2d_problem& p, index_t s) {
+template <class TW>
+std::array<index_t, 2> conv2d_valid_cols(const conv2d_problem<TW>& p, index_t s) {
   const index_t off = s * p.dil - p.pad;  // iw = ow·stride + off
   index_t lo = off >= 0 ? 0 : (-off + p.stride - 1) / p.stride;
   index_t hi = p.W - off <= 0 ? 0 : (p.W - off + p.stride - 1) / p.stride;
@@ -5291,45 +5312,10 @@ inline std::array<index_t, 2> conv2d_valid_cols(const conv2d_problem& p, index_t
   return {lo, hi};
 }
 
-/// col[row, j] for rows [r0, r1) of the unfolded input (row = (c·R + r)·S + s) and output pixels
-/// [q0, q0 + nq) of image n, group g; ld = nq.
-inline void conv2d_im2col(const conv2d_problem& p, index_t n, index_t g, index_t q0, index_t nq,
-                          index_t r0, index_t r1, float* col) {
-  const index_t RS = p.R * p.S;
-  for (index_t row = r0; row < r1; ++row) {
-    const index_t c = row / RS, r = (row / p.S) % p.R, s = row % p.S;
-    const float* xc = p.x + (n * p.C + g * p.cg() + c) * p.H * p.W;
-    const auto [lo, hi] = conv2d_valid_cols(p, s);
-    const index_t off = s * p.dil - p.pad;
-    float* out = col + row * nq;
-    index_t j = 0;
-    for (index_t q = q0; q < q0 + nq;) {  // one output row (or its part) at a time
-      const index_t oh = q / p.OW, ow0 = q % p.OW;
-      const index_t ow1 = std::min(p.OW, ow0 + (q0 + nq - q));
-      const index_t ih = oh * p.stride - p.pad + r * p.dil;
-      if (ih < 0 || ih >= p.H) {
-        std::fill(out + j, out + j + (ow1 - ow0), 0.f);
-      } else {
-        const float* xr = xc + ih * p.W + off;
-        const index_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-        std::fill(out + j, out + j + (a - ow0), 0.f);
-        float* o = out + j + (a - ow0);
-        if (p.stride == 1) {
-          std::copy(xr + a, xr + b, o);
-        } else {
-          for (index_t ow = a; ow < b; ++ow) *o++ = xr[ow * p.stride];
-        }
-        std::fill(out + j + (b - ow0), out + j + (ow1 - ow0), 0.f);
-      }
-      j += ow1 - ow0;
-      q += ow1 - ow0;
-    }
-  }
-}
-
 /// Depthwise (Cg = Kg = 1): direct loops over the planes [lo, hi) of N·K, vectorized by the
 /// compiler along ow for stride 1.
-inline void conv2d_depthwise(const conv2d_problem& p, index_t lo, index_t hi) {
+template <class TW>
+void conv2d_depthwise(const conv2d_problem<TW>& p, index_t lo, index_t hi) {
   for (index_t plane = lo; plane < hi; ++plane) {
     const index_t k = plane % p.K;
     const float* xc = p.x + plane * p.H * p.W;  // C = K: input plane = output plane index
@@ -5337,75 +5323,392 @@ inline void conv2d_depthwise(const conv2d_problem& p, index_t lo, index_t hi) {
     std::fill(yc, yc + p.OH * p.OW, p.bias ? p.bias[k] : 0.f);
     for (index_t r = 0; r < p.R; ++r)
       for (index_t s = 0; s < p.S; ++s) {
-        const float wv = p.w[(k * p.R + r) * p.S + s];
+        const float wv = weight_to_f32(p.w[(k * p.R + r) * p.S + s]);
         const auto [a, b] = conv2d_valid_cols(p, s);
         const index_t off = s * p.dil - p.pad;
         for (index_t oh = 0; oh < p.OH; ++oh) {
           const index_t ih = oh * p.stride - p.pad + r * p.dil;
           if (ih < 0 || ih >= p.H) continue;
-          const float* xr = xc + ih * p.W + off;
+          const float* xr = xc + ih * p.W;  // iw = ow·stride + off, inside [0, W) for [a, b)
           float* yr = yc + oh * p.OW;
           if (p.stride == 1) {
-            for (index_t ow = a; ow < b; ++ow) yr[ow] += wv * xr[ow];
+            for (index_t ow = a; ow < b; ++ow) yr[ow] += wv * xr[ow + off];
           } else {
-            for (index_t ow = a; ow < b; ++ow) yr[ow] += wv * xr[ow * p.stride];
+            for (index_t ow = a; ow < b; ++ow) yr[ow] += wv * xr[ow * p.stride + off];
           }
         }
       }
   }
 }
 
-/// Floats of col per block of output pixels: 2 Mi floats (8 MiB) at most.
-inline constexpr index_t conv2d_col_budget = index_t{1} << 21;
+/// Packs rows [0, mc) × columns [0, kc) of the weight matrix (row-major, stride lda) into
+/// MR-row slivers (k-major, MR floats per k), widening f16 / bf16 to f32; the last sliver is
+/// zero-padded to MR rows. With AVX, 8 rows × 8 columns at a time go through an in-register
+/// transpose (the deep U-Net levels, with few output pixels, spend most of their time here).
+template <int MR, class TW>
+void conv2d_pack_a(index_t mc, index_t kc, const TW* A, index_t lda, float* out) noexcept {
+  for (index_t i0 = 0; i0 < mc; i0 += MR) {
+    const index_t rows = std::min<index_t>(MR, mc - i0);
+    const TW* src = A + i0 * lda;
+    index_t k0 = 0;
+#if defined(__AVX__)
+    for (; k0 + 8 <= kc; k0 += 8) {
+      for (int rb = 0; rb < MR; rb += 8) {
+        __m256 v[8];
+        for (int i = 0; i < 8; ++i)
+          v[i] = rb + i < rows ? load8_f32(src + (rb + i) * lda + k0) : _mm256_setzero_ps();
+        transpose8(v);
+        if (rb + 8 <= MR) {
+          for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + rb, v[i]);
+        } else {
+          const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+          const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR - rb), lanes);
+          for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + rb, mask, v[i]);
+        }
+      }
+    }
+#endif
+    for (index_t k = k0; k < kc; ++k)
+      for (int r = 0; r < MR; ++r)
+        out[k * MR + r] = r < rows ? weight_to_f32(src[r * lda + k]) : 0.0f;
+    out += MR * kc;
+  }
+}
 
-template <class Backend>
-void conv2d_run(Backend, const conv2d_problem& p) {
+/// One NR-column sliver of the (never materialised) unfolded input, straight into the packed
+/// layout of the GEMM's B (k-major, NR floats per row): rows [pc, pc + kc) of the unfolded
+/// input (row = (c·R + r)·S + s within group g), columns [q, q + cols) of the output pixels of
+/// all images (column = n·OH·OW + oh·OW + ow); columns [cols, NR) are zeros. vcols[s] = the
+/// valid output columns of kernel column s.
+template <int NR, class TW>
+void conv2d_pack_b(const conv2d_problem<TW>& p, index_t g, index_t q, index_t cols, index_t pc,
+                   index_t kc, const std::array<index_t, 2>* vcols, float* out) noexcept {
+  struct run {  // output pixels [ow0, ow1) of row oh of image n, at sliver column j
+    index_t plane0, oh, ow0, ow1, j;
+  };
+  run runs[NR];
+  int nr = 0;
+  const index_t P = p.OH * p.OW;
+  for (index_t j = 0; j < cols;) {
+    const index_t qq = q + j, n = qq / P, pix = qq % P, oh = pix / p.OW, ow0 = pix % p.OW;
+    const index_t len = std::min(p.OW - ow0, cols - j);
+    runs[nr++] = {(n * p.C + g * p.cg()) * p.H * p.W, oh, ow0, ow0 + len, j};
+    j += len;
+  }
+  const index_t RS = p.R * p.S, HW = p.H * p.W;
+  index_t c = pc / RS, r = (pc % RS) / p.S, s = pc % p.S;
+  for (index_t kk = 0; kk < kc; ++kk) {
+    float* o = out + kk * NR;
+    const index_t off = s * p.dil - p.pad;
+    const index_t lo = vcols[s][0], hi = vcols[s][1];
+    for (int i = 0; i < nr; ++i) {
+      const run& u = runs[i];
+      float* d = o + u.j;  // d[ow − ow0] for ow in [ow0, ow1)
+      const index_t ih = u.oh * p.stride - p.pad + r * p.dil;
+      if (ih < 0 || ih >= p.H) {
+        for (index_t j = 0; j < u.ow1 - u.ow0; ++j) d[j] = 0.f;
+        continue;
+      }
+      const float* xr = p.x + u.plane0 + c * HW + ih * p.W;  // iw = ow·stride + off
+      const index_t a = std::clamp(lo, u.ow0, u.ow1), b = std::clamp(hi, a, u.ow1);
+      for (index_t ow = u.ow0; ow < a; ++ow) d[ow - u.ow0] = 0.f;
+      if (p.stride == 1 && b > a) {
+        const float* xs = xr + (a + off);
+        float* ds = d + (a - u.ow0);
+        for (index_t j = 0; j < b - a; ++j) ds[j] = xs[j];
+      } else if (p.stride != 1) {
+        for (index_t ow = a; ow < b; ++ow) d[ow - u.ow0] = xr[ow * p.stride + off];
+      }
+      for (index_t ow = b; ow < u.ow1; ++ow) d[ow - u.ow0] = 0.f;
+    }
+    for (index_t j = cols; j < NR; ++j) o[j] = 0.f;
+    if (++s == p.S) {
+      s = 0;
+      if (++r == p.R) r = 0, ++c;
+    }
+  }
+}
+
+/// Implicit GEMM: y[Kg, N·P] += w[Kg, KD] · unfold(x)[KD, N·P] per group, blocked as the packed
+/// SGEMM (gemm_kernels.hpp: the same micro-kernel and cache blocks), with the B panels packed
+/// straight from x. The columns run over the pixels of all images, so a batch shares one
+/// packing of the weights; a sliver that straddles two images goes through a scratch tile.
+/// y holds the bias already.
+template <class Arch, class TW>
+void conv2d_implicit(const conv2d_problem<TW>& p) {
+  using blk = gemm_blocking<Arch>;
+  constexpr index_t MR = blk::MR, NR = blk::NR, KC = blk::KC, NC = blk::NC;
+  const index_t Cg = p.cg(), Kg = p.kg(), P = p.OH * p.OW, KD = Cg * p.R * p.S, NP = p.N * P;
+  const index_t nt = num_threads();
+  index_t n_ic = (Kg + blk::MC - 1) / blk::MC;
+  if (nt > 1) n_ic = (n_ic + nt - 1) / nt * nt;
+  const index_t mc_step = std::min(blk::MC, ((Kg + n_ic - 1) / n_ic + MR - 1) / MR * MR);
+  n_ic = (Kg + mc_step - 1) / mc_step;
+
+  std::vector<std::array<index_t, 2>> vcols(static_cast<std::size_t>(p.S));
+  for (index_t s = 0; s < p.S; ++s) vcols[static_cast<std::size_t>(s)] = conv2d_valid_cols(p, s);
+  const index_t kc_max = std::min(KC, KD), nc_max = (std::min(NC, NP) + NR - 1) / NR * NR;
+  thread_local scratch_buffer b_buf;
+  float* Bp = b_buf.get(static_cast<std::size_t>(kc_max * nc_max));
+
+  for (index_t g = 0; g < p.G; ++g) {
+    const TW* wg = p.w + g * Kg * KD;
+    for (index_t jc = 0; jc < NP; jc += NC) {
+      const index_t nc = std::min(NC, NP - jc), n_sl = (nc + NR - 1) / NR;
+      const index_t n_jg = n_ic >= 2 * nt ? 1 : std::min(n_sl, (2 * nt + n_ic - 1) / n_ic);
+      for (index_t pc = 0; pc < KD; pc += KC) {
+        const index_t kc = std::min(KC, KD - pc);
+        parallel_for(0, n_sl, std::max<index_t>(1, 4096 / (kc * NR) + 1),
+                     [&](index_t lo, index_t hi) {
+                       for (index_t sl = lo; sl < hi; ++sl)
+                         conv2d_pack_b<NR>(p, g, jc + sl * NR, std::min(NR, nc - sl * NR), pc, kc,
+                                           vcols.data(), Bp + sl * NR * kc);
+                     });
+        parallel_for(0, n_ic * n_jg, 1, [&](index_t lo, index_t hi) {
+          thread_local scratch_buffer a_buf;
+          float* Ap = a_buf.get(static_cast<std::size_t>(mc_step * kc));
+          index_t packed_ic = -1;
+          for (index_t t = lo; t < hi; ++t) {
+            const index_t ic = (t / n_jg) * mc_step, jg = t % n_jg;
+            const index_t mc = std::min(mc_step, Kg - ic);
+            if (ic != packed_ic) {
+              conv2d_pack_a<MR>(mc, kc, wg + ic * KD + pc, KD, Ap);
+              packed_ic = ic;
+            }
+            const index_t s_lo = n_sl * jg / n_jg, s_hi = n_sl * (jg + 1) / n_jg;
+            for (index_t sl = s_lo; sl < s_hi; ++sl) {
+              const index_t q = jc + sl * NR, n = std::min(NR, nc - sl * NR);
+              const index_t img = q / P, pix = q % P;
+              const float* bs = Bp + sl * NR * kc;
+              if (pix + n <= P) {
+                float* cq = p.y + (img * p.K + g * Kg + ic) * P + pix;
+                for (index_t i = 0; i < mc; i += MR)
+                  micro_kernel<Arch>(kc, Ap + i * kc, bs, cq + i * P, P, 1.0f, std::min(MR, mc - i),
+                                     n);
+              } else {  // the sliver spans images: a scratch tile, then added column by column
+                alignas(64) float tile[MR * NR];
+                for (index_t i = 0; i < mc; i += MR) {
+                  const index_t m = std::min(MR, mc - i);
+                  micro_kernel<Arch>(kc, Ap + i * kc, bs, tile, NR, 0.0f, m, n);
+                  for (index_t j = 0; j < n; ++j) {
+                    const index_t im = (q + j) / P, px = (q + j) % P;
+                    float* cy = p.y + (im * p.K + g * Kg + ic + i) * P + px;
+                    for (index_t rr = 0; rr < m; ++rr) cy[rr * P] += tile[rr * NR + j];
+                  }
+                }
+              }
+            }
+          }
+        });
+      }
+    }
+  }
+}
+
+/// r[(i·4 + j)·n + t] = (d_i B)[j] for input row i of n tiles: the 1-D transform along the row,
+/// from its even / odd columns eo[2i·st + t], eo[(2i + 1)·st + t] (d = e_t, o_t, e_t+1, o_t+1).
+inline void winograd_rows(const float* __restrict eo, index_t st, index_t n,
+                          float* __restrict r) noexcept {
+  for (int i = 0; i < 4; ++i) {
+    const float* e = eo + 2 * i * st;
+    const float* o = e + st;
+    float* r0 = r + (i * 4) * n;
+    for (index_t t = 0; t < n; ++t) {
+      r0[t] = e[t] - e[t + 1];
+      r0[n + t] = o[t] + e[t + 1];
+      r0[2 * n + t] = e[t + 1] - o[t];
+      r0[3 * n + t] = o[t] - o[t + 1];
+    }
+  }
+}
+
+/// v[(i·4 + j)·ld + t] = the transform Bᵀ across rows i of r (the second half of Bᵀ d B).
+inline void winograd_cols(const float* __restrict r, index_t n, float* __restrict v,
+                          index_t ld) noexcept {
+  for (int j = 0; j < 4; ++j) {
+    const float* r0 = r + j * n;
+    const float* r1 = r0 + 4 * n;
+    const float* r2 = r1 + 4 * n;
+    const float* r3 = r2 + 4 * n;
+    float* v0 = v + j * ld;
+    float* v1 = v0 + 4 * ld;
+    float* v2 = v1 + 4 * ld;
+    float* v3 = v2 + 4 * ld;
+    for (index_t t = 0; t < n; ++t) {
+      v0[t] = r0[t] - r2[t];
+      v1[t] = r1[t] + r2[t];
+      v2[t] = r2[t] - r1[t];
+      v3[t] = r1[t] - r3[t];
+    }
+  }
+}
+
+/// q[(a·2 + b)·n + t] = (Aᵀ M_t A)[a][b] for n tiles, M[ξ·ld + t].
+inline void winograd_out(const float* __restrict m, index_t ld, index_t n,
+                         float* __restrict q) noexcept {
+  for (index_t t = 0; t < n; ++t) {
+    float s0[4], s1[4];
+    for (int j = 0; j < 4; ++j) {
+      const float m0 = m[j * ld + t], m1 = m[(4 + j) * ld + t], m2 = m[(8 + j) * ld + t],
+                  m3 = m[(12 + j) * ld + t];
+      s0[j] = m0 + m1 + m2;
+      s1[j] = m1 - m2 - m3;
+    }
+    q[t] = s0[0] + s0[1] + s0[2];
+    q[n + t] = s0[1] - s0[2] - s0[3];
+    q[2 * n + t] = s1[0] + s1[1] + s1[2];
+    q[3 * n + t] = s1[1] - s1[2] - s1[3];
+  }
+}
+
+/// Winograd F(2×2, 3×3) (Lavin & Gray 2016) for 3×3, stride 1, dilation 1: the output in 2×2
+/// tiles, each from a 4×4 input tile; per group
+///   U[ξ][k, c] = (G g_kc Gᵀ)[ξ],  V[ξ][c, t] = (Bᵀ d_ct B)[ξ],  M[ξ] = U[ξ] · V[ξ] (16 SGEMMs),
+///   y_kt = Aᵀ M_kt A
+/// with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
+/// Aᵀ = [1 1 1 0; 0 1 −1 −1]: 16 multiply-adds per tile and channel pair instead of 36 (2.25×
+/// fewer), for transforms that are linear in the pixels. The input and output transforms run
+/// along rows of tiles (even / odd input columns split first), so they vectorize.
+inline bool conv2d_winograd_fits(index_t R, index_t S, index_t stride, index_t dil, index_t Cg,
+                                 index_t Kg, index_t tiles) {
+  return R == 3 && S == 3 && stride == 1 && dil == 1 && Cg >= 32 && Kg >= 32 &&
+         tiles >= conv2d_winograd_min_tiles;
+}
+
+template <class Backend, class TW>
+void conv2d_winograd(const conv2d_problem<TW>& p) {
+  const index_t Cg = p.cg(), Kg = p.kg();
+  const index_t TH = (p.OH + 1) / 2, TWn = (p.OW + 1) / 2, rows = p.N * TH;
+  // Rows of tiles (over all images) per chunk: V and M within conv2d_winograd_scratch floats.
+  const index_t chunk =
+      std::clamp<index_t>(conv2d_winograd_scratch / (16 * (Cg + Kg) * TWn), 1, rows);
+  const index_t Tmax = chunk * TWn;
+  thread_local scratch_buffer u_buf, v_buf, m_buf;
+  float* U = u_buf.get(static_cast<std::size_t>(16 * Kg * Cg));
+  float* V = v_buf.get(static_cast<std::size_t>(16 * Cg * Tmax));
+  float* M = m_buf.get(static_cast<std::size_t>(16 * Kg * Tmax));
+  for (index_t g = 0; g < p.G; ++g) {
+    // Weights: U[ξ][k][c] = G g Gᵀ, a row k at a time into a buffer, then 16 contiguous copies
+    // (16 interleaved store streams 4 KiB-multiples apart would thrash one L1 set).
+    parallel_for(0, Kg, std::max<index_t>(1, 2048 / Cg), [&](index_t lo, index_t hi) {
+      std::vector<float> row(static_cast<std::size_t>(16 * Cg));
+      for (index_t k = lo; k < hi; ++k) {
+        for (index_t c = 0; c < Cg; ++c) {
+          const TW* w = p.w + ((g * Kg + k) * Cg + c) * 9;
+          float gg[9], t[4][3];
+          for (int i = 0; i < 9; ++i) gg[i] = weight_to_f32(w[i]);
+          for (int j = 0; j < 3; ++j) {
+            t[0][j] = gg[j];
+            t[1][j] = 0.5f * (gg[j] + gg[3 + j] + gg[6 + j]);
+            t[2][j] = 0.5f * (gg[j] - gg[3 + j] + gg[6 + j]);
+            t[3][j] = gg[6 + j];
+          }
+          float* u = row.data() + c;
+          for (int i = 0; i < 4; ++i) {
+            u[(i * 4 + 0) * Cg] = t[i][0];
+            u[(i * 4 + 1) * Cg] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[(i * 4 + 2) * Cg] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[(i * 4 + 3) * Cg] = t[i][2];
+          }
+        }
+        for (index_t xi = 0; xi < 16; ++xi)
+          std::copy(row.data() + xi * Cg, row.data() + (xi + 1) * Cg, U + (xi * Kg + k) * Cg);
+      }
+    });
+    for (index_t r0 = 0; r0 < rows; r0 += chunk) {
+      const index_t r1 = std::min(rows, r0 + chunk), T = (r1 - r0) * TWn;
+      // Input: V[ξ][c][t], t = (n·TH + th − r0)·TW + tw; one row of tiles at a time.
+      parallel_for(0, Cg, 1, [&](index_t lo, index_t hi) {
+        const index_t st = TWn + 1;
+        std::vector<float> eo(static_cast<std::size_t>(8 * st + 16 * TWn));
+        for (index_t c = lo; c < hi; ++c) {
+          for (index_t row = r0; row < r1; ++row) {
+            const index_t n = row / TH, th = row % TH;
+            const float* xc = p.x + ((n * p.C + g * Cg + c) * p.H) * p.W;
+            for (int i = 0; i < 4; ++i) {  // input row i of the tile row: even / odd columns
+              float* e = eo.data() + 2 * i * st;
+              float* o = e + st;
+              const index_t ih = 2 * th - p.pad + i;
+              if (ih < 0 || ih >= p.H) {
+                std::fill(e, e + 2 * st, 0.f);
+              } else {
+                const float* xr = xc + ih * p.W;
+                for (index_t j = 0; j <= TWn; ++j) {
+                  const index_t a = 2 * j - p.pad, b = a + 1;
+                  e[j] = a >= 0 && a < p.W ? xr[a] : 0.f;
+                  o[j] = b >= 0 && b < p.W ? xr[b] : 0.f;
+                }
+              }
+            }
+            float* r = eo.data() + 8 * st;  // r[(i·4 + j)·TW + tw]: rows transformed along j
+            winograd_rows(eo.data(), st, TWn, r);
+            winograd_cols(r, TWn, V + c * T + (row - r0) * TWn, Cg * T);
+          }
+        }
+      });
+      for (index_t xi = 0; xi < 16; ++xi)
+        gemm<Backend>(Kg, T, Cg, U + xi * Kg * Cg, Cg, V + xi * Cg * T, T, false, M + xi * Kg * T,
+                      T, 0.0f);
+      // Output: y = bias + Aᵀ M A, one row of tiles at a time.
+      parallel_for(0, Kg, 1, [&](index_t lo, index_t hi) {
+        std::vector<float> q(static_cast<std::size_t>(4 * TWn));
+        for (index_t k = lo; k < hi; ++k) {
+          const index_t kk = g * Kg + k;
+          const float bias = p.bias ? p.bias[kk] : 0.f;
+          for (index_t row = r0; row < r1; ++row) {
+            const index_t n = row / TH, th = row % TH;
+            float* yk = p.y + (n * p.K + kk) * p.OH * p.OW;
+            winograd_out(M + k * T + (row - r0) * TWn, Kg * T, TWn, q.data());
+            for (int a = 0; a < 2 && 2 * th + a < p.OH; ++a) {
+              float* yr = yk + (2 * th + a) * p.OW;
+              const float* q0 = q.data() + 2 * a * TWn;
+              const float* q1 = q0 + TWn;
+              for (index_t tw = 0; tw < p.OW / 2; ++tw) {
+                yr[2 * tw] = bias + q0[tw];
+                yr[2 * tw + 1] = bias + q1[tw];
+              }
+              if (p.OW % 2) yr[p.OW - 1] = bias + q0[TWn - 1];
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+template <class Backend, class TW>
+void conv2d_run(Backend, const conv2d_problem<TW>& p) {
   if (p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0) return;
   if constexpr (std::is_same_v<Backend, cpu_scalar>) {
     for (index_t n = 0; n < p.N; ++n) conv2d_reference(p, n, 0, p.K);
   } else {
-    const index_t Cg = p.cg(), Kg = p.kg(), P = p.OH * p.OW, KD = Cg * p.R * p.S;
-    if (Cg == 1 && Kg == 1) {
+    const index_t P = p.OH * p.OW;
+    if (p.cg() == 1 && p.kg() == 1) {
       const index_t work = p.R * p.S * P;
       parallel_for(0, p.N * p.K,
                    std::max<index_t>(1, (index_t{1} << 15) / std::max<index_t>(work, 1)),
                    [&](index_t lo, index_t hi) { conv2d_depthwise(p, lo, hi); });
       return;
     }
-    // y starts at the bias (or zero) and the GEMMs accumulate into it (beta = 1).
+    if (conv2d_winograd_fits(p.R, p.S, p.stride, p.dil, p.cg(), p.kg(),
+                             p.N * ((p.OH + 1) / 2) * ((p.OW + 1) / 2))) {
+      conv2d_winograd<Backend>(p);
+      return;
+    }
+    // y starts at the bias (or zero) and the GEMM accumulates into it.
     parallel_for(0, p.N * p.K, std::max<index_t>(1, 16384 / P), [&](index_t lo, index_t hi) {
       for (index_t plane = lo; plane < hi; ++plane)
         std::fill(p.y + plane * P, p.y + (plane + 1) * P, p.bias ? p.bias[plane % p.K] : 0.f);
     });
-    const bool direct = p.R == 1 && p.S == 1 && p.stride == 1 && p.pad == 0;
-    // Blocks of whole multiples of 64 pixels (the GEMM's panel width divides them).
-    index_t nq = std::max<index_t>(64, conv2d_col_budget / std::max<index_t>(KD, 1) / 64 * 64);
-    nq = std::min(nq, P);
-    thread_local std::vector<float> col;
-    if (!direct && static_cast<index_t>(col.size()) < KD * nq)
-      col.resize(static_cast<std::size_t>(KD * nq));
-    for (index_t n = 0; n < p.N; ++n)
-      for (index_t g = 0; g < p.G; ++g) {
-        const float* wg = p.w + g * Kg * KD;
-        float* yg = p.y + (n * p.K + g * Kg) * P;
-        if (direct) {
-          gemm<Backend>(Kg, P, KD, wg, KD, p.x + (n * p.C + g * Cg) * P, P, false, yg, P, 1.f);
-          continue;
-        }
-        for (index_t q0 = 0; q0 < P; q0 += nq) {
-          const index_t m = std::min(nq, P - q0);
-          float* cp = col.data();
-          parallel_for(0, KD, std::max<index_t>(1, 8192 / m),
-                       [&](index_t lo, index_t hi) { conv2d_im2col(p, n, g, q0, m, lo, hi, cp); });
-          gemm<Backend>(Kg, m, KD, wg, KD, cp, m, false, yg + q0, P, 1.f);
-        }
-      }
+    if (p.cg() * p.R * p.S == 0) return;
+    conv2d_implicit<typename Backend::arch>(p);
   }
 }
 
-[[noreturn]] inline void conv2d_fail(const std::string& what,
-                                     const TensorView<const float, DynShape<4>>& x,
-                                     const TensorView<const float, DynShape<4>>& w) {
+template <class TW>
+[[noreturn]] void conv2d_fail(const std::string& what,
+                              const TensorView<const float, DynShape<4>>& x,
+                              const TensorView<const TW, DynShape<4>>& w) {
   throw shape_error("tessel: conv2d: " + what + " (input shape " + to_string(x.shape()) +
                     ", weight shape " + to_string(w.shape()) + ")");
 }
@@ -5421,9 +5724,10 @@ bool conv2d_contiguous(const V& v) {
 }
 
 /// The output extents [N, K, OH, OW], after checking x, w and the options.
-inline std::array<index_t, 4> conv2d_out_shape(TensorView<const float, DynShape<4>> x,
-                                               TensorView<const float, DynShape<4>> w,
-                                               const conv2d_options& o) {
+template <class TW>
+std::array<index_t, 4> conv2d_out_shape(TensorView<const float, DynShape<4>> x,
+                                        TensorView<const TW, DynShape<4>> w,
+                                        const conv2d_options& o) {
   if (o.stride < 1 || o.dilation < 1 || o.padding < 0 || o.groups < 1)
     conv2d_fail("stride " + std::to_string(o.stride) + ", padding " + std::to_string(o.padding) +
                     ", dilation " + std::to_string(o.dilation) + ", groups " +
@@ -5443,10 +5747,11 @@ inline std::array<index_t, 4> conv2d_out_shape(TensorView<const float, DynShape<
   return {x.extent(0), K, (hp - eh) / o.stride + 1, (wp - ew) / o.stride + 1};
 }
 
-inline conv2d_problem conv2d_setup(TensorView<float, DynShape<4>> y,
-                                   TensorView<const float, DynShape<4>> x,
-                                   TensorView<const float, DynShape<4>> w, const float* bias,
-                                   index_t bias_len, const conv2d_options& o) {
+template <class TW>
+conv2d_problem<TW> conv2d_setup(TensorView<float, DynShape<4>> y,
+                                TensorView<const float, DynShape<4>> x,
+                                TensorView<const TW, DynShape<4>> w, const float* bias,
+                                index_t bias_len, const conv2d_options& o) {
   const auto e = conv2d_out_shape(x, w, o);
   if (y.shape().extents() != e)
     conv2d_fail("output shape " + to_string(y.shape()) + " should be " + to_string(e), x, w);
@@ -5456,7 +5761,7 @@ inline conv2d_problem conv2d_setup(TensorView<float, DynShape<4>> y,
                 x, w);
   if (!conv2d_contiguous(x) || !conv2d_contiguous(w) || !conv2d_contiguous(y))
     conv2d_fail("input, weight and output must be contiguous", x, w);
-  conv2d_problem p;
+  conv2d_problem<TW> p;
   p.N = x.extent(0), p.C = x.extent(1), p.H = x.extent(2), p.W = x.extent(3);
   p.K = e[1], p.R = w.extent(2), p.S = w.extent(3), p.OH = e[2], p.OW = e[3];
   p.G = o.groups, p.stride = o.stride, p.pad = o.padding, p.dil = o.dilation;
@@ -5489,6 +5794,27 @@ void conv2d(Backend backend, TensorView<float, DynShape<4>> y,
             TensorView<const float, DynShape<4>> x, TensorView<const float, DynShape<4>> w,
             const conv2d_options& o = {}) {
   detail::conv2d_run(backend, detail::conv2d_setup(y, x, w, nullptr, 0, o));
+}
+/// f16 / bf16 weights (w a TensorView of f16 or bf16, const or not), widened to f32 as the
+/// weight panels are packed; products accumulate in f32.
+template <class Backend, class TW>
+requires is_cpu_backend_v<Backend> && detail::conv2d_half_v<std::remove_const_t<TW>>
+void conv2d(Backend backend, TensorView<float, DynShape<4>> y,
+            TensorView<const float, DynShape<4>> x, TensorView<TW, DynShape<4>> w,
+            TensorView<const float, DynShape<1>> bias, const conv2d_options& o = {}) {
+  using T = std::remove_const_t<TW>;
+  detail::conv2d_run(backend,
+                     detail::conv2d_setup(y, x, TensorView<const T, DynShape<4>>(w),
+                                          detail::conv2d_bias_data(bias), bias.extent(0), o));
+}
+template <class Backend, class TW>
+requires is_cpu_backend_v<Backend> && detail::conv2d_half_v<std::remove_const_t<TW>>
+void conv2d(Backend backend, TensorView<float, DynShape<4>> y,
+            TensorView<const float, DynShape<4>> x, TensorView<TW, DynShape<4>> w,
+            const conv2d_options& o = {}) {
+  using T = std::remove_const_t<TW>;
+  detail::conv2d_run(
+      backend, detail::conv2d_setup(y, x, TensorView<const T, DynShape<4>>(w), nullptr, 0, o));
 }
 inline void conv2d(TensorView<float, DynShape<4>> y, TensorView<const float, DynShape<4>> x,
                    TensorView<const float, DynShape<4>> w,
@@ -5530,6 +5856,7 @@ inline Tensor<float, DynShape<4>> conv2d(TensorView<const float, DynShape<4>> x,
 //   auto y = group_norm(x, weight, bias, groups, eps);           // a new tensor
 //   group_norm(y, x, weight, bias, groups, eps);                 // into y (y may be x)
 //   group_norm(cpu_scalar{}, y, x, weight, bias, groups, eps);   // the reference (double)
+//   group_norm_silu(cpu{}, y, x, weight, bias, groups, eps);      // SiLU(group_norm(x)), fused
 // x, y contiguous f32 of rank >= 2; weight, bias [C]. The fast version runs two SIMD passes per
 // group (mean, then squared deviations: no cancellation when |mean| >> std) and one fused
 // multiply-add pass per channel, (x − mean)·(rstd·w) + b; groups of samples are spread over the
@@ -5658,6 +5985,7 @@ namespace detail {
 struct group_norm_problem {
   index_t N = 0, C = 0, HW = 0, G = 1;
   float eps = 1e-5f;
+  bool silu = false;  // y = SiLU(group_norm(x)): the pair every ResBlock runs, in one pass
   const float *x = nullptr, *w = nullptr, *b = nullptr;
   float* y = nullptr;
 };
@@ -5674,7 +6002,8 @@ inline void group_norm_reference(const group_norm_problem& p, index_t ng) {
   for (index_t c = 0; c < Cg; ++c)
     for (index_t i = 0; i < p.HW; ++i) {
       const index_t j = c * p.HW + i;
-      p.y[ng * len + j] = static_cast<float>((x[j] - mean) * rstd * p.w[c0 + c] + p.b[c0 + c]);
+      const double v = (x[j] - mean) * rstd * p.w[c0 + c] + p.b[c0 + c];
+      p.y[ng * len + j] = static_cast<float>(p.silu ? v / (1.0 + std::exp(-v)) : v);
     }
 }
 
@@ -5707,9 +6036,21 @@ void group_norm_simd(const group_norm_problem& p, index_t ng) {
     const float* xc = x + c * p.HW;
     float* yc = y + c * p.HW;
     index_t j = 0;
-    for (; j + W <= p.HW; j += W)
-      xsimd::fma(V::load_unaligned(xc + j) - vm, va, vb).store_unaligned(yc + j);
-    for (; j < p.HW; ++j) yc[j] = (xc[j] - mean) * a + p.b[c0 + c];
+    if (p.silu) {
+      const V one(1.f);
+      for (; j + W <= p.HW; j += W) {
+        const V v = xsimd::fma(V::load_unaligned(xc + j) - vm, va, vb);
+        (v / (one + xsimd::exp(-v))).store_unaligned(yc + j);
+      }
+      for (; j < p.HW; ++j) {
+        const float v = (xc[j] - mean) * a + p.b[c0 + c];
+        yc[j] = v / (1.f + std::exp(-v));
+      }
+    } else {
+      for (; j + W <= p.HW; j += W)
+        xsimd::fma(V::load_unaligned(xc + j) - vm, va, vb).store_unaligned(yc + j);
+      for (; j < p.HW; ++j) yc[j] = (xc[j] - mean) * a + p.b[c0 + c];
+    }
   }
 }
 
@@ -5723,14 +6064,9 @@ bool gn_contiguous(const V& v) {
   return true;
 }
 
-}  // namespace detail
-
-/// y = group_norm(x [N, C, *]) · weight [C] + bias [C], on a CPU backend. x, y: Tensors or
-/// views of f32 with the same rank (>= 2); weight, bias: rank 1.
 template <class Backend, class Y, class X, class Wt, class Bs>
-requires is_cpu_backend_v<Backend>
-void group_norm(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_, index_t groups,
-                float eps) {
+void group_norm_run(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_,
+                    index_t groups, float eps, bool silu) {
   const auto x = detail::src_view(x_);
   const auto y = detail::dst_view(y_);
   const auto weight = detail::src_view(weight_), bias = detail::src_view(bias_);
@@ -5755,7 +6091,7 @@ void group_norm(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_
       !detail::gn_contiguous(bias))
     fail("all tensors must be contiguous");
   detail::group_norm_problem p;
-  p.N = x.extent(0), p.C = C, p.G = groups, p.eps = eps;
+  p.N = x.extent(0), p.C = C, p.G = groups, p.eps = eps, p.silu = silu;
   p.HW = C == 0 || p.N == 0 ? 0 : x.size() / (p.N * C);
   p.x = x.data(), p.w = weight.data(), p.b = bias.data(), p.y = y.data();
   if (p.HW == 0) return;
@@ -5767,6 +6103,24 @@ void group_norm(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_
       for (index_t ng = lo; ng < hi; ++ng) detail::group_norm_simd<typename Backend::arch>(p, ng);
     });
   }
+}
+
+}  // namespace detail
+
+/// y = group_norm(x [N, C, *]) · weight [C] + bias [C], on a CPU backend. x, y: Tensors or
+/// views of f32 with the same rank (>= 2); weight, bias: rank 1.
+template <class Backend, class Y, class X, class Wt, class Bs>
+requires is_cpu_backend_v<Backend>
+void group_norm(Backend b, Y&& y, const X& x, const Wt& weight, const Bs& bias, index_t groups,
+                float eps) {
+  detail::group_norm_run(b, std::forward<Y>(y), x, weight, bias, groups, eps, false);
+}
+/// y = SiLU(group_norm(x) · weight + bias) in the same pass (y may be x).
+template <class Backend, class Y, class X, class Wt, class Bs>
+requires is_cpu_backend_v<Backend>
+void group_norm_silu(Backend b, Y&& y, const X& x, const Wt& weight, const Bs& bias, index_t groups,
+                     float eps) {
+  detail::group_norm_run(b, std::forward<Y>(y), x, weight, bias, groups, eps, true);
 }
 template <class Y, class X, class Wt, class Bs>
 requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void group_norm(Y&& y, const X& x,
@@ -9409,7 +9763,7 @@ class Attention {
 // Conv2d and GroupNorm layers over NCHW f32 tensors (run-time channel counts: convolution
 // shapes are dynamic anyway), with PyTorch's parameter names ".weight" / ".bias".
 //
-//   nn::Conv2d conv(in, out, /*kernel=*/3, {.padding = 1});
+//   nn::Conv2d conv(in, out, /*kernel=*/3, {.padding = 1});   // BasicConv2d<f16>: f16 weights
 //   auto y = conv.forward(x.view());             // x [N, in, H, W] -> [N, out, OH, OW]
 //   nn::GroupNorm gn(/*groups=*/32, channels, /*eps=*/1e-5f);
 //   auto h = gn.forward(x.view());  gn.forward_silu(...) fuses the SiLU that always follows
@@ -9427,19 +9781,39 @@ using View4 = TensorView<const float, DynShape<4>>;
 
 namespace detail {
 inline void silu_inplace(float* p, index_t n) {
-  for (index_t i = 0; i < n; ++i) p[i] = silu(p[i]);
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) p[i] = silu(p[i]);
+  });
+}
+/// y[i] += x[i] for i < n, threaded (the residual adds between blocks).
+inline void add_inplace(float* y, const float* x, index_t n) {
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) y[i] += x[i];
+  });
 }
 }  // namespace detail
 
-class Conv2d {
+/// W: the weight's storage format, f32 (Conv2d), f16 or bf16 (widened to f32 as conv2d packs
+/// its panels); the bias stays f32.
+template <class W = float>
+class BasicConv2d {
  public:
-  Conv2d(index_t in, index_t out, index_t kernel, conv2d_options opt = {})
+  using weight_format = W;
+  BasicConv2d(index_t in, index_t out, index_t kernel, conv2d_options opt = {})
       : weight(out, in / opt.groups, kernel, kernel), bias(out), opt(opt) {}
 
   index_t in() const noexcept { return weight.extent(1) * opt.groups; }
   index_t out() const noexcept { return weight.extent(0); }
 
-  Act4 forward(View4 x) const { return conv2d(x, weight.view(), bias.view(), opt); }
+  Act4 forward(View4 x) const {
+    if constexpr (std::is_same_v<W, float>) {
+      return conv2d(x, weight.view(), bias.view(), opt);
+    } else {
+      Act4 y(DynShape<4>::from_array(tessel::detail::conv2d_out_shape(x, weight.view(), opt)));
+      conv2d(cpu{}, y.view(), x, weight.view(), bias.view(), opt);
+      return y;
+    }
+  }
 
   template <class V>
   void visit(const std::string& name, V&& v) {
@@ -9447,10 +9821,11 @@ class Conv2d {
     v(name + ".bias", bias);
   }
 
-  Tensor<float, DynShape<4>> weight;
+  Tensor<W, DynShape<4>> weight;
   Tensor<float, DynShape<1>> bias;
   conv2d_options opt;
 };
+using Conv2d = BasicConv2d<float>;
 
 class GroupNorm {
  public:
@@ -9464,8 +9839,8 @@ class GroupNorm {
   Act4 forward(View4 x) const { return group_norm(x, weight, bias, groups, eps); }
   /// SiLU(GroupNorm(x)): the pair every ResBlock and U-Net output runs.
   Act4 forward_silu(View4 x) const {
-    Act4 y = forward(x);
-    detail::silu_inplace(y.data(), y.size());
+    Act4 y(x.shape());
+    group_norm_silu(cpu{}, y, x, weight, bias, groups, eps);
     return y;
   }
 
@@ -9489,10 +9864,16 @@ inline Act4 concat_channels(View4 a, View4 b) {
                       to_string(b.shape()) + " differ outside the channel axis");
   const index_t pa = a.extent(1) * H * W, pb = b.extent(1) * H * W;
   Act4 y(N, a.extent(1) + b.extent(1), H, W);
-  for (index_t n = 0; n < N; ++n) {
-    std::copy(a.data() + n * pa, a.data() + (n + 1) * pa, y.data() + n * (pa + pb));
-    std::copy(b.data() + n * pb, b.data() + (n + 1) * pb, y.data() + n * (pa + pb) + pa);
-  }
+  const index_t P = H * W, planes = a.extent(1) + b.extent(1);
+  parallel_for(0, N * planes, std::max<index_t>(1, 16384 / std::max<index_t>(P, 1)),
+               [&](index_t lo, index_t hi) {
+                 for (index_t i = lo; i < hi; ++i) {
+                   const index_t n = i / planes, c = i % planes;
+                   const float* src = c < a.extent(1) ? a.data() + n * pa + c * P
+                                                      : b.data() + n * pb + (c - a.extent(1)) * P;
+                   std::copy(src, src + P, y.data() + i * P);
+                 }
+               });
   return y;
 }
 
@@ -10233,6 +10614,8 @@ class PositionEmbedding {
 //   Upsample (Upsample2D):     nearest 2× then conv 3×3, padding 1
 //
 //   nn::ResBlock r(in, out, temb_dim, groups, eps);   // temb_dim 0: no time embedding (VAE)
+//   nn::BasicResBlock<f16> r16(...);                  // f16 weights (also BasicDownsample<W>,
+//                                                     // BasicUpsample<W>)
 //   r.visit("down_blocks.0.resnets.0", v);
 //   auto y = r.forward(x.view(), silu_temb);   // silu_temb [N, temb_dim]: SiLU(temb), which the
 //                                              // U-Net computes once for all its blocks
@@ -10242,9 +10625,12 @@ class PositionEmbedding {
 
 namespace tessel::nn {
 
-class ResBlock {
+/// W: the weight format of the convolutions and the time projection (float, f16, bf16); the
+/// norms stay f32.
+template <class W = float>
+class BasicResBlock {
  public:
-  ResBlock(index_t in, index_t out, index_t temb_dim, index_t groups, float eps)
+  BasicResBlock(index_t in, index_t out, index_t temb_dim, index_t groups, float eps)
       : norm1(groups, in, eps),
         conv1(in, out, 3, {.padding = 1}),
         norm2(groups, out, eps),
@@ -10266,19 +10652,21 @@ class ResBlock {
       const index_t N = h.extent(0), C = h.extent(1), P = h.extent(2) * h.extent(3);
       std::vector<float> e(static_cast<std::size_t>(N * C));
       time_emb_proj->forward(silu_temb, N, e.data());
-      for (index_t n = 0; n < N; ++n)
-        for (index_t c = 0; c < C; ++c) {
-          float* p = h.data() + (n * C + c) * P;
-          const float b = e[static_cast<std::size_t>(n * C + c)];
-          for (index_t i = 0; i < P; ++i) p[i] += b;
-        }
+      parallel_for(0, N * C, std::max<index_t>(1, 16384 / std::max<index_t>(P, 1)),
+                   [&](index_t lo, index_t hi) {
+                     for (index_t nc = lo; nc < hi; ++nc) {
+                       float* p = h.data() + nc * P;
+                       const float b = e[static_cast<std::size_t>(nc)];
+                       for (index_t i = 0; i < P; ++i) p[i] += b;
+                     }
+                   });
     }
     h = conv2.forward(norm2.forward_silu(h.view()));
     if (conv_shortcut) {
       const Act4 s = conv_shortcut->forward(x);
-      for (index_t i = 0; i < h.size(); ++i) h.data()[i] += s.data()[i];
+      detail::add_inplace(h.data(), s.data(), h.size());
     } else {
-      for (index_t i = 0; i < h.size(); ++i) h.data()[i] += x.data()[i];
+      detail::add_inplace(h.data(), x.data(), h.size());
     }
     return h;
   }
@@ -10294,18 +10682,20 @@ class ResBlock {
   }
 
   GroupNorm norm1;
-  Conv2d conv1;
-  std::optional<Linear<dyn, dyn, float, true>> time_emb_proj;
+  BasicConv2d<W> conv1;
+  std::optional<Linear<dyn, dyn, W, true>> time_emb_proj;
   GroupNorm norm2;
-  Conv2d conv2;
-  std::optional<Conv2d> conv_shortcut;
+  BasicConv2d<W> conv2;
+  std::optional<BasicConv2d<W>> conv_shortcut;
 };
+using ResBlock = BasicResBlock<float>;
 
-class Downsample {
+template <class W = float>
+class BasicDownsample {
  public:
   /// padding 0 is diffusers' VAE encoder: pad one zero row / column at the bottom / right only
   /// (F.pad (0, 1, 0, 1)), then the stride-2 conv without padding.
-  explicit Downsample(index_t channels, index_t padding = 1)
+  explicit BasicDownsample(index_t channels, index_t padding = 1)
       : conv(channels, channels, 3, {.stride = 2, .padding = padding}) {}
   Act4 forward(View4 x) const {
     if (conv.opt.padding == 0) return conv.forward(pad2d_zero(x, 0, 1, 0, 1).view());
@@ -10315,19 +10705,22 @@ class Downsample {
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);
   }
-  Conv2d conv;
+  BasicConv2d<W> conv;
 };
+using Downsample = BasicDownsample<float>;
 
-class Upsample {
+template <class W = float>
+class BasicUpsample {
  public:
-  explicit Upsample(index_t channels) : conv(channels, channels, 3, {.padding = 1}) {}
+  explicit BasicUpsample(index_t channels) : conv(channels, channels, 3, {.padding = 1}) {}
   Act4 forward(View4 x) const { return conv.forward(upsample_nearest2x(x)); }
   template <class V>
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);
   }
-  Conv2d conv;
+  BasicConv2d<W> conv;
 };
+using Upsample = BasicUpsample<float>;
 
 }  // namespace tessel::nn
 // ---- end tessel/nn/resblock.hpp ----
@@ -10388,36 +10781,81 @@ inline void multi_head_attention(const float* q, const float* k, const float* v,
     }
 }
 
-/// Rows [N·H·W, C] (pixels as tokens) of x [N, C, H, W].
+/// Tiles of the transposes between NCHW and pixel rows: 16 × 16 floats, one cache line per row.
+inline constexpr index_t transpose_tile = 16;
+
+/// Rows [N·H·W, C] (pixels as tokens) of x [N, C, H, W]; threaded over tiles of pixels.
 inline Rows nchw_to_rows(View4 x) {
   const index_t N = x.extent(0), C = x.extent(1), P = x.extent(2) * x.extent(3);
+  constexpr index_t T = transpose_tile;
   Rows r(N * P, C);
-  for (index_t n = 0; n < N; ++n)
-    for (index_t c = 0; c < C; ++c) {
-      const float* src = x.data() + (n * C + c) * P;
-      float* dst = r.data() + n * P * C + c;
-      for (index_t p = 0; p < P; ++p) dst[p * C] = src[p];
+  const index_t pt = (P + T - 1) / T;
+  parallel_for(0, N * pt, 1, [&](index_t lo, index_t hi) {
+    for (index_t t = lo; t < hi; ++t) {
+      const index_t n = t / pt, p0 = (t % pt) * T, p1 = std::min(P, p0 + T);
+      for (index_t c0 = 0; c0 < C; c0 += T) {
+        const index_t c1 = std::min(C, c0 + T);
+        for (index_t c = c0; c < c1; ++c) {
+          const float* src = x.data() + (n * C + c) * P;
+          float* dst = r.data() + n * P * C + c;
+          for (index_t p = p0; p < p1; ++p) dst[p * C] = src[p];
+        }
+      }
     }
+  });
   return r;
 }
 
-/// residual + rows [N·H·W, C] laid back out as [N, C, H, W] (residual's shape).
+/// residual + rows [N·H·W, C] laid back out as [N, C, H, W] (residual's shape); threaded.
 inline Act4 rows_to_nchw_add(const Rows& r, View4 residual) {
   const index_t N = residual.extent(0), C = residual.extent(1),
                 P = residual.extent(2) * residual.extent(3);
+  constexpr index_t T = transpose_tile;
   Act4 y(N, C, residual.extent(2), residual.extent(3));
-  for (index_t n = 0; n < N; ++n)
-    for (index_t c = 0; c < C; ++c) {
-      const float* src = r.data() + n * P * C + c;
-      const float* res = residual.data() + (n * C + c) * P;
-      float* dst = y.data() + (n * C + c) * P;
-      for (index_t p = 0; p < P; ++p) dst[p] = src[p * C] + res[p];
+  const index_t ct = (C + T - 1) / T;
+  parallel_for(0, N * ct, 1, [&](index_t lo, index_t hi) {
+    for (index_t t = lo; t < hi; ++t) {
+      const index_t n = t / ct, c0 = (t % ct) * T, c1 = std::min(C, c0 + T);
+      for (index_t p0 = 0; p0 < P; p0 += T) {
+        const index_t p1 = std::min(P, p0 + T);
+        for (index_t c = c0; c < c1; ++c) {
+          const float* src = r.data() + n * P * C + c;
+          const float* res = residual.data() + (n * C + c) * P;
+          float* dst = y.data() + (n * C + c) * P;
+          for (index_t p = p0; p < p1; ++p) dst[p] = src[p * C] + res[p];
+        }
+      }
     }
+  });
   return y;
 }
 
+/// a[i, j] = h[i, j] · GELU_erf(h[i, F + j]) for rows i < M of h [M, 2F]: GEGLU, threaded
+/// over rows and vectorized (xsimd's erf).
+inline void geglu(const float* h, index_t M, index_t F, float* a) {
+  using V = xsimd::batch<float>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  parallel_for(0, M, std::max<index_t>(1, 8192 / std::max<index_t>(F, 1)),
+               [&](index_t lo, index_t hi) {
+                 const V half(0.5f), one(1.0f), rsqrt2(0.70710678118654752f);
+                 for (index_t i = lo; i < hi; ++i) {
+                   const float* x = h + i * 2 * F;
+                   const float* g = x + F;
+                   float* o = a + i * F;
+                   index_t j = 0;
+                   for (; j + W <= F; j += W) {
+                     const V gv = V::load_unaligned(g + j);
+                     const V ge = half * gv * (one + xsimd::erf(gv * rsqrt2));
+                     (V::load_unaligned(x + j) * ge).store_unaligned(o + j);
+                   }
+                   for (; j < F; ++j) o[j] = x[j] * gelu(g[j], GeluKind::erf);
+                 }
+               });
+}
+
 /// y[M, out] = x[M, in] · w[out, in, 1, 1]ᵀ + b: a 1×1 convolution on pixel rows.
-inline Rows conv1x1_rows(const Rows& x, const Conv2d& conv) {
+template <class W>
+Rows conv1x1_rows(const Rows& x, const BasicConv2d<W>& conv) {
   const index_t M = x.extent(0), K = conv.in(), N = conv.out();
   if (x.extent(1) != K || conv.weight.extent(2) != 1 || conv.weight.extent(3) != 1)
     throw shape_error("tessel::nn: 1x1 projection of rows " + to_string(x.shape()) +
@@ -10431,7 +10869,8 @@ inline Rows conv1x1_rows(const Rows& x, const Conv2d& conv) {
 
 }  // namespace detail
 
-template <bool QkvBias = false>
+/// W: the projections' weight format (float, f16, bf16).
+template <bool QkvBias = false, class W = float>
 class CrossAttention {
  public:
   CrossAttention(index_t dim, index_t context_dim, index_t heads)
@@ -10476,11 +10915,12 @@ class CrossAttention {
     to_out.visit(name + ".to_out.0", v);
   }
 
-  Linear<dyn, dyn, float, QkvBias> to_q, to_k, to_v;
-  Linear<dyn, dyn, float, true> to_out;
+  Linear<dyn, dyn, W, QkvBias> to_q, to_k, to_v;
+  Linear<dyn, dyn, W, true> to_out;
   index_t heads;
 };
 
+template <class W = float>
 class BasicTransformerBlock {
  public:
   BasicTransformerBlock(index_t dim, index_t heads, index_t context_dim)
@@ -10503,11 +10943,7 @@ class BasicTransformerBlock {
     norm3.forward(x, M, t.data());
     std::vector<float> g(static_cast<std::size_t>(M * 2 * F)), a(static_cast<std::size_t>(M * F));
     ff_proj.forward(t.data(), M, g.data());
-    for (index_t i = 0; i < M; ++i)
-      for (index_t j = 0; j < F; ++j) {
-        const float* gi = g.data() + i * 2 * F;
-        a[static_cast<std::size_t>(i * F + j)] = gi[j] * detail::gelu(gi[F + j], GeluKind::erf);
-      }
+    detail::geglu(g.data(), M, F, a.data());
     ff_out.forward(a.data(), M, x, 1.0f);
   }
 
@@ -10523,17 +10959,19 @@ class BasicTransformerBlock {
   }
 
   LayerNorm<dyn> norm1;
-  CrossAttention<false> attn1;
+  CrossAttention<false, W> attn1;
   LayerNorm<dyn> norm2;
-  CrossAttention<false> attn2;
+  CrossAttention<false, W> attn2;
   LayerNorm<dyn> norm3;
-  Linear<dyn, dyn, float, true> ff_proj, ff_out;
+  Linear<dyn, dyn, W, true> ff_proj, ff_out;
 };
 
-class SpatialTransformer {
+/// W: the weight format of the projections, attention and feed-forward (float, f16, bf16).
+template <class W = float>
+class BasicSpatialTransformer {
  public:
-  SpatialTransformer(index_t channels, index_t heads, index_t context_dim, index_t groups,
-                     index_t depth = 1)
+  BasicSpatialTransformer(index_t channels, index_t heads, index_t context_dim, index_t groups,
+                          index_t depth = 1)
       : norm(groups, channels, 1e-6f),
         proj_in(channels, channels, 1),
         proj_out(channels, channels, 1) {
@@ -10566,10 +11004,11 @@ class SpatialTransformer {
   }
 
   GroupNorm norm;
-  Conv2d proj_in;
-  std::vector<BasicTransformerBlock> blocks;
-  Conv2d proj_out;
+  BasicConv2d<W> proj_in;
+  std::vector<BasicTransformerBlock<W>> blocks;
+  BasicConv2d<W> proj_out;
 };
+using SpatialTransformer = BasicSpatialTransformer<float>;
 
 class AttentionBlock {
  public:
@@ -12587,18 +13026,22 @@ UNetConfig to_unet_config() {
   return c;
 }
 
-template <class Cfg = UNetConfig>
+/// W: the storage format of the weight matrices and kernels (float, f16, bf16: widened to f32
+/// inside the convolutions' and projections' GEMM panels); norms, biases and the class
+/// embedding stay f32. convert_weights<W2>(unet) makes a copy in another format.
+template <class Cfg = UNetConfig, class W = float>
 class UNet {
  public:
   using config_type = Cfg;
+  using weight_format = W;
   using Act4 = nn::Act4;
   using View4 = nn::View4;
 
   struct Level {  // one down or up block
-    std::vector<nn::ResBlock> resnets;
-    std::vector<nn::SpatialTransformer> attentions;
-    std::optional<nn::Downsample> downsampler;
-    std::optional<nn::Upsample> upsampler;
+    std::vector<nn::BasicResBlock<W>> resnets;
+    std::vector<nn::BasicSpatialTransformer<W>> attentions;
+    std::optional<nn::BasicDownsample<W>> downsampler;
+    std::optional<nn::BasicUpsample<W>> upsampler;
   };
 
   UNet() requires StaticUNetConfig<Cfg> : UNet(to_unet_config<Cfg>(), 0) {}
@@ -12718,7 +13161,7 @@ class UNet {
     const std::size_t n = ch.size();
     const index_t ted = 4 * ch[0], L = c.layers_per_block, G = c.norm_groups;
     const auto attn = [&](index_t C) {
-      return nn::SpatialTransformer(C, c.heads, c.context_dim, G, c.transformer_depth);
+      return nn::BasicSpatialTransformer<W>(C, c.heads, c.context_dim, G, c.transformer_depth);
     };
     index_t out = ch[0];
     for (std::size_t i = 0; i < n; ++i) {
@@ -12752,16 +13195,57 @@ class UNet {
   UNetConfig cfg_;
 
  public:
-  nn::Conv2d conv_in;
-  nn::Linear<dyn, dyn, float, true> linear_1, linear_2;
+  nn::BasicConv2d<W> conv_in;
+  nn::Linear<dyn, dyn, W, true> linear_1, linear_2;
   Tensor<float, DynShape<2>> class_embedding;
   std::vector<Level> down_blocks;
-  std::vector<nn::ResBlock> mid_resnets;
-  nn::SpatialTransformer mid_attention;
+  std::vector<nn::BasicResBlock<W>> mid_resnets;
+  nn::BasicSpatialTransformer<W> mid_attention;
   std::vector<Level> up_blocks;
   nn::GroupNorm conv_norm_out;
-  nn::Conv2d conv_out;
+  nn::BasicConv2d<W> conv_out;
 };
+
+/// A copy of `src` whose weight matrices and kernels are stored as W2 (f32 values rounded to
+/// nearest even for f16 / bf16); the same config, parameter for parameter.
+///   auto unet16 = models::convert_weights<f16>(unet);   // half the bytes per step
+template <class W2, class Cfg, class W1>
+UNet<Cfg, W2> convert_weights(UNet<Cfg, W1>& src) {
+  struct source {
+    const void* data;
+    index_t size;
+    int kind;  // 0 float, 1 f16, 2 bf16
+  };
+  std::vector<source> all;
+  src.visit([&](const std::string&, auto& t) {
+    using T = std::remove_cvref_t<decltype(*t.data())>;
+    all.push_back({t.data(), t.size(),
+                   std::is_same_v<T, float> ? 0
+                   : std::is_same_v<T, f16> ? 1
+                                            : 2});
+  });
+  auto dst = [&] {
+    if constexpr (std::is_same_v<Cfg, UNetConfig>) {
+      return UNet<Cfg, W2>(src.config());
+    } else {
+      return UNet<Cfg, W2>();
+    }
+  }();
+  std::size_t i = 0;
+  dst.visit([&](const std::string& name, auto& t) {
+    using T = std::remove_cvref_t<decltype(*t.data())>;
+    const source& s = all.at(i++);
+    if (s.size != t.size())
+      throw shape_error("tessel::models::convert_weights: parameter '" + name + "' differs");
+    for (index_t j = 0; j < t.size(); ++j) {
+      const float v = s.kind == 0   ? static_cast<const float*>(s.data)[j]
+                      : s.kind == 1 ? to_f32(static_cast<const f16*>(s.data)[j])
+                                    : to_f32(static_cast<const bf16*>(s.data)[j]);
+      t.data()[j] = from_f32<T>(v);
+    }
+  });
+  return dst;
+}
 
 }  // namespace tessel::models
 // ---- end tessel/models/unet.hpp ----
@@ -19432,8 +19916,10 @@ GenerateResult generate(Model& model, const Tok& tok, std::string_view prompt,
   }
   StreamDecoder<Tok> dec(tok);
   if (opt.echo_prompt) {
+    // BOS is a marker, not text (GPT-2 style vocabularies spell it "<|endoftext|>").
     std::string t;
-    for (token_id id : ids) t += dec.push(id);
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      if (i > 0 || ids[i] != tok.bos_id()) t += dec.push(ids[i]);
     if (!t.empty()) on_text(std::string_view(t));
   }
   std::string text;

@@ -1,5 +1,7 @@
 // conv2d against PyTorch (tools/golden/diffusion_ops_golden.py: F.conv2d in float64) for every
-// option, and the fast path against the scalar reference on random odd sizes.
+// option, and the fast path (the implicit GEMM) against the scalar reference on random odd
+// sizes that hit its edges: slivers spanning two images, several K, row and column blocks,
+// few pixels; f16 / bf16 weights against the reference on the same weights.
 
 #include <doctest/doctest.h>
 
@@ -9,6 +11,7 @@
 #include <string>
 #include <tessel/io/npy.hpp>
 #include <tessel/ops/conv2d.hpp>
+#include <utility>
 
 using namespace tessel;
 
@@ -97,7 +100,13 @@ TEST_CASE("conv2d fast path equals the reference on odd sizes, threads and colum
       {2, 12, 15, 14, 9, 3, {.stride = 2, .padding = 1, .groups = 3}},
       {1, 13, 9, 31, 13, 3, {.padding = 1, .groups = 13}},
       {1, 33, 11, 13, 17, 1, {}},
-      {3, 4, 5, 5, 2, 5, {}},  // kernel as large as the image: one output pixel
+      {3, 4, 5, 5, 2, 5, {}},                  // kernel as large as the image: one output pixel
+      {3, 6, 5, 7, 5, 3, {.padding = 1}},      // 35 pixels: slivers straddle images
+      {1, 70, 9, 10, 350, 3, {.padding = 1}},  // KD = 630: two K blocks; 350 rows: 2+ A blocks
+      {2, 3, 48, 48, 5, 3, {.padding = 1}},    // 4608 pixels: two column blocks (NC)
+      {2, 64, 4, 4, 37, 3, {.padding = 1}},    // few pixels, as the U-Net's deepest level
+      {1, 9, 1, 1, 11, 3, {.padding = 1}},     // a 1×1 image
+      {2, 10, 7, 9, 6, 2, {.stride = 2, .padding = 1}},  // an even kernel, stride 2
   };
   unsigned seed = 1;
   for (int threads : {1, 2}) {
@@ -118,6 +127,115 @@ TEST_CASE("conv2d fast path equals the reference on odd sizes, threads and colum
     }
   }
   set_num_threads(0);
+}
+
+TEST_CASE("conv2d with f16 and bf16 weights equals the reference on the same weights") {
+  struct Shape {
+    index_t N, C, H, W, K, R;
+    conv2d_options o;
+  };
+  const Shape shapes[] = {
+      {2, 5, 17, 19, 7, 3, {.padding = 1}},
+      {1, 70, 9, 10, 30, 3, {.padding = 1}},
+      {3, 6, 5, 7, 5, 3, {.padding = 1}},
+      {2, 12, 15, 14, 9, 3, {.stride = 2, .padding = 1, .groups = 3}},
+      {1, 13, 9, 31, 13, 3, {.padding = 1, .groups = 13}},
+      {1, 33, 11, 13, 17, 1, {}},
+  };
+  unsigned seed = 100;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& s : shapes) {
+      const auto x = random4(s.N, s.C, s.H, s.W, seed++);
+      const auto w = random4(s.K, s.C / s.o.groups, s.R, s.R, seed++);
+      const float scale = 1.f / std::sqrt(static_cast<float>(w.size() / s.K));
+      Tensor<f16, DynShape<4>> w16(w.shape());
+      Tensor<bf16, DynShape<4>> wb16(w.shape());
+      for (index_t i = 0; i < w.size(); ++i) {
+        w16.data()[i] = from_f32<f16>(scale * w.data()[i]);
+        wb16.data()[i] = from_f32<bf16>(scale * w.data()[i]);
+      }
+      Tensor<float, DynShape<1>> b(s.K);
+      for (index_t k = 0; k < s.K; ++k) b(k) = 0.5f - 0.125f * static_cast<float>(k);
+      const auto e = detail::conv2d_out_shape(x.view(), std::as_const(w16).view(), s.o);
+      Tensor<float, DynShape<4>> fast(DynShape<4>::from_array(e)), ref(fast.shape());
+      const std::string what = "C=" + std::to_string(s.C) + " K=" + std::to_string(s.K) +
+                               " threads=" + std::to_string(threads);
+      conv2d(cpu{}, fast.view(), x.view(), w16.view(), b.view(), s.o);
+      conv2d(cpu_scalar{}, ref.view(), x.view(), w16.view(), b.view(), s.o);
+      check_close(fast, ref, 1e-5, what + " f16");
+      conv2d(cpu{}, fast.view(), x.view(), wb16.view(), s.o);
+      conv2d(cpu_scalar{}, ref.view(), x.view(), wb16.view(), s.o);
+      check_close(fast, ref, 1e-5, what + " bf16, no bias");
+      // The f16 weights widened to f32 give the same result through the f32 path.
+      Tensor<float, DynShape<4>> w32(w.shape());
+      for (index_t i = 0; i < w.size(); ++i) w32.data()[i] = to_f32(w16.data()[i]);
+      conv2d(cpu{}, fast.view(), x.view(), w16.view(), b.view(), s.o);
+      check_close(conv2d(x, w32, b, s.o), fast, 1e-6, what + " f16 = widened f32");
+    }
+  }
+  set_num_threads(0);
+}
+
+TEST_CASE("conv2d's Winograd F(2x2, 3x3) path equals the reference") {
+  struct Shape {
+    index_t N, C, H, W, K;
+    conv2d_options o;
+  };
+  const Shape shapes[] = {
+      {1, 32, 8, 8, 32, {.padding = 1}},
+      {2, 40, 7, 9, 33, {.padding = 1}},  // odd output: partial tiles on both edges
+      {1, 32, 5, 6, 35, {}},              // padding 0
+      {3, 64, 11, 4, 32, {.padding = 2}},
+      {1, 32, 1, 1, 32, {.padding = 1}},  // one pixel
+      {2, 64, 6, 5, 64, {.padding = 1, .groups = 2}},
+  };
+  const index_t saved = detail::conv2d_winograd_min_tiles;
+  detail::conv2d_winograd_min_tiles = 1;  // small images take the Winograd path too
+  unsigned seed = 300;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& s : shapes) {
+      const auto x = random4(s.N, s.C, s.H, s.W, seed++);
+      auto w = random4(s.K, s.C / s.o.groups, 3, 3, seed++);
+      const float scale = 1.f / std::sqrt(static_cast<float>(w.size() / s.K));
+      Tensor<f16, DynShape<4>> w16(w.shape());
+      for (index_t i = 0; i < w.size(); ++i) {
+        w.data()[i] *= scale;
+        w16.data()[i] = from_f32<f16>(w.data()[i]);
+      }
+      Tensor<float, DynShape<1>> b(s.K);
+      for (index_t k = 0; k < s.K; ++k) b(k) = 0.1f * static_cast<float>(k) - 1.f;
+      const std::string what =
+          "Winograd C=" + std::to_string(s.C) + " threads=" + std::to_string(threads);
+      const auto fast = conv2d(x, w, b, s.o);
+      Tensor<float, DynShape<4>> ref(fast.shape());
+      conv2d(cpu_scalar{}, ref.view(), x, w, b, s.o);
+      check_close(fast, ref, 1e-5, what);
+      conv2d(cpu{}, ref.view(), x.view(), w16.view(), s.o);  // f16 weights, no bias
+      Tensor<float, DynShape<4>> ref16(fast.shape());
+      conv2d(cpu_scalar{}, ref16.view(), x.view(), w16.view(), s.o);
+      check_close(ref, ref16, 1e-5, what + " f16");
+    }
+  }
+  // Bounded scratch: the tiles run in chunks of one and of three rows of tiles.
+  for (index_t scratch : {index_t{1}, index_t{16 * 96 * 5 * 3}}) {
+    const index_t saved_scratch = detail::conv2d_winograd_scratch;
+    detail::conv2d_winograd_scratch = scratch;
+    const auto x = random4(2, 40, 7, 9, 400);
+    auto w = random4(33, 40, 3, 3, 401);
+    for (index_t i = 0; i < w.size(); ++i) w.data()[i] /= std::sqrt(360.f);  // outputs ~ 1
+    const auto fast = conv2d(x, w, {.padding = 1});
+    Tensor<float, DynShape<4>> ref(fast.shape());
+    conv2d(cpu_scalar{}, ref.view(), x, w, {.padding = 1});
+    check_close(fast, ref, 1e-5, "Winograd in chunks, scratch " + std::to_string(scratch));
+    detail::conv2d_winograd_scratch = saved_scratch;
+  }
+  detail::conv2d_winograd_min_tiles = saved;
+  set_num_threads(0);
+  // The SD shape at its default threshold (256 tiles) takes the Winograd path.
+  CHECK(detail::conv2d_winograd_fits(3, 3, 1, 1, 320, 320, 32 * 32));
+  CHECK_FALSE(detail::conv2d_winograd_fits(3, 3, 2, 1, 320, 320, 32 * 32));
 }
 
 TEST_CASE("conv2d rejects bad shapes with both shapes in the message") {

@@ -74,6 +74,33 @@ TEST_CASE("group_norm fast path equals the reference at U-Net sizes, 1 and 2 thr
   set_num_threads(0);
 }
 
+TEST_CASE("group_norm_silu equals SiLU of the golden group_norm, fast and reference") {
+  const auto& f = goldens();
+  const auto x = f.get<float, 4>("gn_b_x"), gn = f.get<float, 4>("gn_b_y");
+  const auto w = f.get<float, 1>("gn_b_w"), b = f.get<float, 1>("gn_b_b");
+  Tensor<float, DynShape<4>> want(gn.shape()), fast(gn.shape()), ref(gn.shape());
+  for (index_t i = 0; i < gn.size(); ++i) {
+    const double v = gn.data()[i];
+    want.data()[i] = static_cast<float>(v / (1.0 + std::exp(-v)));
+  }
+  group_norm_silu(cpu_scalar{}, ref, x, w, b, 32, 1e-6f);
+  check_close(ref, want, 1e-6, "group_norm_silu reference");
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    group_norm_silu(cpu{}, fast, x, w, b, 32, 1e-6f);
+    check_close(fast, want, 1e-5, "group_norm_silu fast, threads " + std::to_string(t));
+  }
+  set_num_threads(0);
+  // Odd plane sizes (vector tails) and values far into both tails of SiLU.
+  Tensor<float, DynShape<4>> x2(2, 12, 7, 5), y2(x2.shape()), r2(x2.shape());
+  Tensor<float, DynShape<1>> w2(12), b2(12);
+  for (index_t i = 0; i < x2.size(); ++i) x2.data()[i] = std::sin(0.7f * static_cast<float>(i));
+  for (index_t i = 0; i < 12; ++i) w2(i) = 4.f * static_cast<float>(i) - 20.f, b2(i) = 0.5f;
+  group_norm_silu(cpu{}, y2, x2, w2, b2, 3, 1e-5f);
+  group_norm_silu(cpu_scalar{}, r2, x2, w2, b2, 3, 1e-5f);
+  check_close(y2, r2, 1e-5, "group_norm_silu odd sizes");
+}
+
 TEST_CASE("group_norm rejects bad shapes") {
   Tensor<float, DynShape<4>> x(1, 6, 4, 4), y(1, 6, 4, 5);
   Tensor<float, DynShape<1>> w(6), w5(5);

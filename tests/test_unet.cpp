@@ -120,6 +120,18 @@ TEST_CASE("a small U-Net matches PyTorch") {
   io::load_params(st, io::SafetensorsCheckpoint::open(data_dir + "unet_small.safetensors"));
   CHECK(worst_rel(st.forward(x.view(), t.view(), ctx.view(), labels), y) < 1e-4);
 
+  // f16 / bf16 weights: the rounded weights through f32 give the same output as the half
+  // weights widened inside the GEMM panels; both stay near PyTorch's output.
+  auto u16 = models::convert_weights<f16>(unet);
+  auto u16_as_f32 = models::convert_weights<float>(u16);
+  const auto y16 = u16.forward(x.view(), t.view(), ctx.view(), labels);
+  CHECK(worst_rel(y16, u16_as_f32.forward(x.view(), t.view(), ctx.view(), labels)) < 1e-5);
+  const double e16 = worst_rel(y16, y);
+  MESSAGE("small U-Net, f16 weights: worst relative error " << e16);
+  CHECK(e16 < 1e-2);
+  auto ub16 = models::convert_weights<bf16>(st);
+  CHECK(worst_rel(ub16.forward(x.view(), t.view(), ctx.view(), labels), y) < 5e-2);
+
   // Another label is another output; bad inputs are errors.
   std::vector<index_t> other{1, 1};
   CHECK(worst_rel(unet.forward(x.view(), t.view(), ctx.view(), other), y) > 1e-3);

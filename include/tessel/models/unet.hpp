@@ -96,18 +96,22 @@ UNetConfig to_unet_config() {
   return c;
 }
 
-template <class Cfg = UNetConfig>
+/// W: the storage format of the weight matrices and kernels (float, f16, bf16: widened to f32
+/// inside the convolutions' and projections' GEMM panels); norms, biases and the class
+/// embedding stay f32. convert_weights<W2>(unet) makes a copy in another format.
+template <class Cfg = UNetConfig, class W = float>
 class UNet {
  public:
   using config_type = Cfg;
+  using weight_format = W;
   using Act4 = nn::Act4;
   using View4 = nn::View4;
 
   struct Level {  // one down or up block
-    std::vector<nn::ResBlock> resnets;
-    std::vector<nn::SpatialTransformer> attentions;
-    std::optional<nn::Downsample> downsampler;
-    std::optional<nn::Upsample> upsampler;
+    std::vector<nn::BasicResBlock<W>> resnets;
+    std::vector<nn::BasicSpatialTransformer<W>> attentions;
+    std::optional<nn::BasicDownsample<W>> downsampler;
+    std::optional<nn::BasicUpsample<W>> upsampler;
   };
 
   UNet() requires StaticUNetConfig<Cfg> : UNet(to_unet_config<Cfg>(), 0) {}
@@ -227,7 +231,7 @@ class UNet {
     const std::size_t n = ch.size();
     const index_t ted = 4 * ch[0], L = c.layers_per_block, G = c.norm_groups;
     const auto attn = [&](index_t C) {
-      return nn::SpatialTransformer(C, c.heads, c.context_dim, G, c.transformer_depth);
+      return nn::BasicSpatialTransformer<W>(C, c.heads, c.context_dim, G, c.transformer_depth);
     };
     index_t out = ch[0];
     for (std::size_t i = 0; i < n; ++i) {
@@ -261,15 +265,56 @@ class UNet {
   UNetConfig cfg_;
 
  public:
-  nn::Conv2d conv_in;
-  nn::Linear<dyn, dyn, float, true> linear_1, linear_2;
+  nn::BasicConv2d<W> conv_in;
+  nn::Linear<dyn, dyn, W, true> linear_1, linear_2;
   Tensor<float, DynShape<2>> class_embedding;
   std::vector<Level> down_blocks;
-  std::vector<nn::ResBlock> mid_resnets;
-  nn::SpatialTransformer mid_attention;
+  std::vector<nn::BasicResBlock<W>> mid_resnets;
+  nn::BasicSpatialTransformer<W> mid_attention;
   std::vector<Level> up_blocks;
   nn::GroupNorm conv_norm_out;
-  nn::Conv2d conv_out;
+  nn::BasicConv2d<W> conv_out;
 };
+
+/// A copy of `src` whose weight matrices and kernels are stored as W2 (f32 values rounded to
+/// nearest even for f16 / bf16); the same config, parameter for parameter.
+///   auto unet16 = models::convert_weights<f16>(unet);   // half the bytes per step
+template <class W2, class Cfg, class W1>
+UNet<Cfg, W2> convert_weights(UNet<Cfg, W1>& src) {
+  struct source {
+    const void* data;
+    index_t size;
+    int kind;  // 0 float, 1 f16, 2 bf16
+  };
+  std::vector<source> all;
+  src.visit([&](const std::string&, auto& t) {
+    using T = std::remove_cvref_t<decltype(*t.data())>;
+    all.push_back({t.data(), t.size(),
+                   std::is_same_v<T, float> ? 0
+                   : std::is_same_v<T, f16> ? 1
+                                            : 2});
+  });
+  auto dst = [&] {
+    if constexpr (std::is_same_v<Cfg, UNetConfig>) {
+      return UNet<Cfg, W2>(src.config());
+    } else {
+      return UNet<Cfg, W2>();
+    }
+  }();
+  std::size_t i = 0;
+  dst.visit([&](const std::string& name, auto& t) {
+    using T = std::remove_cvref_t<decltype(*t.data())>;
+    const source& s = all.at(i++);
+    if (s.size != t.size())
+      throw shape_error("tessel::models::convert_weights: parameter '" + name + "' differs");
+    for (index_t j = 0; j < t.size(); ++j) {
+      const float v = s.kind == 0   ? static_cast<const float*>(s.data)[j]
+                      : s.kind == 1 ? to_f32(static_cast<const f16*>(s.data)[j])
+                                    : to_f32(static_cast<const bf16*>(s.data)[j]);
+      t.data()[j] = from_f32<T>(v);
+    }
+  });
+  return dst;
+}
 
 }  // namespace tessel::models

@@ -2,7 +2,7 @@
 // Conv2d and GroupNorm layers over NCHW f32 tensors (run-time channel counts: convolution
 // shapes are dynamic anyway), with PyTorch's parameter names ".weight" / ".bias".
 //
-//   nn::Conv2d conv(in, out, /*kernel=*/3, {.padding = 1});
+//   nn::Conv2d conv(in, out, /*kernel=*/3, {.padding = 1});   // BasicConv2d<f16>: f16 weights
 //   auto y = conv.forward(x.view());             // x [N, in, H, W] -> [N, out, OH, OW]
 //   nn::GroupNorm gn(/*groups=*/32, channels, /*eps=*/1e-5f);
 //   auto h = gn.forward(x.view());  gn.forward_silu(...) fuses the SiLU that always follows
@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common.hpp"
+#include "tessel/backend/thread_pool.hpp"
 #include "tessel/ops/conv2d.hpp"
 #include "tessel/ops/group_norm.hpp"
 
@@ -23,19 +24,39 @@ using View4 = TensorView<const float, DynShape<4>>;
 
 namespace detail {
 inline void silu_inplace(float* p, index_t n) {
-  for (index_t i = 0; i < n; ++i) p[i] = silu(p[i]);
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) p[i] = silu(p[i]);
+  });
+}
+/// y[i] += x[i] for i < n, threaded (the residual adds between blocks).
+inline void add_inplace(float* y, const float* x, index_t n) {
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) y[i] += x[i];
+  });
 }
 }  // namespace detail
 
-class Conv2d {
+/// W: the weight's storage format, f32 (Conv2d), f16 or bf16 (widened to f32 as conv2d packs
+/// its panels); the bias stays f32.
+template <class W = float>
+class BasicConv2d {
  public:
-  Conv2d(index_t in, index_t out, index_t kernel, conv2d_options opt = {})
+  using weight_format = W;
+  BasicConv2d(index_t in, index_t out, index_t kernel, conv2d_options opt = {})
       : weight(out, in / opt.groups, kernel, kernel), bias(out), opt(opt) {}
 
   index_t in() const noexcept { return weight.extent(1) * opt.groups; }
   index_t out() const noexcept { return weight.extent(0); }
 
-  Act4 forward(View4 x) const { return conv2d(x, weight.view(), bias.view(), opt); }
+  Act4 forward(View4 x) const {
+    if constexpr (std::is_same_v<W, float>) {
+      return conv2d(x, weight.view(), bias.view(), opt);
+    } else {
+      Act4 y(DynShape<4>::from_array(tessel::detail::conv2d_out_shape(x, weight.view(), opt)));
+      conv2d(cpu{}, y.view(), x, weight.view(), bias.view(), opt);
+      return y;
+    }
+  }
 
   template <class V>
   void visit(const std::string& name, V&& v) {
@@ -43,10 +64,11 @@ class Conv2d {
     v(name + ".bias", bias);
   }
 
-  Tensor<float, DynShape<4>> weight;
+  Tensor<W, DynShape<4>> weight;
   Tensor<float, DynShape<1>> bias;
   conv2d_options opt;
 };
+using Conv2d = BasicConv2d<float>;
 
 class GroupNorm {
  public:
@@ -60,8 +82,8 @@ class GroupNorm {
   Act4 forward(View4 x) const { return group_norm(x, weight, bias, groups, eps); }
   /// SiLU(GroupNorm(x)): the pair every ResBlock and U-Net output runs.
   Act4 forward_silu(View4 x) const {
-    Act4 y = forward(x);
-    detail::silu_inplace(y.data(), y.size());
+    Act4 y(x.shape());
+    group_norm_silu(cpu{}, y, x, weight, bias, groups, eps);
     return y;
   }
 
@@ -85,10 +107,16 @@ inline Act4 concat_channels(View4 a, View4 b) {
                       to_string(b.shape()) + " differ outside the channel axis");
   const index_t pa = a.extent(1) * H * W, pb = b.extent(1) * H * W;
   Act4 y(N, a.extent(1) + b.extent(1), H, W);
-  for (index_t n = 0; n < N; ++n) {
-    std::copy(a.data() + n * pa, a.data() + (n + 1) * pa, y.data() + n * (pa + pb));
-    std::copy(b.data() + n * pb, b.data() + (n + 1) * pb, y.data() + n * (pa + pb) + pa);
-  }
+  const index_t P = H * W, planes = a.extent(1) + b.extent(1);
+  parallel_for(0, N * planes, std::max<index_t>(1, 16384 / std::max<index_t>(P, 1)),
+               [&](index_t lo, index_t hi) {
+                 for (index_t i = lo; i < hi; ++i) {
+                   const index_t n = i / planes, c = i % planes;
+                   const float* src = c < a.extent(1) ? a.data() + n * pa + c * P
+                                                      : b.data() + n * pb + (c - a.extent(1)) * P;
+                   std::copy(src, src + P, y.data() + i * P);
+                 }
+               });
   return y;
 }
 

@@ -9,6 +9,8 @@
 //   Upsample (Upsample2D):     nearest 2× then conv 3×3, padding 1
 //
 //   nn::ResBlock r(in, out, temb_dim, groups, eps);   // temb_dim 0: no time embedding (VAE)
+//   nn::BasicResBlock<f16> r16(...);                  // f16 weights (also BasicDownsample<W>,
+//                                                     // BasicUpsample<W>)
 //   r.visit("down_blocks.0.resnets.0", v);
 //   auto y = r.forward(x.view(), silu_temb);   // silu_temb [N, temb_dim]: SiLU(temb), which the
 //                                              // U-Net computes once for all its blocks
@@ -21,9 +23,12 @@
 
 namespace tessel::nn {
 
-class ResBlock {
+/// W: the weight format of the convolutions and the time projection (float, f16, bf16); the
+/// norms stay f32.
+template <class W = float>
+class BasicResBlock {
  public:
-  ResBlock(index_t in, index_t out, index_t temb_dim, index_t groups, float eps)
+  BasicResBlock(index_t in, index_t out, index_t temb_dim, index_t groups, float eps)
       : norm1(groups, in, eps),
         conv1(in, out, 3, {.padding = 1}),
         norm2(groups, out, eps),
@@ -45,19 +50,21 @@ class ResBlock {
       const index_t N = h.extent(0), C = h.extent(1), P = h.extent(2) * h.extent(3);
       std::vector<float> e(static_cast<std::size_t>(N * C));
       time_emb_proj->forward(silu_temb, N, e.data());
-      for (index_t n = 0; n < N; ++n)
-        for (index_t c = 0; c < C; ++c) {
-          float* p = h.data() + (n * C + c) * P;
-          const float b = e[static_cast<std::size_t>(n * C + c)];
-          for (index_t i = 0; i < P; ++i) p[i] += b;
-        }
+      parallel_for(0, N * C, std::max<index_t>(1, 16384 / std::max<index_t>(P, 1)),
+                   [&](index_t lo, index_t hi) {
+                     for (index_t nc = lo; nc < hi; ++nc) {
+                       float* p = h.data() + nc * P;
+                       const float b = e[static_cast<std::size_t>(nc)];
+                       for (index_t i = 0; i < P; ++i) p[i] += b;
+                     }
+                   });
     }
     h = conv2.forward(norm2.forward_silu(h.view()));
     if (conv_shortcut) {
       const Act4 s = conv_shortcut->forward(x);
-      for (index_t i = 0; i < h.size(); ++i) h.data()[i] += s.data()[i];
+      detail::add_inplace(h.data(), s.data(), h.size());
     } else {
-      for (index_t i = 0; i < h.size(); ++i) h.data()[i] += x.data()[i];
+      detail::add_inplace(h.data(), x.data(), h.size());
     }
     return h;
   }
@@ -73,18 +80,20 @@ class ResBlock {
   }
 
   GroupNorm norm1;
-  Conv2d conv1;
-  std::optional<Linear<dyn, dyn, float, true>> time_emb_proj;
+  BasicConv2d<W> conv1;
+  std::optional<Linear<dyn, dyn, W, true>> time_emb_proj;
   GroupNorm norm2;
-  Conv2d conv2;
-  std::optional<Conv2d> conv_shortcut;
+  BasicConv2d<W> conv2;
+  std::optional<BasicConv2d<W>> conv_shortcut;
 };
+using ResBlock = BasicResBlock<float>;
 
-class Downsample {
+template <class W = float>
+class BasicDownsample {
  public:
   /// padding 0 is diffusers' VAE encoder: pad one zero row / column at the bottom / right only
   /// (F.pad (0, 1, 0, 1)), then the stride-2 conv without padding.
-  explicit Downsample(index_t channels, index_t padding = 1)
+  explicit BasicDownsample(index_t channels, index_t padding = 1)
       : conv(channels, channels, 3, {.stride = 2, .padding = padding}) {}
   Act4 forward(View4 x) const {
     if (conv.opt.padding == 0) return conv.forward(pad2d_zero(x, 0, 1, 0, 1).view());
@@ -94,18 +103,21 @@ class Downsample {
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);
   }
-  Conv2d conv;
+  BasicConv2d<W> conv;
 };
+using Downsample = BasicDownsample<float>;
 
-class Upsample {
+template <class W = float>
+class BasicUpsample {
  public:
-  explicit Upsample(index_t channels) : conv(channels, channels, 3, {.padding = 1}) {}
+  explicit BasicUpsample(index_t channels) : conv(channels, channels, 3, {.padding = 1}) {}
   Act4 forward(View4 x) const { return conv.forward(upsample_nearest2x(x)); }
   template <class V>
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);
   }
-  Conv2d conv;
+  BasicConv2d<W> conv;
 };
+using Upsample = BasicUpsample<float>;
 
 }  // namespace tessel::nn

@@ -59,36 +59,81 @@ inline void multi_head_attention(const float* q, const float* k, const float* v,
     }
 }
 
-/// Rows [N·H·W, C] (pixels as tokens) of x [N, C, H, W].
+/// Tiles of the transposes between NCHW and pixel rows: 16 × 16 floats, one cache line per row.
+inline constexpr index_t transpose_tile = 16;
+
+/// Rows [N·H·W, C] (pixels as tokens) of x [N, C, H, W]; threaded over tiles of pixels.
 inline Rows nchw_to_rows(View4 x) {
   const index_t N = x.extent(0), C = x.extent(1), P = x.extent(2) * x.extent(3);
+  constexpr index_t T = transpose_tile;
   Rows r(N * P, C);
-  for (index_t n = 0; n < N; ++n)
-    for (index_t c = 0; c < C; ++c) {
-      const float* src = x.data() + (n * C + c) * P;
-      float* dst = r.data() + n * P * C + c;
-      for (index_t p = 0; p < P; ++p) dst[p * C] = src[p];
+  const index_t pt = (P + T - 1) / T;
+  parallel_for(0, N * pt, 1, [&](index_t lo, index_t hi) {
+    for (index_t t = lo; t < hi; ++t) {
+      const index_t n = t / pt, p0 = (t % pt) * T, p1 = std::min(P, p0 + T);
+      for (index_t c0 = 0; c0 < C; c0 += T) {
+        const index_t c1 = std::min(C, c0 + T);
+        for (index_t c = c0; c < c1; ++c) {
+          const float* src = x.data() + (n * C + c) * P;
+          float* dst = r.data() + n * P * C + c;
+          for (index_t p = p0; p < p1; ++p) dst[p * C] = src[p];
+        }
+      }
     }
+  });
   return r;
 }
 
-/// residual + rows [N·H·W, C] laid back out as [N, C, H, W] (residual's shape).
+/// residual + rows [N·H·W, C] laid back out as [N, C, H, W] (residual's shape); threaded.
 inline Act4 rows_to_nchw_add(const Rows& r, View4 residual) {
   const index_t N = residual.extent(0), C = residual.extent(1),
                 P = residual.extent(2) * residual.extent(3);
+  constexpr index_t T = transpose_tile;
   Act4 y(N, C, residual.extent(2), residual.extent(3));
-  for (index_t n = 0; n < N; ++n)
-    for (index_t c = 0; c < C; ++c) {
-      const float* src = r.data() + n * P * C + c;
-      const float* res = residual.data() + (n * C + c) * P;
-      float* dst = y.data() + (n * C + c) * P;
-      for (index_t p = 0; p < P; ++p) dst[p] = src[p * C] + res[p];
+  const index_t ct = (C + T - 1) / T;
+  parallel_for(0, N * ct, 1, [&](index_t lo, index_t hi) {
+    for (index_t t = lo; t < hi; ++t) {
+      const index_t n = t / ct, c0 = (t % ct) * T, c1 = std::min(C, c0 + T);
+      for (index_t p0 = 0; p0 < P; p0 += T) {
+        const index_t p1 = std::min(P, p0 + T);
+        for (index_t c = c0; c < c1; ++c) {
+          const float* src = r.data() + n * P * C + c;
+          const float* res = residual.data() + (n * C + c) * P;
+          float* dst = y.data() + (n * C + c) * P;
+          for (index_t p = p0; p < p1; ++p) dst[p] = src[p * C] + res[p];
+        }
+      }
     }
+  });
   return y;
 }
 
+/// a[i, j] = h[i, j] · GELU_erf(h[i, F + j]) for rows i < M of h [M, 2F]: GEGLU, threaded
+/// over rows and vectorized (xsimd's erf).
+inline void geglu(const float* h, index_t M, index_t F, float* a) {
+  using V = xsimd::batch<float>;
+  constexpr index_t W = static_cast<index_t>(V::size);
+  parallel_for(0, M, std::max<index_t>(1, 8192 / std::max<index_t>(F, 1)),
+               [&](index_t lo, index_t hi) {
+                 const V half(0.5f), one(1.0f), rsqrt2(0.70710678118654752f);
+                 for (index_t i = lo; i < hi; ++i) {
+                   const float* x = h + i * 2 * F;
+                   const float* g = x + F;
+                   float* o = a + i * F;
+                   index_t j = 0;
+                   for (; j + W <= F; j += W) {
+                     const V gv = V::load_unaligned(g + j);
+                     const V ge = half * gv * (one + xsimd::erf(gv * rsqrt2));
+                     (V::load_unaligned(x + j) * ge).store_unaligned(o + j);
+                   }
+                   for (; j < F; ++j) o[j] = x[j] * gelu(g[j], GeluKind::erf);
+                 }
+               });
+}
+
 /// y[M, out] = x[M, in] · w[out, in, 1, 1]ᵀ + b: a 1×1 convolution on pixel rows.
-inline Rows conv1x1_rows(const Rows& x, const Conv2d& conv) {
+template <class W>
+Rows conv1x1_rows(const Rows& x, const BasicConv2d<W>& conv) {
   const index_t M = x.extent(0), K = conv.in(), N = conv.out();
   if (x.extent(1) != K || conv.weight.extent(2) != 1 || conv.weight.extent(3) != 1)
     throw shape_error("tessel::nn: 1x1 projection of rows " + to_string(x.shape()) +
@@ -102,7 +147,8 @@ inline Rows conv1x1_rows(const Rows& x, const Conv2d& conv) {
 
 }  // namespace detail
 
-template <bool QkvBias = false>
+/// W: the projections' weight format (float, f16, bf16).
+template <bool QkvBias = false, class W = float>
 class CrossAttention {
  public:
   CrossAttention(index_t dim, index_t context_dim, index_t heads)
@@ -147,11 +193,12 @@ class CrossAttention {
     to_out.visit(name + ".to_out.0", v);
   }
 
-  Linear<dyn, dyn, float, QkvBias> to_q, to_k, to_v;
-  Linear<dyn, dyn, float, true> to_out;
+  Linear<dyn, dyn, W, QkvBias> to_q, to_k, to_v;
+  Linear<dyn, dyn, W, true> to_out;
   index_t heads;
 };
 
+template <class W = float>
 class BasicTransformerBlock {
  public:
   BasicTransformerBlock(index_t dim, index_t heads, index_t context_dim)
@@ -174,11 +221,7 @@ class BasicTransformerBlock {
     norm3.forward(x, M, t.data());
     std::vector<float> g(static_cast<std::size_t>(M * 2 * F)), a(static_cast<std::size_t>(M * F));
     ff_proj.forward(t.data(), M, g.data());
-    for (index_t i = 0; i < M; ++i)
-      for (index_t j = 0; j < F; ++j) {
-        const float* gi = g.data() + i * 2 * F;
-        a[static_cast<std::size_t>(i * F + j)] = gi[j] * detail::gelu(gi[F + j], GeluKind::erf);
-      }
+    detail::geglu(g.data(), M, F, a.data());
     ff_out.forward(a.data(), M, x, 1.0f);
   }
 
@@ -194,17 +237,19 @@ class BasicTransformerBlock {
   }
 
   LayerNorm<dyn> norm1;
-  CrossAttention<false> attn1;
+  CrossAttention<false, W> attn1;
   LayerNorm<dyn> norm2;
-  CrossAttention<false> attn2;
+  CrossAttention<false, W> attn2;
   LayerNorm<dyn> norm3;
-  Linear<dyn, dyn, float, true> ff_proj, ff_out;
+  Linear<dyn, dyn, W, true> ff_proj, ff_out;
 };
 
-class SpatialTransformer {
+/// W: the weight format of the projections, attention and feed-forward (float, f16, bf16).
+template <class W = float>
+class BasicSpatialTransformer {
  public:
-  SpatialTransformer(index_t channels, index_t heads, index_t context_dim, index_t groups,
-                     index_t depth = 1)
+  BasicSpatialTransformer(index_t channels, index_t heads, index_t context_dim, index_t groups,
+                          index_t depth = 1)
       : norm(groups, channels, 1e-6f),
         proj_in(channels, channels, 1),
         proj_out(channels, channels, 1) {
@@ -237,10 +282,11 @@ class SpatialTransformer {
   }
 
   GroupNorm norm;
-  Conv2d proj_in;
-  std::vector<BasicTransformerBlock> blocks;
-  Conv2d proj_out;
+  BasicConv2d<W> proj_in;
+  std::vector<BasicTransformerBlock<W>> blocks;
+  BasicConv2d<W> proj_out;
 };
+using SpatialTransformer = BasicSpatialTransformer<float>;
 
 class AttentionBlock {
  public:

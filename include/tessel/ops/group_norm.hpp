@@ -9,6 +9,7 @@
 //   auto y = group_norm(x, weight, bias, groups, eps);           // a new tensor
 //   group_norm(y, x, weight, bias, groups, eps);                 // into y (y may be x)
 //   group_norm(cpu_scalar{}, y, x, weight, bias, groups, eps);   // the reference (double)
+//   group_norm_silu(cpu{}, y, x, weight, bias, groups, eps);      // SiLU(group_norm(x)), fused
 // x, y contiguous f32 of rank >= 2; weight, bias [C]. The fast version runs two SIMD passes per
 // group (mean, then squared deviations: no cancellation when |mean| >> std) and one fused
 // multiply-add pass per channel, (x − mean)·(rstd·w) + b; groups of samples are spread over the
@@ -31,6 +32,7 @@ namespace detail {
 struct group_norm_problem {
   index_t N = 0, C = 0, HW = 0, G = 1;
   float eps = 1e-5f;
+  bool silu = false;  // y = SiLU(group_norm(x)): the pair every ResBlock runs, in one pass
   const float *x = nullptr, *w = nullptr, *b = nullptr;
   float* y = nullptr;
 };
@@ -47,7 +49,8 @@ inline void group_norm_reference(const group_norm_problem& p, index_t ng) {
   for (index_t c = 0; c < Cg; ++c)
     for (index_t i = 0; i < p.HW; ++i) {
       const index_t j = c * p.HW + i;
-      p.y[ng * len + j] = static_cast<float>((x[j] - mean) * rstd * p.w[c0 + c] + p.b[c0 + c]);
+      const double v = (x[j] - mean) * rstd * p.w[c0 + c] + p.b[c0 + c];
+      p.y[ng * len + j] = static_cast<float>(p.silu ? v / (1.0 + std::exp(-v)) : v);
     }
 }
 
@@ -80,9 +83,21 @@ void group_norm_simd(const group_norm_problem& p, index_t ng) {
     const float* xc = x + c * p.HW;
     float* yc = y + c * p.HW;
     index_t j = 0;
-    for (; j + W <= p.HW; j += W)
-      xsimd::fma(V::load_unaligned(xc + j) - vm, va, vb).store_unaligned(yc + j);
-    for (; j < p.HW; ++j) yc[j] = (xc[j] - mean) * a + p.b[c0 + c];
+    if (p.silu) {
+      const V one(1.f);
+      for (; j + W <= p.HW; j += W) {
+        const V v = xsimd::fma(V::load_unaligned(xc + j) - vm, va, vb);
+        (v / (one + xsimd::exp(-v))).store_unaligned(yc + j);
+      }
+      for (; j < p.HW; ++j) {
+        const float v = (xc[j] - mean) * a + p.b[c0 + c];
+        yc[j] = v / (1.f + std::exp(-v));
+      }
+    } else {
+      for (; j + W <= p.HW; j += W)
+        xsimd::fma(V::load_unaligned(xc + j) - vm, va, vb).store_unaligned(yc + j);
+      for (; j < p.HW; ++j) yc[j] = (xc[j] - mean) * a + p.b[c0 + c];
+    }
   }
 }
 
@@ -96,14 +111,9 @@ bool gn_contiguous(const V& v) {
   return true;
 }
 
-}  // namespace detail
-
-/// y = group_norm(x [N, C, *]) · weight [C] + bias [C], on a CPU backend. x, y: Tensors or
-/// views of f32 with the same rank (>= 2); weight, bias: rank 1.
 template <class Backend, class Y, class X, class Wt, class Bs>
-requires is_cpu_backend_v<Backend>
-void group_norm(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_, index_t groups,
-                float eps) {
+void group_norm_run(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_,
+                    index_t groups, float eps, bool silu) {
   const auto x = detail::src_view(x_);
   const auto y = detail::dst_view(y_);
   const auto weight = detail::src_view(weight_), bias = detail::src_view(bias_);
@@ -128,7 +138,7 @@ void group_norm(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_
       !detail::gn_contiguous(bias))
     fail("all tensors must be contiguous");
   detail::group_norm_problem p;
-  p.N = x.extent(0), p.C = C, p.G = groups, p.eps = eps;
+  p.N = x.extent(0), p.C = C, p.G = groups, p.eps = eps, p.silu = silu;
   p.HW = C == 0 || p.N == 0 ? 0 : x.size() / (p.N * C);
   p.x = x.data(), p.w = weight.data(), p.b = bias.data(), p.y = y.data();
   if (p.HW == 0) return;
@@ -140,6 +150,24 @@ void group_norm(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_
       for (index_t ng = lo; ng < hi; ++ng) detail::group_norm_simd<typename Backend::arch>(p, ng);
     });
   }
+}
+
+}  // namespace detail
+
+/// y = group_norm(x [N, C, *]) · weight [C] + bias [C], on a CPU backend. x, y: Tensors or
+/// views of f32 with the same rank (>= 2); weight, bias: rank 1.
+template <class Backend, class Y, class X, class Wt, class Bs>
+requires is_cpu_backend_v<Backend>
+void group_norm(Backend b, Y&& y, const X& x, const Wt& weight, const Bs& bias, index_t groups,
+                float eps) {
+  detail::group_norm_run(b, std::forward<Y>(y), x, weight, bias, groups, eps, false);
+}
+/// y = SiLU(group_norm(x) · weight + bias) in the same pass (y may be x).
+template <class Backend, class Y, class X, class Wt, class Bs>
+requires is_cpu_backend_v<Backend>
+void group_norm_silu(Backend b, Y&& y, const X& x, const Wt& weight, const Bs& bias, index_t groups,
+                     float eps) {
+  detail::group_norm_run(b, std::forward<Y>(y), x, weight, bias, groups, eps, true);
 }
 template <class Y, class X, class Wt, class Bs>
 requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void group_norm(Y&& y, const X& x,

@@ -62,6 +62,32 @@ TEST_CASE("Tensor is 64-byte aligned, zeroed, row-major") {
   CHECK(c(2, 6, 4) == 264.f);
 }
 
+TEST_CASE("large host buffers start on a huge-page boundary (Linux), small ones on a cache line") {
+  const auto addr = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  for (std::size_t bytes : {std::size_t{1}, std::size_t{100}, host_space::huge_threshold - 1}) {
+    void* p = host_space::allocate(bytes);
+    CHECK(addr(p) % tensor_alignment == 0);
+    host_space::deallocate(p);
+  }
+  for (std::size_t bytes : {host_space::huge_threshold, host_space::huge_threshold + 12345}) {
+    void* p = host_space::allocate(bytes);
+    REQUIRE(p != nullptr);
+#if defined(__linux__)
+    CHECK(addr(p) % host_space::huge_page == 0);
+#endif
+    // The whole requested range is usable.
+    static_cast<unsigned char*>(p)[bytes - 1] = 7;
+    CHECK(static_cast<unsigned char*>(p)[bytes - 1] == 7);
+    host_space::deallocate(p);
+  }
+  Tensor<float, DynShape<1>> big(index_t{1} << 21);  // 8 MiB
+#if defined(__linux__)
+  CHECK(addr(big.data()) % host_space::huge_page == 0);
+#endif
+  CHECK(big(big.size() - 1) == 0.0f);
+  CHECK_THROWS_AS(host_space::allocate(~std::size_t{0} - 10), value_error);
+}
+
 TEST_CASE("oversized tensors are refused instead of overflowing") {
   CHECK_THROWS_AS((Tensor<float, DynShape<2>>(index_t{1} << 40, index_t{1} << 40)), value_error);
 }

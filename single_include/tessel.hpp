@@ -9114,6 +9114,25 @@ using rows = row_ops<cpu>;
 inline float silu(float x) noexcept {
   return x / (1.0f + std::exp(-x));
 }
+/// x[i] = silu(x[i]) for i < n, one row: vectorized where the build has SIMD. Not inlined, as
+/// row_ops (GCC 12's false -Waggressive-loop-optimizations on static lengths).
+[[gnu::noipa]] inline void silu_row(float* x, index_t n) {
+  index_t i = 0;
+  if constexpr (requires { typename cpu::arch; }) {
+    using V = xsimd::batch<float, typename cpu::arch>;
+    constexpr index_t W = static_cast<index_t>(V::size);
+    const V one(1.0f);
+    for (; i + W <= n; i += W) {
+      const V v = V::load_unaligned(x + i);
+      (v / (one + xsimd::exp(-v))).store_unaligned(x + i);
+    }
+  }
+  for (; i < n; ++i) x[i] = silu(x[i]);
+}
+/// x[i] = silu(x[i]) for i < n: vectorized, threaded over chunks of 16 Ki elements.
+inline void silu_inplace(float* x, index_t n) {
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) { silu_row(x + lo, hi - lo); });
+}
 inline float gelu(float x, GeluKind k) noexcept {
   if (k == GeluKind::erf) return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
   const float c = 0.79788456080286536f;  // sqrt(2/pi)
@@ -9809,11 +9828,6 @@ using Act4 = Tensor<float, DynShape<4>>;
 using View4 = TensorView<const float, DynShape<4>>;
 
 namespace detail {
-inline void silu_inplace(float* p, index_t n) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
-    for (index_t i = lo; i < hi; ++i) p[i] = silu(p[i]);
-  });
-}
 /// y[i] += x[i] for i < n, threaded (the residual adds between blocks).
 inline void add_inplace(float* y, const float* x, index_t n) {
   parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
@@ -10297,20 +10311,6 @@ struct Mamba2State {
 namespace detail {
 // Not inlined, as row_ops: with a static length GCC 12 raises a false
 // -Waggressive-loop-optimizations in the tail loops.
-/// x[i] = silu(x[i]), i < n.
-[[gnu::noipa]] inline void mamba2_silu_inplace(float* x, index_t n) {
-  index_t i = 0;
-  if constexpr (requires { typename cpu::arch; }) {
-    using V = xsimd::batch<float, typename cpu::arch>;
-    constexpr index_t W = static_cast<index_t>(V::size);
-    const V one(1.0f);
-    for (; i + W <= n; i += W) {
-      const V v = V::load_unaligned(x + i);
-      (v / (one + xsimd::exp(-v))).store_unaligned(x + i);
-    }
-  }
-  for (; i < n; ++i) x[i] = silu(x[i]);
-}
 /// y[i] *= silu(z[i]), i < n.
 [[gnu::noipa]] inline void silu_gate(float* y, const float* z, index_t n) {
   index_t i = 0;
@@ -10381,7 +10381,7 @@ class Mamba2Mixer {
     c.state = st.conv.data(), c.ld_s = CD;
     c.y = xc, c.ld_y = CD;
     tessel::detail::conv1d_run(cpu{}, c);
-    detail::mamba2_silu_inplace(xc, M * CD);
+    detail::silu_inplace(xc, M * CD);
 
     tessel::detail::ssd_problem p;
     p.L = M, p.H = H, p.P = Di / H, p.N = N, p.G = G;

@@ -23,11 +23,6 @@ using Act4 = Tensor<float, DynShape<4>>;
 using View4 = TensorView<const float, DynShape<4>>;
 
 namespace detail {
-inline void silu_inplace(float* p, index_t n) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
-    for (index_t i = lo; i < hi; ++i) p[i] = silu(p[i]);
-  });
-}
 /// y[i] += x[i] for i < n, threaded (the residual adds between blocks).
 inline void add_inplace(float* y, const float* x, index_t n) {
   parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {

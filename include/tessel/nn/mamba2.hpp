@@ -92,20 +92,6 @@ struct Mamba2State {
 namespace detail {
 // Not inlined, as row_ops: with a static length GCC 12 raises a false
 // -Waggressive-loop-optimizations in the tail loops.
-/// x[i] = silu(x[i]), i < n.
-[[gnu::noipa]] inline void mamba2_silu_inplace(float* x, index_t n) {
-  index_t i = 0;
-  if constexpr (requires { typename cpu::arch; }) {
-    using V = xsimd::batch<float, typename cpu::arch>;
-    constexpr index_t W = static_cast<index_t>(V::size);
-    const V one(1.0f);
-    for (; i + W <= n; i += W) {
-      const V v = V::load_unaligned(x + i);
-      (v / (one + xsimd::exp(-v))).store_unaligned(x + i);
-    }
-  }
-  for (; i < n; ++i) x[i] = silu(x[i]);
-}
 /// y[i] *= silu(z[i]), i < n.
 [[gnu::noipa]] inline void silu_gate(float* y, const float* z, index_t n) {
   index_t i = 0;
@@ -176,7 +162,7 @@ class Mamba2Mixer {
     c.state = st.conv.data(), c.ld_s = CD;
     c.y = xc, c.ld_y = CD;
     tessel::detail::conv1d_run(cpu{}, c);
-    detail::mamba2_silu_inplace(xc, M * CD);
+    detail::silu_inplace(xc, M * CD);
 
     tessel::detail::ssd_problem p;
     p.L = M, p.H = H, p.P = Di / H, p.N = N, p.G = G;

@@ -18,7 +18,10 @@
 //       tok/s ÷ the FMA peak of the pool at the widest vectors compiled (512-bit under
 //       AVX-512, what tessel::cpu uses in this build), measured in this process just before the
 //       benchmark (fma_peak_GFLOPS); pct_fma_avx2_roofline reads it against the 256-bit peak.
-//       Attention (about 2% of the FLOPs at 512) is not counted.
+//       Attention (about 2% of the FLOPs at 512) is not counted. In AMX builds the weight
+//       matrices run on the tiles: pct_amx_roofline reads the rate against the bf16 tile peak
+//       (amx_bf16_peak_GFLOPS) divided by the tile products per f32 product (5 for f16, 3 for
+//       the block formats; see backend/cpu/amx_gemm.hpp).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -193,6 +196,14 @@ void BM_llama1b_prefill512(benchmark::State& state, io::ggml_type type) {
   state.counters["pct_fma_roofline"] = 100.0 * 2.0 * t.params * tok_s / peak;
   state.counters["fma_peak_GFLOPS"] = peak / 1e9;
   state.counters["pct_fma_avx2_roofline"] = 100.0 * 2.0 * t.params * tok_s / peak_avx2;
+  // Where the matrices run on AMX tiles (backend/cpu/amx_gemm.hpp): against the tiles' own
+  // roofline, the bf16 tile peak over the tile products per f32 product (5 for f16, 3 for the
+  // block formats).
+  if (const double amx = bench::pool_amx_bf16_peak(threads); amx > 0) {
+    const double terms = type == io::ggml_type::F16 ? 5.0 : 3.0;
+    state.counters["amx_bf16_peak_GFLOPS"] = amx / 1e9;
+    state.counters["pct_amx_roofline"] = 100.0 * 2.0 * t.params * tok_s / (amx / terms);
+  }
 }
 
 void register_format(const char* name, io::ggml_type type) {

@@ -67,6 +67,17 @@ void BM_peak_fma(benchmark::State& state) {
 }
 BENCHMARK(BM_peak_fma)->Threads(1)->Threads(2)->UseRealTime();
 
+// AMX bf16 tile products (bench/roofline.hpp), where this build and machine have them.
+void BM_peak_amx_bf16(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  double peak = 0;
+  for (auto _ : state) peak = tessel::bench::pool_amx_bf16_peak(threads, true);
+  if (peak == 0) state.SkipWithError("no AMX in this build or machine");
+  state.counters["FLOPS"] = peak;
+  tessel::set_num_threads(0);
+}
+BENCHMARK(BM_peak_amx_bf16)->Arg(1)->Arg(2)->Iterations(1)->UseRealTime();
+
 constexpr std::size_t read_buffer_bytes = std::size_t{512} << 20;
 
 const float* read_buffer() {

@@ -34,6 +34,7 @@ inline void set_bytes(benchmark::State& state, double bytes_per_iteration) {
 #include <memory>
 #include <vector>
 
+#include "tessel/backend/cpu/amx_gemm.hpp"
 #include "tessel/backend/thread_pool.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -155,6 +156,45 @@ inline double pool_fma_peak(int threads, bool remeasure = false) {
   return cached[threads] = best;
 #else
   return pool_fma_avx2_peak(threads, remeasure);
+#endif
+}
+
+/// Peak FLOP/s of AMX bf16 tile products (TDPBF16PS: 16 x 16 x 32 multiply-adds each) on
+/// `threads` threads of the pool: four independent accumulator tiles per thread, operands
+/// resident in tiles. 0 when this build has no AMX path or the tile state was not granted.
+/// The AMX GEMM (backend/cpu/amx_gemm.hpp) spends 3 or 5 tile products per f32-equivalent
+/// product, so its own roofline is this figure / 3 (quantized weights) or / 5 (f16).
+inline double pool_amx_bf16_peak(int threads, bool remeasure = false) {
+#if defined(TESSEL_AMX)
+  if (!detail::amx_usable()) return 0;
+  static double cached[64] = {};
+  if (cached[threads] > 0 && !remeasure) return cached[threads];
+  set_num_threads(threads);
+  constexpr std::int64_t steps = 1 << 20;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    parallel_for_each_thread([&](int, int) {
+      alignas(64) static thread_local std::uint16_t src[16 * 32] = {};
+      const detail::amx::tile_scope tiles;
+      _tile_loadd(4, src, 64);
+      _tile_loadd(5, src, 64);
+      _tile_loadd(6, src, 64);
+      _tile_loadd(7, src, 64);
+      for (std::int64_t s = 0; s < steps; ++s) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    });
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * 16 * 16 * 32 * 4 * static_cast<double>(steps) * threads / dt);
+  }
+  return cached[threads] = best;
+#else
+  (void)threads, (void)remeasure;
+  return 0;
 #endif
 }
 

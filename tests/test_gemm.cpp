@@ -161,6 +161,27 @@ TEST_CASE("cpu_simd<avx512bw> gemm matches the reference on random shapes") {
 }
 #endif
 
+#if defined(TESSEL_AMX)
+// f16 / bf16 weights on the AVX-512 backend of an AMX build run on the tiles (amx_gemm.hpp):
+// the shapes above cross its 32 x 32 edges; these also cross its MC = 128, KC = 1024 and
+// NC = 256 blocks, against the same f32 error bound.
+TEST_CASE("AMX gemm (f16 / bf16 weights) meets the f32 error bound across its blocks") {
+  if (!tessel::detail::amx_usable())
+    MESSAGE("the tile state was not granted (or TESSEL_AMX=0): the f32 path ran instead");
+  threads_guard guard;
+  std::mt19937_64 rng(7);
+  for (int threads : {1, 2}) {
+    tessel::set_num_threads(threads);
+    for (bool trans_b : {false, true}) {
+      check_random<tessel::cpu_simd<xsimd::avx512bw>, tessel::f16>(rng, 161, 300, 1100, trans_b,
+                                                                   0.0f, trans_b);
+      check_random<tessel::cpu_simd<xsimd::avx512bw>, tessel::bf16>(rng, 130, 290, 1030, trans_b,
+                                                                    -0.5f, !trans_b);
+    }
+  }
+}
+#endif
+
 TEST_CASE("cpu_simd<sse2> (4 lanes, no F16C path) gemm matches the reference") {
   check_backend<tessel::cpu_simd<xsimd::sse2>>();
 }

@@ -176,6 +176,10 @@ void check_format(index_t K) {
     check_matmul_q<F>(1, 33, K + F::block_elems, 4);  // odd block count
     check_matmul_q<F>(20, 33, K, 3);                  // the dequantize + SGEMM path
   }
+  // The dequantize + GEMM path across the AMX GEMM's blocks (MC = 128, KC = 1024, NC = 256)
+  // in AMX builds, and the SGEMM's otherwise.
+  set_num_threads(2);
+  check_matmul_q<F>(133, 270, 1024 + 256, 5);
   set_num_threads(0);
 }
 

@@ -51,6 +51,11 @@ template <class B>
 inline constexpr bool is_cpu_backend_v = std::is_same_v<B, cpu_scalar>;
 template <class A>
 inline constexpr bool is_cpu_backend_v<cpu_simd<A>> = true;
+/// True for the SIMD CPU backends cpu_simd<Arch>.
+template <class B>
+inline constexpr bool is_cpu_simd_v = false;
+template <class A>
+inline constexpr bool is_cpu_simd_v<cpu_simd<A>> = true;
 
 /// Where a backend looks when it has no kernel of its own.
 template <class Backend>

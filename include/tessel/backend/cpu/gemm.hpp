@@ -34,6 +34,7 @@
 #include <string>
 #include <type_traits>
 
+#include "tessel/backend/cpu/amx_gemm.hpp"
 #include "tessel/backend/cpu/gemm_kernels.hpp"
 #include "tessel/backend/cpu/gemv.hpp"
 #include "tessel/backend/tags.hpp"
@@ -132,6 +133,18 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
   }
 }
 
+/// Whether gemm on cpu_simd<Arch> with TB weights runs on the AMX tiles (amx_gemm.hpp): f16
+/// and bf16 weights (exact in the two-part bf16 split) on the AVX-512 backend of an AMX build,
+/// when the process was granted the tile state.
+template <class Arch, class TB>
+inline bool use_amx() {
+#if defined(TESSEL_AMX)
+  if constexpr (std::is_base_of_v<xsimd::avx512bw, Arch> && !std::is_same_v<TB, float>)
+    return amx_usable();
+#endif
+  return false;
+}
+
 inline void check_gemm_args(index_t M, index_t N, index_t K, const void* A, index_t lda,
                             const void* B, index_t ldb, bool trans_b, const void* C, index_t ldc) {
   const auto s = [](index_t v) { return std::to_string(v); };
@@ -189,6 +202,13 @@ struct kernel<gemm_op, cpu_simd<Arch>, TB> {
       detail::scale_c(M, N, C, ldc, beta);
     } else if (M <= detail::gemv_max_m) {
       detail::gemv_simd<Arch>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+    } else if (detail::use_amx<Arch, TB>()) {
+#if defined(TESSEL_AMX)
+      // A split exactly into three bf16 parts; f16 weights into two, bf16 weights are one.
+      constexpr auto p = std::is_same_v<TB, bf16> ? detail::amx::precision::exact_a_one_b
+                                                  : detail::amx::precision::exact_a_two_b;
+      detail::amx::gemm<p>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+#endif
     } else {
       detail::gemm_packed<Arch>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
     }

@@ -135,6 +135,16 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F
 #endif
       }
     });
+    if constexpr (is_cpu_simd_v<Backend>) {
+      if (detail::use_amx<typename Backend::arch, f16>()) {
+        // Two bf16 parts of x and of the dequantized weights (see amx_gemm.hpp).
+#if defined(TESSEL_AMX)
+        detail::amx::gemm<detail::amx::precision::two_a_two_b>(M, nt, K, x, ldx, wf, K, true,
+                                                               y + n0, ldy, beta);
+#endif
+        continue;
+      }
+    }
     gemm<Backend>(M, nt, K, x, ldx, wf, K, true, y + n0, ldy, beta);
   }
 }

@@ -30,6 +30,7 @@
 #include "tessel/io/gguf_tokenizer.hpp"
 #include "tessel/io/load_llama.hpp"
 #include "tessel/io/safetensors.hpp"
+#include "tessel/io/safetensors_source.hpp"
 #include "tessel/io/tokenizer_gpt2.hpp"
 #include "tessel/models/gpt2.hpp"
 
@@ -44,26 +45,6 @@ struct GPT2LoadOptions {
 };
 
 namespace detail {
-
-/// The ggml type of a float safetensors dtype (others are a format_error).
-inline ggml_type st_ggml_type(const SafetensorsTensor& t) {
-  switch (t.dtype) {
-    case st_dtype::F32:
-      return ggml_type::F32;
-    case st_dtype::F16:
-      return ggml_type::F16;
-    case st_dtype::BF16:
-      return ggml_type::BF16;
-    default:
-      throw format_error(*t.file, t.file_offset,
-                         "tensor '" + t.name + "' has dtype " + io::name(t.dtype) +
-                             "; model weights must be F32, F16 or BF16");
-  }
-}
-
-inline TensorSource st_source(const SafetensorsTensor& t) {
-  return TensorSource{t.name, st_ggml_type(t), t.shape, t.data, t.file.get(), t.file_offset};
-}
 
 /// Rows [r0, r0 + n) of the outermost extent of s, in place (rows hold whole blocks).
 inline TensorSource slice_outer(TensorSource s, std::int64_t r0, std::int64_t n) {

@@ -34,6 +34,7 @@
 #include "tessel/io/gguf_tokenizer.hpp"
 #include "tessel/io/load_llama.hpp"
 #include "tessel/io/safetensors.hpp"
+#include "tessel/io/safetensors_source.hpp"
 #include "tessel/models/mamba.hpp"
 
 namespace tessel::io {
@@ -200,27 +201,7 @@ Model load_mamba_safetensors(const SafetensorsCheckpoint& ck, const MambaLoadOpt
     const auto it = ts.find(hf_name(n));
     if (it == ts.end()) return std::nullopt;
     const SafetensorsTensor& t = *it->second;
-    TensorSource s;
-    s.name = t.name;
-    s.shape = t.shape;
-    s.data = t.data;
-    s.file = t.file.get();
-    s.offset = t.file_offset;
-    switch (t.dtype) {
-      case st_dtype::F32:
-        s.type = ggml_type::F32;
-        break;
-      case st_dtype::F16:
-        s.type = ggml_type::F16;
-        break;
-      case st_dtype::BF16:
-        s.type = ggml_type::BF16;
-        break;
-      default:
-        throw format_error(*t.file, t.file_offset,
-                           "tensor '" + t.name + "' is " + name(t.dtype) +
-                               "; the Mamba loader reads F32, F16 and BF16");
-    }
+    TensorSource s = detail::st_source(t);
     if (detail::is_name(n, ".ssm_conv1d.weight")) detail::squeeze_conv(s);
     if (detail::is_name(n, ".ssm_a")) {
       if (s.shape.size() != 2)

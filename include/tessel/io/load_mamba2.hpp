@@ -253,27 +253,7 @@ Model load_mamba2_safetensors(const SafetensorsCheckpoint& ck, const Mamba2LoadO
     const auto it = ts.find(hf_name(n));
     if (it == ts.end()) return std::nullopt;
     const SafetensorsTensor& t = *it->second;
-    TensorSource s;
-    s.name = t.name;
-    s.shape = t.shape;
-    s.data = t.data;
-    s.file = t.file.get();
-    s.offset = t.file_offset;
-    switch (t.dtype) {
-      case st_dtype::F32:
-        s.type = ggml_type::F32;
-        break;
-      case st_dtype::F16:
-        s.type = ggml_type::F16;
-        break;
-      case st_dtype::BF16:
-        s.type = ggml_type::BF16;
-        break;
-      default:
-        throw format_error(*t.file, t.file_offset,
-                           "tensor '" + t.name + "' is " + name(t.dtype) +
-                               "; the Mamba-2 loader reads F32, F16 and BF16");
-    }
+    TensorSource s = detail::st_source(t);
     detail::mamba2_shapes(s, n, c);
     if (detail::is_name(n, ".ssm_a")) {
       if (s.shape.size() != 2 || s.shape[1] != 1 || s.shape[0] != c.n_heads)

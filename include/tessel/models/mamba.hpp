@@ -93,33 +93,33 @@ void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, fl
     table.row_f32(t, x + index_t(i) * D);
   }
 }
-}  // namespace detail
 
-template <class Cfg, nn::WeightFormat W = float>
-class Mamba {
-  using E = nn::mamba_extents<Cfg>;
-  static constexpr index_t V = detail::vocab_extent<Cfg>::value;
-  MambaConfig cfg_;  // first: the members below are built from it
-
+/// The language model around a recurrent mixer, shared by Mamba and Mamba2:
+///
+///   x = token_embd[ids];  for each layer: x += mixer(rms_norm(x));  logits = head(rms_norm(x))
+///
+/// Traits names the parts: config (the run-time config struct), mixer, state, dim and vocab
+/// (static extents or dyn), name (for errors), dims(config) (the mixer's dimensions) and
+/// checked(config) (validation, throwing value_error).
+template <class Traits, nn::WeightFormat W>
+class recurrent_lm {
  public:
-  using config_type = Cfg;
-  using weight_format = W;
-  using Head = nn::Linear<E::dim, V, W>;
+  using run_config = typename Traits::config;
+  using Head = nn::Linear<Traits::dim, Traits::vocab, W>;
 
   struct Block {
-    explicit Block(const MambaConfig& c)
-        : attn_norm(c.dim, c.norm_eps), mixer(nn::to_mamba_dims(c)) {}
+    explicit Block(const run_config& c) : attn_norm(c.dim, c.norm_eps), mixer(Traits::dims(c)) {}
     template <class Vis>
     void visit(const std::string& prefix, Vis&& v) {
       attn_norm.visit(prefix + "attn_norm", v);  // GGUF's name for the pre-mixer norm
       mixer.visit(prefix, v);
     }
-    nn::RMSNorm<E::dim> attn_norm;
-    nn::MambaMixer<Cfg, W> mixer;
+    nn::RMSNorm<Traits::dim> attn_norm;
+    typename Traits::mixer mixer;
   };
 
-  explicit Mamba(const Cfg& cfg = {}, index_t max_batch = 128)
-      : cfg_(checked(to_mamba_config(cfg))),
+  recurrent_lm(const run_config& cfg, index_t max_batch)
+      : cfg_(Traits::checked(cfg)),
         token_embd(cfg_.dim, cfg_.vocab),
         output_norm(cfg_.dim, cfg_.norm_eps),
         max_batch_(std::max<index_t>(1, max_batch)) {
@@ -136,16 +136,16 @@ class Mamba {
     work_.resize(std::size_t(blk[0].mixer.scratch_floats(B)));
     logits_.resize(std::size_t(cfg_.vocab));
   }
-  Mamba(Mamba&&) noexcept = default;
+  recurrent_lm(recurrent_lm&&) noexcept = default;
 
-  const MambaConfig& config() const noexcept { return cfg_; }
+  const run_config& config() const noexcept { return cfg_; }
   index_t vocab() const noexcept { return cfg_.vocab; }
   index_t max_seq() const noexcept { return cfg_.max_seq; }
   index_t max_batch() const noexcept { return max_batch_; }
   /// Tokens seen since the last reset (the position the next token takes).
   index_t position() const noexcept { return pos_; }
   /// The decoding state of layer l (conv and ssm), and its total size in bytes.
-  const nn::MambaState& state(index_t l) const { return state_[std::size_t(l)]; }
+  const typename Traits::state& state(index_t l) const { return state_[std::size_t(l)]; }
   index_t state_bytes() const noexcept {
     index_t b = 0;
     for (const auto& s : state_) b += s.bytes();
@@ -163,11 +163,11 @@ class Mamba {
   std::span<const float> forward(std::span<const Id> tokens, index_t pos,
                                  float* all_logits = nullptr) {
     const index_t n = static_cast<index_t>(tokens.size());
-    if (n == 0) throw value_error("tessel::models::Mamba: forward needs at least one token");
+    if (n == 0) throw value_error(std::string(Traits::name) + ": forward needs at least one token");
     if (pos == 0)
       reset();
     else if (pos != pos_)
-      throw value_error("tessel::models::Mamba: position " + std::to_string(pos) +
+      throw value_error(std::string(Traits::name) + ": position " + std::to_string(pos) +
                         " does not continue the sequence, which has " + std::to_string(pos_) +
                         " tokens (a state-space model cannot revisit a position; pass 0 to "
                         "start over)");
@@ -192,29 +192,22 @@ class Mamba {
 
   const Head& head() const noexcept { return output ? *output : token_embd; }
 
+ private:
+  run_config cfg_;  // first: the members below are built from it
+
+ public:
   Head token_embd;  // [vocab, dim]: the embedding table and, tied, the head's weight
   std::vector<Block> blk;
-  nn::RMSNorm<E::dim> output_norm;
+  nn::RMSNorm<Traits::dim> output_norm;
   std::optional<Head> output;
 
  private:
-  static MambaConfig checked(MambaConfig c) {
-    if (c.dim <= 0 || c.layers <= 0 || c.vocab <= 0 || c.d_inner <= 0 || c.d_state <= 0 ||
-        c.d_conv <= 0 || c.dt_rank <= 0 || c.max_seq <= 0)
-      throw value_error("tessel::models::Mamba: invalid config (dim " + std::to_string(c.dim) +
-                        ", layers " + std::to_string(c.layers) + ", vocab " +
-                        std::to_string(c.vocab) + ", d_inner " + std::to_string(c.d_inner) +
-                        ", d_state " + std::to_string(c.d_state) + ", d_conv " +
-                        std::to_string(c.d_conv) + ", dt_rank " + std::to_string(c.dt_rank) + ")");
-    return c;
-  }
-
   template <class Id>
   void run_chunk(std::span<const Id> tokens, float* all_logits, bool last) {
     const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
     float* x = x_.data();
     float* xb = xb_.data();
-    detail::embed_rows(token_embd.weight, tokens, x, "tessel::models::Mamba");
+    embed_rows(token_embd.weight, tokens, x, Traits::name);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(x, M, xb);
@@ -233,8 +226,41 @@ class Mamba {
 
   index_t max_batch_;
   index_t pos_ = 0;
-  std::vector<nn::MambaState> state_;
+  std::vector<typename Traits::state> state_;
   std::vector<float> x_, xb_, work_, logits_;
+};
+
+template <class Cfg, nn::WeightFormat W>
+struct mamba1_traits {
+  using config = MambaConfig;
+  using mixer = nn::MambaMixer<Cfg, W>;
+  using state = nn::MambaState;
+  static constexpr index_t dim = nn::mamba_extents<Cfg>::dim;
+  static constexpr index_t vocab = vocab_extent<Cfg>::value;
+  static constexpr const char* name = "tessel::models::Mamba";
+  static auto dims(const MambaConfig& c) { return nn::to_mamba_dims(c); }
+  static MambaConfig checked(MambaConfig c) {
+    if (c.dim <= 0 || c.layers <= 0 || c.vocab <= 0 || c.d_inner <= 0 || c.d_state <= 0 ||
+        c.d_conv <= 0 || c.dt_rank <= 0 || c.max_seq <= 0)
+      throw value_error("tessel::models::Mamba: invalid config (dim " + std::to_string(c.dim) +
+                        ", layers " + std::to_string(c.layers) + ", vocab " +
+                        std::to_string(c.vocab) + ", d_inner " + std::to_string(c.d_inner) +
+                        ", d_state " + std::to_string(c.d_state) + ", d_conv " +
+                        std::to_string(c.d_conv) + ", dt_rank " + std::to_string(c.dt_rank) + ")");
+    return c;
+  }
+};
+}  // namespace detail
+
+template <class Cfg, nn::WeightFormat W = float>
+class Mamba : public detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W> {
+  using base = detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W>;
+
+ public:
+  using config_type = Cfg;
+  using weight_format = W;
+  explicit Mamba(const Cfg& cfg = {}, index_t max_batch = 128)
+      : base(to_mamba_config(cfg), max_batch) {}
 };
 
 }  // namespace tessel::models

@@ -1063,6 +1063,11 @@ template <class B>
 inline constexpr bool is_cpu_backend_v = std::is_same_v<B, cpu_scalar>;
 template <class A>
 inline constexpr bool is_cpu_backend_v<cpu_simd<A>> = true;
+/// True for the SIMD CPU backends cpu_simd<Arch>.
+template <class B>
+inline constexpr bool is_cpu_simd_v = false;
+template <class A>
+inline constexpr bool is_cpu_simd_v<cpu_simd<A>> = true;
 
 /// Where a backend looks when it has no kernel of its own.
 template <class Backend>
@@ -2845,6 +2850,45 @@ auto materialize(X&& x, Backend be = {}) {
 #include <string>
 #include <type_traits>
 
+// ---- begin tessel/backend/cpu/amx_gemm.hpp ----
+// GEMM on Intel AMX tiles for weights that are not f32: f16 and bf16 weights in gemm<cpu>, and
+// the f32 tiles that qgemm<cpu> dequantizes from the block formats. Used when the translation
+// unit is compiled for AMX-BF16 and AVX512-BF16 (-march=native on Sapphire Rapids and later),
+// tessel::cpu is the AVX-512 backend, and Linux grants the process the tile state; otherwise
+// the f32 SGEMM runs.
+//
+//   C[M,N] = A[M,K] · op(B) + beta · C      A, C f32 row-major; B f32 / f16 / bf16
+//
+// Precision. The tiles multiply bf16 (8 significant bits) exactly and accumulate in f32
+// (TDPBF16PS), so operands are split into bf16 parts: x = x1 + x2 + x3, x1 = bf16(x),
+// x2 = bf16(x - x1), x3 = bf16(x - x1 - x2). Three parts hold an f32 exactly; two hold 16 bits.
+//   exact_a_one_b  bf16 weights (exact in one part): A1 B1 + A2 B1 + A3 B1, the f32 product.
+//   exact_a_two_b  f16 weights (11 bits: exact in two parts): A1 B1 + A1 B2 + A2 B2 + A2 B1 +
+//                  A3 B1; the dropped A3 B2 is below 2^-26 of each product, so the result
+//                  meets the f32 GEMM's error bound (tests/test_gemm.cpp checks it).
+//   two_a_two_b    qgemm's dequantized weights (an f16 scale times a small integer: exact in
+//                  two parts; the K-quants' scale-and-min values within 2^-17): A1 B1 + A1 B2
+//                  + A2 B1, each product within about 2^-16 of exact (A keeps 16 bits), the
+//                  bound tests/test_quant_kernels.cpp holds quantized GEMMs to (2e-5 of
+//                  sum |w x|). Three tile products instead of five.
+//
+// Layout: tiles are 16 rows of 64 bytes. A is packed once per call, whole, as [16-row panel]
+// [32-deep k step][16][32] bf16 per part; a panel of B (KC x NC) as [16-column panel][k step]
+// [16 k pairs][16 columns][2] bf16 ("VNNI" pairs), shared by the threads. The micro-kernel keeps
+// a 32 x 32 block of C in tiles 0-3 and loads two A and two B tiles (4-7) per part product;
+// K is padded with zeros to a multiple of 32.
+//
+// Measured (M = 512, f16 weights, 2048 x 2048, 2 threads): 690 GFLOP/s against 372 for the
+// AVX-512 f32 SGEMM on the widened weights; 1.1B Llama prefill 1.8-1.9x faster (see
+// docs/performance.md).
+//
+//   TESSEL_AMX=0 in the environment turns the path off (A/B measurements, bisecting).
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
 // ---- begin tessel/backend/cpu/gemm_kernels.hpp ----
 // Building blocks of the SIMD SGEMM (backend/cpu/gemm.hpp): weight loads that widen f16/bf16
 // to f32, panel packing, and the register-blocked micro-kernel.
@@ -3153,6 +3197,359 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
 
 }  // namespace tessel::detail
 // ---- end tessel/backend/cpu/gemm_kernels.hpp ----
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__AMX_TILE__) && defined(__AMX_BF16__) && \
+    defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__F16C__)
+#define TESSEL_AMX 1
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+namespace tessel::detail {
+
+#if defined(TESSEL_AMX)
+
+/// True when the tiles may be used: Linux hands out the 8 KiB tile state only on request
+/// (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA), once per process.
+inline bool amx_usable() {
+  static const bool ok = [] {
+    if (const char* e = std::getenv("TESSEL_AMX"); e && std::string_view(e) == "0") return false;
+    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return ::syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+  }();
+  return ok;
+}
+
+namespace amx {
+
+using u16 = std::uint16_t;
+inline constexpr index_t KS = 32;  // k per tile step (bf16 pairs: 16 rows of 64 bytes)
+// Blocking, measured at M = 512, f16 2048 x 2048, one thread (GFLOP/s): MC / KC / NC =
+// 128 / 1024 / 256 466-484, 128 / 512 / 512 416-420, 128 / 256 / 512 351-358, 256 / 512 / 256
+// 376-379, 128 / 2048 / 128 330-340 (C is re-read K / KC times; the B panel stays in L2).
+inline constexpr index_t MC = 128;   // rows of C per task block
+inline constexpr index_t KC = 1024;  // depth of a rank-k update
+inline constexpr index_t NC = 256;   // columns of B per packed panel
+
+/// Tiles 0-7 all 16 rows x 64 bytes.
+struct alignas(64) tile_config {
+  std::uint8_t palette = 1, start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  std::uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+/// Loads the tile configuration on this thread for the length of a scope.
+struct tile_scope {
+  tile_scope() noexcept {
+    static const tile_config cfg{};
+    _tile_loadconfig(&cfg);
+  }
+  ~tile_scope() { _tile_release(); }
+  tile_scope(const tile_scope&) = delete;
+  tile_scope& operator=(const tile_scope&) = delete;
+};
+
+/// 16 f32 (or fewer, zero-filled) widened from T.
+template <class T>
+inline __m512 load16(const T* p, int n) noexcept {
+  const __mmask16 m = n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1);
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm512_maskz_loadu_ps(m, p);
+  } else if constexpr (std::is_same_v<T, f16>) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  } else {
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+  }
+}
+
+/// 32 f32 (x0: elements 0-15, x1: 16-31) rounded to bf16 in element order; x0 and x1 become
+/// the residuals (exact in f32). Three steps represent any f32 exactly.
+inline __m512i split_step(__m512& x0, __m512& x1) noexcept {
+  const __m512i h = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(x1, x0));
+  const __m512 h0 =
+      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
+  const __m512 h1 = _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16));
+  x0 = _mm512_sub_ps(x0, h0);
+  x1 = _mm512_sub_ps(x1, h1);
+  return h;
+}
+inline void split32(__m512 x0, __m512 x1, __m512i& hi, __m512i& lo) noexcept {
+  hi = split_step(x0, x1);
+  lo = split_step(x0, x1);
+}
+
+/// Packs rows [0, mc) (mc <= 32) x depth [0, kc) of A (f32, stride lda) into two 16-row tile
+/// panels per part, each `steps` k steps long (panel 1 at +steps * 512, part p at +p * part);
+/// missing rows and depth are zero. parts 3: A exactly (hi + mid + lo); 2: 16 bits of it.
+inline void pack_a(index_t mc, index_t kc, const float* A, index_t lda, u16* out,
+                   std::ptrdiff_t part, int parts, index_t steps) noexcept {
+  for (index_t m = 0; m < 32; ++m) {
+    u16* h = out + (m / 16) * steps * 512 + (m % 16) * 32;
+    for (index_t s = 0; s < steps; ++s) {
+      __m512i v1 = _mm512_setzero_si512(), v2 = v1, v3 = v1;
+      const index_t k = s * KS, n = std::clamp<index_t>(kc - k, 0, KS);
+      if (m < mc && n > 0) {
+        const float* a = A + m * lda + k;
+        __m512 x0 = load16(a, static_cast<int>(std::min<index_t>(n, 16)));
+        __m512 x1 = load16(a + 16, static_cast<int>(std::max<index_t>(n - 16, 0)));
+        v1 = split_step(x0, x1);
+        v2 = split_step(x0, x1);
+        if (parts == 3) v3 = split_step(x0, x1);
+      }
+      _mm512_store_si512(h + s * 512, v1);
+      _mm512_store_si512(h + part + s * 512, v2);
+      if (parts == 3) _mm512_store_si512(h + 2 * part + s * 512, v3);
+    }
+  }
+}
+
+/// Transposes 16 x 16 32-bit words in place (r[i] word j <-> r[j] word i).
+inline void transpose16(__m512i* r) noexcept {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // u[4g + j], 128-bit lane L: words 4L + j of rows 4g .. 4g + 3.
+  __m512i u[16];
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);
+    const __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
+    const __m512i w0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+    const __m512i w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
+    r[j] = _mm512_shuffle_i32x4(v0, w0, 0x88);
+    r[8 + j] = _mm512_shuffle_i32x4(v0, w0, 0xdd);
+    r[4 + j] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(v1, w1, 0xdd);
+  }
+}
+
+/// Packs columns [0, cols) (cols <= 16) x depth [0, kc) of op(B) into one 16-column panel of
+/// VNNI pairs: word (kp, n, j) = B(k = 2 kp + j, n). with_lo: also the residuals.
+template <class T>
+inline void pack_b16(index_t kc, index_t cols, const T* B, index_t ldb, bool trans_b, bool with_lo,
+                     u16* hi, u16* lo) noexcept {
+  const index_t ks = (kc + KS - 1) / KS;
+  if (trans_b) {
+    // Rows n of B are contiguous in k: split each into pairs (one 32-bit word per pair), then
+    // transpose 16 x 16 words per k step.
+    for (index_t s = 0; s < ks; ++s) {
+      const index_t k = s * KS, n = std::min<index_t>(KS, kc - k);
+      __m512i vh[16], vl[16];
+      for (index_t c = 0; c < 16; ++c) {
+        vh[c] = vl[c] = _mm512_setzero_si512();
+        if (c < cols) {
+          const T* b = B + c * ldb + k;
+          split32(load16(b, static_cast<int>(std::min<index_t>(n, 16))),
+                  load16(b + 16, static_cast<int>(std::max<index_t>(n - 16, 0))), vh[c], vl[c]);
+        }
+      }
+      transpose16(vh);
+      for (int kp = 0; kp < 16; ++kp) _mm512_store_si512(hi + s * 512 + kp * 32, vh[kp]);
+      if (with_lo) {
+        transpose16(vl);
+        for (int kp = 0; kp < 16; ++kp) _mm512_store_si512(lo + s * 512 + kp * 32, vl[kp]);
+      }
+    }
+  } else {
+    // Rows k of B are contiguous in n: two rows interleave word by word.
+    const __m512i inter =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (index_t s = 0; s < ks; ++s)
+      for (int kp = 0; kp < 16; ++kp) {
+        const index_t k0 = s * KS + 2 * kp;
+        const int c = static_cast<int>(cols);
+        const __m512 r0 = k0 < kc ? load16(B + k0 * ldb, c) : _mm512_setzero_ps();
+        const __m512 r1 = k0 + 1 < kc ? load16(B + (k0 + 1) * ldb, c) : _mm512_setzero_ps();
+        __m512i vh, vl;
+        split32(r0, r1, vh, vl);
+        _mm512_store_si512(hi + s * 512 + kp * 32, _mm512_permutexvar_epi16(inter, vh));
+        if (with_lo)
+          _mm512_store_si512(lo + s * 512 + kp * 32, _mm512_permutexvar_epi16(inter, vl));
+      }
+  }
+}
+
+/// C block (32 x 32 at c, stride ldc floats) += the packed product over ks k steps, as the sum
+/// of the part products listed in Terms (pairs {A part, B part}). a0 / a1: the two A panels
+/// (part p at +p * ap), b0 / b1: the two B panels (part p at +p * bp). load: C holds partial
+/// sums (else it is overwritten).
+template <int... Terms>
+inline void kernel_32x32(index_t ks, const u16* a0, const u16* a1, std::ptrdiff_t ap, const u16* b0,
+                         const u16* b1, std::ptrdiff_t bp, float* c, index_t ldc,
+                         bool load) noexcept {
+  const auto ld = static_cast<long>(ldc * 4);
+  if (load) {
+    _tile_loadd(0, c, ld);
+    _tile_loadd(1, c + 16, ld);
+    _tile_loadd(2, c + 16 * ldc, ld);
+    _tile_loadd(3, c + 16 * ldc + 16, ld);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  constexpr int terms[] = {Terms...};
+  for (index_t s = 0; s < ks; ++s) {
+    const index_t o = s * 512;
+    int la = -1, lb = -1;  // parts in tiles 4-5 and 6-7
+    for (std::size_t t = 0; t < sizeof(terms) / sizeof(int); t += 2) {
+      if (terms[t] != la) {
+        la = terms[t];
+        _tile_loadd(4, a0 + la * ap + o, 64);
+        _tile_loadd(5, a1 + la * ap + o, 64);
+      }
+      if (terms[t + 1] != lb) {
+        lb = terms[t + 1];
+        _tile_loadd(6, b0 + lb * bp + o, 64);
+        _tile_loadd(7, b1 + lb * bp + o, 64);
+      }
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, ld);
+  _tile_stored(1, c + 16, ld);
+  _tile_stored(2, c + 16 * ldc, ld);
+  _tile_stored(3, c + 16 * ldc + 16, ld);
+}
+
+/// The part products of one precision mode (see the top of this file).
+enum class precision { exact_a_one_b, exact_a_two_b, two_a_two_b };
+template <precision P>
+inline void kernel(index_t ks, const u16* a0, const u16* a1, std::ptrdiff_t ap, const u16* b0,
+                   const u16* b1, std::ptrdiff_t bp, float* c, index_t ldc, bool load) noexcept {
+  if constexpr (P == precision::exact_a_one_b) {
+    kernel_32x32<0, 0, 1, 0, 2, 0>(ks, a0, a1, ap, b0, b1, bp, c, ldc, load);
+  } else if constexpr (P == precision::exact_a_two_b) {
+    kernel_32x32<0, 0, 0, 1, 1, 1, 1, 0, 2, 0>(ks, a0, a1, ap, b0, b1, bp, c, ldc, load);
+  } else {
+    kernel_32x32<0, 0, 0, 1, 1, 0>(ks, a0, a1, ap, b0, b1, bp, c, ldc, load);
+  }
+}
+
+/// C = A op(B) + beta C through the tiles (see the top of this file). P: which parts of A and
+/// B are multiplied; B's second part is packed only when P uses it.
+template <precision P, class T>
+void gemm(index_t M, index_t N, index_t K, const float* A, index_t lda, const T* B, index_t ldb,
+          bool trans_b, float* C, index_t ldc, float beta) {
+  constexpr int a_parts = P == precision::two_a_two_b ? 2 : 3;
+  constexpr bool b_lo = P != precision::exact_a_one_b;
+  if (beta != 0.0f && beta != 1.0f) {
+    for (index_t i = 0; i < M; ++i)
+      for (index_t j = 0; j < N; ++j) C[i * ldc + j] *= beta;
+    beta = 1.0f;
+  }
+  const index_t nt = num_threads();
+  index_t n_ic = (M + MC - 1) / MC;
+  if (nt > 1) n_ic = (n_ic + nt - 1) / nt * nt;
+  const index_t mc_step = std::min(MC, ((M + n_ic - 1) / n_ic + 31) / 32 * 32);
+  n_ic = (M + mc_step - 1) / mc_step;
+
+  // A is packed once, whole (its 16-row panels hold all of K), shared by the threads.
+  const index_t ks_all = (K + KS - 1) / KS, m_pad = (M + 31) / 32 * 32;
+  const std::size_t a_part = static_cast<std::size_t>(m_pad * ks_all * KS);
+  u16* const Ap = reinterpret_cast<u16*>(thread_scratch(0).get((a_part * a_parts + 1) / 2));
+  const auto ap = static_cast<std::ptrdiff_t>(a_part);
+  parallel_for(0, m_pad / 32, 1, [&](index_t lo, index_t hi) {
+    for (index_t p = lo; p < hi; ++p)
+      pack_a(std::min<index_t>(32, M - 32 * p), K, A + 32 * p * lda, lda, Ap + 2 * p * ks_all * 512,
+             ap, a_parts, ks_all);
+  });
+
+  const index_t kc_max = std::min(KC, ks_all * KS);
+  const index_t nc_max = (std::min(NC, N) + 31) / 32 * 32;
+  // B panel (one or two parts), shared by the threads.
+  const std::size_t b_part = static_cast<std::size_t>(kc_max * nc_max);
+  u16* const Bp = reinterpret_cast<u16*>(thread_scratch(1).get(b_part));
+  const auto bp = static_cast<std::ptrdiff_t>(b_part);
+
+  for (index_t jc = 0; jc < N; jc += NC) {
+    const index_t nc = std::min(NC, N - jc);
+    const index_t n_pairs = (nc + 31) / 32;
+    const index_t n_jg = n_ic >= 2 * nt ? 1 : std::min(n_pairs, (2 * nt + n_ic - 1) / n_ic);
+    for (index_t pc = 0; pc < K; pc += KC) {
+      const index_t kc = std::min(KC, K - pc), ks = (kc + KS - 1) / KS;
+      const bool load = pc > 0 || beta != 0.0f;
+      parallel_for(0, n_pairs * 2, 2, [&](index_t lo, index_t hi) {
+        for (index_t q = lo; q < hi; ++q) {
+          const index_t j = q * 16, cols = std::clamp<index_t>(nc - j, 0, 16);
+          u16* out = Bp + q * ks * 512;
+          const T* src = trans_b ? B + (jc + j) * ldb + pc : B + pc * ldb + jc + j;
+          if (cols > 0) {
+            pack_b16(kc, cols, src, ldb, trans_b, b_lo, out, out + bp);
+          } else {
+            std::fill(out, out + ks * 512, u16{0});
+            if (b_lo) std::fill(out + bp, out + bp + ks * 512, u16{0});
+          }
+        }
+      });
+
+      parallel_for(0, n_ic * n_jg, 1, [&](index_t lo, index_t hi) {
+        alignas(64) float edge[32 * 32];
+        const tile_scope tiles;
+        for (index_t t = lo; t < hi; ++t) {
+          const index_t ic = (t / n_jg) * mc_step, g = t % n_jg;
+          const index_t mc = std::min(mc_step, M - ic);
+          const index_t p_lo = n_pairs * g / n_jg, p_hi = n_pairs * (g + 1) / n_jg;
+          // Rows outer, columns inner (measured, f16 M = 512: 2048 x 2048 one thread 415-444
+          // GFLOP/s against 376-391 columns outer; 5632 x 2048 two threads 731-736 against
+          // 686-687). Cutting the depth into L1-sized steps of 64-256 (C re-read per step) was
+          // slower: 266-327.
+          for (index_t i = 0; i < mc; i += 32) {
+            const index_t m = std::min<index_t>(32, mc - i);
+            const u16* a0 = Ap + ((ic + i) / 16 * ks_all + pc / KS) * 512;
+            const u16* a1 = a0 + ks_all * 512;
+            for (index_t p = p_lo; p < p_hi; ++p) {
+              const index_t j = p * 32, n = std::min<index_t>(32, nc - j);
+              const u16* b0 = Bp + (2 * p) * ks * 512;
+              const u16* b1 = b0 + ks * 512;
+              float* c = C + (ic + i) * ldc + jc + j;
+              if (m == 32 && n == 32) {
+                kernel<P>(ks, a0, a1, ap, b0, b1, bp, c, ldc, load);
+              } else {
+                // Edge block: through a full 32 x 32 buffer.
+                for (index_t r = 0; r < 32; ++r)
+                  for (index_t q = 0; q < 32; ++q)
+                    edge[r * 32 + q] = load && r < m && q < n ? c[r * ldc + q] : 0.0f;
+                kernel<P>(ks, a0, a1, ap, b0, b1, bp, edge, 32, true);
+                for (index_t r = 0; r < m; ++r)
+                  for (index_t q = 0; q < n; ++q) c[r * ldc + q] = edge[r * 32 + q];
+              }
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+}  // namespace amx
+
+#else
+
+inline bool amx_usable() {
+  return false;
+}
+
+#endif
+
+}  // namespace tessel::detail
+// ---- end tessel/backend/cpu/amx_gemm.hpp ----
 // ---- begin tessel/backend/cpu/gemv.hpp ----
 // Matrix products with few rows of A (M <= gemv_max_m): LLM decoding, y = W x. These are
 // bound by reading B once from memory, so they skip packing and stream B directly, several
@@ -3411,6 +3808,18 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
   }
 }
 
+/// Whether gemm on cpu_simd<Arch> with TB weights runs on the AMX tiles (amx_gemm.hpp): f16
+/// and bf16 weights (exact in the two-part bf16 split) on the AVX-512 backend of an AMX build,
+/// when the process was granted the tile state.
+template <class Arch, class TB>
+inline bool use_amx() {
+#if defined(TESSEL_AMX)
+  if constexpr (std::is_base_of_v<xsimd::avx512bw, Arch> && !std::is_same_v<TB, float>)
+    return amx_usable();
+#endif
+  return false;
+}
+
 inline void check_gemm_args(index_t M, index_t N, index_t K, const void* A, index_t lda,
                             const void* B, index_t ldb, bool trans_b, const void* C, index_t ldc) {
   const auto s = [](index_t v) { return std::to_string(v); };
@@ -3468,6 +3877,13 @@ struct kernel<gemm_op, cpu_simd<Arch>, TB> {
       detail::scale_c(M, N, C, ldc, beta);
     } else if (M <= detail::gemv_max_m) {
       detail::gemv_simd<Arch>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+    } else if (detail::use_amx<Arch, TB>()) {
+#if defined(TESSEL_AMX)
+      // A split exactly into three bf16 parts; f16 weights into two, bf16 weights are one.
+      constexpr auto p = std::is_same_v<TB, bf16> ? detail::amx::precision::exact_a_one_b
+                                                  : detail::amx::precision::exact_a_two_b;
+      detail::amx::gemm<p>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
+#endif
     } else {
       detail::gemm_packed<Arch>(M, N, K, A, lda, B, ldb, trans_b, C, ldc, beta);
     }
@@ -7866,6 +8282,16 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F
 #endif
       }
     });
+    if constexpr (is_cpu_simd_v<Backend>) {
+      if (detail::use_amx<typename Backend::arch, f16>()) {
+        // Two bf16 parts of x and of the dequantized weights (see amx_gemm.hpp).
+#if defined(TESSEL_AMX)
+        detail::amx::gemm<detail::amx::precision::two_a_two_b>(M, nt, K, x, ldx, wf, K, true,
+                                                               y + n0, ldy, beta);
+#endif
+        continue;
+      }
+    }
     gemm<Backend>(M, nt, K, x, ldx, wf, K, true, y + n0, ldy, beta);
   }
 }
@@ -11744,33 +12170,33 @@ void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, fl
     table.row_f32(t, x + index_t(i) * D);
   }
 }
-}  // namespace detail
 
-template <class Cfg, nn::WeightFormat W = float>
-class Mamba {
-  using E = nn::mamba_extents<Cfg>;
-  static constexpr index_t V = detail::vocab_extent<Cfg>::value;
-  MambaConfig cfg_;  // first: the members below are built from it
-
+/// The language model around a recurrent mixer, shared by Mamba and Mamba2:
+///
+///   x = token_embd[ids];  for each layer: x += mixer(rms_norm(x));  logits = head(rms_norm(x))
+///
+/// Traits names the parts: config (the run-time config struct), mixer, state, dim and vocab
+/// (static extents or dyn), name (for errors), dims(config) (the mixer's dimensions) and
+/// checked(config) (validation, throwing value_error).
+template <class Traits, nn::WeightFormat W>
+class recurrent_lm {
  public:
-  using config_type = Cfg;
-  using weight_format = W;
-  using Head = nn::Linear<E::dim, V, W>;
+  using run_config = typename Traits::config;
+  using Head = nn::Linear<Traits::dim, Traits::vocab, W>;
 
   struct Block {
-    explicit Block(const MambaConfig& c)
-        : attn_norm(c.dim, c.norm_eps), mixer(nn::to_mamba_dims(c)) {}
+    explicit Block(const run_config& c) : attn_norm(c.dim, c.norm_eps), mixer(Traits::dims(c)) {}
     template <class Vis>
     void visit(const std::string& prefix, Vis&& v) {
       attn_norm.visit(prefix + "attn_norm", v);  // GGUF's name for the pre-mixer norm
       mixer.visit(prefix, v);
     }
-    nn::RMSNorm<E::dim> attn_norm;
-    nn::MambaMixer<Cfg, W> mixer;
+    nn::RMSNorm<Traits::dim> attn_norm;
+    typename Traits::mixer mixer;
   };
 
-  explicit Mamba(const Cfg& cfg = {}, index_t max_batch = 128)
-      : cfg_(checked(to_mamba_config(cfg))),
+  recurrent_lm(const run_config& cfg, index_t max_batch)
+      : cfg_(Traits::checked(cfg)),
         token_embd(cfg_.dim, cfg_.vocab),
         output_norm(cfg_.dim, cfg_.norm_eps),
         max_batch_(std::max<index_t>(1, max_batch)) {
@@ -11787,16 +12213,16 @@ class Mamba {
     work_.resize(std::size_t(blk[0].mixer.scratch_floats(B)));
     logits_.resize(std::size_t(cfg_.vocab));
   }
-  Mamba(Mamba&&) noexcept = default;
+  recurrent_lm(recurrent_lm&&) noexcept = default;
 
-  const MambaConfig& config() const noexcept { return cfg_; }
+  const run_config& config() const noexcept { return cfg_; }
   index_t vocab() const noexcept { return cfg_.vocab; }
   index_t max_seq() const noexcept { return cfg_.max_seq; }
   index_t max_batch() const noexcept { return max_batch_; }
   /// Tokens seen since the last reset (the position the next token takes).
   index_t position() const noexcept { return pos_; }
   /// The decoding state of layer l (conv and ssm), and its total size in bytes.
-  const nn::MambaState& state(index_t l) const { return state_[std::size_t(l)]; }
+  const typename Traits::state& state(index_t l) const { return state_[std::size_t(l)]; }
   index_t state_bytes() const noexcept {
     index_t b = 0;
     for (const auto& s : state_) b += s.bytes();
@@ -11814,11 +12240,11 @@ class Mamba {
   std::span<const float> forward(std::span<const Id> tokens, index_t pos,
                                  float* all_logits = nullptr) {
     const index_t n = static_cast<index_t>(tokens.size());
-    if (n == 0) throw value_error("tessel::models::Mamba: forward needs at least one token");
+    if (n == 0) throw value_error(std::string(Traits::name) + ": forward needs at least one token");
     if (pos == 0)
       reset();
     else if (pos != pos_)
-      throw value_error("tessel::models::Mamba: position " + std::to_string(pos) +
+      throw value_error(std::string(Traits::name) + ": position " + std::to_string(pos) +
                         " does not continue the sequence, which has " + std::to_string(pos_) +
                         " tokens (a state-space model cannot revisit a position; pass 0 to "
                         "start over)");
@@ -11843,29 +12269,22 @@ class Mamba {
 
   const Head& head() const noexcept { return output ? *output : token_embd; }
 
+ private:
+  run_config cfg_;  // first: the members below are built from it
+
+ public:
   Head token_embd;  // [vocab, dim]: the embedding table and, tied, the head's weight
   std::vector<Block> blk;
-  nn::RMSNorm<E::dim> output_norm;
+  nn::RMSNorm<Traits::dim> output_norm;
   std::optional<Head> output;
 
  private:
-  static MambaConfig checked(MambaConfig c) {
-    if (c.dim <= 0 || c.layers <= 0 || c.vocab <= 0 || c.d_inner <= 0 || c.d_state <= 0 ||
-        c.d_conv <= 0 || c.dt_rank <= 0 || c.max_seq <= 0)
-      throw value_error("tessel::models::Mamba: invalid config (dim " + std::to_string(c.dim) +
-                        ", layers " + std::to_string(c.layers) + ", vocab " +
-                        std::to_string(c.vocab) + ", d_inner " + std::to_string(c.d_inner) +
-                        ", d_state " + std::to_string(c.d_state) + ", d_conv " +
-                        std::to_string(c.d_conv) + ", dt_rank " + std::to_string(c.dt_rank) + ")");
-    return c;
-  }
-
   template <class Id>
   void run_chunk(std::span<const Id> tokens, float* all_logits, bool last) {
     const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
     float* x = x_.data();
     float* xb = xb_.data();
-    detail::embed_rows(token_embd.weight, tokens, x, "tessel::models::Mamba");
+    embed_rows(token_embd.weight, tokens, x, Traits::name);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(x, M, xb);
@@ -11884,8 +12303,41 @@ class Mamba {
 
   index_t max_batch_;
   index_t pos_ = 0;
-  std::vector<nn::MambaState> state_;
+  std::vector<typename Traits::state> state_;
   std::vector<float> x_, xb_, work_, logits_;
+};
+
+template <class Cfg, nn::WeightFormat W>
+struct mamba1_traits {
+  using config = MambaConfig;
+  using mixer = nn::MambaMixer<Cfg, W>;
+  using state = nn::MambaState;
+  static constexpr index_t dim = nn::mamba_extents<Cfg>::dim;
+  static constexpr index_t vocab = vocab_extent<Cfg>::value;
+  static constexpr const char* name = "tessel::models::Mamba";
+  static auto dims(const MambaConfig& c) { return nn::to_mamba_dims(c); }
+  static MambaConfig checked(MambaConfig c) {
+    if (c.dim <= 0 || c.layers <= 0 || c.vocab <= 0 || c.d_inner <= 0 || c.d_state <= 0 ||
+        c.d_conv <= 0 || c.dt_rank <= 0 || c.max_seq <= 0)
+      throw value_error("tessel::models::Mamba: invalid config (dim " + std::to_string(c.dim) +
+                        ", layers " + std::to_string(c.layers) + ", vocab " +
+                        std::to_string(c.vocab) + ", d_inner " + std::to_string(c.d_inner) +
+                        ", d_state " + std::to_string(c.d_state) + ", d_conv " +
+                        std::to_string(c.d_conv) + ", dt_rank " + std::to_string(c.dt_rank) + ")");
+    return c;
+  }
+};
+}  // namespace detail
+
+template <class Cfg, nn::WeightFormat W = float>
+class Mamba : public detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W> {
+  using base = detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W>;
+
+ public:
+  using config_type = Cfg;
+  using weight_format = W;
+  explicit Mamba(const Cfg& cfg = {}, index_t max_batch = 128)
+      : base(to_mamba_config(cfg), max_batch) {}
 };
 
 }  // namespace tessel::models
@@ -12299,10 +12751,7 @@ class Llama {
 // state is the same size at any position, prefill runs max_batch rows at a time (GEMMs), and
 // all scratch is allocated by the constructor.
 
-#include <optional>
-#include <span>
 #include <string>
-#include <vector>
 
 
 namespace tessel::models {
@@ -12343,111 +12792,16 @@ requires std::is_pointer_v<decltype(&Cfg::vocab)>
 struct vocab2_extent<Cfg> {
   static constexpr index_t value = Cfg::vocab;
 };
-}  // namespace detail
 
-template <class Cfg, nn::WeightFormat W = float>
-class Mamba2 {
-  using E = nn::mamba2_extents<Cfg>;
-  static constexpr index_t V = detail::vocab2_extent<Cfg>::value;
-  Mamba2Config cfg_;  // first: the members below are built from it
-
- public:
-  using config_type = Cfg;
-  using weight_format = W;
-  using Head = nn::Linear<E::dim, V, W>;
-
-  struct Block {
-    explicit Block(const Mamba2Config& c)
-        : attn_norm(c.dim, c.norm_eps), mixer(nn::to_mamba2_dims(c)) {}
-    template <class Vis>
-    void visit(const std::string& prefix, Vis&& v) {
-      attn_norm.visit(prefix + "attn_norm", v);  // GGUF's name for the pre-mixer norm
-      mixer.visit(prefix, v);
-    }
-    nn::RMSNorm<E::dim> attn_norm;
-    nn::Mamba2Mixer<Cfg, W> mixer;
-  };
-
-  explicit Mamba2(const Cfg& cfg = {}, index_t max_batch = 128)
-      : cfg_(checked(to_mamba2_config(cfg))),
-        token_embd(cfg_.dim, cfg_.vocab),
-        output_norm(cfg_.dim, cfg_.norm_eps),
-        max_batch_(std::max<index_t>(1, max_batch)) {
-    if (!cfg_.tied_output) output.emplace(cfg_.dim, cfg_.vocab);
-    blk.reserve(std::size_t(cfg_.layers));
-    state_.reserve(std::size_t(cfg_.layers));
-    for (index_t l = 0; l < cfg_.layers; ++l) {
-      blk.emplace_back(cfg_);
-      state_.push_back(blk.back().mixer.make_state());
-    }
-    const index_t B = max_batch_;
-    x_.resize(std::size_t(B * cfg_.dim));
-    xb_.resize(std::size_t(B * cfg_.dim));
-    work_.resize(std::size_t(blk[0].mixer.scratch_floats(B)));
-    logits_.resize(std::size_t(cfg_.vocab));
-  }
-  Mamba2(Mamba2&&) noexcept = default;
-
-  const Mamba2Config& config() const noexcept { return cfg_; }
-  index_t vocab() const noexcept { return cfg_.vocab; }
-  index_t max_seq() const noexcept { return cfg_.max_seq; }
-  index_t max_batch() const noexcept { return max_batch_; }
-  /// Tokens seen since the last reset (the position the next token takes).
-  index_t position() const noexcept { return pos_; }
-  /// The decoding state of layer l (conv and ssm), and its total size in bytes.
-  const nn::Mamba2State& state(index_t l) const { return state_[std::size_t(l)]; }
-  index_t state_bytes() const noexcept {
-    index_t b = 0;
-    for (const auto& s : state_) b += s.bytes();
-    return b;
-  }
-  void reset() {
-    for (auto& s : state_) s.clear();
-    pos_ = 0;
-  }
-
-  /// Runs tokens at positions pos .. pos+n-1 and returns the logits after the last one. pos 0
-  /// starts a new sequence; any other pos must continue the current one (pos == position()).
-  /// With all_logits, the logits of every position are written there too ([n, vocab]).
-  template <class Id>
-  std::span<const float> forward(std::span<const Id> tokens, index_t pos,
-                                 float* all_logits = nullptr) {
-    const index_t n = static_cast<index_t>(tokens.size());
-    if (n == 0) throw value_error("tessel::models::Mamba2: forward needs at least one token");
-    if (pos == 0)
-      reset();
-    else if (pos != pos_)
-      throw value_error("tessel::models::Mamba2: position " + std::to_string(pos) +
-                        " does not continue the sequence, which has " + std::to_string(pos_) +
-                        " tokens (a state-space model cannot revisit a position; pass 0 to "
-                        "start over)");
-    for (index_t c = 0; c < n; c += max_batch_) {
-      const index_t m = std::min(max_batch_, n - c);
-      run_chunk(tokens.subspan(std::size_t(c), std::size_t(m)),
-                all_logits ? all_logits + c * cfg_.vocab : nullptr, c + m == n);
-    }
-    pos_ += n;
-    return logits_;
-  }
-
-  /// Every parameter as (GGUF name, tensor); `output` only when the head is not tied.
-  template <class Vis>
-  void visit(Vis&& v) {
-    token_embd.visit("token_embd", v);
-    for (index_t l = 0; l < cfg_.layers; ++l)
-      blk[std::size_t(l)].visit("blk." + std::to_string(l) + ".", v);
-    output_norm.visit("output_norm", v);
-    if (output) output->visit("output", v);
-  }
-
-  const Head& head() const noexcept { return output ? *output : token_embd; }
-
-  Head token_embd;  // [vocab, dim]: the embedding table and, tied, the head's weight
-  std::vector<Block> blk;
-  nn::RMSNorm<E::dim> output_norm;
-  std::optional<Head> output;
-
- private:
+template <class Cfg, nn::WeightFormat W>
+struct mamba2_traits {
+  using config = Mamba2Config;
+  using mixer = nn::Mamba2Mixer<Cfg, W>;
+  using state = nn::Mamba2State;
+  static constexpr index_t dim = nn::mamba2_extents<Cfg>::dim;
+  static constexpr index_t vocab = vocab2_extent<Cfg>::value;
+  static constexpr const char* name = "tessel::models::Mamba2";
+  static auto dims(const Mamba2Config& c) { return nn::to_mamba2_dims(c); }
   static Mamba2Config checked(Mamba2Config c) {
     if (c.dim <= 0 || c.layers <= 0 || c.vocab <= 0 || c.d_inner <= 0 || c.d_state <= 0 ||
         c.d_conv <= 0 || c.n_heads <= 0 || c.n_groups <= 0 || c.max_seq <= 0 ||
@@ -12460,33 +12814,19 @@ class Mamba2 {
                         ", n_groups " + std::to_string(c.n_groups) + ")");
     return c;
   }
+};
+}  // namespace detail
 
-  template <class Id>
-  void run_chunk(std::span<const Id> tokens, float* all_logits, bool last) {
-    const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
-    float* x = x_.data();
-    float* xb = xb_.data();
-    detail::embed_rows(token_embd.weight, tokens, x, "tessel::models::Mamba2");
-    for (index_t l = 0; l < cfg_.layers; ++l) {
-      const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(x, M, xb);
-      b.mixer.forward(xb, M, state_[std::size_t(l)], work_.data(), x, 1.0f);  // x += mixer
-    }
-    if (all_logits) {
-      output_norm.forward(x, M, xb);
-      head().forward(xb, M, all_logits);
-      if (last)
-        std::copy(all_logits + (M - 1) * cfg_.vocab, all_logits + M * cfg_.vocab, logits_.begin());
-    } else if (last) {
-      output_norm.forward(x + (M - 1) * D, 1, xb);
-      head().forward(xb, 1, logits_.data());
-    }
-  }
+/// The same language model as Mamba (detail::recurrent_lm) around Mamba-2 mixers.
+template <class Cfg, nn::WeightFormat W = float>
+class Mamba2 : public detail::recurrent_lm<detail::mamba2_traits<Cfg, W>, W> {
+  using base = detail::recurrent_lm<detail::mamba2_traits<Cfg, W>, W>;
 
-  index_t max_batch_;
-  index_t pos_ = 0;
-  std::vector<nn::Mamba2State> state_;
-  std::vector<float> x_, xb_, work_, logits_;
+ public:
+  using config_type = Cfg;
+  using weight_format = W;
+  explicit Mamba2(const Cfg& cfg = {}, index_t max_batch = 128)
+      : base(to_mamba2_config(cfg), max_batch) {}
 };
 
 }  // namespace tessel::models
@@ -17067,18 +17407,13 @@ class SafetensorsWriter {
 
 }  // namespace tessel::io
 // ---- end tessel/io/safetensors.hpp ----
+// ---- begin tessel/io/safetensors_source.hpp ----
+// A safetensors tensor as the loaders' TensorSource (io/load_llama.hpp): float dtypes only.
 
-namespace tessel::io {
+#include <string>
 
-struct GPT2LoadOptions {
-  /// Rows per prefill chunk.
-  index_t max_batch = 64;
-  /// Safetensors only: the head count and LayerNorm epsilon (0: from config.json).
-  index_t heads = 0;
-  float norm_eps = 0.0f;
-};
 
-namespace detail {
+namespace tessel::io::detail {
 
 /// The ggml type of a float safetensors dtype (others are a format_error).
 inline ggml_type st_ggml_type(const SafetensorsTensor& t) {
@@ -17099,6 +17434,21 @@ inline ggml_type st_ggml_type(const SafetensorsTensor& t) {
 inline TensorSource st_source(const SafetensorsTensor& t) {
   return TensorSource{t.name, st_ggml_type(t), t.shape, t.data, t.file.get(), t.file_offset};
 }
+
+}  // namespace tessel::io::detail
+// ---- end tessel/io/safetensors_source.hpp ----
+
+namespace tessel::io {
+
+struct GPT2LoadOptions {
+  /// Rows per prefill chunk.
+  index_t max_batch = 64;
+  /// Safetensors only: the head count and LayerNorm epsilon (0: from config.json).
+  index_t heads = 0;
+  float norm_eps = 0.0f;
+};
+
+namespace detail {
 
 /// Rows [r0, r0 + n) of the outermost extent of s, in place (rows hold whole blocks).
 inline TensorSource slice_outer(TensorSource s, std::int64_t r0, std::int64_t n) {
@@ -18689,27 +19039,7 @@ Model load_mamba_safetensors(const SafetensorsCheckpoint& ck, const MambaLoadOpt
     const auto it = ts.find(hf_name(n));
     if (it == ts.end()) return std::nullopt;
     const SafetensorsTensor& t = *it->second;
-    TensorSource s;
-    s.name = t.name;
-    s.shape = t.shape;
-    s.data = t.data;
-    s.file = t.file.get();
-    s.offset = t.file_offset;
-    switch (t.dtype) {
-      case st_dtype::F32:
-        s.type = ggml_type::F32;
-        break;
-      case st_dtype::F16:
-        s.type = ggml_type::F16;
-        break;
-      case st_dtype::BF16:
-        s.type = ggml_type::BF16;
-        break;
-      default:
-        throw format_error(*t.file, t.file_offset,
-                           "tensor '" + t.name + "' is " + name(t.dtype) +
-                               "; the Mamba loader reads F32, F16 and BF16");
-    }
+    TensorSource s = detail::st_source(t);
     if (detail::is_name(n, ".ssm_conv1d.weight")) detail::squeeze_conv(s);
     if (detail::is_name(n, ".ssm_a")) {
       if (s.shape.size() != 2)
@@ -18987,27 +19317,7 @@ Model load_mamba2_safetensors(const SafetensorsCheckpoint& ck, const Mamba2LoadO
     const auto it = ts.find(hf_name(n));
     if (it == ts.end()) return std::nullopt;
     const SafetensorsTensor& t = *it->second;
-    TensorSource s;
-    s.name = t.name;
-    s.shape = t.shape;
-    s.data = t.data;
-    s.file = t.file.get();
-    s.offset = t.file_offset;
-    switch (t.dtype) {
-      case st_dtype::F32:
-        s.type = ggml_type::F32;
-        break;
-      case st_dtype::F16:
-        s.type = ggml_type::F16;
-        break;
-      case st_dtype::BF16:
-        s.type = ggml_type::BF16;
-        break;
-      default:
-        throw format_error(*t.file, t.file_offset,
-                           "tensor '" + t.name + "' is " + name(t.dtype) +
-                               "; the Mamba-2 loader reads F32, F16 and BF16");
-    }
+    TensorSource s = detail::st_source(t);
     detail::mamba2_shapes(s, n, c);
     if (detail::is_name(n, ".ssm_a")) {
       if (s.shape.size() != 2 || s.shape[1] != 1 || s.shape[0] != c.n_heads)

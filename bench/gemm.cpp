@@ -3,6 +3,8 @@
 //   BM_sgemm_<lib>/n/threads                 C[n,n] = A[n,n] B[n,n]                (FLOPS)
 //   BM_linear_<lib>/M/N/K/threads            C[M,N] = A[M,K] W[N,K]ᵀ (Linear layer) (FLOPS)
 //   BM_gemv_<lib>_<fmt>/N/K/threads          y[N] = W[N,K] x, M = 1 (bytes_per_second of W)
+//   BM_linear_tessel_avx512_<fmt>/M/N/K/...  f16 / bf16 weights at M = 512 (AMX tiles where
+//                                            available)
 //
 // <lib>: tessel_avx2 (cpu_simd<fma3<avx2>>: tessel::cpu under x86-64-v3), tessel_avx512
 // (cpu_simd<avx512bw>: tessel::cpu when compiled with AVX-512), eigen, openblas. GEMV cycles
@@ -257,6 +259,23 @@ void BM_gemv_tessel_avx512_bf16(benchmark::State& s) {
   BM_linear<lib::tessel_avx512, tessel::bf16>(s);
 }
 BENCHMARK(BM_gemv_tessel_avx512_bf16)->Apply(gemv_args);
+
+// Linear layers with f16 / bf16 weights at M = 512 on the AVX-512 backend: on the AMX tiles
+// where the build and machine have them (backend/cpu/amx_gemm.hpp), else the f32 micro-kernel
+// on widened weights. Read against BM_linear_tessel_avx512 (f32 weights) in the same run.
+void prefill_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "threads"});
+  for (int threads : {1, 2}) b->Args({512, 4096, 4096, threads});
+  b->UseRealTime()->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond)->MinTime(0.3);
+}
+void BM_linear_tessel_avx512_f16(benchmark::State& s) {
+  BM_linear<lib::tessel_avx512, tessel::f16>(s);
+}
+BENCHMARK(BM_linear_tessel_avx512_f16)->Apply(prefill_args);
+void BM_linear_tessel_avx512_bf16(benchmark::State& s) {
+  BM_linear<lib::tessel_avx512, tessel::bf16>(s);
+}
+BENCHMARK(BM_linear_tessel_avx512_bf16)->Apply(prefill_args);
 #endif
 
 }  // namespace

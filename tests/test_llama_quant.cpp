@@ -58,7 +58,10 @@ void check_linear(index_t M, index_t N, index_t K, float beta, unsigned seed) {
   auto y = y0;
   lin.forward_strided(x.data(), ldx, M, y.data(), ldy, beta);
   using A = typename F::vec_dot_type;
-  const index_t ab = M < qgemm_min_m ? block_elems_v<A> : K;
+  // GEMV quantizes x to F's vec_dot_type; the integer GEMM (qgemm_vnni.hpp) to q8_0 blocks.
+  const bool gemm_int = M >= qgemm_min_m && qgemm_quantizes_activations<cpu, F>();
+  const bool qact = M < qgemm_min_m || gemm_int;
+  const index_t ab = gemm_int ? 32 : M < qgemm_min_m ? block_elems_v<A> : K;
   for (index_t m = 0; m < M; ++m) {
     for (index_t n = 0; n < N; ++n) {
       double ref = beta * double(y0[std::size_t(m * ldy + n)]), norm = std::fabs(ref), bound = 0;
@@ -67,7 +70,7 @@ void check_linear(index_t M, index_t N, index_t K, float beta, unsigned seed) {
         ref += p;
         norm += std::fabs(p);
       }
-      if (M < qgemm_min_m)
+      if (qact)
         for (index_t b = 0; b < K / ab; ++b) {
           double wsum = 0;
           for (index_t k = b * ab; k < (b + 1) * ab; ++k)

@@ -135,8 +135,10 @@ void check_matmul_q(index_t M, index_t N, index_t K, unsigned seed) {
   const auto wd = dequantize(wq);
   matmul_q(xt, wq, yt);
   using A = typename F::vec_dot_type;
-  const bool quantized_act = M < qgemm_min_m && !std::is_same_v<A, float>;
-  const index_t ab = quantized_act ? block_elems_v<A> : K;
+  // GEMV quantizes x to F's vec_dot_type; the integer GEMM (qgemm_vnni.hpp) to q8_0 blocks.
+  const bool gemm_int = M >= qgemm_min_m && qgemm_quantizes_activations<cpu, F>();
+  const bool quantized_act = (M < qgemm_min_m && !std::is_same_v<A, float>) || gemm_int;
+  const index_t ab = gemm_int ? 32 : quantized_act ? block_elems_v<A> : K;
   for (index_t m = 0; m < M; ++m)
     for (index_t n = 0; n < N; ++n) {
       double ref = 0, norm = 0, bound = 0;
@@ -167,7 +169,7 @@ void check_matmul_q(index_t M, index_t N, index_t K, unsigned seed) {
 template <class F>
 void check_format(index_t K) {
   // K and K + one block: an odd block count exercises the kernels' single-block tails.
-  for (index_t k : {K, K + F::block_elems})
+  for (index_t k : {K, K + F::block_elems, K + 3 * F::block_elems})
     for (index_t N : {1, 3, 17, 129}) check_dot_kernels<F>(N, k, static_cast<unsigned>(N));
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
@@ -183,7 +185,43 @@ void check_format(index_t K) {
   set_num_threads(0);
 }
 
+// qgemm with row strides and beta against the plain product: y = x Wᵀ + beta y0.
+template <class F>
+void check_qgemm_strides(index_t M, index_t N, index_t K) {
+  CAPTURE(F::name);
+  const index_t ldx = K + 5, ldy = N + 3;
+  const auto wf = randn(static_cast<std::size_t>(N * K), 11);
+  const auto xs = randn(static_cast<std::size_t>(M * ldx), 12, true);
+  const auto y0 = randn(static_cast<std::size_t>(M * ldy), 13);
+  std::vector<F> w(static_cast<std::size_t>(N * K / F::block_elems));
+  for (index_t n = 0; n < N; ++n)
+    F::quantize_row(wf.data() + n * K, w.data() + n * (K / F::block_elems), K);
+  std::vector<float> x(static_cast<std::size_t>(M * K)), plain(static_cast<std::size_t>(M * N));
+  for (index_t m = 0; m < M; ++m) std::copy_n(xs.data() + m * ldx, K, x.data() + m * K);
+  qgemm<cpu>(M, N, K, x.data(), w.data(), plain.data());
+  auto y = y0;
+  qgemm<cpu>(M, N, K, xs.data(), ldx, w.data(), y.data(), ldy, 0.5f);
+  for (index_t m = 0; m < M; ++m) {
+    for (index_t n = 0; n < N; ++n) {
+      const float want = plain[m * N + n] + 0.5f * y0[m * ldy + n];
+      CHECK(std::fabs(y[m * ldy + n] - want) <= 1e-5f * (1 + std::fabs(want)));
+    }
+    for (index_t n = N; n < ldy; ++n) CHECK(y[m * ldy + n] == y0[m * ldy + n]);  // untouched
+  }
+}
+
 }  // namespace
+
+TEST_CASE("qgemm: row strides, beta, many row blocks") {
+  // K = 8192: the integer GEMM (qgemm_vnni.hpp) takes x in blocks of 64 rows.
+  set_num_threads(2);
+  check_matmul_q<q4_0>(133, 40, 8192, 21);
+  check_qgemm_strides<q4_0>(37, 70, 512);
+  check_qgemm_strides<q4_k>(37, 70, 512);
+  check_qgemm_strides<q6_k>(21, 33, 768);
+  check_qgemm_strides<q5_0>(21, 33, 512);  // the dequantize + SGEMM path
+  set_num_threads(0);
+}
 
 TEST_CASE("q8_0 kernels") {
   check_format<q8_0>(512);

@@ -9,6 +9,8 @@
 // use f32 FMAs. Per-block integer sums equal the reference exactly; only the f32 summation
 // order differs.
 
+#include <vector>
+
 #include "qdot.hpp"
 #include "qdot_avx512.hpp"
 
@@ -508,10 +510,42 @@ inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, index
 #else
 #define TESSEL_QDOT_AVX2_512(FMT, FN, G, G512) TESSEL_QDOT_AVX2(FMT, FN, G)
 #endif
-TESSEL_QDOT_AVX2_512(q8_0, q8_0_rows, 4, 4)
-TESSEL_QDOT_AVX2_512(q4_0, q4_0_rows, 4, 4)
-TESSEL_QDOT_AVX2_512(q4_k, q4_k_rows, 1, 2)
-TESSEL_QDOT_AVX2_512(q6_k, q6_k_rows, 2, 2)
+// Rows per group under AVX-512 (G512), measured A/B with the L2 prefetch of qdot_avx512.hpp (2
+// threads, variants interleaved call by call in one process, GB/s at 4096 x 4096 / 11008 x 4096
+// / 4096 x 11008, and the GEMVs of a 1.1B Llama decode step at K = 2048 / 5632):
+//   q8_0 2 rows against 4: 27.2 / 26.3 / 25.5 -> 32.0 / 29.5 / 28.3, decode 26.0 -> 30.8.
+//   q4_0 2 rows against 4: 23.0 / 23.2 / 22.9 -> 25.8 / 25.8 / 23.5, decode 22.5 -> 24.3;
+//        1 row 19.9 / 19.7 / 19.4, 3 rows 24.0 / 24.1 / 23.5 (4 rows 23.5 / 23.6 / 23.2).
+//   q4_k 4 rows against 2: 24.7 / 24.6 / 23.7 -> 25.4 / 25.1 / 25.8.
+//   q6_k 4 rows against 2: 30.3 / 25.5 / 29.5 -> 30.1 / 30.1 / 29.8 in one run, 28.7 / 28.8 /
+//        28.2 -> 28.6 / 28.4 / 28.6 in another.
+TESSEL_QDOT_AVX2_512(q8_0, q8_0_rows, 4, 2)
+#if defined(TESSEL_QDOT_AVX512)
+// q4_0 under AVX-512: the 4-block kernel, with the activations arranged once per call.
+template <class Arch>
+struct kernel<qdot_op, cpu_simd<Arch>, q4_0> {
+  using act = qdetail::act_t<q4_0>;
+  static void run(index_t nb, const q4_0* w, index_t ldw, index_t rows, const act* a, float* y) {
+    if constexpr (qdetail::use_avx512_qdot<Arch>) {
+      thread_local std::vector<qdetail::avx512::q4_0_act4> buf;
+      if (buf.size() < static_cast<std::size_t>(nb / 4))
+        buf.resize(static_cast<std::size_t>(nb / 4));
+      qdetail::avx512::arrange_q4_0_act(a, nb / 4, buf.data());
+      const qdetail::avx512::q4_0_act4* a4 = buf.data();
+      qdetail::for_row_groups<2>(rows, [&]<int R>(index_t r) {
+        qdetail::avx512::q4_0_rows4<R>(nb, w + r * ldw, ldw, a, a4, y + r);
+      });
+    } else {
+      qdetail::for_row_groups<4>(
+          rows, [&]<int R>(index_t r) { qdetail::q4_0_rows<R>(nb, w + r * ldw, ldw, a, y + r); });
+    }
+  }
+};
+#else
+TESSEL_QDOT_AVX2(q4_0, q4_0_rows, 4)
+#endif
+TESSEL_QDOT_AVX2_512(q4_k, q4_k_rows, 1, 4)
+TESSEL_QDOT_AVX2_512(q6_k, q6_k_rows, 2, 4)
 TESSEL_QDOT_AVX2(q4_1, q4_1_rows, 4)
 TESSEL_QDOT_AVX2(q5_0, q5_0_rows, 4)
 TESSEL_QDOT_AVX2(q5_1, q5_1_rows, 4)

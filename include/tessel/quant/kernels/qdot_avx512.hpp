@@ -75,15 +75,45 @@ inline constexpr long long gf_h2 = gf_bits({-1, -1, -1, -1, 2 * k, 2 * k + 1, -1
 // decode (K = 2048 / 5632) q4_0 +16%, q8_0 +8%; q4_0 GEMV 4096 x 4096 and 11008 x 4096 64-66%
 // -> 80-83% of the read bandwidth, q8_0 87% -> 81-83%; q4_k (2-row groups) no better with 2;
 // a fixed lead of 12 KiB instead of whole groups: q4_0 decode 5% below 2 groups.
-template <class F, int R>
+// The lines go to L2 (_MM_HINT_T1). Measured A/B against _MM_HINT_T0 (2 threads, the variants
+// interleaved call by call in one process, GB/s medians of 120-300 GEMVs at 4096 x 4096 /
+// 11008 x 4096 / 4096 x 11008): q8_0 23.0 / - / 22.5 -> 28.0 / - / 26.9 GB/s (11008 x 4096
+// disturbed); q6_k 26.4 / 23.9 / 26.6 -> 30.3 / 25.5 / 29.5; q4_0 (4-row groups) 24.0 / 24.2 / 22.1
+// -> 24.7 / 24.7 / 23.6; q4_k 24.5 / 24.7 / 22.4 -> 24.8 / 24.6 / 23.7; the GEMVs of a 1.1B Llama
+// decode step in q8_0 (K = 2048 / 5632, 22 layers and the output matrix) 23.3 -> 27.2 GB/s. With
+// T1, 1 to 8 groups ahead stream within 2% of each other for q8_0 / q4_0; a fixed lead of 16 or 32
+// KiB instead of whole groups was no better for q4_k / q6_k. q4_0 (2-row groups) keeps _MM_HINT_T0
+// (ToL1): measured A/B T0 against T1, 2 runs: 4096 x 4096 25.3 -> 26.3, 11008 x 4096 25.9 / 26.3
+// -> 27.2 / 27.1, 4096 x 11008 24.3 -> 23.0 GB/s; 1.1B Llama decode GEMVs 23.5 -> 24.3 GB/s.
+template <class F, int R, bool ToL1 = false>
 inline void prefetch_next(const F* w, index_t ldw, index_t b, int blocks, int ahead = 1) noexcept {
 #ifndef TESSEL_NO_QPREFETCH
   const char* p = reinterpret_cast<const char*>(w + ahead * R * ldw) +
                   static_cast<std::size_t>(b) * R * sizeof(F);
-  for (std::size_t o = 0; o < static_cast<std::size_t>(blocks) * R * sizeof(F); o += 64)
-    _mm_prefetch(p + o, _MM_HINT_T0);
+  for (std::size_t o = 0; o < static_cast<std::size_t>(blocks) * R * sizeof(F); o += 64) {
+    if constexpr (ToL1)
+      _mm_prefetch(p + o, _MM_HINT_T0);
+    else
+      _mm_prefetch(p + o, _MM_HINT_T1);
+  }
 #else
   (void)w, (void)ldw, (void)b, (void)blocks, (void)ahead;
+#endif
+}
+
+// Prefetch into L1 (_MM_HINT_T0) of block b + near of each of the R rows (lines already
+// brought to L2 by prefetch_next). q4_k only: measured A/B (as above, 4-row groups, 1 group
+// ahead into L2) near = 4 against none 24.6 / 24.6 / 25.5 -> 26.1 / 26.2 / 26.7 GB/s; for q8_0,
+// q4_0 and q6_k it changed nothing beyond +-2%.
+template <class F, int R>
+inline void prefetch_near(const F* w, index_t ldw, index_t b, int near) noexcept {
+#ifndef TESSEL_NO_QPREFETCH
+  for (int r = 0; r < R; ++r) {
+    const char* p = reinterpret_cast<const char*>(w + r * ldw + b + near);
+    for (std::size_t o = 0; o < sizeof(F); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  }
+#else
+  (void)w, (void)ldw, (void)b, (void)near;
 #endif
 }
 
@@ -178,7 +208,7 @@ inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, flo
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   index_t b = 0;
   for (; b + 2 <= nb; b += 2) {
-    prefetch_next<q4_0, R>(w, ldw, b, 2, 2);
+    prefetch_next<q4_0, R, true>(w, ldw, b, 2, 2);
     q4_0_step<R, true>(w, ldw, b, a, acc);
   }
   if (b < nb) q4_0_step<R, false>(w, ldw, b, a, acc);
@@ -186,6 +216,92 @@ inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, flo
   const __m512 fix = _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f,
                                    0.0625f, 0.0625f, 1, 1, 1, 1);
   for (int r = 0; r < R; ++r) y[r] = hsum(_mm512_mul_ps(acc[r], fix));
+}
+
+// q4_0 four blocks (128 weights) at a time: two 64-byte loads cover the 72 bytes of a row's 4
+// blocks; one vpermt2b gathers the 4 x 16 nibble bytes, vpand / vgf2p8affineqb split them into
+// low (elements 0-15 of each block) and high (16-31) levels, and two vpdpbusd multiply them with
+// the activations arranged the same way (q4_0_act4, built once per call); one vpermw + vcvtph2ps
+// spreads the 4 scales over their lanes. About 12 instructions per row and 4 blocks, against 7
+// per 2 blocks plus the scalar scale gather of q4_0_step.
+struct alignas(64) q4_0_act4 {
+  __m512i lo, hi;  // activation bytes: block j's elements 0-15 (lo) / 16-31 (hi) in lanes 4j..4j+3
+  __m512i negc;    // -8 x the sum of the activations each vpdpbusd lane multiplies
+  __m512 d;        // the activation scale of block j in lanes 4j..4j+3
+};
+
+// Byte indices of vpermt2b / word indices of vpermw, built from the block layouts.
+template <int Stride, int First, int Base>
+inline __m512i gather_idx16() noexcept {
+  alignas(64) std::uint8_t idx[64];
+  for (int j = 0; j < 4; ++j)
+    for (int t = 0; t < 16; ++t)
+      idx[16 * j + t] = static_cast<std::uint8_t>(Stride * j + First + t - Base);
+  return _mm512_load_si512(idx);
+}
+template <int StrideWords>
+inline __m512i scale_idx() noexcept {
+  alignas(64) std::uint16_t idx[32] = {};
+  for (int i = 0; i < 16; ++i) idx[i] = static_cast<std::uint16_t>(StrideWords * (i / 4));
+  return _mm512_load_si512(idx);
+}
+
+/// Arranges q8_0 activations for q4_0_rows4: groups of 4 blocks.
+inline void arrange_q4_0_act(const q8_0* a, index_t groups, q4_0_act4* out) noexcept {
+  // Block j of a group starts at byte 34 j; its qs at 34 j + 2. lo from bytes [0, 128), hi from
+  // bytes [8, 136) of the group (the 4 blocks are 136 bytes).
+  const __m512i idx_lo = gather_idx16<34, 2, 0>(), idx_hi = gather_idx16<34, 18, 8>();
+  const __m512i idx_d = scale_idx<17>();
+  const __m512i eight = _mm512_set1_epi8(8);
+  for (index_t g = 0; g < groups; ++g) {
+    const char* p = reinterpret_cast<const char*>(a + 4 * g);
+    const __m512i l0 = loadu512(p), l1 = loadu512(p + 64);
+    const __m512i lo = _mm512_permutex2var_epi8(l0, idx_lo, l1);
+    const __m512i hi = _mm512_permutex2var_epi8(loadu512(p + 8), idx_hi, loadu512(p + 72));
+    out[g].lo = lo;
+    out[g].hi = hi;
+    out[g].negc = _mm512_sub_epi32(
+        _mm512_setzero_si512(),
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, lo), eight, hi));
+    out[g].d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(l0, idx_d, l1)));
+  }
+}
+
+template <int R>
+inline void q4_0_rows4(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, const q4_0_act4* A4,
+                       float* y) {
+  __m512 acc[R], acc2[R];
+  for (int r = 0; r < R; ++r) acc[r] = acc2[r] = _mm512_setzero_ps();
+  // Blocks 0-2's qs (bytes 18 j + 2) from the first load; block 3's from the second (at +8).
+  alignas(64) std::uint8_t qi[64];
+  for (int j = 0; j < 4; ++j)
+    for (int t = 0; t < 16; ++t)
+      qi[16 * j + t] = static_cast<std::uint8_t>(j < 3 ? 18 * j + 2 + t : 64 + 18 * j + 2 + t - 8);
+  const __m512i idx_q = _mm512_load_si512(qi);
+  const __m512i idx_d = scale_idx<9>();
+  const __m512i m4 = _mm512_set1_epi8(15), gf = _mm512_set1_epi64(gf_hi4);
+  const index_t groups = nb / 4;
+  for (index_t g = 0; g < groups; ++g) {
+    prefetch_next<q4_0, R>(w, ldw, 4 * g, 4, 2);
+    const q4_0_act4& A = A4[g];
+    for (int r = 0; r < R; ++r) {
+      const char* p = reinterpret_cast<const char*>(w + r * ldw + 4 * g);
+      const __m512i w0 = loadu512(p);
+      const __m512i q = _mm512_permutex2var_epi8(w0, idx_q, loadu512(p + 8));
+      const __m512i s =
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A.negc, _mm512_and_si512(q, m4), A.lo),
+                              _mm512_gf2p8affine_epi64_epi8(q, gf, 0), A.hi);
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx_d, w0)));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, A.d), acc[r]);
+    }
+  }
+  index_t b = 4 * groups;
+  for (; b + 2 <= nb; b += 2) q4_0_step<R, true>(w, ldw, b, a, acc2);
+  if (b < nb) q4_0_step<R, false>(w, ldw, b, a, acc2);
+  const __m512 fix = _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f,
+                                   0.0625f, 0.0625f, 1, 1, 1, 1);
+  for (int r = 0; r < R; ++r) y[r] = hsum(_mm512_fmadd_ps(acc2[r], fix, acc[r]));
 }
 
 // q4_k / q5_k 6-bit scales and mins as 8 bytes each (see get_scale_min_k4).
@@ -214,7 +330,8 @@ inline void q4_k_rows(index_t nb, const q4_k* w, index_t ldw, const q8_k* a, flo
         _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<short>(2 * c))),
                            _mm256_set1_epi16(static_cast<short>(2 * c + 1)), 1);
   for (index_t b = 0; b < nb; ++b) {
-    prefetch_next<q4_k, R>(w, ldw, b, 1);
+    prefetch_next<q4_k, R>(w, ldw, b, 1, 1);
+    prefetch_near<q4_k, R>(w, ldw, b, 4);
     const q8_k& A = a[b];
     const __m128i bsp = _mm_hadd_epi16(loadu128(A.bsums), loadu128(A.bsums + 8));
     for (int r = 0; r < R; ++r) {
@@ -264,7 +381,7 @@ inline void q6_k_rows(index_t nb, const q6_k* w, index_t ldw, const q8_k* a, flo
                          0x0001000100010001ll * (4 * k + 1), 0x0001000100010001ll * (4 * k + 1),
                          0x0001000100010001ll * (4 * k), 0x0001000100010001ll * (4 * k));
   for (index_t b = 0; b < nb; ++b) {
-    prefetch_next<q6_k, R>(w, ldw, b, 1);
+    prefetch_next<q6_k, R>(w, ldw, b, 1, 1);
     const q8_k& A = a[b];
     const __m256i bsums = loadu256(A.bsums);
     for (int r = 0; r < R; ++r) {

@@ -12,12 +12,14 @@
 // and the f32 micro-kernel is faster than an integer one on AVX2 (no 8-bit FMA).
 
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #include "tessel/backend/cpu/gemm.hpp"
 #include "tessel/backend/thread_pool.hpp"
 #include "tessel/quant/kernels/qdot.hpp"
 #include "tessel/quant/kernels/qdot_avx2.hpp"
+#include "tessel/quant/kernels/qgemm_vnni.hpp"
 #include "tessel/quant/kernels/quantize_act.hpp"
 
 namespace tessel {
@@ -76,7 +78,8 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float bet
   const qdetail::prepared_activation<F> a(x, K);
   const index_t nb = K / F::block_elems;
   // Chunks of whole 4-row groups; about 16 KiB of weights at least per chunk (measured: 128 KiB
-  // chunks decode the 1.1B Llama no faster at 2 threads).
+  // chunks decode the 1.1B Llama no faster at 2 threads; one contiguous chunk per thread, or
+  // 2 or 8 per thread, instead of parallel_for's 4: q8_0 GEMV at 2 threads within 2%).
   const index_t grain =
       std::max<index_t>(4, (16384 / std::max<index_t>(1, nb * sizeof(F))) / 4 * 4);
   parallel_for(0, N, grain, [&](index_t lo, index_t hi) {
@@ -98,6 +101,20 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float bet
 /// Rows of x at which qgemm switches from repeated GEMV to dequantize + SGEMM.
 inline constexpr index_t qgemm_min_m = 16;
 
+/// Whether qgemm<Backend, F> at M >= qgemm_min_m quantizes x to q8_0 blocks and multiplies in
+/// integers (qgemm_vnni.hpp: q8_0, q4_0, q4_k and q6_k on the AVX-512 backend, when the AMX
+/// tiles are not usable) rather than dequantizing W to f32.
+template <class Backend, QuantFormat F>
+bool qgemm_quantizes_activations() {
+#if defined(TESSEL_QGEMM_VNNI)
+  if constexpr (is_cpu_simd_v<Backend>) {
+    if constexpr (qdetail::use_avx512_qdot<typename Backend::arch> && qdetail::vnni::supported<F>)
+      return !detail::use_amx<typename Backend::arch, f16>() && !qdetail::vnni::disabled();
+  }
+#endif
+  return false;
+}
+
 /// y[M, N] = x[M, K] W[N, K]ᵀ + beta · y, x and y row-major with row strides ldx >= K and
 /// ldy >= N (beta 0 never reads y).
 template <class Backend, QuantFormat F>
@@ -113,6 +130,14 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F
     return;
   }
   if (N == 0) return;
+#if defined(TESSEL_QGEMM_VNNI)
+  if constexpr (qdetail::vnni::supported<F>) {
+    if (qgemm_quantizes_activations<Backend, F>()) {
+      qdetail::vnni::gemm<F>(M, N, K, x, ldx, W, y, ldy, beta);
+      return;
+    }
+  }
+#endif
   const index_t nb = K / F::block_elems;
   // Tiles of about 16 MiB of f32 weights: big enough that SGEMM's packing of x is amortized.
   const index_t tile =

@@ -7,7 +7,8 @@
 //                             fastest 16 MiB slice of the read loop (robust to other load)
 //   BM_qdot_hot<F>/N          the row kernel alone, weights in L2 (N x 4096, one thread): the
 //                             compute rate, which must exceed a core's read bandwidth
-//   BM_qgemm<F>/M/N/K/threads y = x Wᵀ, FLOPS (2 M N K); BM_sgemm_f32 is the f32 baseline
+//   BM_qgemm<F>/M/N/K/threads y = x Wᵀ, FLOPS (2 M N K); BM_sgemm_f32 is the f32 baseline;
+//                             int8_path 1 where qgemm runs the integer GEMM (qgemm_vnni.hpp)
 //   BM_quantize<F>            bytes_per_second of f32 input quantized (one thread)
 //
 // The GEMV weights are replicated into enough copies (>= 1 GiB) that each iteration reads a
@@ -213,6 +214,9 @@ void BM_qgemm(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   bench::set_flops(state, 2.0 * static_cast<double>(M * N * K));
+  // 1: the integer GEMM with x quantized to q8_0 (qgemm_vnni.hpp); 0: dequantized tiles into
+  // the f32 (or AMX) GEMM.
+  state.counters["int8_path"] = qgemm_quantizes_activations<cpu, F>() ? 1 : 0;
   set_num_threads(0);
 }
 void BM_sgemm_f32(benchmark::State& state) {
@@ -228,7 +232,11 @@ void BM_sgemm_f32(benchmark::State& state) {
   set_num_threads(0);
 }
 void gemm_shapes(benchmark::internal::Benchmark* b) {
-  b->Args({512, 4096, 4096, 2})->UseRealTime()->MinTime(0.2)->Unit(benchmark::kMillisecond);
+  b->Args({512, 4096, 4096, 1})
+      ->Args({512, 4096, 4096, 2})
+      ->UseRealTime()
+      ->MinTime(0.2)
+      ->Unit(benchmark::kMillisecond);
 }
 
 template <class F>
@@ -271,6 +279,12 @@ BENCHMARK_TEMPLATE(BM_qgemm, q4_0)->Apply(gemm_shapes);
 BENCHMARK_TEMPLATE(BM_qgemm, q8_0)->Apply(gemm_shapes);
 BENCHMARK_TEMPLATE(BM_qgemm, q4_k)->Apply(gemm_shapes);
 BENCHMARK_TEMPLATE(BM_qgemm, q6_k)->Apply(gemm_shapes);
+BENCHMARK_TEMPLATE(BM_qgemm, q4_1)->Apply(gemm_shapes);
+BENCHMARK_TEMPLATE(BM_qgemm, q5_0)->Apply(gemm_shapes);
+BENCHMARK_TEMPLATE(BM_qgemm, q5_1)->Apply(gemm_shapes);
+BENCHMARK_TEMPLATE(BM_qgemm, q2_k)->Apply(gemm_shapes);
+BENCHMARK_TEMPLATE(BM_qgemm, q3_k)->Apply(gemm_shapes);
+BENCHMARK_TEMPLATE(BM_qgemm, q5_k)->Apply(gemm_shapes);
 BENCHMARK(BM_sgemm_f32)->Apply(gemm_shapes);
 
 }  // namespace

@@ -102,7 +102,7 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float bet
 inline constexpr index_t qgemm_min_m = 16;
 
 /// Whether qgemm<Backend, F> at M >= qgemm_min_m quantizes x to q8_0 blocks and multiplies in
-/// integers (qgemm_vnni.hpp: q8_0, q4_0, q4_k and q6_k on the AVX-512 backend, when the AMX
+/// integers (qgemm_vnni.hpp: the GGUF block formats on the AVX-512 backend, when the AMX
 /// tiles are not usable) rather than dequantizing W to f32.
 template <class Backend, QuantFormat F>
 bool qgemm_quantizes_activations() {

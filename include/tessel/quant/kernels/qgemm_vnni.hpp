@@ -1,5 +1,5 @@
 #pragma once
-// Integer prefill GEMM for the hot GGUF formats (q8_0, q4_0, q4_k, q6_k) on AVX-512 VNNI:
+// Integer prefill GEMM for the GGUF block formats on AVX-512 VNNI:
 // y[M, N] = x[M, K] W[N, K]ᵀ with the activations quantized to q8_0 (as the GEMV path does)
 // and the weights unpacked to their integer levels, multiplied with vpdpbusd (64 byte products
 // per instruction, against 16 f32 products per FMA).
@@ -8,12 +8,14 @@
 //     w = s · (u − C) − o,     u in [0, 255] (unsigned levels), s, o per group (f32),
 // C a constant of the format:
 //   q8_0  u = q + 128, C = 128, s = d             q4_0  u = nibble, C = 8, s = d
-//   q4_k  u = nibble, C = 0, s = d · sc, o = dmin · m       q6_k  u = 6-bit q, C = 32, s = d · sc
+//   q5_0  u = 5-bit q, C = 16, s = d              q4_1 / q5_1  u = q, s = d, o = -m
+//   q4_k / q5_k  u = q, s = d · sc, o = dmin · m  q6_k  u = 6-bit q, C = 32, s = d · sc (G 16)
+//   q2_k  u = q, s = d · sc, o = dmin · m (G 16)  q3_k  u = q + 4, C = 4, s = d · (sc - 32) (G 16)
 // With activations a = da · qa (q8_0 blocks, qa int8), one group contributes
 //     da · s · (Σ u qa − C Σ qa) − da · o · Σ qa
 // The integer sum (exact in int32) starts at −C Σ qa (precomputed per activation group) and
-// takes G / 4 vpdpbusd; then one conversion, one multiply by da, one FMA by s, and (q4_k) one
-// FMA by o.
+// takes G / 4 vpdpbusd; then one conversion, one multiply by da, one FMA by s, and (mins) one
+// FMA by o (formats with mins).
 //
 // Weights are packed per 32 output columns (a sliver), group by group: G / 4 four-byte columns
 // of 32 × 4 levels (vpdpbusd's layout: the 4 levels of column n at bytes 4n..4n+3), then 32
@@ -64,6 +66,89 @@ struct groups<q4_0> {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(u), _mm_and_si128(q, m4));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(u + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
     s[0] = f16f(b.d);
+  }
+};
+template <>
+struct groups<q5_0> {
+  static constexpr int G = 32, C = 16;
+  static constexpr bool offset = false;
+  static void unpack(const q5_0& b, std::uint8_t* u, float* s, float*) noexcept {
+    std::uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    for (int j = 0; j < 16; ++j) {
+      u[j] = static_cast<std::uint8_t>((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
+      u[j + 16] = static_cast<std::uint8_t>((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    }
+    s[0] = f16f(b.d);
+  }
+};
+// The _1 formats: w = d q + m, so s = d and o = -m.
+template <>
+struct groups<q4_1> {
+  static constexpr int G = 32, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q4_1& b, std::uint8_t* u, float* s, float* o) noexcept {
+    for (int j = 0; j < 16; ++j) {
+      u[j] = b.qs[j] & 15;
+      u[j + 16] = b.qs[j] >> 4;
+    }
+    s[0] = f16f(b.d);
+    o[0] = -f16f(b.m);
+  }
+};
+template <>
+struct groups<q5_1> {
+  static constexpr int G = 32, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q5_1& b, std::uint8_t* u, float* s, float* o) noexcept {
+    std::uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    for (int j = 0; j < 16; ++j) {
+      u[j] = static_cast<std::uint8_t>((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
+      u[j + 16] = static_cast<std::uint8_t>((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    }
+    s[0] = f16f(b.d);
+    o[0] = -f16f(b.m);
+  }
+};
+template <>
+struct groups<q2_k> {
+  static constexpr int G = 16, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q2_k& b, std::uint8_t* u, float* s, float* o) noexcept {
+    b.unpack(u);
+    const float d = f16f(b.d), dmin = f16f(b.dmin);
+    for (int j = 0; j < 16; ++j) {
+      s[j] = d * static_cast<float>(b.scales[j] & 15);
+      o[j] = dmin * static_cast<float>(b.scales[j] >> 4);
+    }
+  }
+};
+template <>
+struct groups<q3_k> {
+  static constexpr int G = 16, C = 4;
+  static constexpr bool offset = false;
+  static void unpack(const q3_k& b, std::uint8_t* u, float* s, float*) noexcept {
+    alignas(64) std::int8_t q[256];
+    b.unpack(q);
+    for (int i = 0; i < 256; ++i) u[i] = static_cast<std::uint8_t>(q[i] + 4);
+    const float d = f16f(b.d);
+    for (int j = 0; j < 16; ++j) s[j] = d * static_cast<float>(b.scale(j) - 32);
+  }
+};
+template <>
+struct groups<q5_k> {
+  static constexpr int G = 32, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q5_k& b, std::uint8_t* u, float* s, float* o) noexcept {
+    b.unpack(u);
+    const float d = f16f(b.d), dmin = f16f(b.dmin);
+    for (int j = 0; j < 8; ++j) {
+      std::uint8_t sc, m;
+      get_scale_min_k4(j, b.scales, sc, m);
+      s[j] = d * sc;
+      o[j] = dmin * m;
+    }
   }
 };
 template <>

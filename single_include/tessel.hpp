@@ -6920,6 +6920,7 @@ auto layer_norm(const X& x, const Wt& weight, const Bs& bias, float eps) {
 // and the f32 micro-kernel is faster than an integer one on AVX2 (no 8-bit FMA).
 
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 // ---- begin tessel/quant/kernels/qdot.hpp ----
@@ -7105,6 +7106,8 @@ requires(std::is_same_v<E, f8_e4m3> ||
 // use f32 FMAs. Per-block integer sums equal the reference exactly; only the f32 summation
 // order differs.
 
+#include <vector>
+
 // ---- begin tessel/quant/kernels/qdot_avx512.hpp ----
 // AVX-512 row dot products for the four hot GGUF formats (q8_0, q4_0, q4_k, q6_k), used by
 // kernel<qdot_op, cpu_simd<Arch>, F> (qdot_avx2.hpp) when Arch is an AVX-512 architecture
@@ -7181,15 +7184,45 @@ inline constexpr long long gf_h2 = gf_bits({-1, -1, -1, -1, 2 * k, 2 * k + 1, -1
 // decode (K = 2048 / 5632) q4_0 +16%, q8_0 +8%; q4_0 GEMV 4096 x 4096 and 11008 x 4096 64-66%
 // -> 80-83% of the read bandwidth, q8_0 87% -> 81-83%; q4_k (2-row groups) no better with 2;
 // a fixed lead of 12 KiB instead of whole groups: q4_0 decode 5% below 2 groups.
-template <class F, int R>
+// The lines go to L2 (_MM_HINT_T1). Measured A/B against _MM_HINT_T0 (2 threads, the variants
+// interleaved call by call in one process, GB/s medians of 120-300 GEMVs at 4096 x 4096 /
+// 11008 x 4096 / 4096 x 11008): q8_0 23.0 / - / 22.5 -> 28.0 / - / 26.9 GB/s (11008 x 4096
+// disturbed); q6_k 26.4 / 23.9 / 26.6 -> 30.3 / 25.5 / 29.5; q4_0 (4-row groups) 24.0 / 24.2 / 22.1
+// -> 24.7 / 24.7 / 23.6; q4_k 24.5 / 24.7 / 22.4 -> 24.8 / 24.6 / 23.7; the GEMVs of a 1.1B Llama
+// decode step in q8_0 (K = 2048 / 5632, 22 layers and the output matrix) 23.3 -> 27.2 GB/s. With
+// T1, 1 to 8 groups ahead stream within 2% of each other for q8_0 / q4_0; a fixed lead of 16 or 32
+// KiB instead of whole groups was no better for q4_k / q6_k. q4_0 (2-row groups) keeps _MM_HINT_T0
+// (ToL1): measured A/B T0 against T1, 2 runs: 4096 x 4096 25.3 -> 26.3, 11008 x 4096 25.9 / 26.3
+// -> 27.2 / 27.1, 4096 x 11008 24.3 -> 23.0 GB/s; 1.1B Llama decode GEMVs 23.5 -> 24.3 GB/s.
+template <class F, int R, bool ToL1 = false>
 inline void prefetch_next(const F* w, index_t ldw, index_t b, int blocks, int ahead = 1) noexcept {
 #ifndef TESSEL_NO_QPREFETCH
   const char* p = reinterpret_cast<const char*>(w + ahead * R * ldw) +
                   static_cast<std::size_t>(b) * R * sizeof(F);
-  for (std::size_t o = 0; o < static_cast<std::size_t>(blocks) * R * sizeof(F); o += 64)
-    _mm_prefetch(p + o, _MM_HINT_T0);
+  for (std::size_t o = 0; o < static_cast<std::size_t>(blocks) * R * sizeof(F); o += 64) {
+    if constexpr (ToL1)
+      _mm_prefetch(p + o, _MM_HINT_T0);
+    else
+      _mm_prefetch(p + o, _MM_HINT_T1);
+  }
 #else
   (void)w, (void)ldw, (void)b, (void)blocks, (void)ahead;
+#endif
+}
+
+// Prefetch into L1 (_MM_HINT_T0) of block b + near of each of the R rows (lines already
+// brought to L2 by prefetch_next). q4_k only: measured A/B (as above, 4-row groups, 1 group
+// ahead into L2) near = 4 against none 24.6 / 24.6 / 25.5 -> 26.1 / 26.2 / 26.7 GB/s; for q8_0,
+// q4_0 and q6_k it changed nothing beyond +-2%.
+template <class F, int R>
+inline void prefetch_near(const F* w, index_t ldw, index_t b, int near) noexcept {
+#ifndef TESSEL_NO_QPREFETCH
+  for (int r = 0; r < R; ++r) {
+    const char* p = reinterpret_cast<const char*>(w + r * ldw + b + near);
+    for (std::size_t o = 0; o < sizeof(F); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  }
+#else
+  (void)w, (void)ldw, (void)b, (void)near;
 #endif
 }
 
@@ -7284,7 +7317,7 @@ inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, flo
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   index_t b = 0;
   for (; b + 2 <= nb; b += 2) {
-    prefetch_next<q4_0, R>(w, ldw, b, 2, 2);
+    prefetch_next<q4_0, R, true>(w, ldw, b, 2, 2);
     q4_0_step<R, true>(w, ldw, b, a, acc);
   }
   if (b < nb) q4_0_step<R, false>(w, ldw, b, a, acc);
@@ -7292,6 +7325,92 @@ inline void q4_0_rows(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, flo
   const __m512 fix = _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f,
                                    0.0625f, 0.0625f, 1, 1, 1, 1);
   for (int r = 0; r < R; ++r) y[r] = hsum(_mm512_mul_ps(acc[r], fix));
+}
+
+// q4_0 four blocks (128 weights) at a time: two 64-byte loads cover the 72 bytes of a row's 4
+// blocks; one vpermt2b gathers the 4 x 16 nibble bytes, vpand / vgf2p8affineqb split them into
+// low (elements 0-15 of each block) and high (16-31) levels, and two vpdpbusd multiply them with
+// the activations arranged the same way (q4_0_act4, built once per call); one vpermw + vcvtph2ps
+// spreads the 4 scales over their lanes. About 12 instructions per row and 4 blocks, against 7
+// per 2 blocks plus the scalar scale gather of q4_0_step.
+struct alignas(64) q4_0_act4 {
+  __m512i lo, hi;  // activation bytes: block j's elements 0-15 (lo) / 16-31 (hi) in lanes 4j..4j+3
+  __m512i negc;    // -8 x the sum of the activations each vpdpbusd lane multiplies
+  __m512 d;        // the activation scale of block j in lanes 4j..4j+3
+};
+
+// Byte indices of vpermt2b / word indices of vpermw, built from the block layouts.
+template <int Stride, int First, int Base>
+inline __m512i gather_idx16() noexcept {
+  alignas(64) std::uint8_t idx[64];
+  for (int j = 0; j < 4; ++j)
+    for (int t = 0; t < 16; ++t)
+      idx[16 * j + t] = static_cast<std::uint8_t>(Stride * j + First + t - Base);
+  return _mm512_load_si512(idx);
+}
+template <int StrideWords>
+inline __m512i scale_idx() noexcept {
+  alignas(64) std::uint16_t idx[32] = {};
+  for (int i = 0; i < 16; ++i) idx[i] = static_cast<std::uint16_t>(StrideWords * (i / 4));
+  return _mm512_load_si512(idx);
+}
+
+/// Arranges q8_0 activations for q4_0_rows4: groups of 4 blocks.
+inline void arrange_q4_0_act(const q8_0* a, index_t groups, q4_0_act4* out) noexcept {
+  // Block j of a group starts at byte 34 j; its qs at 34 j + 2. lo from bytes [0, 128), hi from
+  // bytes [8, 136) of the group (the 4 blocks are 136 bytes).
+  const __m512i idx_lo = gather_idx16<34, 2, 0>(), idx_hi = gather_idx16<34, 18, 8>();
+  const __m512i idx_d = scale_idx<17>();
+  const __m512i eight = _mm512_set1_epi8(8);
+  for (index_t g = 0; g < groups; ++g) {
+    const char* p = reinterpret_cast<const char*>(a + 4 * g);
+    const __m512i l0 = loadu512(p), l1 = loadu512(p + 64);
+    const __m512i lo = _mm512_permutex2var_epi8(l0, idx_lo, l1);
+    const __m512i hi = _mm512_permutex2var_epi8(loadu512(p + 8), idx_hi, loadu512(p + 72));
+    out[g].lo = lo;
+    out[g].hi = hi;
+    out[g].negc = _mm512_sub_epi32(
+        _mm512_setzero_si512(),
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, lo), eight, hi));
+    out[g].d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(l0, idx_d, l1)));
+  }
+}
+
+template <int R>
+inline void q4_0_rows4(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, const q4_0_act4* A4,
+                       float* y) {
+  __m512 acc[R], acc2[R];
+  for (int r = 0; r < R; ++r) acc[r] = acc2[r] = _mm512_setzero_ps();
+  // Blocks 0-2's qs (bytes 18 j + 2) from the first load; block 3's from the second (at +8).
+  alignas(64) std::uint8_t qi[64];
+  for (int j = 0; j < 4; ++j)
+    for (int t = 0; t < 16; ++t)
+      qi[16 * j + t] = static_cast<std::uint8_t>(j < 3 ? 18 * j + 2 + t : 64 + 18 * j + 2 + t - 8);
+  const __m512i idx_q = _mm512_load_si512(qi);
+  const __m512i idx_d = scale_idx<9>();
+  const __m512i m4 = _mm512_set1_epi8(15), gf = _mm512_set1_epi64(gf_hi4);
+  const index_t groups = nb / 4;
+  for (index_t g = 0; g < groups; ++g) {
+    prefetch_next<q4_0, R>(w, ldw, 4 * g, 4, 2);
+    const q4_0_act4& A = A4[g];
+    for (int r = 0; r < R; ++r) {
+      const char* p = reinterpret_cast<const char*>(w + r * ldw + 4 * g);
+      const __m512i w0 = loadu512(p);
+      const __m512i q = _mm512_permutex2var_epi8(w0, idx_q, loadu512(p + 8));
+      const __m512i s =
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A.negc, _mm512_and_si512(q, m4), A.lo),
+                              _mm512_gf2p8affine_epi64_epi8(q, gf, 0), A.hi);
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx_d, w0)));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, A.d), acc[r]);
+    }
+  }
+  index_t b = 4 * groups;
+  for (; b + 2 <= nb; b += 2) q4_0_step<R, true>(w, ldw, b, a, acc2);
+  if (b < nb) q4_0_step<R, false>(w, ldw, b, a, acc2);
+  const __m512 fix = _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f,
+                                   0.0625f, 0.0625f, 1, 1, 1, 1);
+  for (int r = 0; r < R; ++r) y[r] = hsum(_mm512_fmadd_ps(acc2[r], fix, acc[r]));
 }
 
 // q4_k / q5_k 6-bit scales and mins as 8 bytes each (see get_scale_min_k4).
@@ -7320,7 +7439,8 @@ inline void q4_k_rows(index_t nb, const q4_k* w, index_t ldw, const q8_k* a, flo
         _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<short>(2 * c))),
                            _mm256_set1_epi16(static_cast<short>(2 * c + 1)), 1);
   for (index_t b = 0; b < nb; ++b) {
-    prefetch_next<q4_k, R>(w, ldw, b, 1);
+    prefetch_next<q4_k, R>(w, ldw, b, 1, 1);
+    prefetch_near<q4_k, R>(w, ldw, b, 4);
     const q8_k& A = a[b];
     const __m128i bsp = _mm_hadd_epi16(loadu128(A.bsums), loadu128(A.bsums + 8));
     for (int r = 0; r < R; ++r) {
@@ -7370,7 +7490,7 @@ inline void q6_k_rows(index_t nb, const q6_k* w, index_t ldw, const q8_k* a, flo
                          0x0001000100010001ll * (4 * k + 1), 0x0001000100010001ll * (4 * k + 1),
                          0x0001000100010001ll * (4 * k), 0x0001000100010001ll * (4 * k));
   for (index_t b = 0; b < nb; ++b) {
-    prefetch_next<q6_k, R>(w, ldw, b, 1);
+    prefetch_next<q6_k, R>(w, ldw, b, 1, 1);
     const q8_k& A = a[b];
     const __m256i bsums = loadu256(A.bsums);
     for (int r = 0; r < R; ++r) {
@@ -7909,10 +8029,42 @@ inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, index
 #else
 #define TESSEL_QDOT_AVX2_512(FMT, FN, G, G512) TESSEL_QDOT_AVX2(FMT, FN, G)
 #endif
-TESSEL_QDOT_AVX2_512(q8_0, q8_0_rows, 4, 4)
-TESSEL_QDOT_AVX2_512(q4_0, q4_0_rows, 4, 4)
-TESSEL_QDOT_AVX2_512(q4_k, q4_k_rows, 1, 2)
-TESSEL_QDOT_AVX2_512(q6_k, q6_k_rows, 2, 2)
+// Rows per group under AVX-512 (G512), measured A/B with the L2 prefetch of qdot_avx512.hpp (2
+// threads, variants interleaved call by call in one process, GB/s at 4096 x 4096 / 11008 x 4096
+// / 4096 x 11008, and the GEMVs of a 1.1B Llama decode step at K = 2048 / 5632):
+//   q8_0 2 rows against 4: 27.2 / 26.3 / 25.5 -> 32.0 / 29.5 / 28.3, decode 26.0 -> 30.8.
+//   q4_0 2 rows against 4: 23.0 / 23.2 / 22.9 -> 25.8 / 25.8 / 23.5, decode 22.5 -> 24.3;
+//        1 row 19.9 / 19.7 / 19.4, 3 rows 24.0 / 24.1 / 23.5 (4 rows 23.5 / 23.6 / 23.2).
+//   q4_k 4 rows against 2: 24.7 / 24.6 / 23.7 -> 25.4 / 25.1 / 25.8.
+//   q6_k 4 rows against 2: 30.3 / 25.5 / 29.5 -> 30.1 / 30.1 / 29.8 in one run, 28.7 / 28.8 /
+//        28.2 -> 28.6 / 28.4 / 28.6 in another.
+TESSEL_QDOT_AVX2_512(q8_0, q8_0_rows, 4, 2)
+#if defined(TESSEL_QDOT_AVX512)
+// q4_0 under AVX-512: the 4-block kernel, with the activations arranged once per call.
+template <class Arch>
+struct kernel<qdot_op, cpu_simd<Arch>, q4_0> {
+  using act = qdetail::act_t<q4_0>;
+  static void run(index_t nb, const q4_0* w, index_t ldw, index_t rows, const act* a, float* y) {
+    if constexpr (qdetail::use_avx512_qdot<Arch>) {
+      thread_local std::vector<qdetail::avx512::q4_0_act4> buf;
+      if (buf.size() < static_cast<std::size_t>(nb / 4))
+        buf.resize(static_cast<std::size_t>(nb / 4));
+      qdetail::avx512::arrange_q4_0_act(a, nb / 4, buf.data());
+      const qdetail::avx512::q4_0_act4* a4 = buf.data();
+      qdetail::for_row_groups<2>(rows, [&]<int R>(index_t r) {
+        qdetail::avx512::q4_0_rows4<R>(nb, w + r * ldw, ldw, a, a4, y + r);
+      });
+    } else {
+      qdetail::for_row_groups<4>(
+          rows, [&]<int R>(index_t r) { qdetail::q4_0_rows<R>(nb, w + r * ldw, ldw, a, y + r); });
+    }
+  }
+};
+#else
+TESSEL_QDOT_AVX2(q4_0, q4_0_rows, 4)
+#endif
+TESSEL_QDOT_AVX2_512(q4_k, q4_k_rows, 1, 4)
+TESSEL_QDOT_AVX2_512(q6_k, q6_k_rows, 2, 4)
 TESSEL_QDOT_AVX2(q4_1, q4_1_rows, 4)
 TESSEL_QDOT_AVX2(q5_0, q5_0_rows, 4)
 TESSEL_QDOT_AVX2(q5_1, q5_1_rows, 4)
@@ -8038,6 +8190,41 @@ inline void dequantize_row_fast(const F* x, float* y, index_t n) {
 }  // namespace tessel
 #endif
 // ---- end tessel/quant/kernels/qdot_avx2.hpp ----
+// ---- begin tessel/quant/kernels/qgemm_vnni.hpp ----
+// Integer prefill GEMM for the GGUF block formats on AVX-512 VNNI:
+// y[M, N] = x[M, K] W[N, K]ᵀ with the activations quantized to q8_0 (as the GEMV path does)
+// and the weights unpacked to their integer levels, multiplied with vpdpbusd (64 byte products
+// per instruction, against 16 f32 products per FMA).
+//
+// Every format is read as groups of G consecutive weights (G = 32, or 16 for q6_k) with
+//     w = s · (u − C) − o,     u in [0, 255] (unsigned levels), s, o per group (f32),
+// C a constant of the format:
+//   q8_0  u = q + 128, C = 128, s = d             q4_0  u = nibble, C = 8, s = d
+//   q5_0  u = 5-bit q, C = 16, s = d              q4_1 / q5_1  u = q, s = d, o = -m
+//   q4_k / q5_k  u = q, s = d · sc, o = dmin · m  q6_k  u = 6-bit q, C = 32, s = d · sc (G 16)
+//   q2_k  u = q, s = d · sc, o = dmin · m (G 16)  q3_k  u = q + 4, C = 4, s = d · (sc - 32) (G 16)
+// With activations a = da · qa (q8_0 blocks, qa int8), one group contributes
+//     da · s · (Σ u qa − C Σ qa) − da · o · Σ qa
+// The integer sum (exact in int32) starts at −C Σ qa (precomputed per activation group) and
+// takes G / 4 vpdpbusd; then one conversion, one multiply by da, one FMA by s, and (mins) one
+// FMA by o (formats with mins).
+//
+// Weights are packed per 32 output columns (a sliver), group by group: G / 4 four-byte columns
+// of 32 × 4 levels (vpdpbusd's layout: the 4 levels of column n at bytes 4n..4n+3), then 32
+// scales s and (q4_k) 32 offsets o. The activation bytes of one row are broadcast 4 at a time.
+// Micro-kernel: 4 rows × 32 columns, all of K, accumulators in registers.
+//
+// Threads take chunks of slivers: each packs 4 slivers (their levels then sit in its L2) and
+// multiplies them with every row of x, in blocks of rows that fit in L2 beside them.
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
 // ---- begin tessel/quant/kernels/quantize_act.hpp ----
 // Activation quantizers of the GEMV path: one row of f32 activations to the 8-bit formats the
 // integer dot kernels pair with (q8_0 for the 32-element formats, q8_k for the K-quants).
@@ -8167,6 +8354,357 @@ inline void quantize_activation(const float* x, F* y, index_t n) {
 }  // namespace tessel::qdetail
 // ---- end tessel/quant/kernels/quantize_act.hpp ----
 
+#if defined(TESSEL_QDOT_AVX512)
+#define TESSEL_QGEMM_VNNI 1
+
+namespace tessel::qdetail::vnni {
+
+/// How a format reads as integer groups (see the file comment).
+template <class F>
+struct groups {};
+template <>
+struct groups<q8_0> {
+  static constexpr int G = 32, C = 128;
+  static constexpr bool offset = false;
+  static void unpack(const q8_0& b, std::uint8_t* u, float* s, float*) noexcept {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u),
+                        _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80))));
+    s[0] = f16f(b.d);
+  }
+};
+template <>
+struct groups<q4_0> {
+  static constexpr int G = 32, C = 8;
+  static constexpr bool offset = false;
+  static void unpack(const q4_0& b, std::uint8_t* u, float* s, float*) noexcept {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    const __m128i m4 = _mm_set1_epi8(15);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(u), _mm_and_si128(q, m4));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(u + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+    s[0] = f16f(b.d);
+  }
+};
+template <>
+struct groups<q5_0> {
+  static constexpr int G = 32, C = 16;
+  static constexpr bool offset = false;
+  static void unpack(const q5_0& b, std::uint8_t* u, float* s, float*) noexcept {
+    std::uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    for (int j = 0; j < 16; ++j) {
+      u[j] = static_cast<std::uint8_t>((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
+      u[j + 16] = static_cast<std::uint8_t>((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    }
+    s[0] = f16f(b.d);
+  }
+};
+// The _1 formats: w = d q + m, so s = d and o = -m.
+template <>
+struct groups<q4_1> {
+  static constexpr int G = 32, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q4_1& b, std::uint8_t* u, float* s, float* o) noexcept {
+    for (int j = 0; j < 16; ++j) {
+      u[j] = b.qs[j] & 15;
+      u[j + 16] = b.qs[j] >> 4;
+    }
+    s[0] = f16f(b.d);
+    o[0] = -f16f(b.m);
+  }
+};
+template <>
+struct groups<q5_1> {
+  static constexpr int G = 32, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q5_1& b, std::uint8_t* u, float* s, float* o) noexcept {
+    std::uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    for (int j = 0; j < 16; ++j) {
+      u[j] = static_cast<std::uint8_t>((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
+      u[j + 16] = static_cast<std::uint8_t>((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    }
+    s[0] = f16f(b.d);
+    o[0] = -f16f(b.m);
+  }
+};
+template <>
+struct groups<q2_k> {
+  static constexpr int G = 16, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q2_k& b, std::uint8_t* u, float* s, float* o) noexcept {
+    b.unpack(u);
+    const float d = f16f(b.d), dmin = f16f(b.dmin);
+    for (int j = 0; j < 16; ++j) {
+      s[j] = d * static_cast<float>(b.scales[j] & 15);
+      o[j] = dmin * static_cast<float>(b.scales[j] >> 4);
+    }
+  }
+};
+template <>
+struct groups<q3_k> {
+  static constexpr int G = 16, C = 4;
+  static constexpr bool offset = false;
+  static void unpack(const q3_k& b, std::uint8_t* u, float* s, float*) noexcept {
+    alignas(64) std::int8_t q[256];
+    b.unpack(q);
+    for (int i = 0; i < 256; ++i) u[i] = static_cast<std::uint8_t>(q[i] + 4);
+    const float d = f16f(b.d);
+    for (int j = 0; j < 16; ++j) s[j] = d * static_cast<float>(b.scale(j) - 32);
+  }
+};
+template <>
+struct groups<q5_k> {
+  static constexpr int G = 32, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q5_k& b, std::uint8_t* u, float* s, float* o) noexcept {
+    b.unpack(u);
+    const float d = f16f(b.d), dmin = f16f(b.dmin);
+    for (int j = 0; j < 8; ++j) {
+      std::uint8_t sc, m;
+      get_scale_min_k4(j, b.scales, sc, m);
+      s[j] = d * sc;
+      o[j] = dmin * m;
+    }
+  }
+};
+template <>
+struct groups<q4_k> {
+  static constexpr int G = 32, C = 0;
+  static constexpr bool offset = true;
+  static void unpack(const q4_k& b, std::uint8_t* u, float* s, float* o) noexcept {
+    const float d = f16f(b.d), dmin = f16f(b.dmin);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + 64 * c), _mm256_and_si256(q, m4));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + 64 * c + 32),
+                          _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+    }
+    for (int j = 0; j < 8; ++j) {
+      std::uint8_t sc, m;
+      get_scale_min_k4(j, b.scales, sc, m);
+      s[j] = d * sc;
+      o[j] = dmin * m;
+    }
+  }
+};
+template <>
+struct groups<q6_k> {
+  static constexpr int G = 16, C = 32;
+  static constexpr bool offset = false;
+  static void unpack(const q6_k& b, std::uint8_t* u, float* s, float*) noexcept {
+    alignas(64) std::int8_t q[256];
+    b.unpack(q);
+    for (int i = 0; i < 256; ++i) u[i] = static_cast<std::uint8_t>(q[i] + 32);
+    const float d = f16f(b.d);
+    for (int j = 0; j < 16; ++j) s[j] = d * static_cast<float>(b.scales[j]);
+  }
+};
+
+/// TESSEL_QGEMM_VNNI=0 in the environment turns this path off (the f32 one runs instead).
+inline bool disabled() {
+  static const bool off = [] {
+    const char* e = std::getenv("TESSEL_QGEMM_VNNI");
+    return e != nullptr && e[0] == '0';
+  }();
+  return off;
+}
+
+template <class F>
+inline constexpr bool supported = requires {
+  groups<F>::G;
+};
+
+inline constexpr index_t NR = 32, MR = 4;
+
+/// Bytes of one packed group of a sliver: levels, scales, offsets.
+template <class F>
+inline constexpr index_t group_bytes = groups<F>::G* NR + NR * 4 * (groups<F>::offset ? 2 : 1);
+
+/// Packs columns [n0, n0 + nr) of W (rows of nb blocks), nr <= 32, into out (the missing
+/// columns are zero).
+template <class F>
+void pack_sliver(const F* W, index_t nb, index_t n0, index_t nr, std::uint8_t* out) {
+  using T = groups<F>;
+  constexpr int G = T::G, per = static_cast<int>(F::block_elems) / G;
+  alignas(64) std::uint8_t u[F::block_elems];
+  float s[per], o[per];
+  for (index_t b = 0; b < nb; ++b) {
+    std::uint8_t* blk = out + b * per * group_bytes<F>;
+    for (index_t n = 0; n < NR; ++n) {
+      if (n < nr) {
+        T::unpack(W[(n0 + n) * nb + b], u, s, o);
+      } else {
+        std::memset(u, 0, sizeof u);
+        for (int j = 0; j < per; ++j) s[j] = o[j] = 0.f;
+      }
+      for (int j = 0; j < per; ++j) {
+        std::uint8_t* g = blk + j * group_bytes<F>;
+        for (int q = 0; q < G / 4; ++q) std::memcpy(g + (q * NR + n) * 4, u + j * G + 4 * q, 4);
+        std::memcpy(g + G * NR + 4 * n, &s[j], 4);
+        if constexpr (T::offset) std::memcpy(g + G * NR + 4 * NR + 4 * n, &o[j], 4);
+      }
+    }
+  }
+}
+
+/// The activations: rows of q8_0 blocks, and per group of G: da (f32), −C Σ qa (int32) and
+/// da Σ qa (f32, formats with offsets).
+struct act_panel {
+  const q8_0* q = nullptr;
+  const float* d = nullptr;
+  const std::int32_t* csum = nullptr;
+  const float* dsum = nullptr;
+  index_t nb = 0, ng = 0;  // blocks and groups per row
+};
+
+template <class F>
+inline void micro_kernel(const act_panel& A, index_t m0, index_t mr, const std::uint8_t* Wp,
+                         float* y, index_t ldy, index_t nr, float beta) {
+  using T = groups<F>;
+  constexpr int G = T::G;
+  const std::int8_t* qa[MR];
+  const float* da[MR];
+  const std::int32_t* cs[MR];
+  const float* ds[MR];
+  for (index_t r = 0; r < MR; ++r) {
+    const index_t m = m0 + std::min(r, mr - 1);
+    qa[r] = reinterpret_cast<const std::int8_t*>(A.q + m * A.nb);
+    da[r] = A.d + m * A.ng;
+    cs[r] = A.csum + m * A.ng;
+    ds[r] = T::offset ? A.dsum + m * A.ng : nullptr;
+  }
+  __m512 f[MR][2];
+  for (index_t r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
+  for (index_t g = 0; g < A.ng; ++g, Wp += group_bytes<F>) {
+    // Byte offset of group g's activations inside a row of q8_0 blocks.
+    const index_t off = (g * G / 32) * static_cast<index_t>(sizeof(q8_0)) + 2 + (g * G) % 32;
+    __m512i s[MR][2];
+    for (index_t r = 0; r < MR; ++r) {
+      if constexpr (T::C != 0) {
+        s[r][0] = s[r][1] = _mm512_set1_epi32(cs[r][g]);
+      } else {
+        s[r][0] = s[r][1] = _mm512_setzero_si512();
+      }
+    }
+    for (int q = 0; q < G / 4; ++q) {
+      const __m512i w0 = _mm512_load_si512(Wp + q * 128);
+      const __m512i w1 = _mm512_load_si512(Wp + q * 128 + 64);
+      for (index_t r = 0; r < MR; ++r) {
+        std::int32_t a4;
+        std::memcpy(&a4, qa[r] + off + 4 * q, 4);
+        const __m512i a = _mm512_set1_epi32(a4);
+        s[r][0] = _mm512_dpbusd_epi32(s[r][0], w0, a);
+        s[r][1] = _mm512_dpbusd_epi32(s[r][1], w1, a);
+      }
+    }
+    const __m512 sc0 = _mm512_load_ps(reinterpret_cast<const float*>(Wp + G * NR));
+    const __m512 sc1 = _mm512_load_ps(reinterpret_cast<const float*>(Wp + G * NR + 64));
+    for (index_t r = 0; r < MR; ++r) {
+      const __m512 d = _mm512_set1_ps(da[r][g]);
+      f[r][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s[r][0]), d), sc0, f[r][0]);
+      f[r][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s[r][1]), d), sc1, f[r][1]);
+    }
+    if constexpr (T::offset) {
+      const __m512 o0 = _mm512_load_ps(reinterpret_cast<const float*>(Wp + G * NR + 128));
+      const __m512 o1 = _mm512_load_ps(reinterpret_cast<const float*>(Wp + G * NR + 192));
+      for (index_t r = 0; r < MR; ++r) {
+        const __m512 e = _mm512_set1_ps(ds[r][g]);
+        f[r][0] = _mm512_fnmadd_ps(o0, e, f[r][0]);
+        f[r][1] = _mm512_fnmadd_ps(o1, e, f[r][1]);
+      }
+    }
+  }
+  const __mmask16 k0 = static_cast<__mmask16>(nr >= 16 ? 0xffff : (1u << nr) - 1);
+  const __mmask16 k1 = static_cast<__mmask16>(nr >= 32   ? 0xffff
+                                              : nr <= 16 ? 0
+                                                         : (1u << (nr - 16)) - 1);
+  for (index_t r = 0; r < mr; ++r) {
+    float* c = y + (m0 + r) * ldy;
+    __m512 v0 = f[r][0], v1 = f[r][1];
+    if (beta != 0.0f) {
+      const __m512 b = _mm512_set1_ps(beta);
+      v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k0, c), b, v0);
+      v1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k1, c + 16), b, v1);
+    }
+    _mm512_mask_storeu_ps(c, k0, v0);
+    _mm512_mask_storeu_ps(c + 16, k1, v1);
+  }
+}
+
+/// y[M, N] = x[M, K] W[N, K]ᵀ + beta · y (beta 0 never reads y). K a multiple of 32 and of
+/// F's block.
+template <class F>
+void gemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F* W, float* y,
+          index_t ldy, float beta) {
+  using T = groups<F>;
+  constexpr int G = T::G;
+  const index_t nb = K / F::block_elems, ab = K / 32, ng = K / G;
+  // The activation panel, in buffers of the calling thread (shared with the workers by
+  // pointer).
+  thread_local std::vector<q8_0> aq;
+  thread_local std::vector<float> ad, adsum;
+  thread_local std::vector<std::int32_t> acsum;
+  const auto need = [](auto& v, index_t n) {
+    if (v.size() < static_cast<std::size_t>(n)) v.resize(static_cast<std::size_t>(n));
+  };
+  need(aq, M * ab), need(ad, M * ng), need(acsum, M * ng);
+  if (T::offset) need(adsum, M * ng);
+  act_panel A{aq.data(), ad.data(), acsum.data(), adsum.data(), ab, ng};
+  q8_0* const aqp = aq.data();
+  float* const adp = ad.data();
+  float* const adsp = adsum.data();
+  std::int32_t* const acp = acsum.data();
+  parallel_for(0, M, 8, [&](index_t lo, index_t hi) {
+    for (index_t m = lo; m < hi; ++m) {
+      const q8_0* qb = aqp + m * ab;
+      quantize_activation(x + m * ldx, aqp + m * ab, K);
+      for (index_t g = 0; g < ng; ++g) {
+        const q8_0& b = qb[g * G / 32];
+        std::int32_t sum = 0;
+        for (int i = 0; i < G; ++i) sum += b.qs[(g * G) % 32 + i];
+        const float d = f16f(b.d);
+        adp[m * ng + g] = d;
+        acp[m * ng + g] = -T::C * sum;
+        if constexpr (T::offset) adsp[m * ng + g] = d * static_cast<float>(sum);
+      }
+    }
+  });
+  const index_t slivers = (N + NR - 1) / NR;
+  const index_t sliver_bytes = ng * group_bytes<F>;
+  constexpr index_t chunk = 4;  // slivers packed together
+  // Rows of x per pass: their q8_0 bytes about 512 KiB, beside the packed chunk in L2.
+  const index_t mc =
+      std::max<index_t>(MR, (index_t{512} << 10) / std::max<index_t>(1, K) / MR * MR);
+  parallel_for(0, slivers, chunk, [&](index_t lo, index_t hi) {
+    thread_local std::vector<std::uint8_t, xsimd::aligned_allocator<std::uint8_t, 64>> pbuf;
+    for (index_t s0 = lo; s0 < hi; s0 += chunk) {
+      const index_t ns = std::min(chunk, hi - s0);
+      if (pbuf.size() < static_cast<std::size_t>(ns * sliver_bytes))
+        pbuf.resize(static_cast<std::size_t>(ns * sliver_bytes));
+      for (index_t s = 0; s < ns; ++s) {
+        const index_t n0 = (s0 + s) * NR;
+        pack_sliver(W, nb, n0, std::min(NR, N - n0), pbuf.data() + s * sliver_bytes);
+      }
+      for (index_t m0 = 0; m0 < M; m0 += mc) {
+        const index_t m1 = std::min(M, m0 + mc);
+        for (index_t s = 0; s < ns; ++s) {
+          const index_t n0 = (s0 + s) * NR;
+          for (index_t m = m0; m < m1; m += MR)
+            micro_kernel<F>(A, m, std::min(MR, m1 - m), pbuf.data() + s * sliver_bytes, y + n0, ldy,
+                            std::min(NR, N - n0), beta);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace tessel::qdetail::vnni
+
+#endif
+// ---- end tessel/quant/kernels/qgemm_vnni.hpp ----
+
 namespace tessel {
 
 namespace qdetail {
@@ -8223,7 +8761,8 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float bet
   const qdetail::prepared_activation<F> a(x, K);
   const index_t nb = K / F::block_elems;
   // Chunks of whole 4-row groups; about 16 KiB of weights at least per chunk (measured: 128 KiB
-  // chunks decode the 1.1B Llama no faster at 2 threads).
+  // chunks decode the 1.1B Llama no faster at 2 threads; one contiguous chunk per thread, or
+  // 2 or 8 per thread, instead of parallel_for's 4: q8_0 GEMV at 2 threads within 2%).
   const index_t grain =
       std::max<index_t>(4, (16384 / std::max<index_t>(1, nb * sizeof(F))) / 4 * 4);
   parallel_for(0, N, grain, [&](index_t lo, index_t hi) {
@@ -8245,6 +8784,20 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float bet
 /// Rows of x at which qgemm switches from repeated GEMV to dequantize + SGEMM.
 inline constexpr index_t qgemm_min_m = 16;
 
+/// Whether qgemm<Backend, F> at M >= qgemm_min_m quantizes x to q8_0 blocks and multiplies in
+/// integers (qgemm_vnni.hpp: the GGUF block formats on the AVX-512 backend, when the AMX
+/// tiles are not usable) rather than dequantizing W to f32.
+template <class Backend, QuantFormat F>
+bool qgemm_quantizes_activations() {
+#if defined(TESSEL_QGEMM_VNNI)
+  if constexpr (is_cpu_simd_v<Backend>) {
+    if constexpr (qdetail::use_avx512_qdot<typename Backend::arch> && qdetail::vnni::supported<F>)
+      return !detail::use_amx<typename Backend::arch, f16>() && !qdetail::vnni::disabled();
+  }
+#endif
+  return false;
+}
+
 /// y[M, N] = x[M, K] W[N, K]ᵀ + beta · y, x and y row-major with row strides ldx >= K and
 /// ldy >= N (beta 0 never reads y).
 template <class Backend, QuantFormat F>
@@ -8260,6 +8813,14 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F
     return;
   }
   if (N == 0) return;
+#if defined(TESSEL_QGEMM_VNNI)
+  if constexpr (qdetail::vnni::supported<F>) {
+    if (qgemm_quantizes_activations<Backend, F>()) {
+      qdetail::vnni::gemm<F>(M, N, K, x, ldx, W, y, ldy, beta);
+      return;
+    }
+  }
+#endif
   const index_t nb = K / F::block_elems;
   // Tiles of about 16 MiB of f32 weights: big enough that SGEMM's packing of x is amortized.
   const index_t tile =

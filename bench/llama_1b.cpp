@@ -14,11 +14,12 @@
 //       token_embd) × tok/s ÷ the read bandwidth of the pool measured in this process, just
 //       before the benchmark (read_bw_GBps).
 //   llama1b_prefill512/<fmt>/threads:N    one 512-token prompt per iteration (one chunk,
-//       M = 512): tok/s; pct_fma_roofline = 2 × matrix parameters (token_embd excluded) ×
-//       tok/s ÷ the FMA peak of the pool at the widest vectors compiled (512-bit under
-//       AVX-512, what tessel::cpu uses in this build), measured in this process just before the
-//       benchmark (fma_peak_GFLOPS); pct_fma_avx2_roofline reads it against the 256-bit peak.
-//       Attention (about 2% of the FLOPs at 512) is not counted. In AMX builds the weight
+//       M = 512): tok/s; pct_fma_roofline = matrix FLOPs per token (2 × the layers' matrix
+//       parameters, plus the output head's once per prompt: forward() computes the logits of
+//       the last position only) × tok/s ÷ the FMA peak of the pool at the widest vectors compiled
+//       (512-bit under AVX-512, what tessel::cpu uses in this build), measured in this process just
+//       before the benchmark (fma_peak_GFLOPS); pct_fma_avx2_roofline reads it against the 256-bit
+//       peak. Attention (about 2% of the FLOPs at 512) is not counted. In AMX builds the weight
 //       matrices run on the tiles: pct_amx_roofline reads the rate against the bf16 tile peak
 //       (amx_bf16_peak_GFLOPS) divided by the tile products per f32 product (5 for f16, 3 for
 //       the block formats; see backend/cpu/amx_gemm.hpp).
@@ -132,9 +133,15 @@ Model& model(io::ggml_type type) {
   return *held;
 }
 
-/// Bytes and parameters of every matrix but token_embd (one row of it is read per token).
+/// Bytes and parameters of every matrix but token_embd (one row of it is read per token), and
+/// of the output head alone (a prompt's forward runs it for the last position only).
 struct matrix_totals {
-  double bytes = 0, params = 0;
+  double bytes = 0, params = 0, head_params = 0;
+  /// Matrix FLOPs per token of an n-token prompt: every layer matrix for each token, the head
+  /// once per prompt.
+  double prefill_flops_per_token(double n) const {
+    return 2.0 * (params - head_params + head_params / n);
+  }
 };
 matrix_totals totals(Model& m) {
   matrix_totals t;
@@ -143,6 +150,7 @@ matrix_totals totals(Model& m) {
       if (name == "token_embd.weight") return;
       t.bytes += double(x.bytes());
       t.params += double(x.size());
+      if (name == "output.weight") t.head_params = double(x.size());
     }
   });
   return t;
@@ -193,16 +201,17 @@ void BM_llama1b_prefill512(benchmark::State& state, io::ggml_type type) {
   const auto t = totals(m);
   const double tok_s = 512.0 * double(state.iterations()) / secs;
   state.counters["tok/s"] = tok_s;
-  state.counters["pct_fma_roofline"] = 100.0 * 2.0 * t.params * tok_s / peak;
+  const double flops = t.prefill_flops_per_token(512.0);
+  state.counters["pct_fma_roofline"] = 100.0 * flops * tok_s / peak;
   state.counters["fma_peak_GFLOPS"] = peak / 1e9;
-  state.counters["pct_fma_avx2_roofline"] = 100.0 * 2.0 * t.params * tok_s / peak_avx2;
+  state.counters["pct_fma_avx2_roofline"] = 100.0 * flops * tok_s / peak_avx2;
   // Where the matrices run on AMX tiles (backend/cpu/amx_gemm.hpp): against the tiles' own
   // roofline, the bf16 tile peak over the tile products per f32 product (5 for f16, 3 for the
   // block formats).
   if (const double amx = bench::pool_amx_bf16_peak(threads); amx > 0) {
     const double terms = type == io::ggml_type::F16 ? 5.0 : 3.0;
     state.counters["amx_bf16_peak_GFLOPS"] = amx / 1e9;
-    state.counters["pct_amx_roofline"] = 100.0 * 2.0 * t.params * tok_s / (amx / terms);
+    state.counters["pct_amx_roofline"] = 100.0 * flops * tok_s / (amx / terms);
   }
 }
 

@@ -3155,6 +3155,13 @@ inline void micro_kernel(index_t kc, const float* __restrict Ap, const float* __
     for (int v = 0; v < NV; ++v) acc[r][v] = batch(0.0f);
 #pragma GCC unroll 4
   for (index_t k = 0; k < kc; ++k) {
+    // The B sliver (KC x NR floats, 64 KiB with 14 x 32 tiles) does not stay in L1 beside the A
+    // micro-panel: fetch it 16 rank-1 updates ahead (measured, 1 thread, M = 512 f16 weights:
+    // +0-10%, median +3% over five LLM shapes; A ahead as well: no better).
+    if constexpr (NR * sizeof(float) >= 128) {
+      __builtin_prefetch(Bp + 16 * NR, 0, 3);
+      __builtin_prefetch(Bp + 16 * NR + 64 / sizeof(float), 0, 3);
+    }
     batch b[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = batch::load_aligned(Bp + v * W);

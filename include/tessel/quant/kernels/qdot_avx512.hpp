@@ -230,28 +230,52 @@ struct alignas(64) q4_0_act4 {
   __m512 d;        // the activation scale of block j in lanes 4j..4j+3
 };
 
-// Byte indices of vpermt2b / word indices of vpermw, built from the block layouts.
+// Byte indices of vpermt2b / word indices of vpermw, built from the block layouts at compile
+// time: byte 16 j + t of the result is byte Stride j + First + t - Base of the source pair.
+struct idx_bytes {
+  alignas(64) std::uint8_t v[64];
+};
+struct idx_words {
+  alignas(64) std::uint16_t v[32];
+};
 template <int Stride, int First, int Base>
-inline __m512i gather_idx16() noexcept {
-  alignas(64) std::uint8_t idx[64];
+inline constexpr idx_bytes gather_idx16 = [] {
+  idx_bytes r{};
   for (int j = 0; j < 4; ++j)
     for (int t = 0; t < 16; ++t)
-      idx[16 * j + t] = static_cast<std::uint8_t>(Stride * j + First + t - Base);
-  return _mm512_load_si512(idx);
-}
+      r.v[16 * j + t] = static_cast<std::uint8_t>(Stride * j + First + t - Base);
+  return r;
+}();
+// Words 0-15: the scale of block i / 4, at word StrideWords · (i / 4).
 template <int StrideWords>
-inline __m512i scale_idx() noexcept {
-  alignas(64) std::uint16_t idx[32] = {};
-  for (int i = 0; i < 16; ++i) idx[i] = static_cast<std::uint16_t>(StrideWords * (i / 4));
-  return _mm512_load_si512(idx);
+inline constexpr idx_words scale_idx = [] {
+  idx_words r{};
+  for (int i = 0; i < 16; ++i) r.v[i] = static_cast<std::uint16_t>(StrideWords * (i / 4));
+  return r;
+}();
+// q4_0: blocks 0-2's qs (bytes 18 j + 2) from the first 64-byte load, block 3's from the second
+// (loaded at +8: indices 64 + 18 j + 2 + t - 8).
+inline constexpr idx_bytes q4_0_qs_idx = [] {
+  idx_bytes r{};
+  for (int j = 0; j < 4; ++j)
+    for (int t = 0; t < 16; ++t)
+      r.v[16 * j + t] = static_cast<std::uint8_t>(j < 3 ? 18 * j + 2 + t : 64 + 18 * j + 2 + t - 8);
+  return r;
+}();
+inline __m512i load_idx(const idx_bytes& i) noexcept {
+  return _mm512_load_si512(i.v);
+}
+inline __m512i load_idx(const idx_words& i) noexcept {
+  return _mm512_load_si512(i.v);
 }
 
 /// Arranges q8_0 activations for q4_0_rows4: groups of 4 blocks.
 inline void arrange_q4_0_act(const q8_0* a, index_t groups, q4_0_act4* out) noexcept {
   // Block j of a group starts at byte 34 j; its qs at 34 j + 2. lo from bytes [0, 128), hi from
   // bytes [8, 136) of the group (the 4 blocks are 136 bytes).
-  const __m512i idx_lo = gather_idx16<34, 2, 0>(), idx_hi = gather_idx16<34, 18, 8>();
-  const __m512i idx_d = scale_idx<17>();
+  const __m512i idx_lo = load_idx(gather_idx16<34, 2, 0>);
+  const __m512i idx_hi = load_idx(gather_idx16<34, 18, 8>);
+  const __m512i idx_d = load_idx(scale_idx<17>);
   const __m512i eight = _mm512_set1_epi8(8);
   for (index_t g = 0; g < groups; ++g) {
     const char* p = reinterpret_cast<const char*>(a + 4 * g);
@@ -272,13 +296,8 @@ inline void q4_0_rows4(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, co
                        float* y) {
   __m512 acc[R], acc2[R];
   for (int r = 0; r < R; ++r) acc[r] = acc2[r] = _mm512_setzero_ps();
-  // Blocks 0-2's qs (bytes 18 j + 2) from the first load; block 3's from the second (at +8).
-  alignas(64) std::uint8_t qi[64];
-  for (int j = 0; j < 4; ++j)
-    for (int t = 0; t < 16; ++t)
-      qi[16 * j + t] = static_cast<std::uint8_t>(j < 3 ? 18 * j + 2 + t : 64 + 18 * j + 2 + t - 8);
-  const __m512i idx_q = _mm512_load_si512(qi);
-  const __m512i idx_d = scale_idx<9>();
+  const __m512i idx_q = load_idx(q4_0_qs_idx);
+  const __m512i idx_d = load_idx(scale_idx<9>);
   const __m512i m4 = _mm512_set1_epi8(15), gf = _mm512_set1_epi64(gf_hi4);
   const index_t groups = nb / 4;
   for (index_t g = 0; g < groups; ++g) {

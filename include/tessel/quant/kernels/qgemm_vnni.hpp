@@ -42,6 +42,22 @@
 
 namespace tessel::qdetail::vnni {
 
+// The 32 levels of a 32-element block with 16 nibble bytes (low nibbles: elements 0-15, high:
+// 16-31), and with the fifth bits from qh (bit j of qh: element j), as q4_* / q5_* store them.
+inline void unpack_nibbles32(const std::uint8_t* qs, std::uint8_t* u) noexcept {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m4 = _mm_set1_epi8(15);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(u), _mm_and_si128(q, m4));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(u + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+}
+inline void unpack_5bit32(const std::uint8_t* qs, const std::uint8_t* qh4,
+                          std::uint8_t* u) noexcept {
+  unpack_nibbles32(qs, u);
+  std::uint32_t qh;
+  std::memcpy(&qh, qh4, 4);
+  for (int j = 0; j < 32; ++j) u[j] = static_cast<std::uint8_t>(u[j] | (((qh >> j) & 1) << 4));
+}
+
 /// How a format reads as integer groups (see the file comment).
 template <class F>
 struct groups {};
@@ -61,10 +77,7 @@ struct groups<q4_0> {
   static constexpr int G = 32, C = 8;
   static constexpr bool offset = false;
   static void unpack(const q4_0& b, std::uint8_t* u, float* s, float*) noexcept {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
-    const __m128i m4 = _mm_set1_epi8(15);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(u), _mm_and_si128(q, m4));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(u + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+    unpack_nibbles32(b.qs, u);
     s[0] = f16f(b.d);
   }
 };
@@ -73,12 +86,7 @@ struct groups<q5_0> {
   static constexpr int G = 32, C = 16;
   static constexpr bool offset = false;
   static void unpack(const q5_0& b, std::uint8_t* u, float* s, float*) noexcept {
-    std::uint32_t qh;
-    std::memcpy(&qh, b.qh, 4);
-    for (int j = 0; j < 16; ++j) {
-      u[j] = static_cast<std::uint8_t>((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
-      u[j + 16] = static_cast<std::uint8_t>((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
-    }
+    unpack_5bit32(b.qs, b.qh, u);
     s[0] = f16f(b.d);
   }
 };
@@ -88,10 +96,7 @@ struct groups<q4_1> {
   static constexpr int G = 32, C = 0;
   static constexpr bool offset = true;
   static void unpack(const q4_1& b, std::uint8_t* u, float* s, float* o) noexcept {
-    for (int j = 0; j < 16; ++j) {
-      u[j] = b.qs[j] & 15;
-      u[j + 16] = b.qs[j] >> 4;
-    }
+    unpack_nibbles32(b.qs, u);
     s[0] = f16f(b.d);
     o[0] = -f16f(b.m);
   }
@@ -101,12 +106,7 @@ struct groups<q5_1> {
   static constexpr int G = 32, C = 0;
   static constexpr bool offset = true;
   static void unpack(const q5_1& b, std::uint8_t* u, float* s, float* o) noexcept {
-    std::uint32_t qh;
-    std::memcpy(&qh, b.qh, 4);
-    for (int j = 0; j < 16; ++j) {
-      u[j] = static_cast<std::uint8_t>((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
-      u[j + 16] = static_cast<std::uint8_t>((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
-    }
+    unpack_5bit32(b.qs, b.qh, u);
     s[0] = f16f(b.d);
     o[0] = -f16f(b.m);
   }

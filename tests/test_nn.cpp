@@ -164,6 +164,96 @@ TEST_CASE("Attention: causal GQA (adjacent RoPE) and MQA (half-split RoPE) match
   CHECK_THROWS_AS((nn::Attention<dyn, 8, dyn>(32, 4, 2)), shape_error);
 }
 
+// Long prompts take the SGEMM path (rows in blocks of 128, heads across threads): a prompt of
+// 300 rows in chunks of 200 and 100 (the second at pos 200, so its blocks see cached keys),
+// against attention written out in f64 from the same projections and the same RoPE tables,
+// and against the row-by-row decode path.
+TEST_CASE("Attention: long chunked prompts equal an f64 reference and row-by-row decoding") {
+  const index_t D = 64, H = 4, KvH = 2, hd = D / H, kvd = hd * KvH, T = 300, max_seq = 320;
+  nn::Attention<dyn, dyn, dyn> att(D, H, KvH);
+  std::uint32_t state = 12345u;
+  const auto rnd = [&] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / 16777216.0f - 0.5f;
+  };
+  for (auto* l : {&att.attn_q, &att.attn_k, &att.attn_v, &att.attn_output})
+    for (index_t i = 0; i < l->weight.size(); ++i) l->weight.data()[i] = rnd() * 0.5f;
+  std::vector<float> x(std::size_t(T * D));
+  for (auto& v : x) v = rnd();
+  nn::Rope rope(hd, hd, max_seq, 10000.0f, nn::RopeStyle::adjacent);
+
+  // Reference: projections in f64, rounded to f32 and rotated by the same tables, then
+  // softmax(q k / sqrt(hd)) v per head in f64 and the output projection.
+  const auto project = [&](const auto& l, index_t out) {
+    std::vector<float> r(std::size_t(T * out));
+    for (index_t t = 0; t < T; ++t)
+      for (index_t o = 0; o < out; ++o) {
+        double a = 0;
+        for (index_t k = 0; k < D; ++k)
+          a += double(x[std::size_t(t * D + k)]) * double(l.weight.data()[o * D + k]);
+        r[std::size_t(t * out + o)] = float(a);
+      }
+    return r;
+  };
+  auto q = project(att.attn_q, D), k = project(att.attn_k, kvd), v = project(att.attn_v, kvd);
+  for (index_t t = 0; t < T; ++t) {
+    rope.apply(q.data() + t * D, H, t);
+    rope.apply(k.data() + t * kvd, KvH, t);
+  }
+  std::vector<double> ctx(std::size_t(T * D)), want(std::size_t(T * D)),
+      s(static_cast<std::size_t>(T));
+  for (index_t h = 0; h < H; ++h) {
+    const index_t off = (h / (H / KvH)) * hd;
+    for (index_t t = 0; t < T; ++t) {
+      double mx = -1e300, sum = 0;
+      for (index_t u = 0; u <= t; ++u) {
+        double d = 0;
+        for (index_t j = 0; j < hd; ++j)
+          d += double(q[std::size_t(t * D + h * hd + j)]) *
+               double(k[std::size_t(u * kvd + off + j)]);
+        s[std::size_t(u)] = d / std::sqrt(double(hd));
+        mx = std::max(mx, s[std::size_t(u)]);
+      }
+      for (index_t u = 0; u <= t; ++u)
+        sum += (s[std::size_t(u)] = std::exp(s[std::size_t(u)] - mx));
+      for (index_t j = 0; j < hd; ++j) {
+        double a = 0;
+        for (index_t u = 0; u <= t; ++u)
+          a += s[std::size_t(u)] * double(v[std::size_t(u * kvd + off + j)]);
+        ctx[std::size_t(t * D + h * hd + j)] = a / sum;
+      }
+    }
+  }
+  for (index_t t = 0; t < T; ++t)
+    for (index_t o = 0; o < D; ++o) {
+      double a = 0;
+      for (index_t j = 0; j < D; ++j)
+        a += ctx[std::size_t(t * D + j)] * double(att.attn_output.weight.data()[o * D + j]);
+      want[std::size_t(t * D + o)] = a;
+    }
+  const auto err = [&](const std::vector<float>& y) {
+    double d = 0, m = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      d = std::max(d, std::fabs(double(y[i]) - want[i]));
+      m = std::max(m, std::fabs(want[i]));
+    }
+    return d / m;
+  };
+
+  nn::KVCache<dyn, dyn> cache(1, max_seq, kvd);
+  std::vector<float> scratch(std::size_t(att.scratch_floats(200, max_seq))), y(x.size()),
+      y1(x.size());
+  att.forward(x.data(), 200, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
+              y.data());
+  att.forward(x.data() + 200 * D, 100, 200, cache.keys(0), cache.values(0), max_seq, rope,
+              scratch.data(), y.data() + 200 * D);
+  CHECK(err(y) < 1e-5);
+  for (index_t t = 0; t < T; ++t)
+    att.forward(x.data() + t * D, 1, t, cache.keys(0), cache.values(0), max_seq, rope,
+                scratch.data(), y1.data() + t * D);
+  CHECK(err(y1) < 1e-5);
+}
+
 TEST_CASE("Linear: block-format weights against their dequantized f32 values") {
   const auto w = mat("gate");  // [48, 32]
   const auto x = mat("x");     // [6, 32]

@@ -15,6 +15,7 @@
 // excluded exactly, as an additive −inf mask does). scratch: bidirectional_scratch_floats(B, T).
 
 #include <limits>
+#include <vector>
 
 #include "linear.hpp"
 #include "rope.hpp"
@@ -229,13 +230,15 @@ class Attention {
     attn_k.forward_strided(x, D, M, k_cache + pos * kvd, kvd);
     attn_v.forward_strided(x, D, M, v_cache + pos * kvd, kvd);
     if (rope)
-      for (index_t i = 0; i < M; ++i) {
-        rope->apply(q + i * D, H, pos + i);
-        rope->apply(k_cache + (pos + i) * kvd, kv_heads(), pos + i);
-      }
+      parallel_for(0, M, 32, [&](index_t lo, index_t hi) {
+        for (index_t i = lo; i < hi; ++i) {
+          rope->apply(q + i * D, H, pos + i);
+          rope->apply(k_cache + (pos + i) * kvd, kv_heads(), pos + i);
+        }
+      });
     if (M >= gemm_rows) {
       // Prefill: per head, blocks of rows as two SGEMMs (scores = Q Kᵀ, then softmax · V).
-      attend_gemm(q, M, pos, k_cache, v_cache, max_seq, scores, att);
+      attend_gemm(q, M, pos, k_cache, v_cache, att);
       attn_output.forward(att, M, y, beta);
       return;
     }
@@ -259,32 +262,39 @@ class Attention {
   /// Rows at which causal attention runs as SGEMMs rather than row by row.
   static constexpr index_t gemm_rows = 16;
 
-  // Causal attention of M rows at positions pos.. for every head, as SGEMMs: rows in blocks of
-  // 128, each block's scores against the keys it can see (0 .. pos + last row), masked rows of
-  // the block zeroed after the softmax. s: M * max_seq floats.
+  // Causal attention of M rows at positions pos.. for every head, as SGEMMs. Threads take whole
+  // heads (the SGEMMs inside run on the calling thread: a head's products are too small to
+  // split well, and one barrier per head would cost more than they take); within a head, rows
+  // go in blocks of 128, each block's scores against the keys it can see (0 .. pos + last row),
+  // masked entries of the block zeroed after the softmax. The scores of a block live in a
+  // per-thread buffer of 128 x (pos + M) floats.
   void attend_gemm(const float* q, index_t M, index_t pos, const float* kc, const float* vc,
-                   index_t max_seq, float* s, float* att) const {
+                   float* att) const {
     const index_t D = dim(), kvd = kv_dim(), hd = head_dim(), H = heads();
     const index_t group = H / kv_heads();
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     constexpr index_t block = 128;
-    for (index_t h = 0; h < H; ++h) {
-      const index_t off = (h / group) * hd;
-      for (index_t r0 = 0; r0 < M; r0 += block) {
-        const index_t mb = std::min(block, M - r0), T = pos + r0 + mb;
-        gemm<cpu>(mb, T, hd, q + r0 * D + h * hd, D, kc + off, kvd, true, s, max_seq);
-        parallel_for(0, mb, 16, [&](index_t lo, index_t hi) {
-          for (index_t i = lo; i < hi; ++i) {
-            float* row = s + i * max_seq;
+    const index_t ld = pos + M;
+    parallel_for(0, H, 1, [&](index_t h_lo, index_t h_hi) {
+      thread_local std::vector<float> buffer;
+      buffer.resize(std::max(buffer.size(), static_cast<std::size_t>(std::min(block, M) * ld)));
+      float* s = buffer.data();
+      for (index_t h = h_lo; h < h_hi; ++h) {
+        const index_t off = (h / group) * hd;
+        for (index_t r0 = 0; r0 < M; r0 += block) {
+          const index_t mb = std::min(block, M - r0), T = pos + r0 + mb;
+          gemm<cpu>(mb, T, hd, q + r0 * D + h * hd, D, kc + off, kvd, true, s, ld);
+          for (index_t i = 0; i < mb; ++i) {
+            float* row = s + i * ld;
             const index_t n = pos + r0 + i + 1;  // keys this row sees
             for (index_t t = 0; t < n; ++t) row[t] *= scale;
             detail::rows::softmax(row, n);
             std::fill(row + n, row + T, 0.0f);
           }
-        });
-        gemm<cpu>(mb, hd, T, s, max_seq, vc + off, kvd, false, att + r0 * D + h * hd, D);
+          gemm<cpu>(mb, hd, T, s, ld, vc + off, kvd, false, att + r0 * D + h * hd, D);
+        }
       }
-    }
+    });
   }
 
   // One head over rows 0..M-1: row i sees key rows 0..pos+i (causal: n < 0) or 0..n-1.

@@ -26,7 +26,7 @@ class GatedMLP {
     float* u = scratch + M * H;
     ffn_gate.forward(x, M, g);
     ffn_up.forward(x, M, u);
-    for (index_t i = 0; i < M * H; ++i) g[i] = detail::silu(g[i]) * u[i];
+    detail::silu_mul_inplace(g, u, M * H);
     ffn_down.forward(g, M, y, beta);
   }
 
@@ -55,7 +55,9 @@ class MLP {
 
   void forward(const float* x, index_t M, float* y, float* scratch, float beta = 0.0f) const {
     ffn_up.forward(x, M, scratch);
-    for (index_t i = 0; i < M * hidden(); ++i) scratch[i] = detail::gelu(scratch[i], gelu);
+    parallel_for(0, M * hidden(), 16384, [&](index_t lo, index_t hi) {
+      for (index_t i = lo; i < hi; ++i) scratch[i] = detail::gelu(scratch[i], gelu);
+    });
     ffn_down.forward(scratch, M, y, beta);
   }
 

@@ -30,6 +30,7 @@
 // read bandwidth (f32, f16, bf16).
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -49,18 +50,21 @@ struct gemm_op {};
 
 namespace detail {
 
-/// Cache blocking of the packed GEMM. KC: depth of a rank-k update; one B sliver (KC x NR) is
-/// reused across a block of A while A slivers stream from L2, and C is re-read K/KC times.
-/// MC: rows of A packed together (MC x KC in L2). NC: columns of B packed together (KC x NC
-/// shared by the threads, in L3). Measured on the dev machine (48 KiB L1d, 2 MiB L2): with
-/// 6x16 tiles KC = 192..512 and MC = 120..480 are within noise of each other; with 14x32 tiles
-/// KC = 512 beats 256 by ~7% (fewer passes over C), and MC = 336 beats 672.
+/// Cache blocking of the packed GEMM. KC: depth of a rank-k update (C is re-read K/KC times);
+/// an A micro-panel (MR x KC) stays in L1 while the B slivers (KC x NR) of a column chunk
+/// stream past it from L2. NCHUNK: slivers per chunk (KC x NCHUNK·NR floats in L2, 512 KiB
+/// with 14 x 32 tiles). MAXA: floats of packed A per row block (all of K at once). MC / NC:
+/// conv2d's implicit GEMM (ops/conv2d.hpp) packs MC x KC of A per thread (L2) and KC x NC of B
+/// shared by the threads (L3). Measured on the dev machine
+/// (48 KiB L1d, 2 MiB L2): with 14x32 tiles KC = 512 beats 256 by ~7% and 384 / 768 by 1-5%.
 template <class Arch>
 struct gemm_blocking {
   static constexpr index_t MR = gemm_tile<Arch>::MR, NR = gemm_tile<Arch>::NR;
   static constexpr index_t KC = NR >= 32 ? 512 : 256;
   static constexpr index_t MC = MR * (MR >= 14 ? 24 : 40);
   static constexpr index_t NC = NR * (4096 / NR);
+  static constexpr index_t NCHUNK = 8;
+  static constexpr index_t MAXA = index_t{4} << 20;
 };
 
 /// beta == 0 writes zeros (never reads C); otherwise scales C in place.
@@ -71,65 +75,72 @@ inline void scale_c(index_t M, index_t N, float* C, index_t ldc, float beta) noe
   }
 }
 
+// A block of rows is packed once for all of K (threads share the work and the buffer of the
+// calling thread). Then threads claim column chunks one at a time (an atomic counter: a
+// descheduled thread holds up at most one chunk) and pack that chunk's B slivers themselves,
+// so they sit in the thread's own L2; per KC block, each A micro-panel meets every sliver of
+// the chunk before the next one is loaded (A in L1, B from L2). Measured against the previous
+// scheme (A blocks of MC rows per thread, B panels packed by all threads between two barriers
+// per KC block, sliver-major inner loop), f16 weights, M = 512, the 1.1B Llama's matrices
+// weighted by their FLOPs: +3-5% at 2 threads, +7-8% at 1.
 template <class Arch, class T>
 void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, const T* B,
                  index_t ldb, bool trans_b, float* C, index_t ldc, float beta) {
   using blk = gemm_blocking<Arch>;
-  constexpr index_t MR = blk::MR, NR = blk::NR, KC = blk::KC, NC = blk::NC;
-  const index_t nt = num_threads();
+  constexpr index_t MR = blk::MR, NR = blk::NR, KC = blk::KC;
+  const index_t n_kb = (K + KC - 1) / KC, n_sl = (N + NR - 1) / NR;
+  const index_t nt = detail::in_parallel_region() ? 1 : num_threads();
+  const index_t mb_max = std::max<index_t>(MR, blk::MAXA / K / MR * MR);
+  const index_t mp_max = (std::min(M, mb_max) + MR - 1) / MR;  // micro-panels per block
+  float* Ap = thread_scratch(0).get(static_cast<std::size_t>(mp_max * MR * K));
+  // Column chunks: up to NCHUNK slivers, and at least one chunk per thread where N allows;
+  // with fewer chunks than threads the rows are split too (B is then packed more than once).
+  const index_t chunk = std::clamp<index_t>((n_sl + nt - 1) / nt, 1, blk::NCHUNK);
+  const index_t n_chunks = (n_sl + chunk - 1) / chunk;
 
-  // Blocks of A: as large as MC allows, but a multiple of the thread count so that threads
-  // get equal shares of rows.
-  index_t n_ic = (M + blk::MC - 1) / blk::MC;
-  if (nt > 1) n_ic = (n_ic + nt - 1) / nt * nt;
-  const index_t mc_step = std::min(blk::MC, ((M + n_ic - 1) / n_ic + MR - 1) / MR * MR);
-  n_ic = (M + mc_step - 1) / mc_step;
-
-  const index_t kc_max = std::min(KC, K);
-  const index_t nc_max = (std::min(NC, N) + NR - 1) / NR * NR;
-  float* Bp = thread_scratch(1).get(static_cast<std::size_t>(kc_max * nc_max));
-
-  for (index_t jc = 0; jc < N; jc += NC) {
-    const index_t nc = std::min(NC, N - jc);
-    const index_t n_slivers = (nc + NR - 1) / NR;
-    // Few blocks of A for many threads: also split the columns (A blocks get packed twice).
-    const index_t n_jg = n_ic >= 2 * nt ? 1 : std::min(n_slivers, (2 * nt + n_ic - 1) / n_ic);
-    for (index_t pc = 0; pc < K; pc += KC) {
-      const index_t kc = std::min(KC, K - pc);
-      const float beta_k = pc == 0 ? beta : 1.0f;
-
-      parallel_for(0, n_slivers, std::max<index_t>(1, 8192 / (kc * NR) + 1),
-                   [&](index_t lo, index_t hi) {
-                     const index_t j = lo * NR, cols = std::min(nc, hi * NR) - j;
-                     float* out = Bp + lo * NR * kc;
-                     if (trans_b) {
-                       pack_b_cols<NR>(kc, cols, B + (jc + j) * ldb + pc, ldb, out);
-                     } else {
-                       pack_b_rows<Arch, NR>(kc, cols, B + pc * ldb + jc + j, ldb, out);
-                     }
-                   });
-
-      parallel_for(0, n_ic * n_jg, 1, [&](index_t lo, index_t hi) {
-        float* Ap = thread_scratch(0).get(static_cast<std::size_t>(mc_step * kc));
-        index_t packed_ic = -1;
-        for (index_t t = lo; t < hi; ++t) {
-          const index_t ic = (t / n_jg) * mc_step, g = t % n_jg;
-          const index_t mc = std::min(mc_step, M - ic);
-          if (ic != packed_ic) {
-            pack_a<MR>(mc, kc, A + ic * lda + pc, lda, Ap);
-            packed_ic = ic;
+  for (index_t m0 = 0; m0 < M; m0 += mb_max) {
+    const index_t mb = std::min(mb_max, M - m0), n_mp = (mb + MR - 1) / MR;
+    // KC block p of the packed rows: n_mp micro-panels of MR x kc_p, from Ap + n_mp·MR·KC·p.
+    parallel_for(0, n_mp * n_kb, 4, [&](index_t lo, index_t hi) {
+      for (index_t t = lo; t < hi; ++t) {
+        const index_t p = t / n_mp, i = t % n_mp;
+        const index_t pc = p * KC, kc = std::min(KC, K - pc), r0 = i * MR;
+        pack_a<MR>(std::min(MR, mb - r0), kc, A + (m0 + r0) * lda + pc, lda,
+                   Ap + n_mp * MR * KC * p + i * MR * kc);
+      }
+    });
+    const index_t n_rg = n_chunks >= nt ? 1 : std::min(n_mp, (nt + n_chunks - 1) / n_chunks);
+    const index_t tasks = n_rg * n_chunks;
+    std::atomic<index_t> next{0};
+    parallel_for_each_thread([&](int, int) {
+      float* Bp = thread_scratch(1).get(static_cast<std::size_t>(chunk * NR * std::min(KC, K)));
+      for (index_t t = next.fetch_add(1, std::memory_order_relaxed); t < tasks;
+           t = next.fetch_add(1, std::memory_order_relaxed)) {
+        const index_t c = t % n_chunks, rg = t / n_chunks;
+        const index_t s0 = c * chunk, s1 = std::min(n_sl, s0 + chunk);
+        const index_t j0 = s0 * NR, cols = std::min(N, s1 * NR) - j0;
+        const index_t i_lo = n_mp * rg / n_rg, i_hi = n_mp * (rg + 1) / n_rg;
+        for (index_t p = 0; p < n_kb; ++p) {
+          const index_t pc = p * KC, kc = std::min(KC, K - pc);
+          const float beta_k = pc == 0 ? beta : 1.0f;
+          if (trans_b) {
+            pack_b_cols<NR>(kc, cols, B + j0 * ldb + pc, ldb, Bp);
+          } else {
+            pack_b_rows<Arch, NR>(kc, cols, B + pc * ldb + j0, ldb, Bp);
           }
-          const index_t s_lo = n_slivers * g / n_jg, s_hi = n_slivers * (g + 1) / n_jg;
-          for (index_t s = s_lo; s < s_hi; ++s) {
-            const index_t j = s * NR, n = std::min(NR, nc - j);
-            for (index_t i = 0; i < mc; i += MR) {
-              micro_kernel<Arch>(kc, Ap + i * kc, Bp + s * NR * kc, C + (ic + i) * ldc + jc + j,
-                                 ldc, beta_k, std::min(MR, mc - i), n);
+          const float* Ab = Ap + n_mp * MR * KC * p;
+          for (index_t i = i_lo; i < i_hi; ++i) {
+            const index_t r0 = i * MR, m = std::min(MR, mb - r0);
+            float* Ci = C + (m0 + r0) * ldc;
+            for (index_t s = s0; s < s1; ++s) {
+              const index_t j = s * NR;
+              micro_kernel<Arch>(kc, Ab + i * MR * kc, Bp + (s - s0) * NR * kc, Ci + j, ldc, beta_k,
+                                 m, std::min(NR, N - j));
             }
           }
         }
-      });
-    }
+      }
+    });
   }
 }
 

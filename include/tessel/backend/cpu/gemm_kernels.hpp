@@ -126,22 +126,41 @@ inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
 
 // ---- packing -----------------------------------------------------------------------------
 
+#if defined(__AVX2__)
+inline void transpose8(__m256 r[8]) noexcept;
+#endif
+
 /// Packs rows [0, mc) x columns [0, kc) of A (row-major, stride lda) into MR-row slivers,
-/// zero-padding the last sliver to MR rows.
+/// zero-padding the last sliver to MR rows. With AVX, 8 columns of up to 8 rows at a time go
+/// through an in-register transpose (reads stay contiguous along k; measured on the 1.1B f16
+/// prefill, the scalar loop took 2-3% of the time).
 template <int MR>
 inline void pack_a(index_t mc, index_t kc, const float* A, index_t lda, float* out) noexcept {
   for (index_t i0 = 0; i0 < mc; i0 += MR) {
     const index_t rows = std::min<index_t>(MR, mc - i0);
     const float* src = A + i0 * lda;
-    if (rows == MR) {
-      for (index_t k = 0; k < kc; ++k) {
-        for (int r = 0; r < MR; ++r) out[k * MR + r] = src[r * lda + k];
-      }
-    } else {
-      for (index_t k = 0; k < kc; ++k) {
-        for (int r = 0; r < MR; ++r) out[k * MR + r] = r < rows ? src[r * lda + k] : 0.0f;
+    index_t k0 = 0;
+#if defined(__AVX2__)
+    for (; k0 + 8 <= kc; k0 += 8) {
+      for (int g = 0; g < MR; g += 8) {
+        const int n = std::min(8, MR - g);  // rows of the sliver this group fills
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i)
+          r[i] = i < n && g + i < rows ? _mm256_loadu_ps(src + (g + i) * lda + k0)
+                                       : _mm256_setzero_ps();
+        transpose8(r);
+        if (n == 8) {
+          for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + g, r[i]);
+        } else {
+          const __m256i mask =
+              _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+          for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + g, mask, r[i]);
+        }
       }
     }
+#endif
+    for (index_t k = k0; k < kc; ++k)
+      for (int r = 0; r < MR; ++r) out[k * MR + r] = r < rows ? src[r * lda + k] : 0.0f;
     out += MR * kc;
   }
 }

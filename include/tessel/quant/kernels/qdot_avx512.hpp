@@ -302,6 +302,18 @@ inline void q4_0_rows4(index_t nb, const q4_0* w, index_t ldw, const q8_0* a, co
   const index_t groups = nb / 4;
   for (index_t g = 0; g < groups; ++g) {
     prefetch_next<q4_0, R>(w, ldw, 4 * g, 4, 2);
+    // And into L1, each row's group 2 steps ahead (its 72 bytes span 2 lines; prefetching past
+    // the row's end touches the next row, which is fetched soon anyway). Measured A/B (2
+    // threads, the GEMVs of a 1.1B Llama decode step, variants interleaved token by token):
+    // 25.4 / 24.0 -> 27.0 / 25.2 GB/s in two runs; 1 or 4 groups ahead into L2 instead of 2,
+    // or 1 / 4 groups ahead into L1, or 4-row groups: no better; no software prefetch: 13.7.
+#ifndef TESSEL_NO_QPREFETCH
+    for (int r = 0; r < R; ++r) {
+      const char* p = reinterpret_cast<const char*>(w + r * ldw + 4 * g + 8);
+      _mm_prefetch(p, _MM_HINT_T0);
+      _mm_prefetch(p + 64, _MM_HINT_T0);
+    }
+#endif
     const q4_0_act4& A = A4[g];
     for (int r = 0; r < R; ++r) {
       const char* p = reinterpret_cast<const char*>(w + r * ldw + 4 * g);

@@ -90,7 +90,10 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
   constexpr index_t MR = blk::MR, NR = blk::NR, KC = blk::KC;
   const index_t n_kb = (K + KC - 1) / KC, n_sl = (N + NR - 1) / NR;
   const index_t nt = detail::in_parallel_region() ? 1 : num_threads();
-  const index_t mb_max = std::max<index_t>(MR, blk::MAXA / K / MR * MR);
+  // Row blocks of equal size (B is packed once per block: no thin last block).
+  const index_t mb_cap = std::max<index_t>(MR, blk::MAXA / K / MR * MR);
+  const index_t n_blocks = (M + mb_cap - 1) / mb_cap;
+  const index_t mb_max = ((M + n_blocks - 1) / n_blocks + MR - 1) / MR * MR;
   const index_t mp_max = (std::min(M, mb_max) + MR - 1) / MR;  // micro-panels per block
   float* Ap = thread_scratch(0).get(static_cast<std::size_t>(mp_max * MR * K));
   // Column chunks: up to NCHUNK slivers, and at least one chunk per thread where N allows;

@@ -14,8 +14,9 @@
 // Backend is tessel::cpu_scalar (the reference: a plain triple loop accumulating in double)
 // or tessel::cpu_simd<Arch> (tessel::cpu is the best one compiled). The SIMD version packs
 // A and B into cache-sized panels (GotoBLAS/BLIS scheme, see gemm_kernels.hpp), runs an
-// MR x NR register micro-kernel, threads over blocks of C with the pool in thread_pool.hpp
-// (tessel::set_num_threads), and routes M <= 8 to streaming GEMV kernels (gemv.hpp).
+// MR x NR register micro-kernel, threads over column chunks of C with the pool in
+// thread_pool.hpp (tessel::set_num_threads; see gemm_packed below), and routes M <= 8 to
+// streaming GEMV kernels (gemv.hpp).
 // Bad sizes, strides or null pointers throw tessel::value_error / tessel::shape_error.
 //
 // Both are reachable through the customization point kernel<gemm_op, Backend, TB>::run with

@@ -237,7 +237,7 @@ class Attention {
         }
       });
     if (M >= gemm_rows) {
-      // Prefill: per head, blocks of rows as two SGEMMs (scores = Q Kᵀ, then softmax · V).
+      // Prefill: heads across threads, each on the SGEMM micro-kernel (scores, softmax, · V).
       attend_gemm(q, M, pos, k_cache, v_cache, att);
       attn_output.forward(att, M, y, beta);
       return;

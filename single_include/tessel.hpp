@@ -3755,7 +3755,8 @@ namespace detail {
 /// Cache blocking of the packed GEMM. KC: depth of a rank-k update (C is re-read K/KC times);
 /// an A micro-panel (MR x KC) stays in L1 while the B slivers (KC x NR) of a column chunk
 /// stream past it from L2. NCHUNK: slivers per chunk (KC x NCHUNK·NR floats in L2, 512 KiB
-/// with 14 x 32 tiles). MAXA: floats of packed A per row block (all of K at once). MC / NC:
+/// with 14 x 32 tiles). MAXA: floats of packed A per row block (all of K at once); MAXA_NARROW
+/// the same when B is narrow (1 MiB: half the L2). MC / NC:
 /// conv2d's implicit GEMM (ops/conv2d.hpp) packs MC x KC of A per thread (L2) and KC x NC of B
 /// shared by the threads (L3). Measured on the dev machine
 /// (48 KiB L1d, 2 MiB L2): with 14x32 tiles KC = 512 beats 256 by ~7% and 384 / 768 by 1-5%.
@@ -3767,6 +3768,7 @@ struct gemm_blocking {
   static constexpr index_t NC = NR * (4096 / NR);
   static constexpr index_t NCHUNK = 8;
   static constexpr index_t MAXA = index_t{4} << 20;
+  static constexpr index_t MAXA_NARROW = index_t{1} << 18;
 };
 
 /// beta == 0 writes zeros (never reads C); otherwise scales C in place.
@@ -3792,33 +3794,44 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
   constexpr index_t MR = blk::MR, NR = blk::NR, KC = blk::KC;
   const index_t n_kb = (K + KC - 1) / KC, n_sl = (N + NR - 1) / NR;
   const index_t nt = detail::in_parallel_region() ? 1 : num_threads();
-  // Row blocks of equal size (B is packed once per block: no thin last block).
-  const index_t mb_cap = std::max<index_t>(MR, blk::MAXA / K / MR * MR);
-  const index_t n_blocks = (M + mb_cap - 1) / mb_cap;
-  const index_t mb_max = ((M + n_blocks - 1) / n_blocks + MR - 1) / MR * MR;
-  const index_t mp_max = (std::min(M, mb_max) + MR - 1) / MR;  // micro-panels per block
-  float* Ap = thread_scratch(0).get(static_cast<std::size_t>(mp_max * MR * K));
   // Column chunks: up to NCHUNK slivers, and at least one chunk per thread where N allows;
   // with fewer chunks than threads the rows are split too (B is then packed more than once).
   const index_t chunk = std::clamp<index_t>((n_sl + nt - 1) / nt, 1, blk::NCHUNK);
   const index_t n_chunks = (n_sl + chunk - 1) / chunk;
+  // With one chunk per row, each A micro-panel meets the slivers of one chunk only: the tasks
+  // pack their micro-panels themselves, just before use (in L1), and there is no shared pass.
+  // Otherwise A is packed in row blocks of equal size (B is packed once per block: no thin last
+  // block); with narrow B (N < M / 2) blocks that stay in L2, as the shared pass would
+  // otherwise write A out to L3 and read it back for little reuse.
+  const bool a_inline = n_chunks == 1 || n_chunks < nt;
+  const index_t a_budget = 2 * N >= M ? blk::MAXA : blk::MAXA_NARROW;
+  const index_t mb_cap = a_inline ? M : std::max<index_t>(MR, a_budget / K / MR * MR);
+  const index_t n_blocks = (M + mb_cap - 1) / mb_cap;
+  const index_t mb_max = ((M + n_blocks - 1) / n_blocks + MR - 1) / MR * MR;
+  const index_t mp_max = (std::min(M, mb_max) + MR - 1) / MR;  // micro-panels per block
+  float* Ap = a_inline ? nullptr : thread_scratch(0).get(static_cast<std::size_t>(mp_max * MR * K));
 
   for (index_t m0 = 0; m0 < M; m0 += mb_max) {
     const index_t mb = std::min(mb_max, M - m0), n_mp = (mb + MR - 1) / MR;
     // KC block p of the packed rows: n_mp micro-panels of MR x kc_p, from Ap + n_mp·MR·KC·p.
-    parallel_for(0, n_mp * n_kb, 4, [&](index_t lo, index_t hi) {
-      for (index_t t = lo; t < hi; ++t) {
-        const index_t p = t / n_mp, i = t % n_mp;
-        const index_t pc = p * KC, kc = std::min(KC, K - pc), r0 = i * MR;
-        pack_a<MR>(std::min(MR, mb - r0), kc, A + (m0 + r0) * lda + pc, lda,
-                   Ap + n_mp * MR * KC * p + i * MR * kc);
-      }
-    });
+    // At least ~64 KiB of A per task: a small A is packed on the calling thread (no barrier).
+    const index_t grain = std::max<index_t>(4, 16384 / (MR * std::min(K, KC)));
+    if (!a_inline)
+      parallel_for(0, n_mp * n_kb, grain, [&](index_t lo, index_t hi) {
+        for (index_t t = lo; t < hi; ++t) {
+          const index_t p = t / n_mp, i = t % n_mp;
+          const index_t pc = p * KC, kc = std::min(KC, K - pc), r0 = i * MR;
+          pack_a<MR>(std::min(MR, mb - r0), kc, A + (m0 + r0) * lda + pc, lda,
+                     Ap + n_mp * MR * KC * p + i * MR * kc);
+        }
+      });
     const index_t n_rg = n_chunks >= nt ? 1 : std::min(n_mp, (nt + n_chunks - 1) / n_chunks);
     const index_t tasks = n_rg * n_chunks;
     std::atomic<index_t> next{0};
     parallel_for_each_thread([&](int, int) {
       float* Bp = thread_scratch(1).get(static_cast<std::size_t>(chunk * NR * std::min(KC, K)));
+      float* Apan = a_inline ? thread_scratch(0).get(static_cast<std::size_t>(MR * std::min(KC, K)))
+                             : nullptr;
       for (index_t t = next.fetch_add(1, std::memory_order_relaxed); t < tasks;
            t = next.fetch_add(1, std::memory_order_relaxed)) {
         const index_t c = t % n_chunks, rg = t / n_chunks;
@@ -3833,14 +3846,19 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
           } else {
             pack_b_rows<Arch, NR>(kc, cols, B + pc * ldb + j0, ldb, Bp);
           }
-          const float* Ab = Ap + n_mp * MR * KC * p;
           for (index_t i = i_lo; i < i_hi; ++i) {
             const index_t r0 = i * MR, m = std::min(MR, mb - r0);
             float* Ci = C + (m0 + r0) * ldc;
+            const float* Ai = Apan;
+            if (a_inline) {
+              pack_a<MR>(m, kc, A + (m0 + r0) * lda + pc, lda, Apan);
+            } else {
+              Ai = Ap + n_mp * MR * KC * p + i * MR * kc;
+            }
             for (index_t s = s0; s < s1; ++s) {
               const index_t j = s * NR;
-              micro_kernel<Arch>(kc, Ab + i * MR * kc, Bp + (s - s0) * NR * kc, Ci + j, ldc, beta_k,
-                                 m, std::min(NR, N - j));
+              micro_kernel<Arch>(kc, Ai, Bp + (s - s0) * NR * kc, Ci + j, ldc, beta_k, m,
+                                 std::min(NR, N - j));
             }
           }
         }

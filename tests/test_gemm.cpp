@@ -108,8 +108,9 @@ void check_backend() {
   threads_guard guard;
   std::mt19937_64 rng(42);
   // Sizes around every boundary: 1, primes, vector width (4/8/16), tiles (6/14 x 16/32),
-  // KC = 256 / 512, column chunks (8 slivers), fewer chunks than threads (rows split too), and
-  // M x K past MAXA = 4 Mi floats of packed A (two row blocks).
+  // KC = 256 / 512, column chunks (8 slivers), fewer chunks than threads (rows split, A packed
+  // by the tasks), and with 3 threads narrow B (N < M / 2) with M x K past MAXA_NARROW = 256 Ki
+  // floats of packed A (three row blocks).
   struct shape {
     index_t M, N, K;
   };
@@ -117,7 +118,7 @@ void check_backend() {
                           {5, 1, 1},     {5, 31, 257}, {6, 16, 8},     {7, 17, 3},   {13, 29, 1},
                           {14, 32, 31},  {15, 33, 47}, {29, 63, 101},  {64, 64, 64}, {97, 50, 513},
                           {350, 40, 30}, {8, 77, 301}, {9, 23, 45},    {9, 4100, 3}, {1, 700, 40},
-                          {37, 1, 19},   {20, 7, 0},   {300, 9, 14000}};
+                          {37, 1, 19},   {20, 7, 0},   {600, 70, 1000}};
   for (int threads : {1, 3}) {
     tessel::set_num_threads(threads);
     int variant = 0;

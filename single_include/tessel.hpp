@@ -10210,24 +10210,25 @@ inline float silu(float x) noexcept {
 inline void silu_inplace(float* x, index_t n) {
   parallel_for(0, n, 16384, [&](index_t lo, index_t hi) { silu_row(x + lo, hi - lo); });
 }
-/// g[i] = silu(g[i]) * u[i] for i < n, one row (SwiGLU's gate): vectorized where the build
-/// has SIMD.
-[[gnu::noipa]] inline void silu_mul_row(float* g, const float* u, index_t n) {
+/// out[i] = silu(s[i]) * m[i] for i < n, one row (SwiGLU's gate, Mamba-2's output gate); out
+/// may alias s or m. Vectorized where the build has SIMD; not inlined, as silu_row.
+[[gnu::noipa]] inline void silu_mul_row(const float* s, const float* m, float* out, index_t n) {
   index_t i = 0;
   if constexpr (requires { typename cpu::arch; }) {
     using V = xsimd::batch<float, typename cpu::arch>;
     constexpr index_t W = static_cast<index_t>(V::size);
     const V one(1.0f);
     for (; i + W <= n; i += W) {
-      const V v = V::load_unaligned(g + i);
-      (v / (one + xsimd::exp(-v)) * V::load_unaligned(u + i)).store_unaligned(g + i);
+      const V v = V::load_unaligned(s + i);
+      (v / (one + xsimd::exp(-v)) * V::load_unaligned(m + i)).store_unaligned(out + i);
     }
   }
-  for (; i < n; ++i) g[i] = silu(g[i]) * u[i];
+  for (; i < n; ++i) out[i] = silu(s[i]) * m[i];
 }
-/// g[i] = silu(g[i]) * u[i] for i < n: vectorized, threaded over chunks of 16 Ki elements.
-inline void silu_mul_inplace(float* g, const float* u, index_t n) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) { silu_mul_row(g + lo, u + lo, hi - lo); });
+/// out[i] = silu(s[i]) * m[i] for i < n: vectorized, threaded over chunks of 16 Ki elements.
+inline void silu_mul(const float* s, const float* m, float* out, index_t n) {
+  parallel_for(0, n, 16384,
+               [&](index_t lo, index_t hi) { silu_mul_row(s + lo, m + lo, out + lo, hi - lo); });
 }
 inline float gelu(float x, GeluKind k) noexcept {
   if (k == GeluKind::erf) return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
@@ -11478,25 +11479,6 @@ struct Mamba2State {
   Tensor<float, DynShape<3>> ssm;   // [heads, headdim, d_state]
 };
 
-namespace detail {
-// Not inlined, as row_ops: with a static length GCC 12 raises a false
-// -Waggressive-loop-optimizations in the tail loops.
-/// y[i] *= silu(z[i]), i < n.
-[[gnu::noipa]] inline void silu_gate(float* y, const float* z, index_t n) {
-  index_t i = 0;
-  if constexpr (requires { typename cpu::arch; }) {
-    using V = xsimd::batch<float, typename cpu::arch>;
-    constexpr index_t W = static_cast<index_t>(V::size);
-    const V one(1.0f);
-    for (; i + W <= n; i += W) {
-      const V zv = V::load_unaligned(z + i);
-      (V::load_unaligned(y + i) * zv / (one + xsimd::exp(-zv))).store_unaligned(y + i);
-    }
-  }
-  for (; i < n; ++i) y[i] *= silu(z[i]);
-}
-}  // namespace detail
-
 template <class Cfg, WeightFormat W = float>
 class Mamba2Mixer {
   using E = mamba2_extents<Cfg>;
@@ -11567,7 +11549,7 @@ class Mamba2Mixer {
 
     for (index_t m = 0; m < M; ++m) {  // rms_norm(y · silu(z)) per group of GS channels
       float* yr = ys + m * Di;
-      detail::silu_gate(yr, zx + m * PR, Di);
+      detail::silu_mul_row(zx + m * PR, yr, yr, Di);  // y *= silu(z)
       for (index_t g = 0; g < G; ++g)
         detail::rows::rms_norm(yr + g * GS, yr + g * GS, GS, norm_weight.data() + g * GS, eps);
     }
@@ -11642,7 +11624,7 @@ class GatedMLP {
     float* u = scratch + M * H;
     ffn_gate.forward(x, M, g);
     ffn_up.forward(x, M, u);
-    detail::silu_mul_inplace(g, u, M * H);
+    detail::silu_mul(g, u, g, M * H);
     ffn_down.forward(g, M, y, beta);
   }
 

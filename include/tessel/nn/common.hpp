@@ -126,24 +126,25 @@ inline float silu(float x) noexcept {
 inline void silu_inplace(float* x, index_t n) {
   parallel_for(0, n, 16384, [&](index_t lo, index_t hi) { silu_row(x + lo, hi - lo); });
 }
-/// g[i] = silu(g[i]) * u[i] for i < n, one row (SwiGLU's gate): vectorized where the build
-/// has SIMD.
-[[gnu::noipa]] inline void silu_mul_row(float* g, const float* u, index_t n) {
+/// out[i] = silu(s[i]) * m[i] for i < n, one row (SwiGLU's gate, Mamba-2's output gate); out
+/// may alias s or m. Vectorized where the build has SIMD; not inlined, as silu_row.
+[[gnu::noipa]] inline void silu_mul_row(const float* s, const float* m, float* out, index_t n) {
   index_t i = 0;
   if constexpr (requires { typename cpu::arch; }) {
     using V = xsimd::batch<float, typename cpu::arch>;
     constexpr index_t W = static_cast<index_t>(V::size);
     const V one(1.0f);
     for (; i + W <= n; i += W) {
-      const V v = V::load_unaligned(g + i);
-      (v / (one + xsimd::exp(-v)) * V::load_unaligned(u + i)).store_unaligned(g + i);
+      const V v = V::load_unaligned(s + i);
+      (v / (one + xsimd::exp(-v)) * V::load_unaligned(m + i)).store_unaligned(out + i);
     }
   }
-  for (; i < n; ++i) g[i] = silu(g[i]) * u[i];
+  for (; i < n; ++i) out[i] = silu(s[i]) * m[i];
 }
-/// g[i] = silu(g[i]) * u[i] for i < n: vectorized, threaded over chunks of 16 Ki elements.
-inline void silu_mul_inplace(float* g, const float* u, index_t n) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) { silu_mul_row(g + lo, u + lo, hi - lo); });
+/// out[i] = silu(s[i]) * m[i] for i < n: vectorized, threaded over chunks of 16 Ki elements.
+inline void silu_mul(const float* s, const float* m, float* out, index_t n) {
+  parallel_for(0, n, 16384,
+               [&](index_t lo, index_t hi) { silu_mul_row(s + lo, m + lo, out + lo, hi - lo); });
 }
 inline float gelu(float x, GeluKind k) noexcept {
   if (k == GeluKind::erf) return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));

@@ -89,25 +89,6 @@ struct Mamba2State {
   Tensor<float, DynShape<3>> ssm;   // [heads, headdim, d_state]
 };
 
-namespace detail {
-// Not inlined, as row_ops: with a static length GCC 12 raises a false
-// -Waggressive-loop-optimizations in the tail loops.
-/// y[i] *= silu(z[i]), i < n.
-[[gnu::noipa]] inline void silu_gate(float* y, const float* z, index_t n) {
-  index_t i = 0;
-  if constexpr (requires { typename cpu::arch; }) {
-    using V = xsimd::batch<float, typename cpu::arch>;
-    constexpr index_t W = static_cast<index_t>(V::size);
-    const V one(1.0f);
-    for (; i + W <= n; i += W) {
-      const V zv = V::load_unaligned(z + i);
-      (V::load_unaligned(y + i) * zv / (one + xsimd::exp(-zv))).store_unaligned(y + i);
-    }
-  }
-  for (; i < n; ++i) y[i] *= silu(z[i]);
-}
-}  // namespace detail
-
 template <class Cfg, WeightFormat W = float>
 class Mamba2Mixer {
   using E = mamba2_extents<Cfg>;
@@ -178,7 +159,7 @@ class Mamba2Mixer {
 
     for (index_t m = 0; m < M; ++m) {  // rms_norm(y · silu(z)) per group of GS channels
       float* yr = ys + m * Di;
-      detail::silu_gate(yr, zx + m * PR, Di);
+      detail::silu_mul_row(zx + m * PR, yr, yr, Di);  // y *= silu(z)
       for (index_t g = 0; g < G; ++g)
         detail::rows::rms_norm(yr + g * GS, yr + g * GS, GS, norm_weight.data() + g * GS, eps);
     }

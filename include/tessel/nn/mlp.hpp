@@ -26,7 +26,7 @@ class GatedMLP {
     float* u = scratch + M * H;
     ffn_gate.forward(x, M, g);
     ffn_up.forward(x, M, u);
-    detail::silu_mul_inplace(g, u, M * H);
+    detail::silu_mul(g, u, g, M * H);
     ffn_down.forward(g, M, y, beta);
   }
 

@@ -8,7 +8,9 @@
 // pos .. pos+M-1 (a prompt: M > 1, a decode step: M == 1), writes their keys and values into
 // the cache rows at those positions and attends row i to cache rows 0 .. pos+i; RoPE rotates
 // queries and keys (the overload without a Rope is for models with learned positions).
-// scratch holds scratch_floats(M, max_seq) floats.
+// max_seq is the cache's rows (KVCache::capacity(): what is allocated, not the context it may
+// grow to); it bounds the positions and strides the scores, so scratch, which holds
+// scratch_floats(M, max_seq) floats, follows the cache as it grows.
 //
 // Bidirectional (encoders): forward_bidirectional(x, B, T, mask, ...) runs B sequences of T
 // rows; every row attends to the rows of its sequence whose mask is nonzero (padding is
@@ -143,7 +145,7 @@ class Attention {
   }
 
   /// y[M, Dim] = attention(x[M, Dim]) + beta · y. k_cache / v_cache: this layer's rows
-  /// [max_seq, kv_dim] (see KVCache); pos + M must not exceed max_seq.
+  /// [max_seq, kv_dim] (see KVCache: its capacity()); pos + M must not exceed max_seq.
   void forward(const float* x, index_t M, index_t pos, float* k_cache, float* v_cache,
                index_t max_seq, const Rope& rope, float* scratch, float* y,
                float beta = 0.0f) const {

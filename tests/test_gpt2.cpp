@@ -48,17 +48,20 @@ double rel_err(std::span<const float> a, std::span<const float> b) {
 }
 
 template <class Model>
-std::vector<float> prefill_all(Model& m, std::span<const tessel::token_id> ids) {
+std::vector<float> prefill_all(const Model& m, std::span<const tessel::token_id> ids,
+                               tessel::models::StateOptions so = {}) {
   std::vector<float> out(ids.size() * std::size_t(m.vocab()));
-  m.forward(ids, 0, out.data());
+  auto st = m.new_state(so);
+  m.forward(st, ids, 0, out.data());
   return out;
 }
 
 template <class Model>
-std::vector<float> decode_each(Model& m, std::span<const tessel::token_id> ids) {
+std::vector<float> decode_each(const Model& m, std::span<const tessel::token_id> ids) {
   std::vector<float> out;
+  auto st = m.new_state();
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    const auto l = m.forward(ids.subspan(i, 1), tessel::index_t(i));
+    const auto l = m.forward(st, ids.subspan(i, 1), tessel::index_t(i));
     out.insert(out.end(), l.begin(), l.end());
   }
   return out;
@@ -86,7 +89,8 @@ TEST_CASE("gpt2 safetensors: prefill and decode logits match PyTorch") {
 
   const auto pre = prefill_all(m, g.tokens);
   CHECK(rel_err(pre, g.logits) < 1e-4);
-  const auto last = m.forward(std::span<const tessel::token_id>(g.tokens), 0);
+  auto st = m.new_state();
+  const auto last = m.forward(st, std::span<const tessel::token_id>(g.tokens), 0);
   CHECK(rel_err(last, std::span(g.logits).last(std::size_t(c.vocab))) < 1e-4);
 
   const auto dec = decode_each(m, g.tokens);
@@ -94,10 +98,7 @@ TEST_CASE("gpt2 safetensors: prefill and decode logits match PyTorch") {
   CHECK(rel_err(dec, pre) < 1e-5);  // the cache path computes the same numbers
 
   // Prefill in chunks of 3 rows, then decode the rest: the same logits.
-  tessel::io::GPT2LoadOptions o;
-  o.max_batch = 3;
-  auto small = tessel::io::load_gpt2_safetensors<float>(st_path, o);
-  CHECK(rel_err(prefill_all(small, g.tokens), g.logits) < 1e-4);
+  CHECK(rel_err(prefill_all(m, g.tokens, {.max_batch = 3}), g.logits) < 1e-4);
 }
 
 TEST_CASE("gpt2 safetensors: static config, f16 and bf16 weights, options") {
@@ -128,11 +129,18 @@ TEST_CASE("gpt2: bad input") {
   CHECK_THROWS_AS(tessel::io::load_gpt2_safetensors<float>(st_path, o), tessel::format_error);
 
   auto m = tessel::io::load_gpt2_safetensors<float>(st_path);
+  auto st = m.new_state();
   const std::vector<tessel::token_id> bad{1, 300};
-  CHECK_THROWS_AS(m.forward(std::span<const tessel::token_id>(bad), 0), tessel::value_error);
+  CHECK_THROWS_AS(m.forward(st, std::span<const tessel::token_id>(bad), 0), tessel::value_error);
   const std::vector<tessel::token_id> one{5};
-  CHECK_THROWS_AS(m.forward(std::span<const tessel::token_id>(one), 32), tessel::value_error);
-  CHECK_THROWS_AS(m.forward(std::span<const tessel::token_id>(), 0), tessel::value_error);
+  CHECK_THROWS_AS(m.forward(st, std::span<const tessel::token_id>(one), 32), tessel::value_error);
+  CHECK_THROWS_AS(m.forward(st, std::span<const tessel::token_id>(), 0), tessel::value_error);
+  // A state holds at most the position table's 32 positions.
+  CHECK_THROWS_AS((void)m.new_state({.max_seq = 33}), tessel::value_error);
+  auto short_st = m.new_state({.max_seq = 4});
+  CHECK_NOTHROW(m.forward(short_st, std::span<const tessel::token_id>(one), 3));
+  CHECK_THROWS_AS(m.forward(short_st, std::span<const tessel::token_id>(one), 4),
+                  tessel::value_error);
   tessel::models::GPT2Config c;
   c.dim = 64, c.hidden = 128, c.layers = 1, c.heads = 5, c.vocab = 10, c.max_seq = 8;
   CHECK_THROWS_AS(tessel::models::GPT2<tessel::models::GPT2Config>{c}, tessel::value_error);

@@ -181,7 +181,7 @@ std::vector<token_id> golden_ids() {
 }
 
 template <class Model>
-std::vector<token_id> greedy_from_bos(Model& m, int n) {
+std::vector<token_id> greedy_from_bos(const Model& m, int n) {
   const token_id bos = 1;
   GenerateOptions opt;
   opt.max_tokens = n;
@@ -278,11 +278,12 @@ TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single s
   std::vector<token_id> ids = {1};
   ids.insert(ids.end(), golden.begin(), golden.begin() + 99);
   const index_t n = 100, V = m.vocab();
-  REQUIRE(m.max_batch() >= 64);  // chunks of 64 and 36 rows: both past gemm_rows
+  auto st = m.new_state();
+  REQUIRE(st.max_batch() >= 64);  // chunks of 64 and 36 rows: both past gemm_rows
   std::vector<float> prompt(std::size_t(n * V)), steps(prompt.size());
-  m.forward(std::span<const token_id>(ids), 0, prompt.data());
+  m.forward(st, std::span<const token_id>(ids), 0, prompt.data());
   for (index_t t = 0; t < n; ++t) {
-    const auto l = m.forward(std::span<const token_id>(&ids[std::size_t(t)], 1), t);
+    const auto l = m.forward(st, std::span<const token_id>(&ids[std::size_t(t)], 1), t);
     std::copy(l.begin(), l.end(), steps.begin() + t * V);
   }
   double worst = 0, scale = 0;

@@ -332,26 +332,25 @@ TEST_CASE("Whole Llama (GQA, separate classifier) matches PyTorch logits") {
   REQUIRE(want.extent(1) == V);
   const std::span<const std::int32_t> ids(tokens.data(), std::size_t(T));
   std::vector<float> all(std::size_t(T * V));
-  auto last = m.forward(ids, 0, all.data());
+  auto st = m.new_state();
+  auto last = m.forward(st, ids, 0, all.data());
   CHECK(rel_err(all.data(), want.data(), T * V) < 1e-4f);
   CHECK(rel_err(last.data(), want.data() + (T - 1) * V, V) < 1e-4f);
   // Token by token through the KV cache: the same logits.
   std::vector<float> step(std::size_t(T * V));
   for (index_t i = 0; i < T; ++i) {
-    auto l = m.forward(ids.subspan(std::size_t(i), 1), i);
+    auto l = m.forward(st, ids.subspan(std::size_t(i), 1), i);
     std::copy(l.begin(), l.end(), step.begin() + i * V);
   }
   CHECK(rel_err(step.data(), want.data(), T * V) < 1e-4f);
   // Prefill in chunks of 3 rows gives the same logits as one chunk (up to summation order:
   // gemm sends M <= 4 to its GEMV kernels).
-  io::LlamaLoadOptions o;
-  o.max_batch = 3;
-  auto mc = io::load_llama2c_model<float>(data_dir + "/tiny_llama.bin", o);
+  auto sc = m.new_state({.max_batch = 3});
   std::vector<float> chunked(std::size_t(T * V));
-  mc.forward(ids, 0, chunked.data());
+  m.forward(sc, ids, 0, chunked.data());
   CHECK(rel_err(chunked.data(), all.data(), T * V) < 1e-5f);
   // The context is 16 positions.
-  CHECK_THROWS_AS(m.forward(ids, 16 - T + 1), value_error);
+  CHECK_THROWS_AS(m.forward(st, ids, 16 - T + 1), value_error);
   const std::int32_t bad = 40;
-  CHECK_THROWS_AS(m.forward(std::span(&bad, 1), 0), value_error);
+  CHECK_THROWS_AS(m.forward(st, std::span(&bad, 1), 0), value_error);
 }

@@ -1,25 +1,32 @@
 #pragma once
 // The generation loop: encode the prompt (after BOS, as llama2.c does), prefill it in one
-// forward pass, then sample and decode one token at a time until max_tokens, the context's
-// end, or a stop token (EOS, and BOS: llama2.c's models end a story by starting the next).
+// forward pass, then sample and decode one token at a time until max_tokens, the end of the
+// state's context, or a stop token (EOS, and BOS: llama2.c's models end a story by starting
+// the next).
 //
 //   auto r = tessel::generate(model, tokenizer, "Once upon a time",
 //                             {.max_tokens = 256, .sampling = {.temperature = 0}},
 //                             [](std::string_view text) { std::cout << text << std::flush; });
 //   r.tokens, r.prefill_seconds, r.decode_tokens_per_second(), ...
 //
-// Model: anything with forward(std::span<const token_id>, pos) -> std::span<const float>,
-// vocab() and max_seq() (models::Llama). Tokenizer: encode / bos_id / eos_id, and whatever
-// StreamDecoder needs (append_token_bytes, replacement). The callback gets whole UTF-8 text.
+//   auto st = model.new_state({.max_seq = 1024});  // or a state of one's own: one per thread,
+//   auto r2 = tessel::generate(model, st, tokenizer, prompt, opt, on_text);  // one shared model
+//
+// Model: any models::Decoder (models/decoder.hpp); the sequence starts at position 0 of the
+// state, whatever it held. Tokenizer: encode / bos_id / eos_id, and whatever StreamDecoder
+// needs (append_token_bytes, replacement). The callback gets whole UTF-8 text.
 
+#include <algorithm>
 #include <chrono>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tessel/generate/sampler.hpp"
 #include "tessel/io/tokenizer.hpp"
+#include "tessel/models/decoder.hpp"
 
 namespace tessel {
 
@@ -50,11 +57,12 @@ struct GenerateResult {
   }
 };
 
-/// Generates from already-encoded prompt ids (not empty); on_token(id) after each token.
-template <class Model, class OnToken>
-GenerateResult generate_ids(Model& model, std::span<const token_id> prompt,
-                            const GenerateOptions& opt, token_id bos, token_id eos,
-                            OnToken&& on_token) {
+/// Generates from already-encoded prompt ids (not empty) in state st; on_token(id) after each
+/// token.
+template <models::Decoder Model, class OnToken>
+GenerateResult generate_ids(const Model& model, typename Model::State& st,
+                            std::span<const token_id> prompt, const GenerateOptions& opt,
+                            token_id bos, token_id eos, OnToken&& on_token) {
   using clock = std::chrono::steady_clock;
   if (prompt.empty()) throw value_error("tessel::generate: the prompt has no tokens");
   GenerateResult r;
@@ -62,12 +70,15 @@ GenerateResult generate_ids(Model& model, std::span<const token_id> prompt,
   const index_t n = static_cast<index_t>(prompt.size());
   Sampler sampler(model.vocab(), opt.sampling);
   std::vector<float> logits(static_cast<std::size_t>(model.vocab()));
+  // At most the context's worth of tokens: max_tokens may be far larger than a state holds.
+  const index_t room =
+      std::max<index_t>(0, std::min<index_t>(std::max(opt.max_tokens, 0), st.max_seq() - n + 1));
   std::vector<token_id> history(prompt.begin(), prompt.end());
-  history.reserve(prompt.size() + std::size_t(std::max(opt.max_tokens, 0)));
-  r.tokens.reserve(std::size_t(std::max(opt.max_tokens, 0)));
+  history.reserve(prompt.size() + std::size_t(room));
+  r.tokens.reserve(std::size_t(room));
 
   const auto t0 = clock::now();
-  auto out = model.forward(prompt, 0);
+  std::span<const float> out = model.forward(st, prompt, 0);
   const auto t1 = clock::now();
   r.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
@@ -87,21 +98,31 @@ GenerateResult generate_ids(Model& model, std::span<const token_id> prompt,
     history.push_back(next);
     on_token(next);
     if (i + 1 == opt.max_tokens) break;
-    if (pos >= model.max_seq()) {
+    if (pos >= st.max_seq()) {
       r.stop = StopReason::context_full;
       break;
     }
-    out = model.forward(std::span<const token_id>(&history.back(), 1), pos++);
+    out = model.forward(st, std::span<const token_id>(&history.back(), 1), pos++);
     ++r.decode_steps;
   }
   r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return r;
 }
 
-/// Encodes prompt (after BOS), generates, and streams the text to on_text(std::string_view).
-template <class Model, class Tok, class OnText>
-GenerateResult generate(Model& model, const Tok& tok, std::string_view prompt,
-                        const GenerateOptions& opt, OnText&& on_text) {
+/// The same in a new state with the model's default options.
+template <models::Decoder Model, class OnToken>
+GenerateResult generate_ids(const Model& model, std::span<const token_id> prompt,
+                            const GenerateOptions& opt, token_id bos, token_id eos,
+                            OnToken&& on_token) {
+  typename Model::State st = model.new_state();
+  return generate_ids(model, st, prompt, opt, bos, eos, std::forward<OnToken>(on_token));
+}
+
+/// Encodes prompt (after BOS), generates in state st, and streams the text to
+/// on_text(std::string_view).
+template <models::Decoder Model, class Tok, class OnText>
+GenerateResult generate(const Model& model, typename Model::State& st, const Tok& tok,
+                        std::string_view prompt, const GenerateOptions& opt, OnText&& on_text) {
   std::vector<token_id> ids = tok.encode(prompt, opt.add_bos && tok.bos_id() >= 0);
   if (ids.empty()) {
     if (tok.bos_id() < 0)
@@ -117,11 +138,12 @@ GenerateResult generate(Model& model, const Tok& tok, std::string_view prompt,
     if (!t.empty()) on_text(std::string_view(t));
   }
   std::string text;
-  GenerateResult r = generate_ids(model, ids, opt, tok.bos_id(), tok.eos_id(), [&](token_id id) {
-    const std::string piece = dec.push(id);
-    text += piece;
-    if (!piece.empty()) on_text(std::string_view(piece));
-  });
+  GenerateResult r =
+      generate_ids(model, st, ids, opt, tok.bos_id(), tok.eos_id(), [&](token_id id) {
+        const std::string piece = dec.push(id);
+        text += piece;
+        if (!piece.empty()) on_text(std::string_view(piece));
+      });
   const std::string rest = dec.flush();
   if (!rest.empty()) {
     text += rest;
@@ -131,8 +153,16 @@ GenerateResult generate(Model& model, const Tok& tok, std::string_view prompt,
   return r;
 }
 
-template <class Model, class Tok>
-GenerateResult generate(Model& model, const Tok& tok, std::string_view prompt,
+/// The same in a new state with the model's default options.
+template <models::Decoder Model, class Tok, class OnText>
+GenerateResult generate(const Model& model, const Tok& tok, std::string_view prompt,
+                        const GenerateOptions& opt, OnText&& on_text) {
+  typename Model::State st = model.new_state();
+  return generate(model, st, tok, prompt, opt, std::forward<OnText>(on_text));
+}
+
+template <models::Decoder Model, class Tok>
+GenerateResult generate(const Model& model, const Tok& tok, std::string_view prompt,
                         const GenerateOptions& opt = {}) {
   return generate(model, tok, prompt, opt, [](std::string_view) {});
 }

@@ -37,8 +37,6 @@
 namespace tessel::io {
 
 struct GPT2LoadOptions {
-  /// Rows per prefill chunk.
-  index_t max_batch = 64;
   /// Safetensors only: the head count and LayerNorm epsilon (0: from config.json).
   index_t heads = 0;
   float norm_eps = 0.0f;
@@ -104,10 +102,10 @@ inline int qkv_part(const std::string& rest, std::string& suffix) {
 }
 
 template <class Model>
-Model make_gpt2(const models::GPT2Config& c, const std::string& file, index_t max_batch) {
+Model make_gpt2(const models::GPT2Config& c, const std::string& file) {
   using Cfg = typename Model::config_type;
   if constexpr (std::is_same_v<Cfg, models::GPT2Config>) {
-    return Model(c, max_batch);
+    return Model(c);
   } else {
     const models::GPT2Config s = models::to_gpt2_config(Cfg{});
     const auto differs = [&](const char* what, index_t a, index_t b) {
@@ -122,7 +120,7 @@ Model make_gpt2(const models::GPT2Config& c, const std::string& file, index_t ma
     differs("head count", s.heads, c.heads);
     differs("vocabulary size", s.vocab, c.vocab);
     differs("context length", s.max_seq, c.max_seq);
-    return Model(Cfg{}, max_batch);
+    return Model(Cfg{});
   }
 }
 
@@ -154,9 +152,10 @@ inline models::GPT2Config gpt2_config(const GGUFFile& f) {
 
 /// A GPT2 (static or run-time config) from a GGUF `gpt2` file.
 template <class Model>
-Model load_gpt2(const GGUFFile& f, const GPT2LoadOptions& opt = {}) {
+Model load_gpt2(const GGUFFile& f,
+                const GPT2LoadOptions& = {}) {  // the options are safetensors-only
   const models::GPT2Config c = gpt2_config(f);
-  Model m = detail::make_gpt2<Model>(c, f.path(), opt.max_batch);
+  Model m = detail::make_gpt2<Model>(c, f.path());
   const auto source = [&](const GGUFTensor& t) {
     return TensorSource{t.name, t.type, t.shape(), t.data, &f.path(), t.file_offset};
   };
@@ -221,7 +220,7 @@ template <class Model>
 Model load_gpt2_safetensors(const SafetensorsCheckpoint& ck, const std::string& path,
                             const GPT2LoadOptions& opt = {}) {
   const models::GPT2Config c = gpt2_config(ck, path, opt);
-  Model m = detail::make_gpt2<Model>(c, path, opt.max_batch);
+  Model m = detail::make_gpt2<Model>(c, path);
   const std::string pre = ck.find("transformer.wte.weight") ? "transformer." : "";
   const auto find = [&](const std::string& hf) -> std::optional<TensorSource> {
     const SafetensorsTensor* t = ck.find(pre + hf);

@@ -45,10 +45,10 @@ struct TensorSource {
 };
 
 struct LlamaLoadOptions {
-  /// Context length (KV cache rows); 0: the file's (llama2.c seq_len, GGUF context_length).
+  /// The model's context length (the most positions a state may hold); 0: the file's
+  /// (llama2.c seq_len, GGUF context_length). Rows per prefill chunk are a state's
+  /// (models::StateOptions::max_batch).
   index_t max_seq = 0;
-  /// Rows per prefill chunk.
-  index_t max_batch = 64;
 };
 
 /// The run-time weight format of a stored tensor, if an AnyMatrix can hold it.
@@ -210,7 +210,7 @@ Model make_llama(const models::LlamaConfig& file_cfg, const std::string& file,
   models::LlamaConfig c = file_cfg;
   if (opt.max_seq > 0) c.max_seq = opt.max_seq;
   if constexpr (std::is_same_v<Cfg, models::LlamaConfig>) {
-    return Model(c, opt.max_batch);
+    return Model(c);
   } else {
     const models::LlamaConfig s = models::to_llama_config(Cfg{});
     const auto differs = [&](const char* what, index_t a, index_t b) {
@@ -226,7 +226,7 @@ Model make_llama(const models::LlamaConfig& file_cfg, const std::string& file,
     differs("kv head count", s.kv_heads, c.kv_heads);
     differs("vocabulary size", s.vocab, c.vocab);
     if (opt.max_seq > 0) differs("context length", s.max_seq, opt.max_seq);
-    return Model(Cfg{}, opt.max_batch);
+    return Model(Cfg{});
   }
 }
 

@@ -16,13 +16,18 @@
 // loaders split the files' fused attn_qkv (c_attn) into the three projections. `output` holds
 // its own copy of the tied embedding, so every weight format has one matmul path.
 //
-//   std::span<const float> logits = m.forward(prompt_ids, 0);   // prefill: matmuls over M rows
-//   logits = m.forward(std::span(&next, 1), pos);               // decode: one row, no allocation
+// The model is its weights only; a State (models/decoder.hpp) holds a sequence's KV cache,
+// which grows as positions are written, its scratch and its logits:
+//
+//   auto st = m.new_state();
+//   std::span<const float> logits = m.forward(st, prompt_ids, 0);   // prefill: M rows
+//   logits = m.forward(st, std::span(&next, 1), pos);               // decode: one row
 
 #include <span>
 #include <string>
 #include <vector>
 
+#include "tessel/models/decoder.hpp"
 #include "tessel/nn/attention.hpp"
 #include "tessel/nn/embedding.hpp"
 #include "tessel/nn/kv_cache.hpp"
@@ -103,50 +108,93 @@ class GPT2 {
     nn::MLP<E::dim, E::hidden, W, true> ffn;
   };
 
-  /// max_batch: rows per prefill chunk (scratch grows with it).
-  explicit GPT2(const Cfg& cfg = {}, index_t max_batch = 64)
+  /// What one sequence changes: its KV cache (grows with the positions written), the scratch
+  /// of a chunk of max_batch rows, the logits. Made by new_state().
+  class State {
+   public:
+    State(State&&) noexcept = default;
+    State& operator=(State&&) noexcept = default;
+
+    /// Positions this state may hold.
+    index_t max_seq() const noexcept { return cache_.max_seq(); }
+    /// Rows per prefill chunk.
+    index_t max_batch() const noexcept { return max_batch_; }
+    const nn::KVCache<dyn, E::dim>& cache() const noexcept { return cache_; }
+    /// Bytes allocated: the cache, the scratch and the logits.
+    std::size_t bytes() const noexcept {
+      return cache_.bytes() +
+             (x_.size() + xb_.size() + work_.size() + logits_.size()) * sizeof(float);
+    }
+
+   private:
+    friend class GPT2;
+    State(const GPT2& m, index_t max_seq, index_t max_batch)
+        : cache_(m.cfg_.layers, max_seq, m.cfg_.dim, 0), max_batch_(max_batch) {
+      x_.resize(std::size_t(max_batch * m.cfg_.dim));
+      xb_.resize(x_.size());
+      logits_.resize(std::size_t(m.cfg_.vocab));
+    }
+
+    // Rows for positions [0, n): the cache grows, and with it the attention's scores scratch.
+    void reserve(const GPT2& m, index_t n) {
+      if (n <= cache_.capacity()) return;
+      cache_.reserve(n);
+      work_.resize(std::size_t(std::max(m.blk[0].attn.scratch_floats(max_batch_, cache_.capacity()),
+                                        m.blk[0].ffn.scratch_floats(max_batch_))));
+    }
+
+    nn::KVCache<dyn, E::dim> cache_;
+    index_t max_batch_;
+    std::vector<float> x_, xb_, work_, logits_;
+  };
+
+  explicit GPT2(const Cfg& cfg = {})
       : cfg_(checked(to_gpt2_config(cfg))),
         token_embd(cfg_.vocab, cfg_.dim),
         position_embd(cfg_.max_seq, cfg_.dim),
         output_norm(cfg_.dim, cfg_.norm_eps),
-        output(cfg_.dim, cfg_.vocab),
-        cache_(cfg_.layers, cfg_.max_seq, cfg_.dim),
-        max_batch_(std::max<index_t>(1, std::min(max_batch, cfg_.max_seq))) {
+        output(cfg_.dim, cfg_.vocab) {
     blk.reserve(std::size_t(cfg_.layers));
     for (index_t l = 0; l < cfg_.layers; ++l) blk.emplace_back(cfg_);
-    const index_t B = max_batch_;
-    x_.resize(std::size_t(B * cfg_.dim));
-    xb_.resize(std::size_t(B * cfg_.dim));
-    work_.resize(std::size_t(
-        std::max(blk[0].attn.scratch_floats(B, cfg_.max_seq), blk[0].ffn.scratch_floats(B))));
-    logits_.resize(std::size_t(cfg_.vocab));
   }
 
   GPT2(GPT2&&) noexcept = default;
 
   const GPT2Config& config() const noexcept { return cfg_; }
   index_t vocab() const noexcept { return cfg_.vocab; }
+  /// The context length (the position table's): a state holds at most this many positions.
   index_t max_seq() const noexcept { return cfg_.max_seq; }
-  index_t max_batch() const noexcept { return max_batch_; }
 
-  /// Runs tokens at positions pos .. pos+n-1 (cache rows before pos must hold this sequence's
-  /// earlier tokens) and returns the logits after the last one. With all_logits, the logits of
-  /// every position are written there too ([n, vocab]).
+  /// A state for one sequence: opt.max_seq positions (0: the model's), prefill chunks of
+  /// opt.max_batch rows. It allocates the scratch of one chunk; the cache grows with use.
+  State new_state(StateOptions opt = {}) const {
+    const index_t seq = state_context("tessel::models::GPT2", cfg_.max_seq, opt.max_seq);
+    return State(*this, seq, std::max<index_t>(1, std::min(opt.max_batch, seq)));
+  }
+
+  /// Runs tokens at positions pos .. pos+n-1 of the state's sequence (its cache rows before
+  /// pos must hold this sequence's earlier tokens) and returns the logits after the last one
+  /// (they live in the state). With all_logits, the logits of every position are written there
+  /// too ([n, vocab]). Concurrent calls are safe on distinct states.
   template <class Id>
-  std::span<const float> forward(std::span<const Id> tokens, index_t pos,
-                                 float* all_logits = nullptr) {
-    const index_t n = static_cast<index_t>(tokens.size());
-    if (n == 0) throw value_error("tessel::models::GPT2: forward needs at least one token");
-    if (pos < 0 || pos + n > cfg_.max_seq)
-      throw value_error("tessel::models::GPT2: positions " + std::to_string(pos) + " to " +
-                        std::to_string(pos + n) + " exceed the context of " +
-                        std::to_string(cfg_.max_seq) + " tokens");
-    for (index_t c = 0; c < n; c += max_batch_) {
-      const index_t m = std::min(max_batch_, n - c);
-      run_chunk(tokens.subspan(std::size_t(c), std::size_t(m)), pos + c,
-                all_logits ? all_logits + c * cfg_.vocab : nullptr, c + m == n);
-    }
-    return logits_;
+  std::span<const float> forward(State& s, std::span<const Id> tokens, index_t pos,
+                                 float* all_logits = nullptr) const {
+    check_state(s);
+    decode_chunks("tessel::models::GPT2", tokens, pos, s.max_seq(), s.max_batch_, cfg_.vocab,
+                  all_logits, [&](std::span<const Id> t, index_t p, float* al, bool last) {
+                    run_chunk(s, t, p, al, last);
+                  });
+    return s.logits_;
+  }
+
+  /// Rows for positions [0, n) in the state now, not as they are written (a caller that
+  /// knows its context and wants no allocation later, a benchmark that times none).
+  void reserve(State& s, index_t n) const {
+    check_state(s);
+    if (n < 0 || n > s.max_seq())
+      throw value_error("tessel::models::GPT2: " + std::to_string(n) +
+                        " positions exceed the state's context of " + std::to_string(s.max_seq()));
+    s.reserve(*this, n);
   }
 
   /// Every parameter as (GGUF name, tensor), in GGUF's order of layers.
@@ -178,36 +226,39 @@ class GPT2 {
     return c;
   }
 
+  // A state made by a model of other dimensions would index past its buffers.
+  void check_state(const State& s) const {
+    if (s.cache_.layers() != cfg_.layers || s.cache_.kv_dim() != cfg_.dim ||
+        s.x_.size() != std::size_t(s.max_batch_ * cfg_.dim) ||
+        s.logits_.size() != std::size_t(cfg_.vocab) || s.max_seq() > cfg_.max_seq)
+      throw value_error(
+          "tessel::models::GPT2: the state was made by a model of other "
+          "dimensions");
+  }
+
   template <class Id>
-  void run_chunk(std::span<const Id> tokens, index_t pos, float* all_logits, bool last) {
+  void run_chunk(State& s, std::span<const Id> tokens, index_t pos, float* all_logits,
+                 bool last) const {
     const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
-    float* x = x_.data();
-    float* xb = xb_.data();
-    float* work = work_.data();
+    s.reserve(*this, pos + M);
+    const index_t rows = s.cache_.capacity();
+    float* x = s.x_.data();
+    float* xb = s.xb_.data();
+    float* work = s.work_.data();
     token_embd.forward(tokens, x);
     position_embd.add(x, M, pos);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(x, M, xb);
-      b.attn.forward(xb, M, pos, cache_.keys(l), cache_.values(l), cfg_.max_seq, work, x,
+      b.attn.forward(xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, work, x,
                      1.0f);  // residual: x += attention (no RoPE: positions are in x)
       b.ffn_norm.forward(x, M, xb);
       b.ffn.forward(xb, M, x, work, 1.0f);
     }
-    if (all_logits) {
-      output_norm.forward(x, M, xb);
-      output.forward(xb, M, all_logits);
-      if (last)
-        std::copy(all_logits + (M - 1) * cfg_.vocab, all_logits + M * cfg_.vocab, logits_.begin());
-    } else if (last) {
-      output_norm.forward(x + (M - 1) * D, 1, xb);
-      output.forward(xb, 1, logits_.data());
-    }
+    decoder_head(output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last, s.logits_.data());
   }
-
-  nn::KVCache<E::max_seq, E::dim> cache_;
-  index_t max_batch_;
-  std::vector<float> x_, xb_, work_, logits_;
 };
+
+static_assert(Decoder<GPT2<GPT2Config>>);
 
 }  // namespace tessel::models

@@ -77,9 +77,10 @@ TEST_CASE("bert safetensors: last hidden state and mean-pooled embeddings match 
   CHECK(c.type_vocab == 2);
   CHECK(c.norm_eps == doctest::Approx(1e-12));
 
-  const auto h = m.forward(cspan(g.ids), cspan(g.mask), g.B, cspan(g.types));
+  auto st = m.new_state();
+  const auto h = m.forward(st, cspan(g.ids), cspan(g.mask), g.B, cspan(g.types));
   CHECK(rel_err(h, g.hidden) < 1e-4);
-  const auto e = m.embed(cspan(g.ids), cspan(g.mask), g.B, cspan(g.types));
+  const auto e = m.embed(st, cspan(g.ids), cspan(g.mask), g.B, cspan(g.types));
   CHECK(rel_err(e, g.pooled) < 1e-4);
 
   // One sequence at a time, without its padding: the same states at its tokens. A sequence's
@@ -93,7 +94,7 @@ TEST_CASE("bert safetensors: last hidden state and mean-pooled embeddings match 
       types.push_back(g.types[i]);
       mask.push_back(g.mask[i]);
     }
-    const auto hb = m.forward(cspan(ids), cspan(mask), 1, cspan(types));
+    const auto hb = m.forward(st, cspan(ids), cspan(mask), 1, cspan(types));
     CHECK(rel_err(hb, std::span(g.hidden).subspan(std::size_t(b * g.T * D), std::size_t(g.T * D))) <
           1e-4);
   }
@@ -101,21 +102,25 @@ TEST_CASE("bert safetensors: last hidden state and mean-pooled embeddings match 
 
 TEST_CASE("bert: no mask, no token types, static config, f16") {
   const Golden g = golden();
-  auto m = tessel::io::load_bert_safetensors<float>(st_path);
+  const auto m = tessel::io::load_bert_safetensors<float>(st_path);
+  auto st = m.new_state();
   // Sequence 0 has no padding and types 0 then 1; an empty mask means no padding, and with
   // types all 0 the result differs from the golden (the types are really used).
   const std::vector<std::int32_t> ids0(g.ids.begin(), g.ids.begin() + g.T);
   const std::vector<std::int32_t> types0(g.types.begin(), g.types.begin() + g.T);
   const auto want = std::span(g.hidden).first(std::size_t(g.T * 64));
-  CHECK(rel_err(m.forward(cspan(ids0), std::span<const std::int32_t>(), 1, cspan(types0)), want) <
-        1e-4);
-  CHECK(rel_err(m.forward(cspan(ids0), std::span<const std::int32_t>(), 1), want) > 1e-2);
+  CHECK(rel_err(m.forward(st, cspan(ids0), std::span<const std::int32_t>(), 1, cspan(types0)),
+                want) < 1e-4);
+  CHECK(rel_err(m.forward(st, cspan(ids0), std::span<const std::int32_t>(), 1), want) > 1e-2);
 
   auto s = tessel::io::load_bert<tessel::models::Bert<Tiny>>(st_path);
-  CHECK(rel_err(s.embed(cspan(g.ids), cspan(g.mask), g.B, cspan(g.types)), g.pooled) < 1e-4);
+  auto ss = s.new_state();
+  CHECK(rel_err(s.embed(ss, cspan(g.ids), cspan(g.mask), g.B, cspan(g.types)), g.pooled) < 1e-4);
 
   auto h = tessel::io::load_bert_safetensors<tessel::f16>(st_path);
-  const double eh = rel_err(h.embed(cspan(g.ids), cspan(g.mask), g.B, cspan(g.types)), g.pooled);
+  auto hs = h.new_state();
+  const double eh =
+      rel_err(h.embed(hs, cspan(g.ids), cspan(g.mask), g.B, cspan(g.types)), g.pooled);
   CHECK(eh < 5e-3);
   CHECK(eh > 1e-6);
 }
@@ -128,17 +133,20 @@ TEST_CASE("bert: bad input") {
   CHECK_THROWS_AS(tessel::io::load_bert_safetensors<float>(st_path, o), tessel::format_error);
 
   auto m = tessel::io::load_bert_safetensors<float>(st_path);
+  auto st = m.new_state();
   const std::vector<std::int32_t> ids{1, 2, 3, 4, 5, 6}, mask{1, 1, 1, 0, 0, 0};
-  CHECK_THROWS_AS(m.forward(cspan(ids), cspan(mask), 4), tessel::shape_error);  // 6 % 4
+  CHECK_THROWS_AS(m.forward(st, cspan(ids), cspan(mask), 4), tessel::shape_error);  // 6 % 4
   const std::vector<std::int32_t> short_mask{1, 1};
-  CHECK_THROWS_AS(m.forward(cspan(ids), cspan(short_mask), 2), tessel::shape_error);
-  CHECK_THROWS_AS(m.forward(cspan(ids), cspan(mask), 2), tessel::value_error);  // all padding
+  CHECK_THROWS_AS(m.forward(st, cspan(ids), cspan(short_mask), 2), tessel::shape_error);
+  CHECK_THROWS_AS(m.forward(st, cspan(ids), cspan(mask), 2), tessel::value_error);  // all padding
   const std::vector<std::int32_t> bad{1, 300};
-  CHECK_THROWS_AS(m.forward(cspan(bad), std::span<const std::int32_t>(), 1), tessel::value_error);
-  const std::vector<std::int32_t> types{0, 2};
-  CHECK_THROWS_AS(m.forward(cspan(ids).first(2), std::span<const std::int32_t>(), 1, cspan(types)),
+  CHECK_THROWS_AS(m.forward(st, cspan(bad), std::span<const std::int32_t>(), 1),
                   tessel::value_error);
+  const std::vector<std::int32_t> types{0, 2};
+  CHECK_THROWS_AS(
+      m.forward(st, cspan(ids).first(2), std::span<const std::int32_t>(), 1, cspan(types)),
+      tessel::value_error);
   const std::vector<std::int32_t> long_seq(33, 1);
-  CHECK_THROWS_AS(m.forward(cspan(long_seq), std::span<const std::int32_t>(), 1),
+  CHECK_THROWS_AS(m.forward(st, cspan(long_seq), std::span<const std::int32_t>(), 1),
                   tessel::value_error);
 }

@@ -14,12 +14,14 @@
 // A batch is B sequences of T tokens, row-major [B, T], with an attention mask (nonzero: a
 // token, 0: padding, anywhere in the row) and optional token types:
 //
-//   std::span<const float> h = m.forward(ids, mask, B);     // last hidden state [B, T, dim]
-//   std::span<const float> e = m.embed(ids, mask, B);       // mean over unmasked tokens [B, dim]
+//   auto st = m.new_state();                                  // activations: one per thread
+//   std::span<const float> h = m.forward(st, ids, mask, B);   // last hidden state [B, T, dim]
+//   std::span<const float> e = m.embed(st, ids, mask, B);     // mean over unmasked tokens [B, dim]
 //
 // Parameters carry llama.cpp's GGUF `bert` names (token_embd, position_embd, token_types,
 // token_embd_norm, blk.N.attn_q / attn_k / attn_v / attn_output, attn_output_norm, ffn_up,
-// ffn_down, layer_output_norm). Activations grow with the largest batch seen, then are reused.
+// ffn_down, layer_output_norm). The model is its weights (const, shared by threads); the
+// activations live in a State, grown to the largest batch it has run, then reused.
 
 #include <span>
 #include <string>
@@ -101,6 +103,20 @@ class Bert {
     nn::LayerNorm<E::dim> layer_output_norm;
   };
 
+  /// The activations and scratch of the batches run with it (the results point into it).
+  class State {
+   public:
+    State() = default;
+    /// Bytes allocated.
+    std::size_t bytes() const noexcept {
+      return (x_.size() + work_.size() + pooled_.size()) * sizeof(float);
+    }
+
+   private:
+    friend class Bert;
+    std::vector<float> x_, work_, pooled_;
+  };
+
   explicit Bert(const Cfg& cfg = {})
       : cfg_(checked(to_bert_config(cfg))),
         token_embd(cfg_.vocab, cfg_.dim),
@@ -116,17 +132,20 @@ class Bert {
   const BertConfig& config() const noexcept { return cfg_; }
   index_t dim() const noexcept { return cfg_.dim; }
 
+  /// Empty: it grows with the batches it runs.
+  State new_state() const { return State(); }
+
   /// The last hidden state [B, T, dim] of B sequences of T = ids.size() / B tokens. mask: [B, T]
   /// (nonzero: attend to this token) or empty (no padding); types: [B, T] or empty (all 0).
   /// Padding rows get values too (their queries attend to the unmasked tokens), as in PyTorch.
   template <class Id, class Mask = std::int32_t>
-  std::span<const float> forward(std::span<const Id> ids, std::span<const Mask> mask, index_t B,
-                                 std::span<const Id> types = {}) {
+  std::span<const float> forward(State& s, std::span<const Id> ids, std::span<const Mask> mask,
+                                 index_t B, std::span<const Id> types = {}) const {
     const index_t T = check_batch(ids.size(), mask.size(), types.size(), B);
     const index_t N = B * T, D = cfg_.dim;
-    grow(B, T);
-    float* x = x_.data();
-    float* work = work_.data();
+    grow(s, B, T);
+    float* x = s.x_.data();
+    float* work = s.work_.data();
     token_embd.forward(ids, x);
     for (index_t b = 0; b < B; ++b) position_embd.add(x + b * T * D, T, 0);
     if (types.empty()) {
@@ -143,18 +162,18 @@ class Bert {
       b.ffn.forward(x, N, x, work, 1.0f);  // x += mlp(x)
       b.layer_output_norm.forward(x, N, x);
     }
-    return {x_.data(), std::size_t(N * D)};
+    return {s.x_.data(), std::size_t(N * D)};
   }
 
   /// Sentence embeddings [B, dim]: the mean of the last hidden state over unmasked tokens.
   template <class Id, class Mask = std::int32_t>
-  std::span<const float> embed(std::span<const Id> ids, std::span<const Mask> mask, index_t B,
-                               std::span<const Id> types = {}) {
-    const auto h = forward(ids, mask, B, types);
+  std::span<const float> embed(State& s, std::span<const Id> ids, std::span<const Mask> mask,
+                               index_t B, std::span<const Id> types = {}) const {
+    const auto h = forward(s, ids, mask, B, types);
     const index_t T = static_cast<index_t>(ids.size()) / B, D = cfg_.dim;
-    pooled_.assign(std::size_t(B * D), 0.0f);
+    s.pooled_.assign(std::size_t(B * D), 0.0f);
     for (index_t b = 0; b < B; ++b) {
-      float* out = pooled_.data() + b * D;
+      float* out = s.pooled_.data() + b * D;
       index_t n = 0;
       for (index_t t = 0; t < T; ++t) {
         if (!mask.empty() && mask[std::size_t(b * T + t)] == Mask{}) continue;
@@ -164,7 +183,7 @@ class Bert {
       }
       for (index_t j = 0; j < D; ++j) out[j] /= static_cast<float>(n);
     }
-    return pooled_;
+    return s.pooled_;
   }
 
   /// Every parameter as (GGUF name, tensor).
@@ -214,15 +233,13 @@ class Bert {
     return T;
   }
 
-  void grow(index_t B, index_t T) {
+  void grow(State& s, index_t B, index_t T) const {
     const index_t N = B * T;
     const auto need = std::size_t(
         std::max(blk[0].attn.bidirectional_scratch_floats(B, T), blk[0].ffn.scratch_floats(N)));
-    if (work_.size() < need) work_.resize(need);
-    if (x_.size() < std::size_t(N * cfg_.dim)) x_.resize(std::size_t(N * cfg_.dim));
+    if (s.work_.size() < need) s.work_.resize(need);
+    if (s.x_.size() < std::size_t(N * cfg_.dim)) s.x_.resize(std::size_t(N * cfg_.dim));
   }
-
-  std::vector<float> x_, work_, pooled_;
 };
 
 }  // namespace tessel::models

@@ -18,15 +18,15 @@
 #include <new>
 #include <random>
 #include <string>
-#include <tessel/backend/thread_pool.hpp>
 #include <tessel/io/gguf_writer.hpp>
 #include <tessel/io/load_mamba.hpp>
 #include <tessel/io/npy.hpp>
 #include <tessel/io/write_llama.hpp>
 #include <tessel/models/hybrid.hpp>
 #include <tessel/models/mamba.hpp>
-#include <thread>
 #include <vector>
+
+#include "two_states.hpp"
 
 // Every allocation of the program is counted, so a test can assert that a loop makes none.
 namespace {
@@ -400,69 +400,6 @@ TEST_CASE("Mamba: bad input") {
 
 // ------------------------------------------------------------- several sequences, one model
 
-namespace {
-
-/// Every step's logits of ids fed one token at a time through the state s.
-template <class M>
-std::vector<float> step_all(const M& m, typename M::State& s, const std::vector<int>& ids,
-                            const std::function<void(index_t)>& before_step = {}) {
-  std::vector<float> out;
-  for (index_t t = 0; t < index_t(ids.size()); ++t) {
-    if (before_step) before_step(t);
-    const auto l = m.forward(s, std::span<const int>(&ids[std::size_t(t)], 1), t);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
-}
-
-/// Two states over one const model, stepped by two threads (taking turns token by token, then
-/// free-running): each sequence gives exactly the logits it gives alone.
-template <class M>
-void check_two_threads(const M& m, index_t n) {
-  std::vector<int> a(static_cast<std::size_t>(n)), b(a.size());
-  std::mt19937 g(5);
-  for (auto& t : a) t = int(g() % std::uint32_t(m.vocab()));
-  for (auto& t : b) t = int(g() % std::uint32_t(m.vocab()));
-  // One pool thread: then every run sums in the same order, and "exactly" is the right test
-  // (with a pool, the thread that does not own it runs its loops serially).
-  const int pool = num_threads();
-  set_num_threads(1);
-  auto sa = m.new_state(), sb = m.new_state();
-  const auto want_a = step_all(m, sa, a), want_b = step_all(m, sb, b);
-  REQUIRE(want_a != want_b);
-  for (const bool turns : {true, false}) {
-    CAPTURE(turns);
-    auto ta = m.new_state(), tb = m.new_state();
-    std::atomic<index_t> turn{0};
-    std::vector<float> got_a, got_b;
-    std::atomic<bool> threw{false};
-    const auto run = [&](int who, const std::vector<int>& ids, typename M::State& s,
-                         std::vector<float>& out) {
-      try {
-        out = step_all(m, s, ids, [&](index_t t) {
-          if (t > 0 && turns) turn.fetch_add(1);  // the step before is done: the other's turn
-          while (turns && turn.load() != 2 * t + who) std::this_thread::yield();
-        });
-        if (turns) turn.fetch_add(1);
-      } catch (...) {
-        threw = true;
-      }
-    };
-    std::thread x(run, 0, std::cref(a), std::ref(ta), std::ref(got_a));
-    std::thread y(run, 1, std::cref(b), std::ref(tb), std::ref(got_b));
-    x.join();
-    y.join();
-    CHECK_FALSE(threw.load());
-    CHECK(got_a == want_a);
-    CHECK(got_b == want_b);
-    CHECK(ta.position() == n);
-    CHECK(tb.position() == n);
-  }
-  set_num_threads(pool);
-}
-
-}  // namespace
-
 TEST_CASE("Mamba: two states over one const model decode independently on two threads") {
   models::MambaConfig c;
   c.dim = 32, c.layers = 2, c.vocab = 40, c.d_inner = 64, c.d_state = 8, c.d_conv = 4;
@@ -483,7 +420,7 @@ TEST_CASE("Mamba: two states over one const model decode independently on two th
     }
   });
   const Model& m = src;
-  check_two_threads(m, 48);
+  test::check_two_threads(m, 48);
 }
 
 // ------------------------------------------------------------------------------ the hybrid
@@ -536,7 +473,7 @@ TEST_CASE("Hybrid (Jamba-style, 1 attention layer in 4): logits equal PyTorch's"
     check_close("hybrid steps", steps.data(), want.data(), n * V, V, 1e-4);
   }
   SUBCASE("two states, two threads") {
-    check_two_threads(static_cast<const Jamba&>(*m), 24);
+    test::check_two_threads(static_cast<const Jamba&>(*m), 24);
   }
   SUBCASE("past the context is a value_error") {
     std::vector<int> many(65, 1);

@@ -127,7 +127,7 @@ class recurrent_lm {
 
   /// One sequence: each layer's recurrent state (a few KB, the same at any position), the
   /// tokens seen, scratch for max_batch() rows and the last logits. All allocated here, so
-  /// decoding allocates nothing. Copying one forks the sequence.
+  /// decoding allocates nothing. Move-only.
   class State {
    public:
     /// Where decoding stops (positions are not stored: this costs no memory).
@@ -160,7 +160,7 @@ class recurrent_lm {
       logits_.resize(std::size_t(cfg_.vocab));
     }
 
-    run_config cfg_;  // of the model that made it: forward refuses a state of other dimensions
+    run_config cfg_;  // of the model that made it: forward refuses a state of another config
     index_t max_seq_, max_batch_, pos_ = 0;
     std::vector<typename Traits::state> layers_;
     std::vector<float> x_, xb_, work_, logits_;
@@ -197,7 +197,7 @@ class recurrent_lm {
                                  float* all_logits = nullptr) const {
     if (!(s.cfg_ == cfg_))
       throw value_error(std::string(Traits::name) +
-                        ": the state was made by a model of other dimensions");
+                        ": the state was made by a model of another config");
     if (pos != 0 && pos != s.pos_)
       throw value_error(std::string(Traits::name) + ": position " + std::to_string(pos) +
                         " does not continue the sequence, which has " + std::to_string(s.pos_) +

@@ -39,10 +39,11 @@ int main(int argc, char** argv) {
   for (tessel::index_t l = 0; l < SmallJamba::layers; ++l)
     std::printf("layer %ld: %s + gated MLP\n", long(l),
                 Model::is_attention(l) ? "attention" : "mamba");
+  auto seq = m.new_state();  // the KV cache and Mamba states of one sequence
   std::vector<int> ids{1};
-  for (int i = 0; i < n && tessel::index_t(ids.size()) < SmallJamba::max_seq; ++i) {
-    const auto logits = ids.size() == 1 ? m.forward(std::span<const int>(ids), 0)
-                                        : m.forward(std::span<const int>(&ids.back(), 1),
+  for (int i = 0; i < n && tessel::index_t(ids.size()) < seq.max_seq(); ++i) {
+    const auto logits = ids.size() == 1 ? m.forward(seq, std::span<const int>(ids), 0)
+                                        : m.forward(seq, std::span<const int>(&ids.back(), 1),
                                                     tessel::index_t(ids.size()) - 1);
     int best = 0;
     for (int v = 1; v < SmallJamba::vocab; ++v)

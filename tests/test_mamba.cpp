@@ -26,6 +26,8 @@
 #include <tessel/models/mamba.hpp>
 #include <vector>
 
+#include "two_states.hpp"
+
 // Every allocation of the program is counted, so a test can assert that a loop makes none.
 namespace {
 std::atomic<long> g_allocations{0};
@@ -171,7 +173,7 @@ TEST_CASE("MambaMixer: PyTorch golden (layer 0, 48 rows, fresh state)") {
 }
 
 TEST_CASE("Mamba: logits from the HF safetensors file equal PyTorch's") {
-  Model m = load_hf();
+  const Model m = load_hf();
   CHECK(m.config().dim == 64);
   CHECK(m.config().layers == 2);
   CHECK(m.config().vocab == 96);
@@ -180,10 +182,11 @@ TEST_CASE("Mamba: logits from the HF safetensors file equal PyTorch's") {
   const auto want = load<2>("model_logits");
   const index_t n = index_t(ids.size()), V = m.vocab();
   std::vector<float> all(std::size_t(n * V));
-  const auto last = m.forward(std::span<const int>(ids), 0, all.data());
+  auto s = m.new_state();
+  const auto last = m.forward(s, std::span<const int>(ids), 0, all.data());
   check_close("logits", all.data(), want.data(), n * V, V, 1e-4);
   check_close("last logits", last.data(), want.data() + (n - 1) * V, V, V, 1e-4);
-  CHECK(m.position() == n);
+  CHECK(s.position() == n);
 }
 
 TEST_CASE("Mamba: a GGUF file written by tessel loads to the same logits") {
@@ -201,17 +204,20 @@ TEST_CASE("Mamba: a GGUF file written by tessel loads to the same logits") {
   const auto want = load<2>("model_logits");
   const index_t n = index_t(ids.size()), V = g.vocab();
   std::vector<float> all(std::size_t(n * V));
-  g.forward(std::span<const int>(ids), 0, all.data());
+  auto gs = g.new_state();
+  g.forward(gs, std::span<const int>(ids), 0, all.data());
   check_close("GGUF logits", all.data(), want.data(), n * V, V, 1e-4);
 
   SUBCASE("f16 weights stay close") {
     auto h = io::load_mamba_gguf<models::Mamba<models::MambaConfig, f16>>(io::GGUFFile::open(path));
-    h.forward(std::span<const int>(ids), 0, all.data());
+    auto hs = h.new_state();
+    h.forward(hs, std::span<const int>(ids), 0, all.data());
     check_close("f16 logits", all.data(), want.data(), n * V, V, 2e-2);
   }
   SUBCASE("a static config: same logits; a mismatch is a format_error") {
     auto s = io::load_mamba_gguf<models::Mamba<Tiny, float>>(io::GGUFFile::open(path));
-    s.forward(std::span<const int>(ids), 0, all.data());
+    auto ss = s.new_state();
+    s.forward(ss, std::span<const int>(ids), 0, all.data());
     check_close("static logits", all.data(), want.data(), n * V, V, 1e-4);
     using WrongModel = models::Mamba<Wrong, float>;
     CHECK_THROWS_AS(io::load_mamba_gguf<WrongModel>(io::GGUFFile::open(path)), format_error);
@@ -240,8 +246,10 @@ TEST_CASE("Mamba: an untied GGUF `output` is used as the head") {
   Model m = io::load_gguf_mamba<float>(path);
   REQUIRE(m.output.has_value());
   const std::vector<int> ids{3, 1, 4, 1, 5};
-  const auto a = m.forward(std::span<const int>(ids), 0);
-  const auto b = hf.forward(std::span<const int>(ids), 0);
+  auto ms = m.new_state();
+  auto hs = hf.new_state();
+  const auto a = m.forward(ms, std::span<const int>(ids), 0);
+  const auto b = hf.forward(hs, std::span<const int>(ids), 0);
   std::vector<float> twice(b.begin(), b.end());
   for (float& v : twice) v *= 2.0f;
   check_close("untied head", a.data(), twice.data(), m.vocab(), m.vocab(), 1e-6);
@@ -249,38 +257,34 @@ TEST_CASE("Mamba: an untied GGUF `output` is used as the head") {
 }
 
 TEST_CASE("Mamba: a 256-token prompt equals 256 single steps, which allocate nothing") {
-  Model m = load_hf();
+  const Model m = load_hf();
   const index_t n = 256, V = m.vocab();
   std::vector<int> ids(static_cast<std::size_t>(n));
   std::mt19937 g(42);
   for (auto& t : ids) t = int(g() % std::uint32_t(V));
   std::vector<float> prompt(std::size_t(n * V)), steps(std::size_t(n * V));
-  m.forward(std::span<const int>(ids), 0, prompt.data());
-  const index_t state_bytes = m.state_bytes();
+  auto s = m.new_state();
+  m.forward(s, std::span<const int>(ids), 0, prompt.data());
+  const index_t state_bytes = s.state_bytes();
   CHECK(state_bytes == 2 * (3 * 128 + 128 * 16) * 4);
 
-  auto first = m.forward(std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
+  auto first = m.forward(s, std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
   std::copy(first.begin(), first.end(), steps.begin());
   const long before = g_allocations.load();
   for (index_t t = 1; t < n; ++t) {
-    const auto out = m.forward(std::span<const int>(ids.data() + t, 1), t);
+    const auto out = m.forward(s, std::span<const int>(ids.data() + t, 1), t);
     std::copy(out.begin(), out.end(), steps.begin() + t * V);
   }
   const long allocs = g_allocations.load() - before;
   CHECK(allocs == 0);
-  CHECK(m.state_bytes() == state_bytes);  // the state does not grow with the sequence
+  CHECK(s.state_bytes() == state_bytes);  // the state does not grow with the sequence
   check_close("steps vs prompt", steps.data(), prompt.data(), n * V, V, 1e-4);
 
   SUBCASE("a prompt in chunks (max_batch 7) equals the whole prompt") {
-    Model c(m.config(), 7);
-    c.visit([&](const std::string& name, auto& t) {
-      m.visit([&](const std::string& n2, auto& t2) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(t)>, std::decay_t<decltype(t2)>>)
-          if (name == n2) std::copy(t2.data(), t2.data() + t2.size(), t.data());
-      });
-    });
+    auto c = m.new_state({.max_batch = 7});
+    CHECK(c.max_batch() == 7);
     std::vector<float> chunked(std::size_t(n * V));
-    c.forward(std::span<const int>(ids), 0, chunked.data());
+    m.forward(c, std::span<const int>(ids), 0, chunked.data());
     check_close("chunked", chunked.data(), prompt.data(), n * V, V, 1e-4);
   }
 }
@@ -294,8 +298,10 @@ TEST_CASE("Mamba with any_weight: Q8_0 matrices run the quantized kernels") {
   const auto ids = load_tokens("model_tokens");
   const index_t n = index_t(ids.size()), V = a.vocab();
   std::vector<float> want(std::size_t(n * V)), got(want.size());
-  hf.forward(std::span<const int>(ids), 0, want.data());
-  a.forward(std::span<const int>(ids), 0, got.data());
+  auto hs = hf.new_state();
+  auto as = a.new_state();
+  hf.forward(hs, std::span<const int>(ids), 0, want.data());
+  a.forward(as, std::span<const int>(ids), 0, got.data());
   CHECK(got == want);
 
   // Q8_0 where rows hold whole blocks (ssm_dt's rows of dt_rank 4 stay F16), conv / A / vectors
@@ -331,11 +337,13 @@ TEST_CASE("Mamba with any_weight: Q8_0 matrices run the quantized kernels") {
   CHECK(q.blk[0].mixer.ssm_dt.weight.kind() == nn::weight_kind::f16);
   CHECK(q.token_embd.weight.kind() == nn::weight_kind::q8_0);
   Model deq = io::load_gguf_mamba<float>(q_path);
-  deq.forward(std::span<const int>(ids), 0, want.data());
+  auto ds = deq.new_state();
+  deq.forward(ds, std::span<const int>(ids), 0, want.data());
   // A prompt of n >= qgemm_min_m rows: dequantized tiles into the f32 SGEMM, as the oracle,
   // or the integer GEMM (qgemm_vnni.hpp) with x quantized to q8_0, as the steps below.
   REQUIRE(n >= qgemm_min_m);
-  q.forward(std::span<const int>(ids), 0, got.data());
+  auto qs = q.new_state();
+  q.forward(qs, std::span<const int>(ids), 0, got.data());
   check_close("Q8_0 prompt", got.data(), want.data(), n * V, V,
               qgemm_quantizes_activations<cpu, q8_0>() ? 5e-2 : 1e-4);
   // One token at a time: activations quantized to 8 bits (q8_0) in every matmul. Each element
@@ -343,11 +351,11 @@ TEST_CASE("Mamba with any_weight: Q8_0 matrices run the quantized kernels") {
   // sum |w||x|; four matmuls a layer, two layers and the head compound it to a few percent of
   // the logits' scale at worst: 5e-2 relative (check_close's measure).
   std::vector<float> steps(want.size());
-  auto first = q.forward(std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
+  auto first = q.forward(qs, std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
   std::copy(first.begin(), first.end(), steps.begin());
   const long before = g_allocations.load();
   for (index_t t = 1; t < n; ++t) {
-    const auto out = q.forward(std::span<const int>(ids.data() + t, 1), t);
+    const auto out = q.forward(qs, std::span<const int>(ids.data() + t, 1), t);
     std::copy(out.begin(), out.end(), steps.begin() + t * V);
   }
   CHECK(g_allocations.load() - before == 0);
@@ -357,16 +365,62 @@ TEST_CASE("Mamba with any_weight: Q8_0 matrices run the quantized kernels") {
 }
 
 TEST_CASE("Mamba: bad input") {
-  Model m = load_hf();
+  const Model m = load_hf();
+  auto s = m.new_state();
   const int bad = 96, ok = 1;
-  CHECK_THROWS_AS(m.forward(std::span<const int>(&bad, 1), 0), value_error);
-  CHECK_THROWS_AS(m.forward(std::span<const int>(), 0), value_error);
-  m.forward(std::span<const int>(&ok, 1), 0);
-  CHECK_THROWS_AS(m.forward(std::span<const int>(&ok, 1), 5), value_error);  // not position 1
-  CHECK_NOTHROW(m.forward(std::span<const int>(&ok, 1), 1));
+  CHECK_THROWS_AS(m.forward(s, std::span<const int>(&bad, 1), 0), value_error);
+  CHECK_THROWS_AS(m.forward(s, std::span<const int>(), 0), value_error);
+  m.forward(s, std::span<const int>(&ok, 1), 0);
+  CHECK_THROWS_AS(m.forward(s, std::span<const int>(&ok, 1), 5), value_error);  // not position 1
+  CHECK_NOTHROW(m.forward(s, std::span<const int>(&ok, 1), 1));
   models::MambaConfig c = m.config();
   c.d_state = 0;
   CHECK_THROWS_AS(Model{c}, value_error);
+
+  // A fresh state has seen no tokens: only position 0 starts it.
+  auto fresh = m.new_state();
+  CHECK_THROWS_AS(m.forward(fresh, std::span<const int>(&ok, 1), 1), value_error);
+  CHECK(fresh.position() == 0);
+  // A state's context: the request (not above the model's), and positions stay inside it.
+  CHECK(m.new_state().max_seq() == m.max_seq());
+  CHECK_THROWS_AS(m.new_state({.max_seq = -1}), value_error);
+  CHECK_THROWS_AS(m.new_state({.max_seq = m.max_seq() + 1}), value_error);
+  auto short_ctx = m.new_state({.max_seq = 4});
+  const std::vector<int> five(5, ok);
+  CHECK_THROWS_AS(m.forward(short_ctx, std::span<const int>(five), 0), value_error);
+  CHECK_NOTHROW(m.forward(short_ctx, std::span<const int>(five.data(), 4), 0));
+  CHECK_THROWS_AS(m.forward(short_ctx, std::span<const int>(&ok, 1), 4), value_error);
+  // A state made by a model of other dimensions is refused, not read out of bounds.
+  models::MambaConfig one = m.config();
+  one.layers = 1;
+  const Model other(one);
+  auto foreign = other.new_state();
+  CHECK_THROWS_AS(m.forward(foreign, std::span<const int>(&ok, 1), 0), value_error);
+}
+
+// ------------------------------------------------------------- several sequences, one model
+
+TEST_CASE("Mamba: two states over one const model decode independently on two threads") {
+  models::MambaConfig c;
+  c.dim = 32, c.layers = 2, c.vocab = 40, c.d_inner = 64, c.d_state = 8, c.d_conv = 4;
+  c.dt_rank = 4;
+  Model src(c);
+  // Random weights; A and dt_bias as Mamba initialises them, so the scan stays finite.
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  src.visit([&](const std::string& name, auto& t) {
+    const index_t cols = t.shape().extents().back();
+    for (index_t i = 0; i < t.size(); ++i) {
+      float v = nd(g) / std::sqrt(float(cols));
+      if (name.ends_with("norm.weight")) v = 1.0f + 0.1f * nd(g);
+      if (name.ends_with(".ssm_a")) v = -float(1 + i % cols);
+      if (name.ends_with(".ssm_dt.bias")) v = -4.0f + 0.5f * nd(g);
+      if (name.ends_with(".ssm_d")) v = 1.0f;
+      t.data()[i] = v;
+    }
+  });
+  const Model& m = src;
+  test::check_two_threads(m, 48);
 }
 
 // ------------------------------------------------------------------------------ the hybrid
@@ -393,29 +447,51 @@ void load_hybrid(Jamba& m, const io::SafetensorsFile& f) {
 
 TEST_CASE("Hybrid (Jamba-style, 1 attention layer in 4): logits equal PyTorch's") {
   static_assert(Jamba::attention_layers() == 1 && Jamba::is_attention(2));
-  auto m = std::make_unique<Jamba>(16);  // prefill in chunks of 16: the KV cache and states carry
+  static_assert(models::Decoder<Jamba>);
+  auto m = std::make_unique<Jamba>();
   const auto f = io::SafetensorsFile::open(data_dir + "hybrid.safetensors");
   load_hybrid(*m, f);
+  auto s =
+      m->new_state({.max_batch = 16});  // prefill in chunks of 16: the KV cache and states carry
+  CHECK(s.max_seq() == 64);
   CHECK(m->mixers.size() == 3);
   CHECK(m->attns.size() == 1);
   const auto ids = load_tokens("hybrid_tokens");
   const auto want = load<2>("hybrid_logits");
   const index_t n = index_t(ids.size()), V = m->vocab();
   std::vector<float> all(std::size_t(n * V));
-  m->forward(std::span<const int>(ids), 0, all.data());
+  m->forward(s, std::span<const int>(ids), 0, all.data());
   check_close("hybrid logits", all.data(), want.data(), n * V, V, 1e-4);
 
   SUBCASE("a prompt of 9 then single steps") {
     std::vector<float> steps(std::size_t(n * V));
-    m->forward(std::span<const int>(ids.data(), 9), 0, steps.data());
+    m->forward(s, std::span<const int>(ids.data(), 9), 0, steps.data());
     for (index_t t = 9; t < n; ++t) {
-      const auto out = m->forward(std::span<const int>(ids.data() + t, 1), t);
+      const auto out = m->forward(s, std::span<const int>(ids.data() + t, 1), t);
       std::copy(out.begin(), out.end(), steps.begin() + t * V);
     }
     check_close("hybrid steps", steps.data(), want.data(), n * V, V, 1e-4);
   }
+  SUBCASE("two states, two threads") {
+    test::check_two_threads(static_cast<const Jamba&>(*m), 24);
+  }
   SUBCASE("past the context is a value_error") {
     std::vector<int> many(65, 1);
-    CHECK_THROWS_AS(m->forward(std::span<const int>(many), 0), value_error);
+    CHECK_THROWS_AS(m->forward(s, std::span<const int>(many), 0), value_error);
+    CHECK_THROWS_AS(m->new_state({.max_seq = 65}), value_error);
+    const int one = 1;
+    auto fresh = m->new_state();
+    CHECK_THROWS_AS(m->forward(fresh, std::span<const int>(&one, 1), 3), value_error);
+  }
+  SUBCASE("a state of a shorter context (a KV cache of fewer rows) gives the same logits") {
+    const index_t k = std::min<index_t>(n, 20);
+    auto shorter = m->new_state({.max_seq = k, .max_batch = 8});
+    CHECK(shorter.max_seq() == k);
+    CHECK(shorter.state_bytes() < s.state_bytes());
+    std::vector<float> part(std::size_t(k * V));
+    m->forward(shorter, std::span<const int>(ids.data(), std::size_t(k)), 0, part.data());
+    check_close("hybrid, short context", part.data(), want.data(), k * V, V, 1e-4);
+    const int one = 1;
+    CHECK_THROWS_AS(m->forward(shorter, std::span<const int>(&one, 1), k), value_error);
   }
 }

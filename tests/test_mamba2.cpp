@@ -27,6 +27,8 @@
 #include <tessel/ops/ssd_scan.hpp>
 #include <vector>
 
+#include "two_states.hpp"
+
 // Every allocation of the program is counted, so a test can assert that a loop makes none.
 namespace {
 std::atomic<long> g_allocations{0};
@@ -372,7 +374,7 @@ struct Wrong2 {
 TEST_CASE("Mamba2: logits from the HF safetensors files equal PyTorch's") {
   for (const std::string tag : {"g1", "g2"}) {
     CAPTURE(tag);
-    Model m = load_hf(tag);
+    const Model m = load_hf(tag);
     CHECK(m.config().dim == 64);
     CHECK(m.config().layers == 2);
     CHECK(m.config().vocab == 96);
@@ -383,10 +385,11 @@ TEST_CASE("Mamba2: logits from the HF safetensors files equal PyTorch's") {
     const auto want = load<2>("mamba2_" + tag + "_logits");
     const index_t n = index_t(ids.size()), V = m.vocab();
     std::vector<float> all(std::size_t(n * V));
-    const auto last = m.forward(std::span<const int>(ids), 0, all.data());
+    auto s = m.new_state();
+    const auto last = m.forward(s, std::span<const int>(ids), 0, all.data());
     CHECK(check_close("logits " + tag, all.data(), want.data(), n * V, V, 1e-4) <= 1e-4);
     check_close("last logits", last.data(), want.data() + (n - 1) * V, V, V, 1e-4);
-    CHECK(m.position() == n);
+    CHECK(s.position() == n);
   }
 }
 
@@ -422,20 +425,24 @@ TEST_CASE("Mamba2: a GGUF file written by tessel loads to the same logits") {
     const auto want = load<2>("mamba2_" + tag + "_logits");
     const index_t n = index_t(ids.size()), V = g.vocab();
     std::vector<float> all(std::size_t(n * V)), from_hf(all.size());
-    g.forward(std::span<const int>(ids), 0, all.data());
+    auto gs = g.new_state();
+    g.forward(gs, std::span<const int>(ids), 0, all.data());
     CHECK(check_close("GGUF logits " + tag, all.data(), want.data(), n * V, V, 1e-4) <= 1e-4);
-    hf.forward(std::span<const int>(ids), 0, from_hf.data());
+    auto hs = hf.new_state();
+    hf.forward(hs, std::span<const int>(ids), 0, from_hf.data());
     CHECK(all == from_hf);  // the same numbers, bit for bit
 
     if (tag == "g1") {
       auto h =
           io::load_mamba2_gguf<models::Mamba2<models::Mamba2Config, f16>>(io::GGUFFile::open(path));
-      h.forward(std::span<const int>(ids), 0, all.data());
+      auto fs = h.new_state();
+      h.forward(fs, std::span<const int>(ids), 0, all.data());
       // g1's weights are f16 values: f16 storage is exact, only activations differ.
       check_close("f16 logits", all.data(), want.data(), n * V, V, 1e-4);
 
       auto s = io::load_mamba2_gguf<models::Mamba2<Tiny2, float>>(io::GGUFFile::open(path));
-      s.forward(std::span<const int>(ids), 0, all.data());
+      auto ss = s.new_state();
+      s.forward(ss, std::span<const int>(ids), 0, all.data());
       check_close("static logits", all.data(), want.data(), n * V, V, 1e-4);
       using WrongModel = models::Mamba2<Wrong2, float>;
       CHECK_THROWS_AS(io::load_mamba2_gguf<WrongModel>(io::GGUFFile::open(path)), format_error);
@@ -445,40 +452,42 @@ TEST_CASE("Mamba2: a GGUF file written by tessel loads to the same logits") {
 }
 
 TEST_CASE("Mamba2: a 256-token prompt equals 256 single steps, which allocate nothing") {
-  Model m = load_hf("g2");
+  const Model m = load_hf("g2");
   const index_t n = 256, V = m.vocab();
   std::vector<int> ids(static_cast<std::size_t>(n));
   std::mt19937 g(42);
   for (auto& t : ids) t = int(g() % std::uint32_t(V));
   std::vector<float> prompt(std::size_t(n * V)), steps(std::size_t(n * V));
-  m.forward(std::span<const int>(ids), 0, prompt.data());
-  const index_t state_bytes = m.state_bytes();
+  auto s = m.new_state();
+  m.forward(s, std::span<const int>(ids), 0, prompt.data());
+  const index_t state_bytes = s.state_bytes();
   // Per layer: conv [3, 128 + 2·2·16] + ssm [8, 16, 16] floats.
   CHECK(state_bytes == 2 * (3 * 192 + 8 * 16 * 16) * 4);
 
-  auto first = m.forward(std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
+  auto first = m.forward(s, std::span<const int>(ids.data(), 1), 0);  // warms thread-locals
   std::copy(first.begin(), first.end(), steps.begin());
   const long before = g_allocations.load();
   for (index_t t = 1; t < n; ++t) {
-    const auto out = m.forward(std::span<const int>(ids.data() + t, 1), t);
+    const auto out = m.forward(s, std::span<const int>(ids.data() + t, 1), t);
     std::copy(out.begin(), out.end(), steps.begin() + t * V);
   }
   const long allocs = g_allocations.load() - before;
   CHECK(allocs == 0);
-  CHECK(m.state_bytes() == state_bytes);  // the state does not grow with the sequence
+  CHECK(s.state_bytes() == state_bytes);  // the state does not grow with the sequence
   CHECK(check_close("steps vs prompt", steps.data(), prompt.data(), n * V, V, 1e-4) <= 1e-4);
 
   // A prompt in chunks (max_batch 7) equals the whole prompt.
-  Model c(m.config(), 7);
-  c.visit([&](const std::string& name, auto& t) {
-    m.visit([&](const std::string& n2, auto& t2) {
-      if constexpr (std::is_same_v<std::decay_t<decltype(t)>, std::decay_t<decltype(t2)>>)
-        if (name == n2) std::copy(t2.data(), t2.data() + t2.size(), t.data());
-    });
-  });
+  auto c = m.new_state({.max_batch = 7});
+  CHECK(c.max_batch() == 7);
   std::vector<float> chunked(std::size_t(n * V));
-  c.forward(std::span<const int>(ids), 0, chunked.data());
+  m.forward(c, std::span<const int>(ids), 0, chunked.data());
   CHECK(check_close("chunked", chunked.data(), prompt.data(), n * V, V, 1e-4) <= 1e-4);
+}
+
+TEST_CASE("Mamba2: two states over one const model decode independently on two threads") {
+  static_assert(models::Decoder<Model> && models::Decoder<models::Mamba2<Tiny2, f16>>);
+  const Model m = load_hf("g2");
+  test::check_two_threads(m, 40);
 }
 
 TEST_CASE("Mamba2: bad files are format_errors") {
@@ -545,13 +554,20 @@ TEST_CASE("Mamba2: bad files are format_errors") {
 }
 
 TEST_CASE("Mamba2: bad input") {
-  Model m = load_hf("g1");
+  const Model m = load_hf("g1");
+  auto s = m.new_state();
   const int bad = 96, ok = 1;
-  CHECK_THROWS_AS(m.forward(std::span<const int>(&bad, 1), 0), value_error);
-  CHECK_THROWS_AS(m.forward(std::span<const int>(), 0), value_error);
-  m.forward(std::span<const int>(&ok, 1), 0);
-  CHECK_THROWS_AS(m.forward(std::span<const int>(&ok, 1), 5), value_error);
-  CHECK_NOTHROW(m.forward(std::span<const int>(&ok, 1), 1));
+  CHECK_THROWS_AS(m.forward(s, std::span<const int>(&bad, 1), 0), value_error);
+  CHECK_THROWS_AS(m.forward(s, std::span<const int>(), 0), value_error);
+  m.forward(s, std::span<const int>(&ok, 1), 0);
+  CHECK_THROWS_AS(m.forward(s, std::span<const int>(&ok, 1), 5), value_error);
+  CHECK_NOTHROW(m.forward(s, std::span<const int>(&ok, 1), 1));
+  auto fresh = m.new_state();  // has seen no tokens: only position 0 starts it
+  CHECK_THROWS_AS(m.forward(fresh, std::span<const int>(&ok, 1), 1), value_error);
+  // A state of the g2 model (two groups: other state sizes) is refused.
+  const Model g2 = load_hf("g2");
+  auto foreign = g2.new_state();
+  CHECK_THROWS_AS(m.forward(foreign, std::span<const int>(&ok, 1), 0), value_error);
   models::Mamba2Config c = m.config();
   c.n_heads = 7;  // does not divide d_inner 128
   CHECK_THROWS_AS(Model{c}, value_error);

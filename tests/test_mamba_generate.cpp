@@ -55,11 +55,12 @@ nlohmann::json load_json(const std::string& path) {
 
 /// The prompt's greedy continuation, by whole-sequence forward passes of the model (a fresh
 /// sequence each time: the prefill path, no steps).
-std::vector<token_id> argmax_path(Model& m, std::vector<token_id> seq, int n) {
+std::vector<token_id> argmax_path(const Model& m, std::vector<token_id> seq, int n) {
   std::vector<token_id> out;
   double margin = 1e30;
+  auto state = m.new_state();
   for (int k = 0; k < n; ++k) {
-    const auto logits = m.forward(std::span<const token_id>(seq), 0);
+    const auto logits = m.forward(state, std::span<const token_id>(seq), 0);
     const auto best = std::max_element(logits.begin(), logits.end());
     const auto id = static_cast<token_id>(best - logits.begin());
     float second = -1e30f;
@@ -71,6 +72,33 @@ std::vector<token_id> argmax_path(Model& m, std::vector<token_id> seq, int n) {
   }
   MESSAGE("argmax path: smallest gap between the best and the second logit " << margin);
   return out;
+}
+
+/// One sequence of a model, for a generate() that takes a model with forward(ids, pos).
+template <class M>
+struct one_sequence {
+  const M& model;
+  typename M::State& state;
+  template <class Id>
+  std::span<const float> forward(std::span<const Id> ids, index_t pos) {
+    return model.forward(state, ids, pos);
+  }
+  index_t vocab() const { return model.vocab(); }
+  index_t max_seq() const { return state.max_seq(); }
+};
+
+/// generate() on a new state of the model: generate(model, state, ...) where generate.hpp has
+/// it, else the older generate() through one_sequence.
+template <class M, class Tok, class OnText>
+GenerateResult generate_new(const M& model, const Tok& tok, std::string_view prompt,
+                            const GenerateOptions& opt, OnText&& on_text) {
+  auto state = model.new_state();
+  if constexpr (requires { tessel::generate(model, state, tok, prompt, opt, on_text); }) {
+    return tessel::generate(model, state, tok, prompt, opt, on_text);
+  } else {
+    one_sequence<M> seq{model, state};
+    return tessel::generate(seq, tok, prompt, opt, on_text);
+  }
 }
 
 struct Fixture {
@@ -194,7 +222,7 @@ TEST_CASE("mamba GGUF with GPT-2's vocabulary: the tokenizer encodes as GPT-2 do
 TEST_CASE("mamba GGUF: greedy generate() equals the argmax of whole-sequence forward passes") {
   const std::string& path = fixture().path;
   const auto f = io::GGUFFile::open(path);
-  auto model = io::load_gguf_mamba<float>(path);
+  const auto model = io::load_gguf_mamba<float>(path);
   CHECK(model.vocab() == kRows);
   const auto tok = io::load_gguf_bpe_tokenizer(f);
 
@@ -204,7 +232,7 @@ TEST_CASE("mamba GGUF: greedy generate() equals the argmax of whole-sequence for
   opt.echo_prompt = true;
   std::string streamed;
   const auto r =
-      generate(model, tok, "Hello world", opt, [&](std::string_view t) { streamed.append(t); });
+      generate_new(model, tok, "Hello world", opt, [&](std::string_view t) { streamed.append(t); });
   CHECK(r.prompt == std::vector<token_id>{15496, 995});
   REQUIRE(r.tokens.size() == std::size_t(kGenerate));  // no EOS on the way
   CHECK(r.stop == StopReason::max_tokens);
@@ -214,13 +242,13 @@ TEST_CASE("mamba GGUF: greedy generate() equals the argmax of whole-sequence for
   // An empty prompt starts from BOS (<|endoftext|> here), which is not echoed as text.
   std::string from_bos;
   opt.max_tokens = 2;
-  const auto e = generate(model, tok, "", opt, [&](std::string_view t) { from_bos.append(t); });
+  const auto e = generate_new(model, tok, "", opt, [&](std::string_view t) { from_bos.append(t); });
   CHECK(e.prompt == std::vector<token_id>{tok.bos_id()});
   CHECK(from_bos == e.text);
   CHECK(from_bos.find("<|endoftext|>") == std::string::npos);
   opt.max_tokens = kGenerate;
 
-  auto fresh = io::load_gguf_mamba<float>(path);
+  const auto fresh = io::load_gguf_mamba<float>(path);
   const auto want = argmax_path(fresh, r.prompt, kGenerate);
   CHECK(r.tokens == want);
 
@@ -228,8 +256,9 @@ TEST_CASE("mamba GGUF: greedy generate() equals the argmax of whole-sequence for
   // another path, so the equality above checks the recurrent state the steps carry.
   std::vector<token_id> markov;
   token_id last = r.prompt.back();
+  auto state = fresh.new_state();
   for (int k = 0; k < kGenerate; ++k) {
-    const auto logits = fresh.forward(std::span<const token_id>(&last, 1), 0);
+    const auto logits = fresh.forward(state, std::span<const token_id>(&last, 1), 0);
     last = static_cast<token_id>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     markov.push_back(last);
   }

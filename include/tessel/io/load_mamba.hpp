@@ -40,18 +40,16 @@
 namespace tessel::io {
 
 struct MambaLoadOptions {
-  index_t max_batch = 128;  // rows per prefill chunk
-  float norm_eps = 0.0f;    // safetensors only (not in the file): 0 means 1e-5
+  float norm_eps = 0.0f;  // safetensors only (not in the file): 0 means 1e-5
 };
 
 namespace detail {
 
 template <class Model>
-Model make_mamba(const models::MambaConfig& c, const std::string& file,
-                 const MambaLoadOptions& opt) {
+Model make_mamba(const models::MambaConfig& c, const std::string& file) {
   using Cfg = typename Model::config_type;
   if constexpr (std::is_same_v<Cfg, models::MambaConfig>) {
-    return Model(c, opt.max_batch);
+    return Model(c);
   } else {
     models::MambaConfig s = models::to_mamba_config(Cfg{});
     const auto differs = [&](const char* what, index_t a, index_t b) {
@@ -71,7 +69,7 @@ Model make_mamba(const models::MambaConfig& c, const std::string& file,
       throw format_error(file, 0,
                          c.tied_output ? "the file has no separate output tensor"
                                        : "the file has an untied output tensor");
-    return Model(Cfg{}, opt.max_batch);
+    return Model(Cfg{});
   }
 }
 
@@ -127,8 +125,8 @@ inline models::MambaConfig mamba_config(const GGUFFile& f) {
 
 /// A Mamba (static or run-time config) from a GGUF `mamba` file.
 template <class Model>
-Model load_mamba_gguf(const GGUFFile& f, const MambaLoadOptions& opt = {}) {
-  Model m = detail::make_mamba<Model>(mamba_config(f), f.path(), opt);
+Model load_mamba_gguf(const GGUFFile& f, [[maybe_unused]] const MambaLoadOptions& opt = {}) {
+  Model m = detail::make_mamba<Model>(mamba_config(f), f.path());
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     const GGUFTensor* t = f.find_tensor(n);
     if (!t) return std::nullopt;
@@ -176,7 +174,7 @@ inline models::MambaConfig mamba_config(const SafetensorsCheckpoint& ck,
 template <class Model>
 Model load_mamba_safetensors(const SafetensorsCheckpoint& ck, const MambaLoadOptions& opt = {}) {
   const std::string& file = ck.shards().front().path();
-  Model m = detail::make_mamba<Model>(mamba_config(ck, opt), file, opt);
+  Model m = detail::make_mamba<Model>(mamba_config(ck, opt), file);
   std::deque<std::vector<float>> owned;  // A = −exp(A_log), alive until the copy
   const auto hf_name = [](const std::string& n) -> std::string {
     if (n == "token_embd.weight") return "backbone.embeddings.weight";

@@ -40,9 +40,8 @@
 namespace tessel::io {
 
 struct Mamba2LoadOptions {
-  index_t max_batch = 128;  // rows per prefill chunk
-  index_t n_groups = 0;     // safetensors only: 0 reads config.json beside the file
-  float norm_eps = 0.0f;    // safetensors only: 0 reads config.json, else 1e-5
+  index_t n_groups = 0;   // safetensors only: 0 reads config.json beside the file
+  float norm_eps = 0.0f;  // safetensors only: 0 reads config.json, else 1e-5
 };
 
 namespace detail {
@@ -67,12 +66,11 @@ inline void check_mamba2_config(const models::Mamba2Config& c, const std::string
 }
 
 template <class Model>
-Model make_mamba2(const models::Mamba2Config& c, const std::string& file,
-                  const Mamba2LoadOptions& opt) {
+Model make_mamba2(const models::Mamba2Config& c, const std::string& file) {
   check_mamba2_config(c, file);
   using Cfg = typename Model::config_type;
   if constexpr (std::is_same_v<Cfg, models::Mamba2Config>) {
-    return Model(c, opt.max_batch);
+    return Model(c);
   } else {
     const models::Mamba2Config s = models::to_mamba2_config(Cfg{});
     const auto differs = [&](const char* what, index_t a, index_t b) {
@@ -93,7 +91,7 @@ Model make_mamba2(const models::Mamba2Config& c, const std::string& file,
       throw format_error(file, 0,
                          c.tied_output ? "the file has no separate output tensor"
                                        : "the file has an untied output tensor");
-    return Model(Cfg{}, opt.max_batch);
+    return Model(Cfg{});
   }
 }
 
@@ -137,9 +135,9 @@ inline models::Mamba2Config mamba2_config(const GGUFFile& f) {
 
 /// A Mamba2 (static or run-time config) from a GGUF `mamba2` file.
 template <class Model>
-Model load_mamba2_gguf(const GGUFFile& f, const Mamba2LoadOptions& opt = {}) {
+Model load_mamba2_gguf(const GGUFFile& f, [[maybe_unused]] const Mamba2LoadOptions& opt = {}) {
   const models::Mamba2Config c = mamba2_config(f);
-  Model m = detail::make_mamba2<Model>(c, f.path(), opt);
+  Model m = detail::make_mamba2<Model>(c, f.path());
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     const GGUFTensor* t = f.find_tensor(n);
     if (!t) return std::nullopt;
@@ -223,7 +221,7 @@ template <class Model>
 Model load_mamba2_safetensors(const SafetensorsCheckpoint& ck, const Mamba2LoadOptions& opt = {}) {
   const std::string& file = ck.shards().front().path();
   const models::Mamba2Config c = mamba2_config(ck, opt);
-  Model m = detail::make_mamba2<Model>(c, file, opt);
+  Model m = detail::make_mamba2<Model>(c, file);
   std::deque<std::vector<float>> owned;  // A = −exp(A_log), alive until the copy
   const auto hf_name = [](const std::string& n) -> std::string {
     if (n == "token_embd.weight") return "backbone.embeddings.weight";

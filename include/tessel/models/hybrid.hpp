@@ -14,16 +14,20 @@
 //                          heads = 4, kv_heads = 2,                              // attention
 //                          hidden = 128, attn_period = 4, attn_offset = 2;       // MLP, layout
 //   };
-//   models::Hybrid<TinyJamba> m;  m.visit(...load...);  m.forward(ids, 0);
+//   models::Hybrid<TinyJamba> m;  m.visit(...load...);
+//   auto seq = m.new_state();  m.forward(seq, ids, 0);   // as models::Mamba
 //
-// Attention has no positional encoding (as in Jamba: the Mamba layers carry order) and keeps
-// a KV cache of max_seq rows; the Mamba layers keep their constant-size state. Names are GGUF's
+// Attention has no positional encoding (as in Jamba: the Mamba layers carry order); a state
+// keeps its KV cache of max_seq rows (the state's, at most Cfg::max_seq) and the Mamba layers'
+// constant-size states. Names are GGUF's
 // (blk.N.attn_norm, blk.N.ssm_* or blk.N.attn_q/k/v/output, blk.N.ffn_norm, blk.N.ffn_*).
 
+#include <algorithm>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "tessel/models/decoder.hpp"
 #include "tessel/models/mamba.hpp"
 #include "tessel/nn/attention.hpp"
 #include "tessel/nn/kv_cache.hpp"
@@ -69,12 +73,47 @@ class Hybrid {
     index_t slot = 0;  // index into mixers or attns
   };
 
-  explicit Hybrid(index_t max_batch = 64)
-      : token_embd(D, Vocab),
-        output_norm(D, norm_eps()),
-        blk(std::size_t(Cfg::layers)),
-        cache_(std::max<index_t>(attention_layers(), 1), Cfg::max_seq, KvDim),
-        max_batch_(std::max<index_t>(1, std::min<index_t>(max_batch, Cfg::max_seq))) {
+  /// One sequence: the attention layers' KV cache (allocated for max_seq() rows), the Mamba
+  /// layers' states, the tokens seen, scratch for max_batch() rows and the last logits.
+  class State {
+   public:
+    index_t max_seq() const noexcept { return max_seq_; }
+    index_t max_batch() const noexcept { return max_batch_; }
+    index_t position() const noexcept { return pos_; }
+    /// The KV cache's and the Mamba states' bytes.
+    index_t state_bytes() const noexcept {
+      index_t b = index_t(cache_.bytes());
+      for (const auto& s : mamba_) b += s.bytes();
+      return b;
+    }
+    void reset() {
+      for (auto& s : mamba_) s.clear();
+      pos_ = 0;  // the KV cache's rows past pos are never read
+    }
+
+   private:
+    friend class Hybrid;
+    State(const Hybrid& m, index_t max_seq, index_t max_batch)
+        : cache_(std::max<index_t>(attention_layers(), 1), max_seq, KvDim),
+          max_seq_(max_seq),
+          max_batch_(max_batch) {
+      for (const auto& mixer : m.mixers) mamba_.push_back(mixer.make_state());
+      index_t work = m.blk[0].ffn.scratch_floats(max_batch);
+      if (!m.mixers.empty()) work = std::max(work, m.mixers[0].scratch_floats(max_batch));
+      if (!m.attns.empty()) work = std::max(work, m.attns[0].scratch_floats(max_batch, max_seq));
+      x_.resize(std::size_t(max_batch * D));
+      xb_.resize(std::size_t(max_batch * D));
+      work_.resize(std::size_t(work));
+      logits_.resize(std::size_t(Vocab));
+    }
+
+    nn::KVCache<dyn, KvDim> cache_;  // [attention layers, max_seq, KvDim]
+    index_t max_seq_, max_batch_, pos_ = 0;
+    std::vector<nn::MambaState> mamba_;
+    std::vector<float> x_, xb_, work_, logits_;
+  };
+
+  Hybrid() : token_embd(D, Vocab), output_norm(D, norm_eps()), blk(std::size_t(Cfg::layers)) {
     for (index_t l = 0; l < Cfg::layers; ++l) {
       if (is_attention(l)) {
         blk[std::size_t(l)].slot = index_t(attns.size());
@@ -82,46 +121,35 @@ class Hybrid {
       } else {
         blk[std::size_t(l)].slot = index_t(mixers.size());
         mixers.emplace_back(Cfg{});
-        states_.push_back(mixers.back().make_state());
       }
     }
-    const index_t B = max_batch_;
-    index_t work = blk[0].ffn.scratch_floats(B);
-    if (!mixers.empty()) work = std::max(work, mixers[0].scratch_floats(B));
-    if (!attns.empty()) work = std::max(work, attns[0].scratch_floats(B, Cfg::max_seq));
-    x_.resize(std::size_t(B * D));
-    xb_.resize(std::size_t(B * D));
-    work_.resize(std::size_t(work));
-    logits_.resize(std::size_t(Vocab));
   }
 
   index_t vocab() const noexcept { return Vocab; }
   index_t max_seq() const noexcept { return Cfg::max_seq; }
-  index_t position() const noexcept { return pos_; }
 
-  /// As Mamba::forward: pos 0 starts a sequence, other positions continue it.
+  /// A fresh sequence (opt.max_seq: the KV cache's rows, default Cfg::max_seq; opt.max_batch:
+  /// rows per prefill chunk).
+  State new_state(StateOptions opt = {}) const {
+    const index_t seq = state_context("tessel::models::Hybrid", Cfg::max_seq, opt.max_seq);
+    return State(*this, seq, std::clamp<index_t>(opt.max_batch, 1, seq));
+  }
+
+  /// As Mamba::forward: pos 0 starts the sequence over, other positions continue it.
   template <class Id>
-  std::span<const float> forward(std::span<const Id> tokens, index_t pos,
-                                 float* all_logits = nullptr) {
-    const index_t n = static_cast<index_t>(tokens.size());
-    if (n == 0) throw value_error("tessel::models::Hybrid: forward needs at least one token");
-    if (pos != 0 && pos != pos_)
+  std::span<const float> forward(State& s, std::span<const Id> tokens, index_t pos,
+                                 float* all_logits = nullptr) const {
+    if (pos != 0 && pos != s.pos_)
       throw value_error("tessel::models::Hybrid: position " + std::to_string(pos) +
-                        " does not continue the sequence of " + std::to_string(pos_) + " tokens");
-    if (pos + n > Cfg::max_seq)
-      throw value_error("tessel::models::Hybrid: positions up to " + std::to_string(pos + n) +
-                        " exceed the context of " + std::to_string(Cfg::max_seq) + " tokens");
-    if (pos == 0) {
-      for (auto& s : states_) s.clear();
-      pos_ = 0;
-    }
-    for (index_t c = 0; c < n; c += max_batch_) {
-      const index_t m = std::min(max_batch_, n - c);
-      run_chunk(tokens.subspan(std::size_t(c), std::size_t(m)), pos_,
-                all_logits ? all_logits + c * Vocab : nullptr, c + m == n);
-      pos_ += m;
-    }
-    return logits_;
+                        " does not continue the sequence of " + std::to_string(s.pos_) + " tokens");
+    decode_chunks("tessel::models::Hybrid", tokens, pos, s.max_seq_, s.max_batch_, Vocab,
+                  all_logits,
+                  [&](std::span<const Id> chunk, index_t p, float* chunk_logits, bool last) {
+                    if (p == 0) s.reset();
+                    run_chunk(s, chunk, p, chunk_logits, last);
+                    s.pos_ = p + static_cast<index_t>(chunk.size());
+                  });
+    return s.logits_;
   }
 
   template <class Vis>
@@ -156,38 +184,26 @@ class Hybrid {
   }
 
   template <class Id>
-  void run_chunk(std::span<const Id> tokens, index_t pos, float* all_logits, bool last) {
+  void run_chunk(State& s, std::span<const Id> tokens, index_t pos, float* all_logits,
+                 bool last) const {
     const index_t M = static_cast<index_t>(tokens.size());
-    float* x = x_.data();
-    float* xb = xb_.data();
-    float* work = work_.data();
+    float* x = s.x_.data();
+    float* xb = s.xb_.data();
+    float* work = s.work_.data();
     detail::embed_rows(token_embd.weight, tokens, x, "tessel::models::Hybrid");
     for (index_t l = 0; l < Cfg::layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(x, M, xb);
       if (is_attention(l))
-        attns[std::size_t(b.slot)].forward(xb, M, pos, cache_.keys(b.slot), cache_.values(b.slot),
-                                           Cfg::max_seq, work, x, 1.0f);
+        attns[std::size_t(b.slot)].forward(xb, M, pos, s.cache_.keys(b.slot),
+                                           s.cache_.values(b.slot), s.max_seq_, work, x, 1.0f);
       else
-        mixers[std::size_t(b.slot)].forward(xb, M, states_[std::size_t(b.slot)], work, x, 1.0f);
+        mixers[std::size_t(b.slot)].forward(xb, M, s.mamba_[std::size_t(b.slot)], work, x, 1.0f);
       b.ffn_norm.forward(x, M, xb);
       b.ffn.forward(xb, M, x, work, 1.0f);
     }
-    if (all_logits) {
-      output_norm.forward(x, M, xb);
-      token_embd.forward(xb, M, all_logits);
-      if (last) std::copy(all_logits + (M - 1) * Vocab, all_logits + M * Vocab, logits_.begin());
-    } else if (last) {
-      output_norm.forward(x + (M - 1) * D, 1, xb);
-      token_embd.forward(xb, 1, logits_.data());
-    }
+    decoder_head(output_norm, token_embd, x, M, D, Vocab, xb, all_logits, last, s.logits_.data());
   }
-
-  nn::KVCache<Cfg::max_seq, KvDim> cache_;
-  std::vector<nn::MambaState> states_;
-  index_t max_batch_;
-  index_t pos_ = 0;
-  std::vector<float> x_, xb_, work_, logits_;
 };
 
 }  // namespace tessel::models

@@ -14,20 +14,24 @@
 // or models::MambaConfig read from a file (io/load_mamba.hpp). GGUF names: token_embd,
 // blk.N.attn_norm, blk.N.ssm_* (nn/mamba.hpp), output_norm, output.
 //
-//   std::span<const float> logits = m.forward(prompt_ids, 0);  // pos 0: a new sequence
-//   logits = m.forward(std::span(&next, 1), pos);              // one step, no allocation
+//   const models::Mamba<Mamba130M, f16> m;                     // weights only, shareable
+//   auto seq = m.new_state();                                  // one per sequence
+//   std::span<const float> logits = m.forward(seq, prompt_ids, 0);  // pos 0: a new sequence
+//   logits = m.forward(seq, std::span(&next, 1), pos);              // one step, no allocation
 //
-// There are no positions: the model carries one sequence's state (a few KB per layer, the same
-// at token 10 as at token 10^6) and pos must be the count of tokens it has seen (0 starts
-// over). max_seq() is only what generate() stops at. Prefill runs max_batch rows at a time
-// through the whole network, so its matrix products are GEMMs; all scratch is allocated by
-// the constructor.
+// There are no positions: a state holds one sequence's recurrent state (a few KB per layer,
+// the same at token 10 as at token 10^6) and pos must be the count of tokens it has seen (0
+// starts over). max_seq() is only what generate() stops at. Prefill runs the state's max_batch
+// rows at a time through the whole network, so its matrix products are GEMMs; all scratch is
+// allocated by new_state().
 
+#include <algorithm>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "tessel/models/decoder.hpp"
 #include "tessel/nn/linear.hpp"
 #include "tessel/nn/mamba.hpp"
 #include "tessel/nn/norm.hpp"
@@ -40,6 +44,8 @@ struct MambaConfig {
   float norm_eps = 1e-5f;
   index_t max_seq = index_t{1} << 30;  // no cache: only a stop for generate()
   bool tied_output = true;             // head = token_embd (false: a separate `output`)
+
+  bool operator==(const MambaConfig&) const = default;
 };
 
 template <class Cfg>
@@ -100,7 +106,8 @@ void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, fl
 ///
 /// Traits names the parts: config (the run-time config struct), mixer, state, dim and vocab
 /// (static extents or dyn), name (for errors), dims(config) (the mixer's dimensions) and
-/// checked(config) (validation, throwing value_error).
+/// checked(config) (validation, throwing value_error). The model holds weights only; a State
+/// holds one sequence.
 template <class Traits, nn::WeightFormat W>
 class recurrent_lm {
  public:
@@ -118,66 +125,91 @@ class recurrent_lm {
     typename Traits::mixer mixer;
   };
 
-  recurrent_lm(const run_config& cfg, index_t max_batch)
+  /// One sequence: each layer's recurrent state (a few KB, the same at any position), the
+  /// tokens seen, scratch for max_batch() rows and the last logits. All allocated here, so
+  /// decoding allocates nothing. Move-only.
+  class State {
+   public:
+    /// Where decoding stops (positions are not stored: this costs no memory).
+    index_t max_seq() const noexcept { return max_seq_; }
+    /// Rows per prefill chunk.
+    index_t max_batch() const noexcept { return max_batch_; }
+    /// Tokens seen since the last reset (the position the next token takes).
+    index_t position() const noexcept { return pos_; }
+    /// The decoding state of layer l (conv and ssm), and the total size in bytes.
+    const typename Traits::state& state(index_t l) const { return layers_[std::size_t(l)]; }
+    index_t state_bytes() const noexcept {
+      index_t b = 0;
+      for (const auto& s : layers_) b += s.bytes();
+      return b;
+    }
+    void reset() {
+      for (auto& s : layers_) s.clear();
+      pos_ = 0;
+    }
+
+   private:
+    friend class recurrent_lm;
+    State(const recurrent_lm& m, index_t max_seq, index_t max_batch)
+        : cfg_(m.cfg_), max_seq_(max_seq), max_batch_(max_batch) {
+      layers_.reserve(std::size_t(cfg_.layers));
+      for (const Block& b : m.blk) layers_.push_back(b.mixer.make_state());
+      x_.resize(std::size_t(max_batch * cfg_.dim));
+      xb_.resize(std::size_t(max_batch * cfg_.dim));
+      work_.resize(std::size_t(m.blk[0].mixer.scratch_floats(max_batch)));
+      logits_.resize(std::size_t(cfg_.vocab));
+    }
+
+    run_config cfg_;  // of the model that made it: forward refuses a state of another config
+    index_t max_seq_, max_batch_, pos_ = 0;
+    std::vector<typename Traits::state> layers_;
+    std::vector<float> x_, xb_, work_, logits_;
+  };
+
+  explicit recurrent_lm(const run_config& cfg)
       : cfg_(Traits::checked(cfg)),
         token_embd(cfg_.dim, cfg_.vocab),
-        output_norm(cfg_.dim, cfg_.norm_eps),
-        max_batch_(std::max<index_t>(1, max_batch)) {
+        output_norm(cfg_.dim, cfg_.norm_eps) {
     if (!cfg_.tied_output) output.emplace(cfg_.dim, cfg_.vocab);
     blk.reserve(std::size_t(cfg_.layers));
-    state_.reserve(std::size_t(cfg_.layers));
-    for (index_t l = 0; l < cfg_.layers; ++l) {
-      blk.emplace_back(cfg_);
-      state_.push_back(blk.back().mixer.make_state());
-    }
-    const index_t B = max_batch_;
-    x_.resize(std::size_t(B * cfg_.dim));
-    xb_.resize(std::size_t(B * cfg_.dim));
-    work_.resize(std::size_t(blk[0].mixer.scratch_floats(B)));
-    logits_.resize(std::size_t(cfg_.vocab));
+    for (index_t l = 0; l < cfg_.layers; ++l) blk.emplace_back(cfg_);
   }
   recurrent_lm(recurrent_lm&&) noexcept = default;
 
   const run_config& config() const noexcept { return cfg_; }
   index_t vocab() const noexcept { return cfg_.vocab; }
+  /// The context a state gets by default: only a stop for generate(), as nothing grows with it.
   index_t max_seq() const noexcept { return cfg_.max_seq; }
-  index_t max_batch() const noexcept { return max_batch_; }
-  /// Tokens seen since the last reset (the position the next token takes).
-  index_t position() const noexcept { return pos_; }
-  /// The decoding state of layer l (conv and ssm), and its total size in bytes.
-  const typename Traits::state& state(index_t l) const { return state_[std::size_t(l)]; }
-  index_t state_bytes() const noexcept {
-    index_t b = 0;
-    for (const auto& s : state_) b += s.bytes();
-    return b;
-  }
-  void reset() {
-    for (auto& s : state_) s.clear();
-    pos_ = 0;
+
+  /// A fresh sequence (opt.max_seq: where it stops, default the model's; opt.max_batch: rows
+  /// per prefill chunk, which sizes the scratch).
+  State new_state(StateOptions opt = {}) const {
+    const index_t seq = state_context(Traits::name, cfg_.max_seq, opt.max_seq);
+    return State(*this, seq, std::clamp<index_t>(opt.max_batch, 1, seq));
   }
 
-  /// Runs tokens at positions pos .. pos+n-1 and returns the logits after the last one. pos 0
-  /// starts a new sequence; any other pos must continue the current one (pos == position()).
-  /// With all_logits, the logits of every position are written there too ([n, vocab]).
+  /// Runs tokens at positions pos .. pos+n-1 of the sequence s and returns the logits after
+  /// the last one (they live in s). pos 0 starts the sequence over; any other pos must
+  /// continue it (pos == s.position()). With all_logits, the logits of every position are
+  /// written there too ([n, vocab]). const: states over one model may run on several threads.
   template <class Id>
-  std::span<const float> forward(std::span<const Id> tokens, index_t pos,
-                                 float* all_logits = nullptr) {
-    const index_t n = static_cast<index_t>(tokens.size());
-    if (n == 0) throw value_error(std::string(Traits::name) + ": forward needs at least one token");
-    if (pos == 0)
-      reset();
-    else if (pos != pos_)
+  std::span<const float> forward(State& s, std::span<const Id> tokens, index_t pos,
+                                 float* all_logits = nullptr) const {
+    if (!(s.cfg_ == cfg_))
+      throw value_error(std::string(Traits::name) +
+                        ": the state was made by a model of another config");
+    if (pos != 0 && pos != s.pos_)
       throw value_error(std::string(Traits::name) + ": position " + std::to_string(pos) +
-                        " does not continue the sequence, which has " + std::to_string(pos_) +
+                        " does not continue the sequence, which has " + std::to_string(s.pos_) +
                         " tokens (a state-space model cannot revisit a position; pass 0 to "
                         "start over)");
-    for (index_t c = 0; c < n; c += max_batch_) {
-      const index_t m = std::min(max_batch_, n - c);
-      run_chunk(tokens.subspan(std::size_t(c), std::size_t(m)),
-                all_logits ? all_logits + c * cfg_.vocab : nullptr, c + m == n);
-    }
-    pos_ += n;
-    return logits_;
+    decode_chunks(Traits::name, tokens, pos, s.max_seq_, s.max_batch_, cfg_.vocab, all_logits,
+                  [&](std::span<const Id> chunk, index_t p, float* chunk_logits, bool last) {
+                    if (p == 0) s.reset();
+                    run_chunk(s, chunk, chunk_logits, last);
+                    s.pos_ = p + static_cast<index_t>(chunk.size());
+                  });
+    return s.logits_;
   }
 
   /// Every parameter as (GGUF name, tensor); `output` only when the head is not tied.
@@ -203,31 +235,19 @@ class recurrent_lm {
 
  private:
   template <class Id>
-  void run_chunk(std::span<const Id> tokens, float* all_logits, bool last) {
-    const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
-    float* x = x_.data();
-    float* xb = xb_.data();
+  void run_chunk(State& s, std::span<const Id> tokens, float* all_logits, bool last) const {
+    const index_t M = static_cast<index_t>(tokens.size());
+    float* x = s.x_.data();
+    float* xb = s.xb_.data();
     embed_rows(token_embd.weight, tokens, x, Traits::name);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(x, M, xb);
-      b.mixer.forward(xb, M, state_[std::size_t(l)], work_.data(), x, 1.0f);  // x += mixer
+      b.mixer.forward(xb, M, s.layers_[std::size_t(l)], s.work_.data(), x, 1.0f);  // x += mixer
     }
-    if (all_logits) {
-      output_norm.forward(x, M, xb);
-      head().forward(xb, M, all_logits);
-      if (last)
-        std::copy(all_logits + (M - 1) * cfg_.vocab, all_logits + M * cfg_.vocab, logits_.begin());
-    } else if (last) {
-      output_norm.forward(x + (M - 1) * D, 1, xb);
-      head().forward(xb, 1, logits_.data());
-    }
+    decoder_head(output_norm, head(), x, M, cfg_.dim, cfg_.vocab, xb, all_logits, last,
+                 s.logits_.data());
   }
-
-  index_t max_batch_;
-  index_t pos_ = 0;
-  std::vector<typename Traits::state> state_;
-  std::vector<float> x_, xb_, work_, logits_;
 };
 
 template <class Cfg, nn::WeightFormat W>
@@ -259,8 +279,9 @@ class Mamba : public detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W> {
  public:
   using config_type = Cfg;
   using weight_format = W;
-  explicit Mamba(const Cfg& cfg = {}, index_t max_batch = 128)
-      : base(to_mamba_config(cfg), max_batch) {}
+  explicit Mamba(const Cfg& cfg = {}) : base(to_mamba_config(cfg)) {}
 };
+
+static_assert(Decoder<Mamba<MambaConfig, float>>);
 
 }  // namespace tessel::models

@@ -14,12 +14,14 @@
 // or models::Mamba2Config read from a file (io/load_mamba2.hpp). GGUF names: token_embd,
 // blk.N.attn_norm, blk.N.ssm_* (nn/mamba2.hpp), output_norm, output.
 //
-//   std::span<const float> logits = m.forward(prompt_ids, 0);  // pos 0: a new sequence
-//   logits = m.forward(std::span(&next, 1), pos);              // one step, no allocation
+//   const models::Mamba2<Mamba2_130M, f16> m;                       // weights only, shareable
+//   auto seq = m.new_state();                                       // one per sequence
+//   std::span<const float> logits = m.forward(seq, prompt_ids, 0);  // pos 0: a new sequence
+//   logits = m.forward(seq, std::span(&next, 1), pos);              // one step, no allocation
 //
-// As models::Mamba: no positions, pos must be the count of tokens seen (0 starts over), the
-// state is the same size at any position, prefill runs max_batch rows at a time (GEMMs), and
-// all scratch is allocated by the constructor.
+// As models::Mamba: no positions, pos must be the count of tokens the state has seen (0 starts
+// over), the state is the same size at any position, prefill runs the state's max_batch rows
+// at a time (GEMMs), and all scratch is allocated by new_state().
 
 #include <string>
 
@@ -39,6 +41,7 @@ struct Mamba2Config {
   bool tied_output = true;             // head = token_embd (false: a separate `output`)
 
   index_t headdim() const noexcept { return n_heads > 0 ? d_inner / n_heads : 0; }
+  bool operator==(const Mamba2Config&) const = default;
 };
 
 template <class Cfg>
@@ -99,8 +102,9 @@ class Mamba2 : public detail::recurrent_lm<detail::mamba2_traits<Cfg, W>, W> {
  public:
   using config_type = Cfg;
   using weight_format = W;
-  explicit Mamba2(const Cfg& cfg = {}, index_t max_batch = 128)
-      : base(to_mamba2_config(cfg), max_batch) {}
+  explicit Mamba2(const Cfg& cfg = {}) : base(to_mamba2_config(cfg)) {}
 };
+
+static_assert(Decoder<Mamba2<Mamba2Config, float>>);
 
 }  // namespace tessel::models

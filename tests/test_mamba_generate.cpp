@@ -74,31 +74,12 @@ std::vector<token_id> argmax_path(const Model& m, std::vector<token_id> seq, int
   return out;
 }
 
-/// One sequence of a model, for a generate() that takes a model with forward(ids, pos).
-template <class M>
-struct one_sequence {
-  const M& model;
-  typename M::State& state;
-  template <class Id>
-  std::span<const float> forward(std::span<const Id> ids, index_t pos) {
-    return model.forward(state, ids, pos);
-  }
-  index_t vocab() const { return model.vocab(); }
-  index_t max_seq() const { return state.max_seq(); }
-};
-
-/// generate() on a new state of the model: generate(model, state, ...) where generate.hpp has
-/// it, else the older generate() through one_sequence.
+/// generate() on a new state of the model.
 template <class M, class Tok, class OnText>
 GenerateResult generate_new(const M& model, const Tok& tok, std::string_view prompt,
                             const GenerateOptions& opt, OnText&& on_text) {
   auto state = model.new_state();
-  if constexpr (requires { tessel::generate(model, state, tok, prompt, opt, on_text); }) {
-    return tessel::generate(model, state, tok, prompt, opt, on_text);
-  } else {
-    one_sequence<M> seq{model, state};
-    return tessel::generate(seq, tok, prompt, opt, on_text);
-  }
+  return tessel::generate(model, state, tok, prompt, opt, on_text);
 }
 
 struct Fixture {

@@ -655,6 +655,24 @@ TEST_CASE("other formats' files given to the Llama loader say what they are") {
                bytes_t(reinterpret_cast<const std::byte*>(p.data()),
                        reinterpret_cast<const std::byte*>(p.data() + p.size())),
                "this is a pickle");
+  {  // the GPT-2 loader tells GGUF from safetensors the same way
+    const std::string q = temp_path("gpt2.gguf");
+    {
+      const auto b = with<char>(g, 3, 'X');
+      std::ofstream out(q, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+    refused_small([&] { (void)io::load_gpt2_model<float>(q); },
+                  "not a GGUF file (magic 'GGUX'), and as a safetensors checkpoint: ");
+    {
+      const auto b = npy_bytes(t.view().as_const());
+      std::ofstream out(q, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+    refused_small([&] { (void)io::load_gpt2_model<float>(q); },
+                  "this is a NumPy .npy file, not a GGUF file or a safetensors checkpoint");
+    std::filesystem::remove(q);
+  }
   // No known magic: read as llama2.c, and said so.
   const auto l2c = tiny_llama2c();
   refuse_bytes("short.bin", bytes_t(l2c.begin(), l2c.end() - 4),

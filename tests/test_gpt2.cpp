@@ -148,21 +148,12 @@ TEST_CASE("gpt2: bad input") {
 
 namespace {
 
-/// A GGUF `gpt2` file of the golden's weights, as llama.cpp's converter lays it out: Conv1D
-/// weights transposed to [out, in], c_attn as one fused attn_qkv, the embedding copied to
-/// `output`; with GPT-2's real tokenizer (tests/data/tokenizer/gpt2) in tokenizer.ggml.*.
-std::string write_gguf(tessel::io::ggml_type wtype, const std::string& name) {
-  using tessel::io::ggml_type;
-  const auto ck = tessel::io::SafetensorsFile::open(st_path);
-  std::deque<std::vector<std::byte>> keep;
+/// A vocabulary-only GGUF (as llama.cpp's ggml-vocab-*.gguf files): GPT-2's real tokenizer
+/// (tests/data/tokenizer/gpt2) in tokenizer.ggml.*, no tensors. The golden's model has 300
+/// embedding rows, and a model file's tokenizer must match its vocabulary.
+std::string write_vocab_gguf(const std::string& name) {
   tessel::io::GGUFWriter w;
   w.set("general.architecture", "gpt2");
-  w.set("gpt2.context_length", std::uint32_t(32));
-  w.set("gpt2.embedding_length", std::uint32_t(64));
-  w.set("gpt2.feed_forward_length", std::uint32_t(128));
-  w.set("gpt2.block_count", std::uint32_t(2));
-  w.set("gpt2.attention.head_count", std::uint32_t(4));
-  w.set("gpt2.attention.layer_norm_epsilon", 1e-5f);
   const auto tok = tessel::load_gpt2_tokenizer(
       std::string(TESSEL_TEST_DATA_DIR) + "/tokenizer/gpt2/encoder.json",
       std::string(TESSEL_TEST_DATA_DIR) + "/tokenizer/gpt2/vocab.bpe");
@@ -182,6 +173,26 @@ std::string write_gguf(tessel::io::ggml_type wtype, const std::string& name) {
   w.set("tokenizer.ggml.merges", tessel::io::gguf::encode_strings(merges));
   w.set("tokenizer.ggml.bos_token_id", std::uint32_t(50256));
   w.set("tokenizer.ggml.eos_token_id", std::uint32_t(50256));
+  const auto path = (std::filesystem::temp_directory_path() / name).string();
+  w.write(path);
+  return path;
+}
+
+/// A GGUF `gpt2` file of the golden's weights, as llama.cpp's converter lays it out: Conv1D
+/// weights transposed to [out, in], c_attn as one fused attn_qkv, the embedding copied to
+/// `output`.
+std::string write_gguf(tessel::io::ggml_type wtype, const std::string& name) {
+  using tessel::io::ggml_type;
+  const auto ck = tessel::io::SafetensorsFile::open(st_path);
+  std::deque<std::vector<std::byte>> keep;
+  tessel::io::GGUFWriter w;
+  w.set("general.architecture", "gpt2");
+  w.set("gpt2.context_length", std::uint32_t(32));
+  w.set("gpt2.embedding_length", std::uint32_t(64));
+  w.set("gpt2.feed_forward_length", std::uint32_t(128));
+  w.set("gpt2.block_count", std::uint32_t(2));
+  w.set("gpt2.attention.head_count", std::uint32_t(4));
+  w.set("gpt2.attention.layer_norm_epsilon", 1e-5f);
 
   // Adds a [rows, cols] f32 matrix (optionally the transpose of the stored one) as wtype.
   const auto add = [&](const std::string& gname, const std::string& hf, bool transpose) {
@@ -251,8 +262,10 @@ TEST_CASE("gpt2 gguf: a file written from the safetensors gives the same logits"
   CHECK(rel_err(prefill_all(m, g.tokens), g.logits) < 1e-4);
   CHECK(rel_err(decode_each(m, g.tokens), g.logits) < 1e-4);
 
-  // The tokenizer in the file is GPT-2's: the same ids as encoder.json + vocab.bpe.
-  const auto tok = tessel::io::load_gguf_gpt2_tokenizer(f);
+  // The tokenizer in a GGUF file is GPT-2's: the same ids as encoder.json + vocab.bpe.
+  const std::string vocab_path = write_vocab_gguf("tessel_test_gpt2_vocab.gguf");
+  const auto vf = tessel::io::GGUFFile::open(vocab_path);
+  const auto tok = tessel::io::load_gguf_gpt2_tokenizer(vf);
   const auto ref = tessel::load_gpt2_tokenizer(
       std::string(TESSEL_TEST_DATA_DIR) + "/tokenizer/gpt2/encoder.json",
       std::string(TESSEL_TEST_DATA_DIR) + "/tokenizer/gpt2/vocab.bpe");
@@ -268,7 +281,28 @@ TEST_CASE("gpt2 gguf: a file written from the safetensors gives the same logits"
 
   // A llama file is not a gpt2 file; a gpt2 file has no SentencePiece tokenizer.
   CHECK_THROWS_AS(tessel::io::load_gguf_llama<float>(path), tessel::format_error);
-  CHECK_THROWS_AS(tessel::io::load_gguf_tokenizer(f), tessel::format_error);
+  CHECK_THROWS_AS(tessel::io::load_gguf_tokenizer(vf), tessel::format_error);
+  // A tokenizer of 50257 tokens over an embedding of 300 rows is refused, naming both.
+  {
+    tessel::io::GGUFWriter w;
+    const auto model = tessel::io::GGUFFile::open(path);
+    const auto vocab = tessel::io::GGUFFile::open(vocab_path);
+    for (auto k : model.keys()) w.set(std::string(k), model.value(k));
+    for (auto k : vocab.keys()) w.set(std::string(k), vocab.value(k));
+    for (const auto& t : model.tensors())
+      w.add_tensor(std::string(t.name), t.type, t.shape(), t.bytes());
+    const std::string both = path + ".tok.gguf";
+    w.write(both);
+    try {
+      (void)tessel::io::load_gguf_gpt2<float>(both);
+      FAIL("accepted a tokenizer larger than the vocabulary");
+    } catch (const tessel::format_error& e) {
+      CHECK(std::string(e.what()).find("tokenizer.ggml.tokens has 50257 entries but "
+                                       "token_embd.weight has 300 rows") != std::string::npos);
+    }
+    std::filesystem::remove(both);
+  }
   std::filesystem::remove(path);
+  std::filesystem::remove(vocab_path);
   std::filesystem::remove(p16);
 }

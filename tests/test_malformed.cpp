@@ -1,17 +1,41 @@
 // Malformed files, each built here from a valid one by one change, must be refused with
 // tessel::format_error whose message names the reason; none may crash or allocate wildly.
+// Model files whose metadata asks for more than their tensors hold are loaded through the
+// public loaders in a child process whose peak memory is measured (and, without ASan, whose
+// address space is capped): the error must name the key and come before any large allocation.
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <limits>
 
 #include <tessel/io/gguf.hpp>
 #include <tessel/io/gguf_writer.hpp>
 #include <tessel/io/llama2c.hpp>
+#include <tessel/io/load_gpt2.hpp>
+#include <tessel/io/load_llama.hpp>
+#include <tessel/io/load_mamba2.hpp>
 #include <tessel/io/npy.hpp>
 #include <tessel/io/safetensors.hpp>
 #include <tessel/io/torch.hpp>
+#include <tessel/io/write_llama.hpp>
+#include <tessel/models/decoder.hpp>
 #include "io_test_zip.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TESSEL_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TESSEL_TEST_ASAN 1
+#endif
+#endif
 
 using namespace tessel;
 using namespace tessel::io;
@@ -257,7 +281,468 @@ TEST_CASE("malformed llama2.c checkpoints") {
   rejects(open_l2c, with<std::int32_t>(b, 20, -3), "the header implies");  // classifier missing
 }
 
+// ---- model files whose metadata disagrees with their tensors -------------------------------
+namespace {
+
+/// How a load in a child process ended, and how much its peak resident memory grew.
+struct Outcome {
+  enum kind_t { loaded, format, other_tessel, bad_alloc, other, died } kind = died;
+  std::string message;
+  long peak_kb = -1;
+};
+
+long status_kb(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
+  return -1;
+}
+
+/// Runs fn in a forked child: its address space capped at the current size + limit_mb (not
+/// under ASan, whose shadow memory needs terabytes of it), its peak RSS reset first (clear_refs
+/// 5), a minute's alarm against hangs. Reports the exception and the peak RSS growth.
+template <class Fn>
+Outcome in_child(Fn&& fn, [[maybe_unused]] long limit_mb = 100) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::alarm(60);
+#ifndef TESSEL_TEST_ASAN
+    rlimit r{};
+    ::getrlimit(RLIMIT_AS, &r);
+    const rlim_t cap = rlim_t(status_kb("VmSize:") + limit_mb * 1024) * 1024;
+    if (r.rlim_max == RLIM_INFINITY || cap < r.rlim_max) {
+      r.rlim_cur = cap;
+      ::setrlimit(RLIMIT_AS, &r);
+    }
+#endif
+    { std::ofstream("/proc/self/clear_refs") << "5"; }
+    const long base = status_kb("VmHWM:");
+    Outcome o;
+    try {
+      fn();
+      o.kind = Outcome::loaded;
+    } catch (const format_error& e) {
+      o = {Outcome::format, e.what()};
+    } catch (const tessel::error& e) {
+      o = {Outcome::other_tessel, e.what()};
+    } catch (const std::bad_alloc& e) {
+      o = {Outcome::bad_alloc, e.what()};
+    } catch (const std::exception& e) {
+      o = {Outcome::other, e.what()};
+    }
+    o.peak_kb = status_kb("VmHWM:") - base;
+    const int k = o.kind;
+    [[maybe_unused]] auto w1 = ::write(fds[1], &k, sizeof k);
+    [[maybe_unused]] auto w2 = ::write(fds[1], &o.peak_kb, sizeof o.peak_kb);
+    [[maybe_unused]] auto w3 = ::write(fds[1], o.message.data(), o.message.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, std::size_t(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  Outcome o;
+  if (!WIFEXITED(status) || got.size() < sizeof(int) + sizeof(long)) {
+    o.message =
+        WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status)) : "no report";
+    return o;
+  }
+  int k;
+  std::memcpy(&k, got.data(), sizeof k);
+  std::memcpy(&o.peak_kb, got.data() + sizeof k, sizeof o.peak_kb);
+  o.kind = Outcome::kind_t(k);
+  o.message = got.substr(sizeof k + sizeof o.peak_kb);
+  return o;
+}
+
+constexpr long small_kb = 100 * 1024;  // a hostile load may grow the peak RSS this much
+
+/// Expects load() to throw format_error naming `why`, within the memory bound.
+template <class Load>
+void refused_small(Load load, const std::string& why) {
+  ++n_cases;
+  const Outcome o = in_child(load);
+  CAPTURE(why);
+  CAPTURE(o.message);
+  CHECK(o.kind == Outcome::format);
+  CHECK(o.message.find(why) != std::string::npos);
+  CHECK(o.peak_kb >= 0);
+  CHECK(o.peak_kb < small_kb);
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("tessel_malformed_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+using Edit = std::function<void(GGUFWriter&)>;
+
+/// A tiny Llama as a GGUF file (F32 norms, `want` matrices), then `edit` on its metadata.
+std::string llama_gguf(const std::string& name, const Edit& edit = {},
+                       ggml_type want = ggml_type::Q8_0) {
+  models::LlamaConfig c;
+  c.dim = 32, c.hidden = 64, c.layers = 2, c.heads = 4, c.kv_heads = 2, c.vocab = 40;
+  c.max_seq = 64;
+  models::Llama<models::LlamaConfig, float> m(c);
+  float v = 0.01f;
+  m.visit([&](const std::string&, auto& t) {
+    for (index_t i = 0; i < t.size(); ++i) t.data()[i] = (v = -v * 1.01f);
+  });
+  const std::string path = temp_path(name);
+  write_gguf_llama(m, path, want, edit);
+  return path;
+}
+
+/// Every float parameter of m (GGUF names) written to a GGUF file with `keys`, then `edit`.
+template <class Model>
+std::string model_gguf(Model& m, const std::string& name, const Edit& keys, const Edit& edit) {
+  GGUFWriter w;
+  keys(w);
+  if (edit) edit(w);
+  m.visit([&](const std::string&, auto& t) {  // ssm_a must be < 0: every value is
+    for (index_t i = 0; i < t.size(); ++i) t.data()[i] = -0.25f;
+  });
+  m.visit([&](const std::string& n, auto& t) { w.add_tensor(n, t.view()); });
+  const std::string path = temp_path(name);
+  w.write(path);
+  return path;
+}
+
+std::string gpt2_gguf(const std::string& name, const Edit& edit = {}) {
+  models::GPT2Config c;
+  c.dim = 32, c.hidden = 64, c.layers = 2, c.heads = 4, c.vocab = 40, c.max_seq = 16;
+  models::GPT2<models::GPT2Config> m(c);
+  return model_gguf(
+      m, name,
+      [&](GGUFWriter& w) {
+        w.set("general.architecture", "gpt2");
+        w.set("gpt2.context_length", std::uint32_t(c.max_seq));
+        w.set("gpt2.embedding_length", std::uint32_t(c.dim));
+        w.set("gpt2.feed_forward_length", std::uint32_t(c.hidden));
+        w.set("gpt2.block_count", std::uint32_t(c.layers));
+        w.set("gpt2.attention.head_count", std::uint32_t(c.heads));
+        w.set("gpt2.attention.layer_norm_epsilon", 1e-5f);
+      },
+      edit);
+}
+
+std::string mamba_gguf(const std::string& name, const Edit& edit = {}) {
+  models::MambaConfig c;
+  c.dim = 16, c.layers = 2, c.vocab = 40, c.d_inner = 32, c.d_state = 4, c.d_conv = 4;
+  c.dt_rank = 2;
+  models::Mamba<models::MambaConfig> m(c);
+  return model_gguf(
+      m, name,
+      [&](GGUFWriter& w) {
+        w.set("general.architecture", "mamba");
+        w.set("mamba.context_length", std::uint32_t(1) << 20);
+        w.set("mamba.embedding_length", std::uint32_t(c.dim));
+        w.set("mamba.block_count", std::uint32_t(c.layers));
+        w.set("mamba.ssm.conv_kernel", std::uint32_t(c.d_conv));
+        w.set("mamba.ssm.inner_size", std::uint32_t(c.d_inner));
+        w.set("mamba.ssm.state_size", std::uint32_t(c.d_state));
+        w.set("mamba.ssm.time_step_rank", std::uint32_t(c.dt_rank));
+        w.set("mamba.attention.layer_norm_rms_epsilon", 1e-5f);
+      },
+      edit);
+}
+
+std::string mamba2_gguf(const std::string& name, const Edit& edit = {}) {
+  models::Mamba2Config c;
+  c.dim = 16, c.layers = 2, c.vocab = 40, c.d_inner = 32, c.d_state = 4, c.d_conv = 4;
+  c.n_heads = 4, c.n_groups = 2, c.tied_output = false;
+  models::Mamba2<models::Mamba2Config> m(c);
+  return model_gguf(
+      m, name,
+      [&](GGUFWriter& w) {
+        w.set("general.architecture", "mamba2");
+        w.set("mamba2.embedding_length", std::uint32_t(c.dim));
+        w.set("mamba2.block_count", std::uint32_t(c.layers));
+        w.set("mamba2.ssm.conv_kernel", std::uint32_t(c.d_conv));
+        w.set("mamba2.ssm.inner_size", std::uint32_t(c.d_inner));
+        w.set("mamba2.ssm.state_size", std::uint32_t(c.d_state));
+        w.set("mamba2.ssm.time_step_rank", std::uint32_t(c.n_heads));
+        w.set("mamba2.ssm.group_count", std::uint32_t(c.n_groups));
+        w.set("mamba2.attention.layer_norm_rms_epsilon", 1e-5f);
+      },
+      edit);
+}
+
+template <class T>
+Edit set_key(std::string key, T v) {
+  return [key, v](GGUFWriter& w) { w.set(key, v); };
+}
+
+/// Loads through the public path in both weight formats; each must refuse, naming `why`.
+void llama_refused(const std::string& path, const std::string& why) {
+  refused_small([&] { (void)io::load_llama_model<nn::any_weight>(path); }, why);
+  refused_small([&] { (void)io::load_llama_model<float>(path); }, why);
+}
+
+template <class M>
+constexpr bool has_states = requires(const M& m) {
+  m.new_state(models::StateOptions{});
+};
+
+/// The model's state (once models hand their KV cache to a state) is sized by the state's
+/// options, not by the file's context length.
+template <class M>
+void decode_one_token(const M& m) {
+  if constexpr (has_states<M>) {
+    auto s = m.new_state(models::StateOptions{.max_seq = 4096, .max_batch = 64});
+    const std::int32_t tok = 1;
+    (void)m.forward(s, std::span<const std::int32_t>(&tok, 1), 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the memory bound of a load in a child process holds") {
+  // The oracle of the cases below: a child that touches 300 MB is seen doing so.
+  const Outcome o = in_child([] {
+    std::vector<char> big(std::size_t(300) << 20);
+    for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = char(i);
+    if (big[4096] == 1) throw value_error("unreachable");
+  });
+  CAPTURE(o.message);
+#ifdef TESSEL_TEST_ASAN
+  CHECK(o.kind == Outcome::loaded);
+  CHECK(o.peak_kb >= 300 * 1024);
+#else
+  CHECK(o.kind == Outcome::bad_alloc);  // past the address-space cap
+#endif
+  const Outcome small = in_child([] {});
+  CHECK(small.kind == Outcome::loaded);
+  CHECK(small.peak_kb < 1024);
+}
+
+TEST_CASE("llama GGUF metadata that asks for more than the tensors hold") {
+  const std::string ok = llama_gguf("ok.gguf");
+  {  // the unedited file loads, through both weight formats, within the memory bound
+    const Outcome a = in_child([&] { (void)io::load_llama_model<nn::any_weight>(ok); });
+    const Outcome f = in_child([&] { (void)io::load_llama_model<float>(ok); });
+    CAPTURE(a.message);
+    CAPTURE(f.message);
+    CHECK(a.kind == Outcome::loaded);
+    CHECK(f.kind == Outcome::loaded);
+    CHECK(a.peak_kb < small_kb);
+    CHECK(f.peak_kb < small_kb);
+  }
+  const auto refuse = [&](const std::string& name, const Edit& edit, const std::string& why) {
+    const std::string p = llama_gguf(name, edit);
+    llama_refused(p, why);
+    std::filesystem::remove(p);
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  // The cases of a small file asking for gigabytes.
+  refuse("layers.gguf", set_key("llama.block_count", std::uint32_t(30000)),
+         "llama.block_count is 30000 but the file has tensors for 2 blocks "
+         "(blk.2.attn_norm.weight is missing)");
+  refuse("ffn.gguf", set_key("llama.feed_forward_length", std::uint32_t(1) << 20),
+         "llama.feed_forward_length is 1048576 but blk.0.ffn_gate.weight has shape [64, 32] "
+         "(expected [1048576, 32])");
+  refuse("dim.gguf", set_key("llama.embedding_length", std::uint32_t(8192)),
+         "llama.embedding_length is 8192 but token_embd.weight has shape [40, 32]");
+  // Norm epsilon and RoPE base that generate garbage.
+  refuse("eps_nan.gguf", set_key("llama.attention.layer_norm_rms_epsilon", nan),
+         "llama.attention.layer_norm_rms_epsilon is NaN, expected a finite number >= 0");
+  refuse("eps_neg.gguf", set_key("llama.attention.layer_norm_rms_epsilon", -1e-5f),
+         "llama.attention.layer_norm_rms_epsilon is -1e-05");
+  refuse("eps_inf.gguf", set_key("llama.attention.layer_norm_rms_epsilon", inf),
+         "llama.attention.layer_norm_rms_epsilon is inf");
+  refuse("eps_f64.gguf", set_key("llama.attention.layer_norm_rms_epsilon", 1e300),
+         "llama.attention.layer_norm_rms_epsilon is 1e+300");
+  refuse("theta_nan.gguf", set_key("llama.rope.freq_base", nan), "llama.rope.freq_base is NaN");
+  refuse("theta_zero.gguf", set_key("llama.rope.freq_base", 0.0f),
+         "llama.rope.freq_base is 0, expected a finite number > 0");
+  // Absurd or inconsistent dimensions.
+  refuse("layers0.gguf", set_key("llama.block_count", std::uint32_t(0)),
+         "llama.block_count is 0, expected 1 to 2147483648");
+  refuse("layers_neg.gguf", set_key("llama.block_count", std::int32_t(-1)),
+         "llama.block_count is -1, expected 1 to 2147483648");
+  refuse("layers1.gguf", set_key("llama.block_count", std::uint32_t(1)),
+         "llama.block_count is 1 but the file has tensors for more blocks "
+         "(blk.1.attn_norm.weight)");
+  refuse("ctx_huge.gguf", set_key("llama.context_length", std::uint64_t(1) << 40),
+         "llama.context_length is 1099511627776, expected 1 to 2147483648");
+  refuse("ctx0.gguf", set_key("llama.context_length", std::uint32_t(0)),
+         "llama.context_length is 0");
+  refuse("heads.gguf", set_key("llama.attention.head_count", std::uint32_t(3)),
+         "llama.embedding_length 32 is not a multiple of llama.attention.head_count 3");
+  refuse("kv_div.gguf", set_key("llama.attention.head_count_kv", std::uint32_t(3)),
+         "llama.attention.head_count 4 is not a multiple of llama.attention.head_count_kv 3");
+  refuse("kv.gguf", set_key("llama.attention.head_count_kv", std::uint32_t(4)),
+         "llama.attention.head_count_kv is 4 but blk.0.attn_k.weight has shape [16, 32] "
+         "(expected [32, 32])");
+  refuse("rope_big.gguf", set_key("llama.rope.dimension_count", std::uint32_t(16)),
+         "llama.rope.dimension_count is 16, expected 1 to 8");
+  refuse("rope_odd.gguf", set_key("llama.rope.dimension_count", std::uint32_t(5)),
+         "llama.rope.dimension_count is 5, expected an even number");
+  refuse("tokens.gguf",
+         set_key("tokenizer.ggml.tokens", gguf::encode_strings(std::vector<std::string>(39, "a"))),
+         "tokenizer.ggml.tokens has 39 entries but token_embd.weight has 40 rows");
+  // A context length of 2^22 is only a default for states: loading allocates nothing by it.
+  // (While models size their KV cache at load, only the address-space cap keeps that load
+  // small: under ASan, which has no cap, it is not run.)
+#ifdef TESSEL_TEST_ASAN
+  constexpr bool capped = false;
+#else
+  constexpr bool capped = true;
+#endif
+  if (capped || has_states<models::Llama<models::LlamaConfig, float>>) {
+    const std::string p = llama_gguf("ctx.gguf", set_key("llama.context_length", 1u << 22));
+    for (int any = 0; any < 2; ++any) {
+      const Outcome o = in_child([&] {
+        if (any) {
+          decode_one_token(io::load_llama_model<nn::any_weight>(p));
+        } else {
+          decode_one_token(io::load_llama_model<float>(p));
+        }
+      });
+      CAPTURE(o.message);
+      if constexpr (has_states<models::Llama<models::LlamaConfig, float>>) {
+        CHECK(o.kind == Outcome::loaded);
+        CHECK(o.peak_kb < small_kb);
+      } else {
+        MESSAGE("context_length 2^22: models still size their KV cache at load (ended with '"
+                << o.message << "' under the " << small_kb / 1024
+                << " MB cap); checked once states own it");
+      }
+    }
+    std::filesystem::remove(p);
+  }
+  std::filesystem::remove(ok);
+}
+
+TEST_CASE("other formats' files given to the Llama loader say what they are") {
+  const auto refuse_bytes = [&](const std::string& name, const bytes_t& b, const std::string& why) {
+    const std::string p = temp_path(name);
+    {
+      std::ofstream out(p, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+    llama_refused(p, why);
+    std::filesystem::remove(p);
+  };
+  const std::string ok = llama_gguf("magic.gguf");
+  bytes_t g;
+  {
+    std::ifstream in(ok, std::ios::binary);
+    for (char c; in.get(c);) g.push_back(std::byte(c));
+  }
+  std::filesystem::remove(ok);
+  refuse_bytes("ggux.gguf", with<char>(g, 3, 'X'),
+               "not a GGUF file (magic 'GGUX'), and as a llama2.c checkpoint: ");
+  SafetensorsWriter sw;
+  static const float a[4] = {1, 2, 3, 4};
+  sw.add("a", st_dtype::F32, {2, 2}, std::as_bytes(std::span(a)));
+  refuse_bytes("st.safetensors", sw.to_bytes(), "this is a safetensors file, not a GGUF file");
+  Tensor<float, Shape<2, 3>> t;
+  refuse_bytes("x.npy", npy_bytes(t.view().as_const()), "this is a NumPy .npy file");
+  refuse_bytes("x.pt", torch_file(pickle()), "this is a zip archive");
+  const std::string p = pickle();
+  refuse_bytes("x.pkl",
+               bytes_t(reinterpret_cast<const std::byte*>(p.data()),
+                       reinterpret_cast<const std::byte*>(p.data() + p.size())),
+               "this is a pickle");
+  {  // the GPT-2 loader tells GGUF from safetensors the same way
+    const std::string q = temp_path("gpt2.gguf");
+    {
+      const auto b = with<char>(g, 3, 'X');
+      std::ofstream out(q, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+    refused_small([&] { (void)io::load_gpt2_model<float>(q); },
+                  "not a GGUF file (magic 'GGUX'), and as a safetensors checkpoint: ");
+    {
+      const auto b = npy_bytes(t.view().as_const());
+      std::ofstream out(q, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+    refused_small([&] { (void)io::load_gpt2_model<float>(q); },
+                  "this is a NumPy .npy file, not a GGUF file or a safetensors checkpoint");
+    std::filesystem::remove(q);
+  }
+  // No known magic: read as llama2.c, and said so.
+  const auto l2c = tiny_llama2c();
+  refuse_bytes("short.bin", bytes_t(l2c.begin(), l2c.end() - 4),
+               "not a GGUF file (magic 0x04000000), and as a llama2.c checkpoint: file is");
+  refuse_bytes("empty.bin", bytes_t{},
+               "not a GGUF file (an empty file), and as a llama2.c checkpoint: ");
+  {  // a llama2.c checkpoint still loads
+    const std::string q = temp_path("ok.bin");
+    {
+      std::ofstream out(q, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(l2c.data()), std::streamsize(l2c.size()));
+    }
+    CHECK(io::load_llama_model<float>(q).vocab() == 3);
+    std::filesystem::remove(q);
+  }
+}
+
+TEST_CASE("GPT-2, Mamba and Mamba-2 GGUF metadata that disagrees with the tensors") {
+  // The unedited files load.
+  {
+    const std::string g = gpt2_gguf("ok_gpt2.gguf"), m = mamba_gguf("ok_mamba.gguf"),
+                      m2 = mamba2_gguf("ok_mamba2.gguf");
+    CHECK(io::load_gguf_gpt2<float>(g).vocab() == 40);
+    CHECK(io::load_gguf_mamba<float>(m).vocab() == 40);
+    CHECK(io::load_gguf_mamba2<float>(m2).vocab() == 40);
+    CHECK(io::load_gpt2_model<float>(g).vocab() == 40);  // by magic
+    for (const auto& p : {g, m, m2}) std::filesystem::remove(p);
+  }
+  const auto refuse = [&](auto write, auto load, const std::string& name, const Edit& edit,
+                          const std::string& why) {
+    const std::string p = write(name, edit);
+    refused_small([&] { (void)load(p); }, why);
+    std::filesystem::remove(p);
+  };
+  const auto gpt2 = [](const std::string& p) { return io::load_gguf_gpt2<float>(p); };
+  const auto mamba = [](const std::string& p) { return io::load_gguf_mamba<float>(p); };
+  const auto mamba2 = [](const std::string& p) { return io::load_gguf_mamba2<float>(p); };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  refuse(gpt2_gguf, gpt2, "g_ctx.gguf", set_key("gpt2.context_length", 1u << 22),
+         "gpt2.context_length is 4194304 but position_embd.weight has shape [16, 32]");
+  refuse(gpt2_gguf, gpt2, "g_layers.gguf", set_key("gpt2.block_count", 30000u),
+         "gpt2.block_count is 30000 but the file has tensors for 2 blocks");
+  refuse(gpt2_gguf, gpt2, "g_ffn.gguf", set_key("gpt2.feed_forward_length", 1u << 20),
+         "gpt2.feed_forward_length is 1048576 but blk.0.ffn_up.weight has shape [64, 32]");
+  refuse(gpt2_gguf, gpt2, "g_eps.gguf", set_key("gpt2.attention.layer_norm_epsilon", nan),
+         "gpt2.attention.layer_norm_epsilon is NaN");
+  refuse(mamba_gguf, mamba, "m_layers.gguf", set_key("mamba.block_count", 30000u),
+         "mamba.block_count is 30000 but the file has tensors for 2 blocks");
+  refuse(mamba_gguf, mamba, "m_inner.gguf", set_key("mamba.ssm.inner_size", 1u << 20),
+         "mamba.ssm.inner_size is 1048576 but blk.0.ssm_out.weight has shape [16, 32]");
+  refuse(mamba_gguf, mamba, "m_state.gguf", set_key("mamba.ssm.state_size", 1u << 20),
+         "mamba.ssm.state_size is 1048576 but blk.0.ssm_a has shape [32, 4]");
+  refuse(mamba_gguf, mamba, "m_dim.gguf", set_key("mamba.embedding_length", 8192u),
+         "mamba.embedding_length is 8192 but token_embd.weight has shape [40, 16]");
+  refuse(mamba_gguf, mamba, "m_eps.gguf", set_key("mamba.attention.layer_norm_rms_epsilon", -1.0f),
+         "mamba.attention.layer_norm_rms_epsilon is -1");
+  refuse(mamba2_gguf, mamba2, "m2_layers.gguf", set_key("mamba2.block_count", 30000u),
+         "mamba2.block_count is 30000 but the file has tensors for 2 blocks");
+  refuse(mamba2_gguf, mamba2, "m2_state.gguf", set_key("mamba2.ssm.state_size", 1u << 20),
+         "mamba2.ssm.state_size is 1048576 but blk.0.ssm_conv1d.weight has shape [48, 4]");
+  refuse(mamba2_gguf, mamba2, "m2_groups.gguf", set_key("mamba2.ssm.group_count", 1u),
+         "mamba2.ssm.group_count is 1 but blk.0.ssm_norm.weight has shape [2, 16]");
+  refuse(mamba2_gguf, mamba2, "m2_huge.gguf", set_key("mamba2.ssm.group_count", 1u << 31),
+         "mamba2.ssm.group_count");
+  refuse(mamba2_gguf, mamba2, "m2_eps.gguf",
+         set_key("mamba2.attention.layer_norm_rms_epsilon", nan),
+         "mamba2.attention.layer_norm_rms_epsilon is NaN");
+}
+
 TEST_CASE("malformed-file count") {
   MESSAGE(n_cases << " hand-made malformed files refused with a reason");
-  CHECK(n_cases >= 30);
+  CHECK(n_cases >= 140);
 }

@@ -22,13 +22,17 @@ struct format_error : error {
   format_error(const std::string& file, std::uint64_t offset, const std::string& reason)
       : error(file + ": at byte " + std::to_string(offset) + ": " + reason),
         file_(file),
-        offset_(offset) {}
+        offset_(offset),
+        reason_(reason) {}
   const std::string& file() const noexcept { return file_; }
   std::uint64_t offset() const noexcept { return offset_; }
+  /// The message without the file and offset (to restate it in context).
+  const std::string& reason() const noexcept { return reason_; }
 
  private:
   std::string file_;
   std::uint64_t offset_;
+  std::string reason_;
 };
 
 /// A size computation that would overflow, or an argument outside its domain.

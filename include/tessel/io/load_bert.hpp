@@ -10,6 +10,7 @@
 // HF's nn.Linear weights are [out, in] as tessel's; formats convert as in io/load_llama.hpp.
 // Old checkpoints name LayerNorm parameters gamma / beta: both spellings are accepted.
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -59,6 +60,10 @@ inline models::BertConfig bert_config(const SafetensorsCheckpoint& ck, const std
       c.heads = j["num_attention_heads"].get<index_t>();
     if (opt.norm_eps <= 0 && j.contains("layer_norm_eps") && j["layer_norm_eps"].is_number())
       c.norm_eps = j["layer_norm_eps"].get<float>();
+    if (!std::isfinite(c.norm_eps) || c.norm_eps < 0)
+      throw format_error(
+          json_path.string(), 0,
+          "layer_norm_eps is " + std::to_string(c.norm_eps) + ", expected a finite number >= 0");
   }
   if (c.heads <= 0 || c.dim % c.heads != 0)
     throw format_error(path, 0,

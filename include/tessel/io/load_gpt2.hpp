@@ -18,6 +18,7 @@
 // count and LayerNorm epsilon come from the options or from the config.json beside the file;
 // the other dimensions from the tensors' shapes.
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tessel/io/file_kind.hpp"
 #include "tessel/io/gguf.hpp"
 #include "tessel/io/gguf_tokenizer.hpp"
 #include "tessel/io/load_llama.hpp"
@@ -126,27 +128,60 @@ Model make_gpt2(const models::GPT2Config& c, const std::string& file) {
 
 }  // namespace detail
 
-/// The config in a GGUF file's `gpt2.*` metadata (vocabulary: token_embd's rows).
+/// Checks that f holds every tensor a GPT2 of config c needs, with the shapes c implies (see
+/// io/gguf_check.hpp); q, k and v may be stored apart or fused (attn_qkv).
+inline void check_gpt2_tensors(const GGUFFile& f, const models::GPT2Config& c) {
+  const KeyedExtent dim = keyed("gpt2.embedding_length", c.dim),
+                    hidden = keyed("gpt2.feed_forward_length", c.hidden),
+                    qkv = {3 * c.dim, "gpt2.embedding_length", c.dim};
+  check_tensor_table(f, "gpt2", "gpt2.block_count", c.layers,
+                     {{"position_embd.weight", {keyed("gpt2.context_length", c.max_seq), dim}},
+                      {"output_norm.weight", {dim}},
+                      {"output_norm.bias", {dim}},
+                      {"output.weight", {vocab_extent(c.vocab), dim}, {}, true}},
+                     [&](std::int64_t l) {
+                       const std::string p = "blk." + std::to_string(l) + ".";
+                       std::vector<ExpectedTensor> t{
+                           {p + "attn_norm.weight", {dim}},        {p + "attn_norm.bias", {dim}},
+                           {p + "attn_output.weight", {dim, dim}}, {p + "attn_output.bias", {dim}},
+                           {p + "ffn_norm.weight", {dim}},         {p + "ffn_norm.bias", {dim}},
+                           {p + "ffn_up.weight", {hidden, dim}},   {p + "ffn_up.bias", {hidden}},
+                           {p + "ffn_down.weight", {dim, hidden}}, {p + "ffn_down.bias", {dim}},
+                       };
+                       if (f.find_tensor(p + "attn_qkv.weight")) {
+                         t.push_back({p + "attn_qkv.weight", {qkv, dim}});
+                         t.push_back({p + "attn_qkv.bias", {qkv}});
+                       } else {
+                         for (const char* x : {"attn_q.", "attn_k.", "attn_v."}) {
+                           t.push_back({p + x + "weight", {dim, dim}});
+                           t.push_back({p + x + "bias", {dim}});
+                         }
+                       }
+                       return t;
+                     });
+}
+
+/// The config in a GGUF file's `gpt2.*` metadata (vocabulary: token_embd's rows), each value
+/// checked and the tensor table checked against it.
 inline models::GPT2Config gpt2_config(const GGUFFile& f) {
   const auto arch = f.get<std::string_view>("general.architecture");
   if (arch != "gpt2")
     throw format_error(f.path(), 0,
                        "general.architecture is '" + std::string(arch) + "', expected 'gpt2'");
   models::GPT2Config c;
-  c.dim = f.get_int("gpt2.embedding_length");
-  c.hidden = f.get_int("gpt2.feed_forward_length");
-  c.layers = f.get_int("gpt2.block_count");
-  c.heads = f.get_int("gpt2.attention.head_count");
-  c.max_seq = f.get_int("gpt2.context_length");
-  if (f.contains("gpt2.attention.layer_norm_epsilon"))
-    c.norm_eps = static_cast<float>(f.get_float("gpt2.attention.layer_norm_epsilon"));
-  const GGUFTensor& emb = f.tensor("token_embd.weight");
-  c.vocab = emb.n_dims == 2 ? emb.ne[1] : 0;
-  if (c.heads <= 0 || c.dim % c.heads != 0)
-    throw format_error(f.path(), 0,
+  c.dim = checked_int(f, "gpt2.embedding_length");
+  c.hidden = checked_int(f, "gpt2.feed_forward_length");
+  c.layers = checked_int(f, "gpt2.block_count");
+  c.heads = checked_int(f, "gpt2.attention.head_count");
+  c.max_seq = checked_int(f, "gpt2.context_length");
+  c.norm_eps = checked_float(f, "gpt2.attention.layer_norm_epsilon", c.norm_eps);
+  if (c.dim % c.heads != 0)
+    throw format_error(f.path(), detail::key_offset(f, "gpt2.attention.head_count"),
                        "gpt2.embedding_length " + std::to_string(c.dim) +
                            " is not a multiple of gpt2.attention.head_count " +
                            std::to_string(c.heads));
+  c.vocab = checked_vocab(f, "gpt2", "gpt2.embedding_length", c.dim);
+  check_gpt2_tensors(f, c);
   return c;
 }
 
@@ -205,6 +240,10 @@ inline models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std
     if (opt.norm_eps <= 0 && j.contains("layer_norm_epsilon") &&
         j["layer_norm_epsilon"].is_number())
       c.norm_eps = j["layer_norm_epsilon"].get<float>();
+    if (!std::isfinite(c.norm_eps) || c.norm_eps < 0)
+      throw format_error(json_path.string(), 0,
+                         "layer_norm_epsilon is " + std::to_string(c.norm_eps) +
+                             ", expected a finite number >= 0");
   }
   if (c.heads <= 0 || c.dim % c.heads != 0)
     throw format_error(path, 0,
@@ -264,8 +303,25 @@ Model load_gpt2_safetensors(const SafetensorsCheckpoint& ck, const std::string& 
 /// GGUF magic.
 template <class Model>
 Model load_gpt2(const std::string& path, const GPT2LoadOptions& opt = {}) {
-  if (is_gguf_file(path)) return load_gpt2<Model>(GGUFFile::open(path), opt);
-  return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open(path), path, opt);
+  if (path.ends_with(".json"))  // an index.json naming safetensors shards
+    return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open(path), path, opt);
+  MappedFile m = MappedFile::open(path);
+  const file_kind kind = sniff_file_kind(m.bytes());
+  if (kind == file_kind::gguf) return load_gpt2<Model>(GGUFFile(std::move(m)), opt);
+  if (kind != file_kind::safetensors && kind != file_kind::unknown)
+    throw format_error(path, 0,
+                       std::string("this is ") + describe(kind) +
+                           ", not a GGUF file or a safetensors checkpoint (the files a GPT-2 "
+                           "model loads from)");
+  const std::string magic = magic_text(m.bytes());
+  try {
+    return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open(path), path, opt);
+  } catch (const format_error& e) {
+    if (kind == file_kind::safetensors) throw;
+    throw format_error(
+        e.file(), e.offset(),
+        "not a GGUF file (" + magic + "), and as a safetensors checkpoint: " + e.reason());
+  }
 }
 template <nn::WeightFormat W = float>
 models::GPT2<models::GPT2Config, W> load_gpt2_model(const std::string& path,

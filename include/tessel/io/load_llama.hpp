@@ -26,7 +26,9 @@
 #include <string_view>
 #include <vector>
 
+#include "tessel/io/file_kind.hpp"
 #include "tessel/io/gguf.hpp"
+#include "tessel/io/gguf_check.hpp"
 #include "tessel/io/llama2c.hpp"
 #include "tessel/io/tokenizer_sentencepiece.hpp"
 #include "tessel/models/llama.hpp"
@@ -240,34 +242,62 @@ inline models::LlamaConfig llama_config(const Llama2cConfig& h) {
   return c;
 }
 
-/// The config in a GGUF file's `llama.*` metadata.
+/// Checks that f holds every tensor a Llama of config c needs, with the shapes c implies (see
+/// io/gguf_check.hpp): before anything is allocated, naming the key that disagrees.
+inline void check_llama_tensors(const GGUFFile& f, const models::LlamaConfig& c) {
+  const KeyedExtent dim = keyed("llama.embedding_length", c.dim),
+                    hidden = keyed("llama.feed_forward_length", c.hidden),
+                    kv = {c.kv_dim(), "llama.attention.head_count_kv", c.kv_heads};
+  check_tensor_table(
+      f, "llama", "llama.block_count", c.layers,
+      {{"output_norm.weight", {dim}}, {"output.weight", {vocab_extent(c.vocab), dim}, {}, true}},
+      [&](std::int64_t l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        return std::vector<ExpectedTensor>{
+            {p + "attn_norm.weight", {dim}},        {p + "attn_q.weight", {dim, dim}},
+            {p + "attn_output.weight", {dim, dim}}, {p + "attn_k.weight", {kv, dim}},
+            {p + "attn_v.weight", {kv, dim}},       {p + "ffn_norm.weight", {dim}},
+            {p + "ffn_gate.weight", {hidden, dim}}, {p + "ffn_up.weight", {hidden, dim}},
+            {p + "ffn_down.weight", {dim, hidden}},
+        };
+      });
+}
+
+/// The config in a GGUF file's `llama.*` metadata, each value checked (a message names the key)
+/// and the tensor table checked against it. The context length is only a default for states.
 inline models::LlamaConfig llama_config(const GGUFFile& f) {
   const auto arch = f.get<std::string_view>("general.architecture");
   if (arch != "llama")
     throw format_error(f.path(), 0,
                        "general.architecture is '" + std::string(arch) + "', expected 'llama'");
   models::LlamaConfig c;
-  c.dim = f.get_int("llama.embedding_length");
-  c.hidden = f.get_int("llama.feed_forward_length");
-  c.layers = f.get_int("llama.block_count");
-  c.heads = f.get_int("llama.attention.head_count");
-  c.kv_heads = f.contains("llama.attention.head_count_kv")
-                   ? f.get_int("llama.attention.head_count_kv")
-                   : c.heads;
-  c.max_seq = f.get_int("llama.context_length");
-  if (f.contains("llama.attention.layer_norm_rms_epsilon"))
-    c.norm_eps = static_cast<float>(f.get_float("llama.attention.layer_norm_rms_epsilon"));
-  if (f.contains("llama.rope.freq_base"))
-    c.rope_theta = static_cast<float>(f.get_float("llama.rope.freq_base"));
-  if (f.contains("llama.rope.dimension_count"))
-    c.rope_dim = f.get_int("llama.rope.dimension_count");
-  const GGUFTensor& emb = f.tensor("token_embd.weight");
-  c.vocab = emb.n_dims == 2 ? emb.ne[1] : 0;
-  if (c.heads <= 0 || c.dim % c.heads != 0)
-    throw format_error(f.path(), 0,
+  c.dim = checked_int(f, "llama.embedding_length");
+  c.hidden = checked_int(f, "llama.feed_forward_length");
+  c.layers = checked_int(f, "llama.block_count");
+  c.heads = checked_int(f, "llama.attention.head_count");
+  c.kv_heads = checked_int(f, "llama.attention.head_count_kv", 1, max_metadata_extent, c.heads);
+  c.max_seq = checked_int(f, "llama.context_length");
+  c.norm_eps = checked_float(f, "llama.attention.layer_norm_rms_epsilon", c.norm_eps);
+  c.rope_theta = checked_float(f, "llama.rope.freq_base", c.rope_theta, true);
+  if (c.dim % c.heads != 0)
+    throw format_error(f.path(), detail::key_offset(f, "llama.attention.head_count"),
                        "llama.embedding_length " + std::to_string(c.dim) +
                            " is not a multiple of llama.attention.head_count " +
                            std::to_string(c.heads));
+  if (c.heads % c.kv_heads != 0)
+    throw format_error(f.path(), detail::key_offset(f, "llama.attention.head_count_kv"),
+                       "llama.attention.head_count " + std::to_string(c.heads) +
+                           " is not a multiple of llama.attention.head_count_kv " +
+                           std::to_string(c.kv_heads));
+  if (f.contains("llama.rope.dimension_count")) {
+    c.rope_dim = checked_int(f, "llama.rope.dimension_count", 1, c.head_dim());
+    if (c.rope_dim % 2 != 0)
+      throw format_error(f.path(), detail::key_offset(f, "llama.rope.dimension_count"),
+                         "llama.rope.dimension_count is " + std::to_string(c.rope_dim) +
+                             ", expected an even number (RoPE rotates pairs)");
+  }
+  c.vocab = checked_vocab(f, "llama", "llama.embedding_length", c.dim);
+  check_llama_tensors(f, c);
   return c;
 }
 
@@ -321,11 +351,34 @@ inline bool is_gguf_file(const std::string& path) {
   return m.size() >= 4 && std::memcmp(m.data(), "GGUF", 4) == 0;
 }
 
-/// A GGUF or llama2.c file, told apart by the magic.
+/// A GGUF or llama2.c file, told apart by the magic. Other known formats (safetensors, .npy,
+/// zip, pickle) are named in the error; a file with no known magic is read as a llama2.c
+/// checkpoint and its errors say so.
+template <nn::WeightFormat W = float>
+models::Llama<models::LlamaConfig, W> load_llama_model(MappedFile file,
+                                                       const LlamaLoadOptions& opt = {}) {
+  using Model = models::Llama<models::LlamaConfig, W>;
+  const file_kind kind = sniff_file_kind(file.bytes());
+  if (kind == file_kind::gguf) return load_gguf<Model>(GGUFFile(std::move(file)), opt);
+  const std::string name = file.name();
+  if (kind != file_kind::unknown)
+    throw format_error(name, 0,
+                       std::string("this is ") + describe(kind) +
+                           ", not a GGUF file or a llama2.c checkpoint (the files a Llama model "
+                           "loads from)");
+  const std::string magic = magic_text(file.bytes());
+  try {
+    return load_llama2c<Model>(Llama2cFile(std::move(file)), opt);
+  } catch (const format_error& e) {
+    throw format_error(
+        name, e.offset(),
+        "not a GGUF file (" + magic + "), and as a llama2.c checkpoint: " + e.reason());
+  }
+}
 template <nn::WeightFormat W = float>
 models::Llama<models::LlamaConfig, W> load_llama_model(const std::string& path,
                                                        const LlamaLoadOptions& opt = {}) {
-  return is_gguf_file(path) ? load_gguf_llama<W>(path, opt) : load_llama2c_model<W>(path, opt);
+  return load_llama_model<W>(MappedFile::open(path), opt);
 }
 
 /// The SentencePiece tokenizer stored in a GGUF file (tokenizer.ggml.model = llama).

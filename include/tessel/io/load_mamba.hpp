@@ -102,24 +102,54 @@ void check_negative_a(Model& m, const std::string& file) {
 
 }  // namespace detail
 
-/// The config in a GGUF file's `mamba.*` metadata.
+/// Checks that f holds every tensor a Mamba of config c needs, with the shapes c implies (see
+/// io/gguf_check.hpp). The convolution weight may be PyTorch's [d_inner, 1, d_conv].
+inline void check_mamba_tensors(const GGUFFile& f, const models::MambaConfig& c) {
+  const KeyedExtent dim = keyed("mamba.embedding_length", c.dim),
+                    inner = keyed("mamba.ssm.inner_size", c.d_inner),
+                    in2 = {2 * c.d_inner, "mamba.ssm.inner_size", c.d_inner},
+                    state = keyed("mamba.ssm.state_size", c.d_state),
+                    conv = keyed("mamba.ssm.conv_kernel", c.d_conv),
+                    rank = keyed("mamba.ssm.time_step_rank", c.dt_rank),
+                    x = {c.dt_rank + 2 * c.d_state, "mamba.ssm.state_size", c.d_state};
+  check_tensor_table(
+      f, "mamba", "mamba.block_count", c.layers,
+      {{"output_norm.weight", {dim}}, {"output.weight", {vocab_extent(c.vocab), dim}, {}, true}},
+      [&](std::int64_t l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        return std::vector<ExpectedTensor>{
+            {p + "attn_norm.weight", {dim}},
+            {p + "ssm_out.weight", {dim, inner}},
+            {p + "ssm_in.weight", {in2, dim}},
+            {p + "ssm_conv1d.weight", {inner, conv}, {{c.d_inner, 1, c.d_conv}}},
+            {p + "ssm_conv1d.bias", {inner}},
+            {p + "ssm_dt.weight", {inner, rank}},
+            {p + "ssm_dt.bias", {inner}},
+            {p + "ssm_a", {inner, state}},
+            {p + "ssm_d", {inner}},
+            {p + "ssm_x.weight", {x, inner}},
+        };
+      });
+}
+
+/// The config in a GGUF file's `mamba.*` metadata, each value checked and the tensor table
+/// checked against it.
 inline models::MambaConfig mamba_config(const GGUFFile& f) {
   const auto arch = f.get<std::string_view>("general.architecture");
   if (arch != "mamba")
     throw format_error(f.path(), 0,
                        "general.architecture is '" + std::string(arch) + "', expected 'mamba'");
   models::MambaConfig c;
-  c.dim = f.get_int("mamba.embedding_length");
-  c.layers = f.get_int("mamba.block_count");
-  c.d_conv = f.get_int("mamba.ssm.conv_kernel");
-  c.d_inner = f.get_int("mamba.ssm.inner_size");
-  c.d_state = f.get_int("mamba.ssm.state_size");
-  c.dt_rank = f.get_int("mamba.ssm.time_step_rank");
-  if (f.contains("mamba.attention.layer_norm_rms_epsilon"))
-    c.norm_eps = static_cast<float>(f.get_float("mamba.attention.layer_norm_rms_epsilon"));
-  const GGUFTensor& emb = f.tensor("token_embd.weight");
-  c.vocab = emb.n_dims == 2 ? emb.ne[1] : 0;
+  c.dim = checked_int(f, "mamba.embedding_length");
+  c.layers = checked_int(f, "mamba.block_count");
+  c.d_conv = checked_int(f, "mamba.ssm.conv_kernel");
+  c.d_inner = checked_int(f, "mamba.ssm.inner_size");
+  c.d_state = checked_int(f, "mamba.ssm.state_size");
+  c.dt_rank = checked_int(f, "mamba.ssm.time_step_rank");
+  c.norm_eps = checked_float(f, "mamba.attention.layer_norm_rms_epsilon", c.norm_eps);
+  c.vocab = checked_vocab(f, "mamba", "mamba.embedding_length", c.dim);
   c.tied_output = f.find_tensor("output.weight") == nullptr;
+  check_mamba_tensors(f, c);
   return c;
 }
 

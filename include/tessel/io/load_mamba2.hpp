@@ -111,25 +111,71 @@ inline void mamba2_shapes(TensorSource& s, const std::string& n, const models::M
 
 }  // namespace detail
 
-/// The config in a GGUF file's `mamba2.*` metadata.
+/// Checks that f holds every tensor a Mamba2 of config c needs, with the shapes c implies (see
+/// io/gguf_check.hpp), in the layouts the loader accepts (see the top of the file).
+inline void check_mamba2_tensors(const GGUFFile& f, const models::Mamba2Config& c) {
+  const std::int64_t H = c.n_heads, G = c.n_groups, N = c.d_state, I = c.d_inner;
+  const KeyedExtent dim = keyed("mamba2.embedding_length", c.dim),
+                    inner = keyed("mamba2.ssm.inner_size", I),
+                    heads = keyed("mamba2.ssm.time_step_rank", H),
+                    groups = keyed("mamba2.ssm.group_count", G),
+                    per_group = {I / G, "mamba2.ssm.group_count", G},
+                    conv = keyed("mamba2.ssm.conv_kernel", c.d_conv),
+                    conv_dim = {I + 2 * G * N, "mamba2.ssm.state_size", N},
+                    in = {2 * I + 2 * G * N + H, "mamba2.ssm.state_size", N};
+  const KeyedExtent one = {1, "", 1};
+  check_tensor_table(
+      f, "mamba2", "mamba2.block_count", c.layers,
+      {{"output_norm.weight", {dim}}, {"output.weight", {vocab_extent(c.vocab), dim}, {}, true}},
+      [&](std::int64_t l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        return std::vector<ExpectedTensor>{
+            {p + "attn_norm.weight", {dim}},
+            {p + "ssm_out.weight", {dim, inner}},
+            {p + "ssm_dt.bias", {heads}},
+            {p + "ssm_a", {heads, one}, {{H}}},
+            {p + "ssm_d", {heads, one}, {{H}}},
+            {p + "ssm_norm.weight", {groups, per_group}, {{I}}},
+            {p + "ssm_conv1d.weight", {conv_dim, conv}, {{I + 2 * G * N, 1, c.d_conv}}},
+            {p + "ssm_conv1d.bias", {conv_dim}},
+            {p + "ssm_in.weight", {in, dim}},
+        };
+      });
+}
+
+/// The config in a GGUF file's `mamba2.*` metadata, each value checked and the tensor table
+/// checked against it.
 inline models::Mamba2Config mamba2_config(const GGUFFile& f) {
   const auto arch = f.get<std::string_view>("general.architecture");
   if (arch != "mamba2")
     throw format_error(f.path(), 0,
                        "general.architecture is '" + std::string(arch) + "', expected 'mamba2'");
   models::Mamba2Config c;
-  c.dim = f.get_int("mamba2.embedding_length");
-  c.layers = f.get_int("mamba2.block_count");
-  c.d_conv = f.get_int("mamba2.ssm.conv_kernel");
-  c.d_inner = f.get_int("mamba2.ssm.inner_size");
-  c.d_state = f.get_int("mamba2.ssm.state_size");
-  c.n_heads = f.get_int("mamba2.ssm.time_step_rank");
-  c.n_groups = f.contains("mamba2.ssm.group_count") ? f.get_int("mamba2.ssm.group_count") : 1;
-  if (f.contains("mamba2.attention.layer_norm_rms_epsilon"))
-    c.norm_eps = static_cast<float>(f.get_float("mamba2.attention.layer_norm_rms_epsilon"));
-  const GGUFTensor& emb = f.tensor("token_embd.weight");
-  c.vocab = emb.n_dims == 2 ? emb.ne[1] : 0;
+  c.dim = checked_int(f, "mamba2.embedding_length");
+  c.layers = checked_int(f, "mamba2.block_count");
+  c.d_conv = checked_int(f, "mamba2.ssm.conv_kernel");
+  c.d_inner = checked_int(f, "mamba2.ssm.inner_size");
+  c.d_state = checked_int(f, "mamba2.ssm.state_size");
+  c.n_heads = checked_int(f, "mamba2.ssm.time_step_rank");
+  c.n_groups = checked_int(f, "mamba2.ssm.group_count", 1, max_metadata_extent, 1);
+  c.norm_eps = checked_float(f, "mamba2.attention.layer_norm_rms_epsilon", c.norm_eps);
+  c.vocab = checked_vocab(f, "mamba2", "mamba2.embedding_length", c.dim);
   c.tied_output = f.find_tensor("output.weight") == nullptr;
+  if (c.d_inner % c.n_heads != 0)
+    throw format_error(f.path(), detail::key_offset(f, "mamba2.ssm.time_step_rank"),
+                       "mamba2.ssm.time_step_rank (the head count) " + std::to_string(c.n_heads) +
+                           " does not divide mamba2.ssm.inner_size " + std::to_string(c.d_inner));
+  if (c.n_heads % c.n_groups != 0)
+    throw format_error(f.path(), detail::key_offset(f, "mamba2.ssm.group_count"),
+                       "mamba2.ssm.group_count " + std::to_string(c.n_groups) +
+                           " does not divide the head count mamba2.ssm.time_step_rank " +
+                           std::to_string(c.n_heads));
+  if (c.n_groups * c.d_state > max_metadata_extent)  // the tensor extents below must not overflow
+    throw format_error(f.path(), detail::key_offset(f, "mamba2.ssm.state_size"),
+                       "mamba2.ssm.state_size " + std::to_string(c.d_state) + " times " +
+                           "mamba2.ssm.group_count " + std::to_string(c.n_groups) + " exceeds " +
+                           std::to_string(max_metadata_extent));
+  check_mamba2_tensors(f, c);
   return c;
 }
 
@@ -191,6 +237,10 @@ inline models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
     if (opt.norm_eps <= 0 && j.contains("layer_norm_epsilon") &&
         j["layer_norm_epsilon"].is_number())
       c.norm_eps = j["layer_norm_epsilon"].get<float>();
+    if (!std::isfinite(c.norm_eps) || c.norm_eps < 0)
+      throw format_error(json_path.string(), 0,
+                         "layer_norm_epsilon is " + std::to_string(c.norm_eps) +
+                             ", expected a finite number >= 0");
   }
   if (c.n_groups <= 0)
     throw format_error(file, 0,

@@ -2,6 +2,10 @@
 // Read-only bytes of a file, memory-mapped so that opening costs nothing per byte of data and
 // tensors can be viewed in place (zero copy). The same type also holds an in-memory buffer, so
 // the readers run unchanged on bytes from a fuzzer or a test.
+//
+// The file readers hold their MappedFile through a std::shared_ptr and hand it out as the owner
+// of the tensors viewed in it (nn::AnyMatrix::assign_view): the mapping lives as long as the
+// last model that points into it, not as long as the reader.
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -57,6 +61,13 @@ class MappedFile {
       }
       m.data_ = static_cast<const std::byte*>(p);
       m.mapped_ = true;
+      // Advice only (errors ignored): read the file ahead now, since a model reads all of it
+      // soon; and let the kernel back the mapping with huge pages where its page cache can
+      // (read-only file THP; most kernels ignore this for regular files).
+      ::madvise(p, m.size_, MADV_WILLNEED);
+#if defined(MADV_HUGEPAGE)
+      ::madvise(p, m.size_, MADV_HUGEPAGE);
+#endif
     }
     ::close(fd);  // the mapping stays valid after close
     return m;
@@ -78,7 +89,9 @@ class MappedFile {
     return from_bytes({static_cast<const std::byte*>(data), n}, std::move(name));
   }
 
-  MappedFile(MappedFile&& o) noexcept { swap(o); }
+  MappedFile(MappedFile&& o) noexcept {
+    swap(o);
+  }
   MappedFile& operator=(MappedFile&& o) noexcept {
     MappedFile t(std::move(o));
     swap(t);
@@ -90,11 +103,24 @@ class MappedFile {
     if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
   }
 
-  const std::byte* data() const noexcept { return data_; }
-  std::size_t size() const noexcept { return size_; }
-  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  const std::byte* data() const noexcept {
+    return data_;
+  }
+  std::size_t size() const noexcept {
+    return size_;
+  }
+  std::span<const std::byte> bytes() const noexcept {
+    return {data_, size_};
+  }
+  /// True when [p, p + n) lies inside the bytes.
+  bool contains(const void* p, std::size_t n) const noexcept {
+    const auto a = reinterpret_cast<std::uintptr_t>(p), b = reinterpret_cast<std::uintptr_t>(data_);
+    return data_ && a >= b && a - b <= size_ && n <= size_ - (a - b);
+  }
   /// The path (or buffer name) used in error messages.
-  const std::string& name() const noexcept { return name_; }
+  const std::string& name() const noexcept {
+    return name_;
+  }
 
  private:
   struct free_deleter {

@@ -9,7 +9,7 @@
 //
 // Every parameter is looked up by its GGUF name (the models' own names; llama2c.hpp exposes
 // the .bin's tensors under the same names) and converted to the model's weight format: F32,
-// F16, BF16 and the 32-element GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) are widened to f32
+// F16, BF16 and the GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) are widened to f32
 // and narrowed to W; a block-format W takes blocks of its own type verbatim and quantizes
 // other sources; nn::any_weight takes every matrix in its stored format, bytes verbatim (F32,
 // F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K), dequantizing nothing. A missing
@@ -137,6 +137,16 @@ inline void source_row_f32(const TensorSource& s, index_t r, index_t n, float* o
       return dequantize_blocks<q5_0>(p, out, n);
     case ggml_type::Q5_1:
       return dequantize_blocks<q5_1>(p, out, n);
+    case ggml_type::Q2_K:
+      return dequantize_blocks<q2_k>(p, out, n);
+    case ggml_type::Q3_K:
+      return dequantize_blocks<q3_k>(p, out, n);
+    case ggml_type::Q4_K:
+      return dequantize_blocks<q4_k>(p, out, n);
+    case ggml_type::Q5_K:
+      return dequantize_blocks<q5_k>(p, out, n);
+    case ggml_type::Q6_K:
+      return dequantize_blocks<q6_k>(p, out, n);
     default:
       throw format_error(*s.file, s.offset,
                          "tensor '" + std::string(s.name) + "' is stored as " + io::name(s.type) +

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <memory>
 #include <span>
 #include <string>
@@ -64,10 +65,10 @@ class MappedFile {
       // Advice only (errors ignored): read the file ahead now, since a model reads all of it
       // soon; and let the kernel back the mapping with huge pages where its page cache can
       // (read-only file THP; most kernels ignore this for regular files).
-      ::madvise(p, m.size_, MADV_WILLNEED);
 #if defined(MADV_HUGEPAGE)
-      ::madvise(p, m.size_, MADV_HUGEPAGE);
+      if (!std::getenv("XP_NOHUGE")) ::madvise(p, m.size_, MADV_HUGEPAGE);
 #endif
+      if (!std::getenv("XP_NOWILL")) ::madvise(p, m.size_, MADV_WILLNEED);
     }
     ::close(fd);  // the mapping stays valid after close
     return m;

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "tessel/backend/thread_pool.hpp"
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
   long long ctx = 0;
   float temp = 0.0f, top_p = 1.0f, min_p = 0.0f, penalty = 1.0f;
   unsigned long long seed = 0;
-  bool ids = false, extra_ws = true, stats = false;
+  bool ids = false, extra_ws = true, stats = false, copy_weights = false;
   app.add_option("--model", model_path, "GGUF or llama2.c .bin file")->required();
   app.add_option("--tokenizer", tokenizer_path, "llama2.c tokenizer.bin (for a .bin model)");
   app.add_option("--prompt", prompt, "text (after BOS where the model wants one; default: none)");
@@ -99,13 +100,24 @@ int main(int argc, char** argv) {
   app.add_flag("--stats", stats,
                "print the load time, the resident memory (after loading and at the end) and the "
                "weight bytes mapped from the file or copied, to stderr");
+  app.add_flag("--copy-weights", copy_weights,
+               "copy the weights out of the mapped file into huge-page memory of the process's "
+               "own: the file's size again in anonymous memory, for fewer TLB misses where the "
+               "page cache does not hold the file in huge pages");
   CLI11_PARSE(app, argc, argv);
 
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
   try {
     if (threads > 0) tessel::set_num_threads(threads);
+    // The file objects; the model's weights view their mappings unless --copy-weights.
+    std::optional<tessel::io::GGUFFile> gguf;
+    std::optional<tessel::io::Llama2cFile> bin;
     const auto run = [&](auto& model, const auto& tok, bool add_bos) {
+      if (copy_weights) {
+        tessel::io::own_weights(model);
+        gguf.reset(), bin.reset();  // unmaps the file: its pages leave the resident set
+      }
       if (stats) {
         const auto w = tessel::io::weight_bytes(model);
         std::fprintf(stderr,
@@ -147,7 +159,7 @@ int main(int argc, char** argv) {
     using tessel::nn::any_weight;
     if (io::is_gguf_file(model_path)) {
       // One mapping serves the model (its weights view it) and the tokenizer.
-      const auto f = io::GGUFFile::open(model_path);
+      const auto& f = gguf.emplace(io::GGUFFile::open(model_path));
       const auto arch = f.get<std::string_view>("general.architecture");
       // GGUF `mamba` / `mamba2` (state-space models, byte-level BPE): no context length to set.
       if (arch == "mamba") {
@@ -181,7 +193,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     // llama2.c checkpoint: f32 weights, viewed in the mapped file like a GGUF's.
-    const auto f = io::Llama2cFile::open(model_path);
+    const auto& f = bin.emplace(io::Llama2cFile::open(model_path));
     io::LlamaLoadOptions lo;
     lo.max_seq = choose_ctx(ctx, f.config().seq_len);
     auto model = io::load_llama2c<models::Llama<models::LlamaConfig, any_weight>>(f, lo);

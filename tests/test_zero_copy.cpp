@@ -26,7 +26,9 @@
 #include <set>
 #include <string>
 #include <tessel/generate/generate.hpp>
+#include <tessel/io/load_gpt2.hpp>
 #include <tessel/io/load_mamba.hpp>
+#include <tessel/io/load_mamba2.hpp>
 #include <tessel/io/write_llama.hpp>
 #include <vector>
 
@@ -365,4 +367,35 @@ TEST_CASE("Q4_K / Q6_K Llama: greedy ids for tessel-generate") {
     for (std::size_t i = 0; i < r.tokens.size(); ++i) out << (i ? " " : "") << r.tokens[i];
     out << "\n";
   }
+}
+
+TEST_CASE("safetensors Mamba-2 as any_weight: views, and the logits of the f32 model") {
+  const std::string path = std::string(TESSEL_TEST_DATA_DIR) + "/mamba/mamba2_g1/model.safetensors";
+  auto m = io::load_safetensors_mamba2<nn::any_weight>(path);
+  const auto w = io::weight_bytes(m);
+  CHECK(w.mapped_matrices > 0);
+  CHECK(w.copied_matrices == 0);
+  auto ref = io::load_safetensors_mamba2<float>(path);
+  const std::vector<token_id> prompt{3, 1, 4, 1, 5, 9, 2, 6};
+  CHECK(logits(m, prompt) == logits(ref, prompt));
+}
+
+TEST_CASE("safetensors GPT-2 as any_weight: the embedding is a view, Conv1D weights are copies") {
+  const std::string path = std::string(TESSEL_TEST_DATA_DIR) + "/gpt2/model.safetensors";
+  auto m = io::load_gpt2_safetensors<nn::any_weight>(path);
+  int views = 0, copies = 0;
+  m.visit([&](const std::string& name, auto& t) {
+    if constexpr (nn::is_any_matrix_v<std::remove_cvref_t<decltype(t)>>) {
+      CAPTURE(name);
+      // HF stores Conv1D weights [in, out]: the loader transposes them into buffers of its own.
+      const bool embedding = name == "token_embd.weight" || name == "output.weight";
+      CHECK(t.is_view() == embedding);
+      ++(t.is_view() ? views : copies);
+    }
+  });
+  CHECK(views == 2);                       // the tied head views the embedding too
+  CHECK(copies == 6 * m.config().layers);  // q, k, v, attn_output, ffn_up, ffn_down
+  auto ref = io::load_gpt2_safetensors<float>(path);
+  const std::vector<token_id> prompt{64, 206, 7, 21, 180};
+  CHECK(logits(m, prompt) == logits(ref, prompt));
 }

@@ -162,8 +162,8 @@ class AnyMatrix {
   }
 
   /// Views rows × cols elements of format k at `data`, which `owner` keeps alive (and
-  /// unchanged) for as long as any copy of this matrix lives: no bytes are copied. `data` must
-  /// be aligned for k (alignment_of(k)); rows as for assign.
+  /// unchanged) for as long as any copy of this matrix lives (a null owner: the caller does):
+  /// no bytes are copied. `data` must be aligned for k (alignment_of(k)); rows as for assign.
   void assign_view(weight_kind k, const void* data, std::shared_ptr<const void> owner) {
     check_rows(k);
     if (reinterpret_cast<std::uintptr_t>(data) % alignment_of(k) != 0)

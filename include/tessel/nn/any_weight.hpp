@@ -179,10 +179,7 @@ class AnyMatrix {
   /// Replaces a view by a copy of its bytes in memory of its own (see assign): for memory that
   /// pays for it (huge pages), or to drop the file the view keeps mapped.
   void make_owned() {
-    if (is_view()) {
-      const std::shared_ptr<const void> keep = owner_;  // the bytes stay valid during the copy
-      assign(kind_, data_);
-    }
+    if (is_view()) assign(kind_, data_);  // the view's owner is released after the copy
   }
   template <class T>
   void assign(const T* data) {

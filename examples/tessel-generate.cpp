@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -54,19 +55,25 @@ long long choose_ctx(long long ctx, long long file_ctx) {
   return file_ctx;
 }
 
-/// VmRSS, VmHWM, RssAnon and RssFile of this process in MiB (Linux; empty elsewhere).
+/// VmRSS, VmHWM, RssAnon and RssFile of this process, and how much of the mapped files and of
+/// the anonymous memory huge pages map (FilePmdMapped, AnonHugePages), in MiB (Linux).
 std::string memory_line() {
-  std::ifstream in("/proc/self/status");
   std::string line, out;
-  while (std::getline(in, line))
-    for (const char* key : {"VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"})
-      if (line.rfind(key, 0) == 0) {
-        const double kib = std::stod(line.substr(std::string(key).size()));
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%s%s %.0f MiB", out.empty() ? "" : ", ",
-                      std::string(key, std::string(key).size() - 1).c_str(), kib / 1024.0);
-        out += buf;
-      }
+  const auto scan = [&](const char* file, std::initializer_list<const char*> keys) {
+    std::ifstream in(file);
+    while (std::getline(in, line))
+      for (const char* key : keys)
+        if (line.rfind(key, 0) == 0) {
+          const std::string k(key);
+          const double kib = std::stod(line.substr(k.size()));
+          char buf[80];
+          std::snprintf(buf, sizeof buf, "%s%s %.0f MiB", out.empty() ? "" : ", ",
+                        k.substr(0, k.size() - 1).c_str(), kib / 1024.0);
+          out += buf;
+        }
+  };
+  scan("/proc/self/status", {"VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"});
+  scan("/proc/self/smaps_rollup", {"FilePmdMapped:", "AnonHugePages:"});
   return out;
 }
 

@@ -18,7 +18,7 @@ if [ -d "$MODELS/stories260K" ]; then
   echo
   banner "tessel-generate: the Q8_0 GGUF written by llama.cpp, sampled (temp 0.8, top-p 0.9, seed 7)"
   "$bin/tessel-generate" --model "$MODELS/stories260K/gguf/stories260K-Q8_0-mixed.gguf" \
-    --prompt "Once upon a time" -n 96 --temp 0.8 --top-p 0.9 --seed 7 --ctx 512
+    --prompt "Once upon a time" -n 96 --temp 0.8 --top-p 0.9 --seed 7
   echo
   banner "tessel-inspect: the Q8_0 GGUF (first lines)"
   "$bin/tessel-inspect" "$MODELS/stories260K/gguf/stories260K-Q8_0-mixed.gguf" | head -20

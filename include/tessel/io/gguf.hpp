@@ -2,6 +2,8 @@
 // GGUF (versions 2 and 3), the llama.cpp / ggml model file: a header, typed key-value
 // metadata, a table of tensor infos and an aligned data section. Opening reads the metadata
 // and the table only; tensors are views into the memory-mapped file in their stored format.
+// The mapping is shared (mapping()): loaders keep it alive in the weights they view, so a
+// model outlives the GGUFFile it was loaded from.
 //
 // Dimensions: GGUF lists a tensor's extents innermost first (ne[0] is the row length). tessel
 // shapes are outermost first, so a GGUF tensor with ne = {64, 512} is a [512, 64] view.
@@ -430,18 +432,22 @@ class GGUFFile {
     return GGUFFile(MappedFile::from_bytes(b, std::move(name)));
   }
   explicit GGUFFile(MappedFile m)
-      : map_(std::move(m)), name_(std::make_unique<const std::string>(map_.name())) {
+      : map_(std::make_shared<const MappedFile>(std::move(m))),
+        name_(std::make_unique<const std::string>(map_->name())) {
     parse();
   }
 
   GGUFFile(GGUFFile&&) = default;
   GGUFFile& operator=(GGUFFile&&) = default;
 
-  const std::string& path() const noexcept { return map_.name(); }
+  const std::string& path() const noexcept { return map_->name(); }
   std::uint32_t version() const noexcept { return version_; }
   std::uint32_t alignment() const noexcept { return alignment_; }
   std::uint64_t data_offset() const noexcept { return data_offset_; }
-  std::size_t file_size() const noexcept { return map_.size(); }
+  std::size_t file_size() const noexcept { return map_->size(); }
+  /// The file's bytes, shared: every GGUFTensor::data points into them, and holding this
+  /// keeps them valid after the GGUFFile is gone.
+  const std::shared_ptr<const MappedFile>& mapping() const noexcept { return map_; }
 
   // -- metadata
   /// Keys in file order.
@@ -542,7 +548,7 @@ class GGUFFile {
   }
 
   void parse() {
-    ByteReader r(map_.bytes(), map_.name());
+    ByteReader r(map_->bytes(), map_->name());
     const auto magic = r.take_string(4, "magic");
     if (magic != "GGUF") r.fail_at(0, "not a GGUF file (magic is not 'GGUF')");
     version_ = r.u32("version");
@@ -627,7 +633,7 @@ class GGUFFile {
     // The data section starts at the next multiple of the alignment.
     const std::uint64_t end_of_infos = r.pos();
     data_offset_ = (end_of_infos + alignment_ - 1) / alignment_ * alignment_;
-    const std::uint64_t size = map_.size();
+    const std::uint64_t size = map_->size();
     if (!tensors_.empty() && data_offset_ > size)
       r.fail_at(end_of_infos, "data section (aligned start " + std::to_string(data_offset_) +
                                   ") is past the end of the file");
@@ -642,7 +648,7 @@ class GGUFFile {
                                std::to_string(t.offset) + ", +" + std::to_string(t.n_bytes) +
                                ") lies outside the data section of " + std::to_string(data_size) +
                                " bytes");
-      t.data = map_.data() + data_offset_ + t.offset;
+      t.data = map_->data() + data_offset_ + t.offset;
     }
     std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
       return tensors_[a].offset < tensors_[b].offset;
@@ -657,7 +663,7 @@ class GGUFFile {
     }
   }
 
-  MappedFile map_;
+  std::shared_ptr<const MappedFile> map_;
   std::unique_ptr<const std::string> name_;
   std::uint32_t version_ = 0;
   std::uint32_t alignment_ = default_alignment;

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -65,9 +66,13 @@ class Llama2cFile {
   static Llama2cFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
     return Llama2cFile(MappedFile::from_bytes(b, std::move(name)));
   }
-  explicit Llama2cFile(MappedFile m) : map_(std::move(m)) { parse(); }
+  explicit Llama2cFile(MappedFile m) : map_(std::make_shared<const MappedFile>(std::move(m))) {
+    parse();
+  }
 
-  const std::string& path() const noexcept { return map_.name(); }
+  const std::string& path() const noexcept { return map_->name(); }
+  /// The file's bytes, shared: the tensors point into them (zero-copy loads keep them alive).
+  const std::shared_ptr<const MappedFile>& mapping() const noexcept { return map_; }
   const Llama2cConfig& config() const noexcept { return cfg_; }
   /// In file order (output.weight last).
   const std::vector<Llama2cTensor>& tensors() const noexcept { return tensors_; }
@@ -82,7 +87,7 @@ class Llama2cFile {
 
  private:
   void parse() {
-    ByteReader r(map_.bytes(), path());
+    ByteReader r(map_->bytes(), path());
     const char* names[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
                             "n_kv_heads", "vocab_size", "seq_len"};
     std::int32_t h[7];
@@ -131,10 +136,10 @@ class Llama2cFile {
     }
     std::int64_t expected;
     if (__builtin_mul_overflow(floats, 4, &expected) ||
-        __builtin_add_overflow(expected, 28, &expected) || std::uint64_t(expected) != map_.size())
-      r.fail_at(map_.size(), "file is " + std::to_string(map_.size()) +
-                                 " bytes, the header implies " +
-                                 (expected > 0 ? std::to_string(expected) : "an overflowing size"));
+        __builtin_add_overflow(expected, 28, &expected) || std::uint64_t(expected) != map_->size())
+      r.fail_at(map_->size(),
+                "file is " + std::to_string(map_->size()) + " bytes, the header implies " +
+                    (expected > 0 ? std::to_string(expected) : "an overflowing size"));
 
     std::uint64_t off = 28;
     const auto add = [&](std::string name, std::int64_t rows, std::int64_t cols, std::uint64_t at) {
@@ -142,7 +147,7 @@ class Llama2cFile {
       t.name = std::move(name);
       t.shape = rows == 1 ? std::vector<std::int64_t>{cols} : std::vector<std::int64_t>{rows, cols};
       t.offset = at;
-      t.data = reinterpret_cast<const float*>(map_.data() + at);
+      t.data = reinterpret_cast<const float*>(map_->data() + at);
       index_.emplace(t.name, tensors_.size());
       tensors_.push_back(std::move(t));
     };
@@ -168,7 +173,7 @@ class Llama2cFile {
     }
   }
 
-  MappedFile map_;
+  std::shared_ptr<const MappedFile> map_;
   Llama2cConfig cfg_;
   std::vector<Llama2cTensor> tensors_;
   std::map<std::string, std::size_t, std::less<>> index_;

@@ -81,6 +81,7 @@ inline TensorSource transposed(const TensorSource& s, std::int64_t c0, std::int6
   t.type = ggml_type::F32;
   t.shape = {n, rows};
   t.data = reinterpret_cast<const std::byte*>(out.data());
+  t.mapping = nullptr;  // a buffer of the loader's, copied into the model
   return t;
 }
 
@@ -191,9 +192,7 @@ Model load_gpt2(const GGUFFile& f,
                 const GPT2LoadOptions& = {}) {  // the options are safetensors-only
   const models::GPT2Config c = gpt2_config(f);
   Model m = detail::make_gpt2<Model>(c, f.path());
-  const auto source = [&](const GGUFTensor& t) {
-    return TensorSource{t.name, t.type, t.shape(), t.data, &f.path(), t.file_offset};
-  };
+  const auto source = [&](const GGUFTensor& t) { return detail::gguf_source(f, t); };
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     if (const GGUFTensor* t = f.find_tensor(n)) return source(*t);
     const auto blk = detail::split_block_name(n);

@@ -9,11 +9,19 @@
 //
 // Every parameter is looked up by its GGUF name (the models' own names; llama2c.hpp exposes
 // the .bin's tensors under the same names) and converted to the model's weight format: F32,
-// F16, BF16 and the 32-element GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) are widened to f32
+// F16, BF16 and the GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) are widened to f32
 // and narrowed to W; a block-format W takes blocks of its own type verbatim and quantizes
 // other sources; nn::any_weight takes every matrix in its stored format, bytes verbatim (F32,
 // F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K), dequantizing nothing. A missing
 // `output.weight` means the classifier shares the embedding.
+//
+// Zero copy: an any_weight matrix is a view into the memory-mapped file (GGUF, llama2.c,
+// safetensors), which it keeps mapped, so the model outlives the file object and its resident
+// memory is the file's pages, shared with the page cache. Only a tensor whose bytes are not
+// aligned for its format in the file (alignof of its element or block: 2 or 4 bytes, which
+// GGUF's 32-byte alignment always gives) is copied; weight_bytes(m) counts both. Vectors
+// (norms, biases) and the weights of a model with a static format W (Tensor<W>) are copies in
+// the model's format. own_weights(m) turns the views into copies (2 MiB aligned, huge pages).
 //
 // RoPE: both files rotate adjacent pairs. llama.cpp's converter writes llama2.c's wq/wk
 // unpermuted (its HF converter permutes HF's half-split weights into this order), so GGUF
@@ -21,6 +29,7 @@
 
 #include <array>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +53,10 @@ struct TensorSource {
   const std::byte* data = nullptr;
   const std::string* file = nullptr;
   std::uint64_t offset = 0;  // in the file, for messages
+  /// The mapped file that `data` points into, if any: an any_weight matrix then views the
+  /// bytes and holds this (a source whose data lies elsewhere, e.g. a converted buffer, is
+  /// copied whatever this says).
+  std::shared_ptr<const MappedFile> mapping = nullptr;
 };
 
 struct LlamaLoadOptions {
@@ -126,6 +139,16 @@ inline void source_row_f32(const TensorSource& s, index_t r, index_t n, float* o
       return dequantize_blocks<q5_0>(p, out, n);
     case ggml_type::Q5_1:
       return dequantize_blocks<q5_1>(p, out, n);
+    case ggml_type::Q2_K:
+      return dequantize_blocks<q2_k>(p, out, n);
+    case ggml_type::Q3_K:
+      return dequantize_blocks<q3_k>(p, out, n);
+    case ggml_type::Q4_K:
+      return dequantize_blocks<q4_k>(p, out, n);
+    case ggml_type::Q5_K:
+      return dequantize_blocks<q5_k>(p, out, n);
+    case ggml_type::Q6_K:
+      return dequantize_blocks<q6_k>(p, out, n);
     default:
       throw format_error(*s.file, s.offset,
                          "tensor '" + std::string(s.name) + "' is stored as " + io::name(s.type) +
@@ -148,7 +171,8 @@ void check_source_shape(const Extents& want, const TensorSource& src) {
   }
 }
 
-/// Fills an any_weight matrix from src: its bytes verbatim, in the file's own format.
+/// Fills an any_weight matrix from src: its bytes verbatim, in the file's own format, viewed in
+/// the mapped file where src has one and the bytes are aligned for the format, else copied.
 template <index_t R, index_t C>
 void load_tensor(nn::AnyMatrix<R, C>& dst, const TensorSource& src) {
   check_source_shape(std::array<index_t, 2>{dst.rows(), dst.cols()}, src);
@@ -158,7 +182,13 @@ void load_tensor(nn::AnyMatrix<R, C>& dst, const TensorSource& src) {
                        "tensor '" + std::string(src.name) + "' is stored as " + io::name(src.type) +
                            ", which tessel's matrix kernels do not run");
   try {
-    dst.assign(*k, src.data);
+    const bool view =
+        src.mapping && src.mapping->contains(src.data, dst.bytes_for(*k)) &&
+        reinterpret_cast<std::uintptr_t>(src.data) % nn::AnyMatrix<R, C>::alignment_of(*k) == 0;
+    if (view)
+      dst.assign_view(*k, src.data, src.mapping);
+    else
+      dst.assign(*k, src.data);
   } catch (const shape_error& e) {
     throw format_error(*src.file, src.offset,
                        "tensor '" + std::string(src.name) + "': " + e.what());
@@ -205,6 +235,11 @@ void load_params(Model& m, const std::string& file, Find&& find) {
   });
 }
 
+/// A GGUF tensor as a source (viewable: it carries the file's mapping).
+inline TensorSource gguf_source(const GGUFFile& f, const GGUFTensor& t) {
+  return TensorSource{t.name, t.type, t.shape(), t.data, &f.path(), t.file_offset, f.mapping()};
+}
+
 template <class Model>
 Model make_llama(const models::LlamaConfig& file_cfg, const std::string& file,
                  const LlamaLoadOptions& opt) {
@@ -233,6 +268,34 @@ Model make_llama(const models::LlamaConfig& file_cfg, const std::string& file,
 }
 
 }  // namespace detail
+
+/// Bytes of a model's any_weight matrices: views into a mapped file and copies.
+struct WeightBytes {
+  std::size_t mapped = 0, copied = 0;
+  index_t mapped_matrices = 0, copied_matrices = 0;
+};
+template <class Model>
+WeightBytes weight_bytes(Model& m) {
+  WeightBytes b;
+  m.visit([&](const std::string&, auto& t) {
+    if constexpr (nn::is_any_matrix_v<std::remove_cvref_t<decltype(t)>>) {
+      if (t.empty()) return;
+      (t.is_view() ? b.mapped : b.copied) += t.bytes();
+      ++(t.is_view() ? b.mapped_matrices : b.copied_matrices);
+    }
+  });
+  return b;
+}
+
+/// Copies every any_weight matrix that views a mapped file into memory of its own (2 MiB
+/// aligned, advised to huge pages): the file's size again in anonymous memory, for fewer TLB
+/// misses while streaming the weights; the file may then be unmapped.
+template <class Model>
+void own_weights(Model& m) {
+  m.visit([](const std::string&, auto& t) {
+    if constexpr (nn::is_any_matrix_v<std::remove_cvref_t<decltype(t)>>) t.make_owned();
+  });
+}
 
 /// The config in a llama2.c checkpoint's header (adjacent-pair RoPE, theta 10000, eps 1e-5).
 inline models::LlamaConfig llama_config(const Llama2cConfig& h) {
@@ -308,9 +371,9 @@ Model load_llama2c(const Llama2cFile& f, const LlamaLoadOptions& opt = {}) {
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     const Llama2cTensor* t = f.find(n);
     if (!t) return std::nullopt;
-    return TensorSource{t->name,   ggml_type::F32,
-                        t->shape,  reinterpret_cast<const std::byte*>(t->data),
-                        &f.path(), t->offset};
+    return TensorSource{
+        t->name,   ggml_type::F32, t->shape,   reinterpret_cast<const std::byte*>(t->data),
+        &f.path(), t->offset,      f.mapping()};
   });
   return m;
 }
@@ -331,7 +394,7 @@ Model load_gguf(const GGUFFile& f, const LlamaLoadOptions& opt = {}) {
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     const GGUFTensor* t = f.find_tensor(n);
     if (!t) return std::nullopt;
-    return TensorSource{t->name, t->type, t->shape(), t->data, &f.path(), t->file_offset};
+    return detail::gguf_source(f, *t);
   });
   return m;
 }

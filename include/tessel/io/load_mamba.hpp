@@ -160,7 +160,7 @@ Model load_mamba_gguf(const GGUFFile& f, [[maybe_unused]] const MambaLoadOptions
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     const GGUFTensor* t = f.find_tensor(n);
     if (!t) return std::nullopt;
-    TensorSource s{t->name, t->type, t->shape(), t->data, &f.path(), t->file_offset};
+    TensorSource s = detail::gguf_source(f, *t);
     if (detail::is_name(n, ".ssm_conv1d.weight")) detail::squeeze_conv(s);
     return s;
   });
@@ -240,6 +240,7 @@ Model load_mamba_safetensors(const SafetensorsCheckpoint& ck, const MambaLoadOpt
       for (float& v : a) v = -std::exp(v);
       s.type = ggml_type::F32;
       s.data = reinterpret_cast<const std::byte*>(a.data());
+      s.mapping = nullptr;  // the loader's buffer, copied into the model
     }
     return s;
   });

@@ -187,7 +187,7 @@ Model load_mamba2_gguf(const GGUFFile& f, [[maybe_unused]] const Mamba2LoadOptio
   detail::load_params(m, f.path(), [&](const std::string& n) -> std::optional<TensorSource> {
     const GGUFTensor* t = f.find_tensor(n);
     if (!t) return std::nullopt;
-    TensorSource s{t->name, t->type, t->shape(), t->data, &f.path(), t->file_offset};
+    TensorSource s = detail::gguf_source(f, *t);
     detail::mamba2_shapes(s, n, c);
     return s;
   });
@@ -313,6 +313,7 @@ Model load_mamba2_safetensors(const SafetensorsCheckpoint& ck, const Mamba2LoadO
       for (float& v : a) v = -std::exp(v);
       s.type = ggml_type::F32;
       s.data = reinterpret_cast<const std::byte*>(a.data());
+      s.mapping = nullptr;  // the loader's buffer, copied into the model
     }
     return s;
   });

@@ -2,6 +2,10 @@
 // Read-only bytes of a file, memory-mapped so that opening costs nothing per byte of data and
 // tensors can be viewed in place (zero copy). The same type also holds an in-memory buffer, so
 // the readers run unchanged on bytes from a fuzzer or a test.
+//
+// The file readers hold their MappedFile through a std::shared_ptr and hand it out as the owner
+// of the tensors viewed in it (nn::AnyMatrix::assign_view): the mapping lives as long as the
+// last model that points into it, not as long as the reader.
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -57,6 +61,15 @@ class MappedFile {
       }
       m.data_ = static_cast<const std::byte*>(p);
       m.mapped_ = true;
+      // Advice only (errors ignored): map the file with huge pages where the page cache
+      // holds it in 2 MiB folios (Linux 6.x file systems with large folios; the mapping is
+      // 2 MiB aligned there), and read it in 2 MiB folios on faults. Decode streams the
+      // weights: measured on a 1.1B Q4_0 model at 1 thread, a mapping of 4 KiB pages decodes
+      // 15% slower. No MADV_WILLNEED: its read-ahead fills the page cache with small folios
+      // (measured, Linux 6.18), and opening reads nothing but what the parser touches.
+#if defined(MADV_HUGEPAGE)
+      ::madvise(p, m.size_, MADV_HUGEPAGE);
+#endif
     }
     ::close(fd);  // the mapping stays valid after close
     return m;
@@ -78,7 +91,9 @@ class MappedFile {
     return from_bytes({static_cast<const std::byte*>(data), n}, std::move(name));
   }
 
-  MappedFile(MappedFile&& o) noexcept { swap(o); }
+  MappedFile(MappedFile&& o) noexcept {
+    swap(o);
+  }
   MappedFile& operator=(MappedFile&& o) noexcept {
     MappedFile t(std::move(o));
     swap(t);
@@ -90,11 +105,24 @@ class MappedFile {
     if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
   }
 
-  const std::byte* data() const noexcept { return data_; }
-  std::size_t size() const noexcept { return size_; }
-  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  const std::byte* data() const noexcept {
+    return data_;
+  }
+  std::size_t size() const noexcept {
+    return size_;
+  }
+  std::span<const std::byte> bytes() const noexcept {
+    return {data_, size_};
+  }
+  /// True when [p, p + n) lies inside the bytes.
+  bool contains(const void* p, std::size_t n) const noexcept {
+    const auto a = reinterpret_cast<std::uintptr_t>(p), b = reinterpret_cast<std::uintptr_t>(data_);
+    return data_ && a >= b && a - b <= size_ && n <= size_ - (a - b);
+  }
   /// The path (or buffer name) used in error messages.
-  const std::string& name() const noexcept { return name_; }
+  const std::string& name() const noexcept {
+    return name_;
+  }
 
  private:
   struct free_deleter {

@@ -117,6 +117,8 @@ struct SafetensorsTensor {
   const std::byte* data = nullptr;
   std::shared_ptr<const std::string> file;
   std::uint64_t file_offset = 0;  // absolute offset of the data, for messages
+  /// The file's bytes (data points into them): holding it keeps data valid (zero-copy loads).
+  std::shared_ptr<const MappedFile> mapping;
 
   std::int64_t n_elements() const noexcept {
     std::int64_t n = 1;
@@ -159,7 +161,8 @@ class SafetensorsFile {
     return SafetensorsFile(MappedFile::from_bytes(b, std::move(name)));
   }
   explicit SafetensorsFile(MappedFile m)
-      : map_(std::move(m)), name_(std::make_shared<const std::string>(map_.name())) {
+      : map_(std::make_shared<const MappedFile>(std::move(m))),
+        name_(std::make_shared<const std::string>(map_->name())) {
     parse();
   }
 
@@ -183,15 +186,15 @@ class SafetensorsFile {
   }
 
   void parse() {
-    ByteReader r(map_.bytes(), path());
+    ByteReader r(map_->bytes(), path());
     const std::uint64_t n = r.u64("header length");
     if (n > r.remaining())
       r.fail_at(0, "header length " + std::to_string(n) + " is past the end of the file (" +
-                       std::to_string(map_.size()) + " bytes)");
+                       std::to_string(map_->size()) + " bytes)");
     if (n > max_header) r.fail_at(0, "header length " + std::to_string(n) + " is too large");
     const auto text = r.take_string(std::size_t(n), "header");
     data_offset_ = 8 + n;
-    const std::uint64_t data_size = map_.size() - data_offset_;
+    const std::uint64_t data_size = map_->size() - data_offset_;
 
     // nlohmann-json rejects ill-formed UTF-8 and bad syntax; no exceptions escape as its own.
     nlohmann::json h = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
@@ -249,7 +252,8 @@ class SafetensorsFile {
           bytes != t.end - t.begin)
         fail(8, what + " has " + std::to_string(t.end - t.begin) + " bytes of data, but shape " +
                     "and dtype need " + std::to_string(count) + " x " + std::to_string(di->size));
-      t.data = map_.data() + data_offset_ + t.begin;
+      t.data = map_->data() + data_offset_ + t.begin;
+      t.mapping = map_;
       t.file_offset = data_offset_ + t.begin;
       tensors_.push_back(std::move(t));
     }
@@ -270,7 +274,7 @@ class SafetensorsFile {
     for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
   }
 
-  MappedFile map_;
+  std::shared_ptr<const MappedFile> map_;
   std::shared_ptr<const std::string> name_;
   std::uint64_t data_offset_ = 0;
   std::map<std::string, std::string> metadata_;

@@ -25,7 +25,8 @@ inline ggml_type st_ggml_type(const SafetensorsTensor& t) {
 }
 
 inline TensorSource st_source(const SafetensorsTensor& t) {
-  return TensorSource{t.name, st_ggml_type(t), t.shape, t.data, t.file.get(), t.file_offset};
+  return TensorSource{t.name,       st_ggml_type(t), t.shape,  t.data,
+                      t.file.get(), t.file_offset,   t.mapping};
 }
 
 }  // namespace tessel::io::detail

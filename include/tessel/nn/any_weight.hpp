@@ -9,6 +9,11 @@
 // format the file gave (weight_kind), never dequantized. Its matmul dispatches once per call to
 // the dense gemm (f32 / f16 / bf16) or to the quantized kernels (qgemv / qgemm); rows of a table
 // (embeddings) are widened one at a time.
+//
+// The bytes are either a view (assign_view: the loaders point into the memory-mapped file and
+// keep the mapping alive through a shared owner, so nothing is copied and a loaded model
+// outlives the file object) or an owned copy (assign). They are never written after either
+// call, so copies of an AnyMatrix share them.
 
 #include <cstdint>
 #include <cstring>
@@ -123,7 +128,10 @@ class AnyMatrix {
   index_t cols() const noexcept { return cols_; }
   index_t size() const noexcept { return rows_ * cols_; }
   weight_kind kind() const noexcept { return kind_; }
-  bool empty() const noexcept { return !buf_; }
+  bool empty() const noexcept { return !data_; }
+  /// True when the bytes are a view of memory owned elsewhere (a mapped file), false when this
+  /// matrix holds its own copy (or nothing).
+  bool is_view() const noexcept { return data_ && !owned_; }
   /// Bytes of the stored matrix.
   std::size_t bytes() const { return bytes_for(kind_); }
   std::size_t bytes_for(weight_kind k) const {
@@ -131,22 +139,47 @@ class AnyMatrix {
       return std::size_t(rows_ * (cols_ / block_elems_v<T>)) * sizeof(T);
     });
   }
-  const std::byte* raw() const noexcept { return buf_.get(); }
+  const std::byte* raw() const noexcept { return data_; }
 
-  /// Holds a copy of rows × cols elements of format k (blocks verbatim). Rows must hold whole
-  /// blocks, and, for a block format, whole blocks of its 8-bit activation format.
+  /// The alignment the kernels need for format k (that of its element or block struct).
+  static std::size_t alignment_of(weight_kind k) {
+    return with_weight_kind(k, []<class T>(type_tag<T>) { return alignof(T); });
+  }
+
+  /// Holds a copy of rows × cols elements of format k (blocks verbatim) in memory of its own
+  /// (host_space: 64-byte aligned, 2 MiB aligned and advised to huge pages from 4 MiB). Rows
+  /// must hold whole blocks, and, for a block format, whole blocks of its 8-bit activation
+  /// format.
   void assign(weight_kind k, const void* data) {
-    with_weight_kind(k, [&]<class T>(type_tag<T>) {
-      if constexpr (!is_dense_weight_v<T>) {
-        if (cols_ % T::block_elems != 0 || cols_ % block_elems_v<qdetail::act_t<T>> != 0)
-          throw shape_error("tessel::nn::AnyMatrix: rows of " + std::to_string(cols_) +
-                            " do not hold whole " + std::string(T::name) + " blocks");
-      }
-    });
+    check_rows(k);
     const std::size_t n = bytes_for(k);
-    buf_.reset(static_cast<std::byte*>(host_space::allocate(n)));
-    if (n) std::memcpy(buf_.get(), data, n);
+    std::shared_ptr<std::byte> buf(static_cast<std::byte*>(host_space::allocate(n)), release{});
+    if (n) std::memcpy(buf.get(), data, n);
+    data_ = buf.get();
+    owner_ = std::move(buf);
+    owned_ = true;
     kind_ = k;
+  }
+
+  /// Views rows × cols elements of format k at `data`, which `owner` keeps alive (and
+  /// unchanged) for as long as any copy of this matrix lives (a null owner: the caller does):
+  /// no bytes are copied. `data` must be aligned for k (alignment_of(k)); rows as for assign.
+  void assign_view(weight_kind k, const void* data, std::shared_ptr<const void> owner) {
+    check_rows(k);
+    if (reinterpret_cast<std::uintptr_t>(data) % alignment_of(k) != 0)
+      throw value_error("tessel::nn::AnyMatrix: " + name(k) + " data at " +
+                        std::to_string(reinterpret_cast<std::uintptr_t>(data)) +
+                        " is not aligned to " + std::to_string(alignment_of(k)) + " bytes");
+    data_ = static_cast<const std::byte*>(data);
+    owner_ = std::move(owner);
+    owned_ = false;
+    kind_ = k;
+  }
+
+  /// Replaces a view by a copy of its bytes in memory of its own (see assign): for memory that
+  /// pays for it (huge pages), or to drop the file the view keeps mapped.
+  void make_owned() {
+    if (is_view()) assign(kind_, data_);  // the view's owner is released after the copy
   }
   template <class T>
   void assign(const T* data) {
@@ -159,14 +192,14 @@ class AnyMatrix {
     if (weight_kind_of<T>() != kind_)
       throw value_error("tessel::nn::AnyMatrix: holds " + name(kind_) + ", not " +
                         name(weight_kind_of<T>()));
-    return reinterpret_cast<const T*>(buf_.get());
+    return reinterpret_cast<const T*>(data_);
   }
 
   /// Row r widened to f32 (cols floats).
   void row_f32(index_t r, float* out) const {
     check_loaded();
     with_weight_kind(kind_, [&]<class T>(type_tag<T>) {
-      const T* p = reinterpret_cast<const T*>(buf_.get()) + r * (cols_ / block_elems_v<T>);
+      const T* p = reinterpret_cast<const T*>(data_) + r * (cols_ / block_elems_v<T>);
       detail::weight_row_f32(p, out, cols_);
     });
   }
@@ -175,7 +208,7 @@ class AnyMatrix {
   void matmul(const float* x, index_t ldx, index_t M, float* y, index_t ldy, float beta) const {
     check_loaded();
     with_weight_kind(kind_, [&]<class T>(type_tag<T>) {
-      const T* w = reinterpret_cast<const T*>(buf_.get());
+      const T* w = reinterpret_cast<const T*>(data_);
       if constexpr (is_dense_weight_v<T>) {
         gemm<cpu>(M, rows_, cols_, x, ldx, w, cols_, true, y, ldy, beta);
       } else {
@@ -188,15 +221,26 @@ class AnyMatrix {
   struct release {
     void operator()(std::byte* p) const noexcept { host_space::deallocate(p); }
   };
+  void check_rows(weight_kind k) const {
+    with_weight_kind(k, [&]<class T>(type_tag<T>) {
+      if constexpr (!is_dense_weight_v<T>) {
+        if (cols_ % T::block_elems != 0 || cols_ % block_elems_v<qdetail::act_t<T>> != 0)
+          throw shape_error("tessel::nn::AnyMatrix: rows of " + std::to_string(cols_) +
+                            " do not hold whole " + std::string(T::name) + " blocks");
+      }
+    });
+  }
   void check_loaded() const {
-    if (!buf_ && size() > 0)
+    if (!data_ && size() > 0)
       throw value_error("tessel::nn::AnyMatrix: a " + std::to_string(rows_) + " x " +
                         std::to_string(cols_) + " matrix was used before any weights were loaded");
   }
 
   index_t rows_ = 0, cols_ = 0;
   weight_kind kind_ = weight_kind::f32;
-  std::unique_ptr<std::byte, release> buf_;
+  const std::byte* data_ = nullptr;
+  std::shared_ptr<const void> owner_;  // the copy (owned_) or the mapping that holds data_
+  bool owned_ = false;
 };
 
 template <class T>

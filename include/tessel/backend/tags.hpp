@@ -47,6 +47,11 @@ using cpu = cpu_simd<cpu_best_arch>;
 using cpu = cpu_scalar;
 #endif
 
+/// The backend a model or layer runs on when its user names none: the best CPU backend of this
+/// build. Layers and models never name a backend themselves; they take one as a template
+/// argument (defaulting to this) and pass it on to every kernel they call.
+using default_backend = cpu;
+
 template <class B>
 inline constexpr bool is_cpu_backend_v = std::is_same_v<B, cpu_scalar>;
 template <class A>

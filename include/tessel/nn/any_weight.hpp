@@ -205,14 +205,15 @@ class AnyMatrix {
   }
 
   /// y[M, rows] = x[M, cols] · thisᵀ + beta · y, row strides ldx and ldy.
+  template <class Backend = default_backend>
   void matmul(const float* x, index_t ldx, index_t M, float* y, index_t ldy, float beta) const {
     check_loaded();
     with_weight_kind(kind_, [&]<class T>(type_tag<T>) {
       const T* w = reinterpret_cast<const T*>(data_);
       if constexpr (is_dense_weight_v<T>) {
-        gemm<cpu>(M, rows_, cols_, x, ldx, w, cols_, true, y, ldy, beta);
+        gemm<Backend>(M, rows_, cols_, x, ldx, w, cols_, true, y, ldy, beta);
       } else {
-        qgemm<cpu>(M, rows_, cols_, x, ldx, w, y, ldy, beta);
+        qgemm<Backend>(M, rows_, cols_, x, ldx, w, y, ldy, beta);
       }
     });
   }

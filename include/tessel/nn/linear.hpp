@@ -31,20 +31,29 @@ class Linear {
   index_t in() const noexcept { return weight.extent(1); }
   index_t out() const noexcept { return weight.extent(0); }
 
-  /// y[M, Out] = x[M, In] Wᵀ + b + beta · y (beta 0 never reads y).
+  /// y[M, Out] = x[M, In] Wᵀ + b + beta · y (beta 0 never reads y), with Backend's kernels.
+  template <class Backend>
+  void forward(Backend b, const float* x, index_t M, float* y, float beta = 0.0f) const {
+    forward_strided(b, x, in(), M, y, out(), beta);
+  }
   void forward(const float* x, index_t M, float* y, float beta = 0.0f) const {
-    forward_strided(x, in(), M, y, out(), beta);
+    forward_strided(default_backend{}, x, in(), M, y, out(), beta);
   }
   /// The same with row strides (ldx >= In, ldy >= Out): writes straight into a KV cache.
   void forward_strided(const float* x, index_t ldx, index_t M, float* y, index_t ldy,
                        float beta = 0.0f) const {
+    forward_strided(default_backend{}, x, ldx, M, y, ldy, beta);
+  }
+  template <class Backend>
+  void forward_strided(Backend, const float* x, index_t ldx, index_t M, float* y, index_t ldy,
+                       float beta = 0.0f) const {
     const index_t K = in(), N = out();
     if constexpr (is_dense_weight_v<W>) {
-      gemm<cpu>(M, N, K, x, ldx, weight.data(), K, true, y, ldy, beta);
+      gemm<Backend>(M, N, K, x, ldx, weight.data(), K, true, y, ldy, beta);
     } else if constexpr (std::is_same_v<W, any_weight>) {
-      weight.matmul(x, ldx, M, y, ldy, beta);
+      weight.template matmul<Backend>(x, ldx, M, y, ldy, beta);
     } else if constexpr (QuantFormat<W>) {
-      qgemm<cpu>(M, N, K, x, ldx, weight.data(), y, ldy, beta);
+      qgemm<Backend>(M, N, K, x, ldx, weight.data(), y, ldy, beta);
     } else {
       forward_blocks(x, ldx, M, y, ldy, beta);
     }

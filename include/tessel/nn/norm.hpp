@@ -17,11 +17,13 @@ class RMSNorm {
   index_t dim() const noexcept { return weight.extent(0); }
 
   /// y[M, Dim] = rms_norm(x[M, Dim]); y may be x.
-  void forward(const float* x, index_t M, float* y) const {
+  template <class Backend>
+  void forward(Backend, const float* x, index_t M, float* y) const {
     const index_t D = dim();
     for (index_t i = 0; i < M; ++i)
-      detail::rows::rms_norm(x + i * D, y + i * D, D, weight.data(), eps);
+      detail::row_ops<Backend>::rms_norm(x + i * D, y + i * D, D, weight.data(), eps);
   }
+  void forward(const float* x, index_t M, float* y) const { forward(default_backend{}, x, M, y); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {
@@ -40,11 +42,14 @@ class LayerNorm {
 
   index_t dim() const noexcept { return weight.extent(0); }
 
-  void forward(const float* x, index_t M, float* y) const {
+  template <class Backend>
+  void forward(Backend, const float* x, index_t M, float* y) const {
     const index_t D = dim();
     for (index_t i = 0; i < M; ++i)
-      detail::rows::layer_norm(x + i * D, y + i * D, D, weight.data(), bias.data(), eps);
+      detail::row_ops<Backend>::layer_norm(x + i * D, y + i * D, D, weight.data(), bias.data(),
+                                           eps);
   }
+  void forward(const float* x, index_t M, float* y) const { forward(default_backend{}, x, M, y); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {

@@ -32,6 +32,7 @@ bench: build
 
 single-include:
 	@python3 tools/amalgamate.py --output single_include/tessel.hpp
+	@python3 tools/amalgamate.py --core --output single_include/tessel_core.hpp
 
 format:
 	@clang-format -i $$(git ls-files '*.hpp' '*.cpp' '*.cuh' '*.cu')

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <cmath>
 #include <limits>
 #include <random>
@@ -158,8 +160,14 @@ TEST_CASE("cpu_simd<fma3<avx2>> gemm matches the reference on random shapes") {
 }
 
 #if XSIMD_WITH_AVX512BW
-TEST_CASE("cpu_simd<avx512bw> gemm matches the reference on random shapes") {
+TEST_CASE("cpu_simd<avx512bw> gemm matches the reference on random shapes" *
+          doctest::test_suite("needs_avx512")) {
   check_backend<tessel::cpu_simd<xsimd::avx512bw>>();
+}
+#else
+TEST_CASE("cpu_simd<avx512bw> gemm matches the reference on random shapes" *
+          doctest::test_suite("needs_avx512")) {
+  tessel_test::skip("built without AVX-512 (-DTESSEL_MARCH=native on an AVX-512 machine)");
 }
 #endif
 
@@ -167,9 +175,11 @@ TEST_CASE("cpu_simd<avx512bw> gemm matches the reference on random shapes") {
 // f16 / bf16 weights on the AVX-512 backend of an AMX build run on the tiles (amx_gemm.hpp):
 // the shapes above cross its 32 x 32 edges; these also cross its MC = 128, KC = 1024 and
 // NC = 256 blocks, against the same f32 error bound.
-TEST_CASE("AMX gemm (f16 / bf16 weights) meets the f32 error bound across its blocks") {
+TEST_CASE("AMX gemm (f16 / bf16 weights) meets the f32 error bound across its blocks" *
+          doctest::test_suite("needs_amx")) {
+  // Without the tiles the checks below still run, on the f32 path, but AMX is untested.
   if (!tessel::detail::amx_usable())
-    MESSAGE("the tile state was not granted (or TESSEL_AMX=0): the f32 path ran instead");
+    tessel_test::skip("the tile state was not granted (or TESSEL_AMX=0): the f32 path ran instead");
   threads_guard guard;
   std::mt19937_64 rng(7);
   for (int threads : {1, 2}) {
@@ -181,6 +191,11 @@ TEST_CASE("AMX gemm (f16 / bf16 weights) meets the f32 error bound across its bl
                                                                     -0.5f, !trans_b);
     }
   }
+}
+#else
+TEST_CASE("AMX gemm (f16 / bf16 weights) meets the f32 error bound across its blocks" *
+          doctest::test_suite("needs_amx")) {
+  tessel_test::skip("built without AMX (-DTESSEL_MARCH=native on a machine with AMX-BF16/FP16)");
 }
 #endif
 

@@ -3,7 +3,9 @@
 // writes from the GGUF specification.
 
 #include <doctest/doctest.h>
+
 #include <sys/mman.h>
+#include "skip.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -21,7 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 const std::string data_dir = std::string(TESSEL_TEST_DATA_DIR) + "/io/";
-const std::string stories_dir = std::string(TESSEL_MODELS_DIR) + "/stories260K/gguf/";
+const std::string stories_dir = tessel_test::models_dir() + "/stories260K/gguf/";
 
 std::vector<std::byte> read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -42,9 +44,7 @@ std::uint32_t crc32(std::span<const std::byte> b) {
 }
 
 bool have_models() {
-  if (fs::exists(stories_dir)) return true;
-  MESSAGE("skipped: models folder " << stories_dir << " not found");
-  return false;
+  return tessel_test::have(stories_dir, "the stories260K GGUF files");
 }
 }  // namespace
 
@@ -188,7 +188,8 @@ TEST_CASE("gguf writer: reproduces the spec-following Python file byte for byte"
   fs::remove(path);
 }
 
-TEST_CASE("gguf: llama.cpp-written stories260K files match the independent Python summary") {
+TEST_CASE("gguf: llama.cpp-written stories260K files match the independent Python summary" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   std::ifstream jf(data_dir + "gguf_stories.json");
   REQUIRE(jf.good());
@@ -249,7 +250,8 @@ TEST_CASE("gguf: llama.cpp-written stories260K files match the independent Pytho
   CHECK(emb.extent(1) == 64);
 }
 
-TEST_CASE("gguf writer: rewriting llama.cpp's files gives the same bytes") {
+TEST_CASE("gguf writer: rewriting llama.cpp's files gives the same bytes" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   for (const char* file :
        {"stories260K-f32.gguf", "stories260K-Q4_0-mixed.gguf", "stories260K-Q4_K_M.gguf"}) {
@@ -295,7 +297,8 @@ TEST_CASE("gguf: opening a 1 GiB file costs time for its metadata only") {
   fs::remove(path);
 }
 
-TEST_CASE("gguf: quantized tensors view as tessel's block formats") {
+TEST_CASE("gguf: quantized tensors view as tessel's block formats" *
+          doctest::test_suite("needs_models")) {
   static_assert(ggml_type_of<q8_0>()->type == ggml_type::Q8_0);
   static_assert(ggml_type_of<q4_k>()->type == ggml_type::Q4_K);
   static_assert(ggml_type_of<q6_k>()->type == ggml_type::Q6_K);

@@ -3,6 +3,8 @@
 // (tools/golden/llama_golden.py), loaded from the llama2.c .bin and from the GGUF files.
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
@@ -21,16 +23,14 @@
 
 namespace {
 
-const std::string models_dir = TESSEL_MODELS_DIR;
+const std::string models_dir = tessel_test::models_dir();
 const std::string stories = models_dir + "/stories260K";
 const std::string readme_text =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
     "park. One day, she saw a big, red ball.";
 
 bool have_models() {
-  if (std::filesystem::exists(stories + "/stories260K.bin")) return true;
-  MESSAGE("skipped: " << stories << " is absent (see the models README)");
-  return false;
+  return tessel_test::have(stories + "/stories260K.bin", "the stories260K checkpoint");
 }
 
 tessel::SentencePieceTokenizer tok512() {
@@ -59,7 +59,8 @@ std::vector<tessel::token_id> greedy_from_bos(const Model& m, int n) {
 
 }  // namespace
 
-TEST_CASE("stories260K from the llama2.c .bin: greedy from BOS reproduces llama2.c") {
+TEST_CASE("stories260K from the llama2.c .bin: greedy from BOS reproduces llama2.c" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   auto m = tessel::io::load_llama2c_model<float>(stories + "/stories260K.bin");
   CHECK(m.config().dim == 64);
@@ -86,7 +87,8 @@ tessel::io::LlamaLoadOptions ctx512() {
 }
 }  // namespace
 
-TEST_CASE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files decode") {
+TEST_CASE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files decode" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   const std::string g = stories + "/gguf/stories260K-";
   auto bin = tessel::io::load_llama2c_model<float>(stories + "/stories260K.bin");
@@ -136,7 +138,8 @@ TEST_CASE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files d
   }
 }
 
-TEST_CASE("GGUF tokenizer equals tok512.bin on a prompt; generate() streams the README text") {
+TEST_CASE("GGUF tokenizer equals tok512.bin on a prompt; generate() streams the README text" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   const auto gguf_tok = tessel::io::load_gguf_tokenizer(
       tessel::io::GGUFFile::open(stories + "/gguf/stories260K-f32.gguf"));
@@ -162,7 +165,8 @@ TEST_CASE("GGUF tokenizer equals tok512.bin on a prompt; generate() streams the 
   CHECK(r.tokens == cont);
 }
 
-TEST_CASE("Static Stories260K config: the same tokens as the run-time config") {
+TEST_CASE("Static Stories260K config: the same tokens as the run-time config" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   using Static = tessel::models::Llama<Stories260K, float>;
   static_assert(tessel::models::StaticLlamaConfig<Stories260K>);

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <filesystem>
 #include <tessel/io/gguf.hpp>
 #include <tessel/io/llama2c.hpp>
@@ -11,12 +13,10 @@ using namespace tessel;
 using namespace tessel::io;
 namespace fs = std::filesystem;
 
-TEST_CASE("llama2c: stories260K.bin header and every tensor equal llama.cpp's f32 GGUF") {
-  const std::string dir = std::string(TESSEL_MODELS_DIR) + "/stories260K/";
-  if (!fs::exists(dir + "stories260K.bin")) {
-    MESSAGE("skipped: " << dir << " not found");
-    return;
-  }
+TEST_CASE("llama2c: stories260K.bin header and every tensor equal llama.cpp's f32 GGUF" *
+          doctest::test_suite("needs_models")) {
+  const std::string dir = tessel_test::models_dir() + "/stories260K/";
+  if (!tessel_test::have(dir + "stories260K.bin", "the stories260K checkpoint")) return;
   const auto m = Llama2cFile::open(dir + "stories260K.bin");
   const auto& c = m.config();
   CHECK(c.dim == 64);

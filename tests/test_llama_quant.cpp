@@ -4,6 +4,8 @@
 // stories260K checkpoint decoding from Q8_0 / Q4_0 / Q4_K_M weights without dequantizing.
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -155,15 +157,13 @@ TEST_CASE("gguf_weight: quantized where rows hold whole blocks, else F16 / F32")
 
 namespace {
 
-const std::string stories = std::string(TESSEL_MODELS_DIR) + "/stories260K";
+const std::string stories = tessel_test::models_dir() + "/stories260K";
 const std::string readme_text =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
     "park. One day, she saw a big, red ball.";
 
 bool have_models() {
-  if (std::filesystem::exists(stories + "/stories260K.bin")) return true;
-  MESSAGE("skipped: " << stories << " is absent (see the models README)");
-  return false;
+  return tessel_test::have(stories + "/stories260K.bin", "the stories260K checkpoint");
 }
 
 tessel::SentencePieceTokenizer tok512() {
@@ -209,7 +209,8 @@ void check_formats_kept(AnyLlama& m, const io::GGUFFile& f) {
 
 }  // namespace
 
-TEST_CASE("stories260K in Q8_0 written by tessel: greedy decoding agrees with f32") {
+TEST_CASE("stories260K in Q8_0 written by tessel: greedy decoding agrees with f32" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   auto f32 = io::load_llama2c_model<float>(stories + "/stories260K.bin");
   const std::string path =
@@ -251,7 +252,8 @@ TEST_CASE("stories260K in Q8_0 written by tessel: greedy decoding agrees with f3
   std::filesystem::remove(path);
 }
 
-TEST_CASE("stories260K GGUF files from llama.cpp load as any_weight without dequantizing") {
+TEST_CASE("stories260K GGUF files from llama.cpp load as any_weight without dequantizing" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   const auto tok = tok512();
   const std::string first = readme_text.substr(0, readme_text.find('.') + 1);
@@ -271,7 +273,8 @@ TEST_CASE("stories260K GGUF files from llama.cpp load as any_weight without dequ
   CHECK(greedy_from_bos(f16, 120) == std::vector<token_id>(golden.begin(), golden.begin() + 120));
 }
 
-TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single steps") {
+TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single steps" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   auto m = io::load_llama2c_model<float>(stories + "/stories260K.bin");
   const auto golden = golden_ids();
@@ -299,7 +302,8 @@ TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single s
   }
 }
 
-TEST_CASE("stories260K in f32 written by tessel's GGUF writer reproduces llama2.c for 256 tokens") {
+TEST_CASE("stories260K in f32 written by tessel's GGUF writer reproduces llama2.c for 256 tokens" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   auto f32 = io::load_llama2c_model<float>(stories + "/stories260K.bin");
   const std::string path =

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -17,12 +19,10 @@ using namespace tessel;
 
 namespace {
 
-const std::string dir = std::string(TESSEL_MODELS_DIR) + "/mnist-ddpm/";
+const std::string dir = tessel_test::models_dir() + "/mnist-ddpm/";
 
 bool have_model() {
-  if (std::filesystem::exists(dir + "refs_seed0.npz")) return true;
-  MESSAGE("skipped: " << dir << " is absent (the mnist-ddpm checkpoint)");
-  return false;
+  return tessel_test::have(dir + "refs_seed0.npz", "the mnist-ddpm checkpoint");
 }
 
 /// Worst |got − want| / max(1, |want|).
@@ -69,17 +69,18 @@ void reproduce(const models::MnistDDPM& m, const std::string& file) {
 
 }  // namespace
 
-TEST_CASE("mnist-ddpm from safetensors reproduces PyTorch") {
+TEST_CASE("mnist-ddpm from safetensors reproduces PyTorch" * doctest::test_suite("needs_models")) {
   if (!have_model()) return;
   reproduce(io::load_mnist_ddpm(dir + "ddpm_mnist.safetensors"), "safetensors");
 }
 
-TEST_CASE("mnist-ddpm from the .pth state dict reproduces PyTorch") {
+TEST_CASE("mnist-ddpm from the .pth state dict reproduces PyTorch" *
+          doctest::test_suite("needs_models")) {
   if (!have_model()) return;
   reproduce(io::load_mnist_ddpm(dir + "ddpm_mnist.pth"), "pth");
 }
 
-TEST_CASE("mnist-ddpm rejects a wrong input shape") {
+TEST_CASE("mnist-ddpm rejects a wrong input shape" * doctest::test_suite("needs_models")) {
   if (!have_model()) return;
   const auto m = io::load_mnist_ddpm(dir + "ddpm_mnist.safetensors");
   Tensor<float, DynShape<4>> x(2, 1, 27, 28);

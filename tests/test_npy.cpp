@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -81,12 +83,12 @@ TEST_CASE("npz: numpy.savez archives") {
   const auto s = z.get<std::int64_t, 1>("steps");
   CHECK(s(4) == -46);
   CHECK_THROWS_AS(z.array("nope"), format_error);
+}
 
-  const std::string refs = std::string(TESSEL_MODELS_DIR) + "/mnist-ddpm/refs_seed0.npz";
-  if (!fs::exists(refs)) {
-    MESSAGE("skipped: " << refs << " not found");
-    return;
-  }
+TEST_CASE("npz: the mnist-ddpm references (written by numpy.savez)" *
+          doctest::test_suite("needs_models")) {
+  const std::string refs = tessel_test::models_dir() + "/mnist-ddpm/refs_seed0.npz";
+  if (!tessel_test::have(refs, "the mnist-ddpm references")) return;
   const auto r = NpzFile::open(refs);
   CHECK(r.arrays().size() == 6);
   CHECK(r.array("eps_in").shape == std::vector<std::int64_t>{8, 1, 28, 28});

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <tessel/io/safetensors.hpp>
@@ -131,12 +133,10 @@ TEST_CASE("safetensors: a sharded checkpoint through its index") {
   CHECK_THROWS_AS(single.tensor("b.weight"), value_error);
 }
 
-TEST_CASE("safetensors: the mnist-ddpm checkpoint (written by another tool) opens") {
-  const std::string path = std::string(TESSEL_MODELS_DIR) + "/mnist-ddpm/ddpm_mnist.safetensors";
-  if (!fs::exists(path)) {
-    MESSAGE("skipped: " << path << " not found");
-    return;
-  }
+TEST_CASE("safetensors: the mnist-ddpm checkpoint (written by another tool) opens" *
+          doctest::test_suite("needs_models")) {
+  const std::string path = tessel_test::models_dir() + "/mnist-ddpm/ddpm_mnist.safetensors";
+  if (!tessel_test::have(path, "the mnist-ddpm checkpoint")) return;
   const auto f = SafetensorsFile::open(path);
   CHECK(f.tensors().size() == 29);
   const auto w = f.tensor("gt.blocks.1.net.0.weight").view<float, 4>();

@@ -3,6 +3,8 @@
 // tools/golden/gpt2_goldens.js), on the corpus in tests/data/tokenizer/corpus.json.
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <tessel/io/tokenizer.hpp>
 
 #include <nlohmann/json.hpp>
@@ -22,7 +24,7 @@ using tessel::token_id;
 using json = nlohmann::json;
 
 const std::string data_dir = std::string(TESSEL_TEST_DATA_DIR) + "/tokenizer";
-const std::string models_dir = TESSEL_MODELS_DIR;
+const std::string models_dir = tessel_test::models_dir();
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -62,11 +64,8 @@ void check_stream(const Tok& tok, const std::vector<token_id>& ids) {
 }
 
 bool have_models() {
-  if (std::filesystem::exists(models_dir + "/stories260K/tok512.bin") &&
-      std::filesystem::exists(models_dir + "/llama2-tokenizer/tokenizer.bin"))
-    return true;
-  MESSAGE("skipped: " << models_dir << " (../shared/models) has no tokenizer files");
-  return false;
+  return tessel_test::have(models_dir + "/stories260K/tok512.bin", "tok512.bin") &&
+         tessel_test::have(models_dir + "/llama2-tokenizer/tokenizer.bin", "the Llama 2 tokenizer");
 }
 
 tessel::SentencePieceTokenizer load_sp(const json& g, const std::string& path, std::size_t n) {
@@ -165,17 +164,20 @@ TEST_CASE("unicode classes for the GPT-2 pre-tokenizer") {
   CHECK(classify(0x10FFFF) == C::other);
 }
 
-TEST_CASE("sentencepiece: stories260K tok512.bin encodes as python3-sentencepiece") {
+TEST_CASE("sentencepiece: stories260K tok512.bin encodes as python3-sentencepiece" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   check_sentencepiece("tok512", models_dir + "/stories260K/tok512.bin", 512);
 }
 
-TEST_CASE("sentencepiece: Llama 2 tokenizer.bin encodes as python3-sentencepiece") {
+TEST_CASE("sentencepiece: Llama 2 tokenizer.bin encodes as python3-sentencepiece" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   check_sentencepiece("llama2", models_dir + "/llama2-tokenizer/tokenizer.bin", 32000);
 }
 
-TEST_CASE("sentencepiece: decoding follows the SentencePiece library") {
+TEST_CASE("sentencepiece: decoding follows the SentencePiece library" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   const auto tok =
       tessel::load_llama2c_tokenizer(models_dir + "/llama2-tokenizer/tokenizer.bin", 32000);
@@ -209,7 +211,8 @@ TEST_CASE("sentencepiece: decoding follows the SentencePiece library") {
   CHECK(dec.flush() == "\uFFFD");
 }
 
-TEST_CASE("sentencepiece: built from vectors as GGUF gives them") {
+TEST_CASE("sentencepiece: built from vectors as GGUF gives them" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   // The vectors of tokenizer.ggml.tokens/scores/token_type, taken from the llama2.c reader.
   const auto bin =
@@ -267,7 +270,8 @@ TEST_CASE("sentencepiece: unused and user-defined pieces, other normalizer setti
   }
 }
 
-TEST_CASE("llama2.c tokenizer.bin: malformed files are format errors") {
+TEST_CASE("llama2.c tokenizer.bin: malformed files are format errors" *
+          doctest::test_suite("needs_models")) {
   if (!have_models()) return;
   const std::string good = slurp(models_dir + "/stories260K/tok512.bin");
   const auto parse = [](const std::string& b, std::optional<std::size_t> n) {

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "skip.hpp"
+
 #include <filesystem>
 
 #include <tessel/io/npy.hpp>
@@ -75,12 +77,10 @@ TEST_CASE("torch: pickles naming other globals are refused, nothing runs") {
                        doctest::Contains("no <archive>/data.pkl"), format_error);
 }
 
-TEST_CASE("torch: ddpm_mnist.pth equals ddpm_mnist.safetensors bit for bit") {
-  const std::string dir = std::string(TESSEL_MODELS_DIR) + "/mnist-ddpm/";
-  if (!fs::exists(dir + "ddpm_mnist.pth")) {
-    MESSAGE("skipped: " << dir << " not found");
-    return;
-  }
+TEST_CASE("torch: ddpm_mnist.pth equals ddpm_mnist.safetensors bit for bit" *
+          doctest::test_suite("needs_models")) {
+  const std::string dir = tessel_test::models_dir() + "/mnist-ddpm/";
+  if (!tessel_test::have(dir + "ddpm_mnist.pth", "the mnist-ddpm checkpoint")) return;
   const auto pt = TorchFile::open(dir + "ddpm_mnist.pth");
   const auto st = SafetensorsFile::open(dir + "ddpm_mnist.safetensors");
   REQUIRE(pt.tensors().size() == st.tensors().size());

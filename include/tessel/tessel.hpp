@@ -3,25 +3,10 @@
 // Include this one header (or single_include/tessel.hpp) to get the whole library; each
 // folder below is one layer and uses only the layers above it.
 
-// core: number types, shapes, tensors and views, memory spaces, errors
+// core: number types, shapes, tensors and views, memory spaces, errors; expression templates
+// and their CPU evaluation, tags and the kernel customization point, threads, GEMM/GEMV and
+// matmul, the Eigen bridge, CUDA (under nvcc only). Include core.hpp alone for just these.
 #include "core.hpp"
-
-// expr + backend: expression templates and their CPU evaluation, tags and the kernel
-// customization point, threads, GEMM/GEMV, the Eigen bridge, CUDA (under nvcc only)
-#include "backend/cpu/eval.hpp"
-#include "backend/cpu/gemm.hpp"
-#include "backend/tags.hpp"
-#include "backend/thread_pool.hpp"
-#include "expr/expr.hpp"
-#if defined(__CUDACC__)
-#include "backend/cuda/eval.cuh"
-#endif
-// The Eigen bridge (as_eigen / view_of) comes along when Eigen is already included, so a
-// translation unit that does not use Eigen does not pay for parsing it; or include
-// <tessel/backend/eigen/bridge.hpp> directly.
-#if defined(EIGEN_WORLD_VERSION)
-#include "backend/eigen/bridge.hpp"
-#endif
 
 // quant: block quantization formats as types
 #include "quant/formats.hpp"

@@ -26,6 +26,7 @@
 #include "../core/error.hpp"
 #include "../core/numeric.hpp"
 #include "../core/tensor.hpp"
+#include "../quant/format_list.hpp"
 #include "byte_reader.hpp"
 #include "mmap.hpp"
 
@@ -33,86 +34,8 @@ namespace tessel::io {
 
 // ---- tensor formats ----------------------------------------------------------------------
 
-/// ggml tensor types, numbered as in the GGUF specification.
-enum class ggml_type : std::uint32_t {
-  F32 = 0,
-  F16 = 1,
-  Q4_0 = 2,
-  Q4_1 = 3,
-  Q5_0 = 6,
-  Q5_1 = 7,
-  Q8_0 = 8,
-  Q8_1 = 9,
-  Q2_K = 10,
-  Q3_K = 11,
-  Q4_K = 12,
-  Q5_K = 13,
-  Q6_K = 14,
-  Q8_K = 15,
-  IQ2_XXS = 16,
-  IQ2_XS = 17,
-  IQ3_XXS = 18,
-  IQ1_S = 19,
-  IQ4_NL = 20,
-  IQ3_S = 21,
-  IQ2_S = 22,
-  IQ4_XS = 23,
-  I8 = 24,
-  I16 = 25,
-  I32 = 26,
-  I64 = 27,
-  F64 = 28,
-  IQ1_M = 29,
-  BF16 = 30,
-};
+// ggml_type, its table ggml_types and find_ggml_type: quant/format_list.hpp.
 
-struct ggml_type_info {
-  ggml_type type;
-  const char* name;
-  std::int64_t block_elems;  // elements per block (1 for plain numbers)
-  std::int64_t block_bytes;  // bytes per block
-  bool iq = false;           // an i-quant: readable as bytes; no tessel block type maps to it
-};
-
-/// The formats tessel reads and writes (facts from the GGUF specification / ggml).
-inline constexpr std::array<ggml_type_info, 29> ggml_types{{
-    {ggml_type::F32, "F32", 1, 4},
-    {ggml_type::F16, "F16", 1, 2},
-    {ggml_type::Q4_0, "Q4_0", 32, 18},
-    {ggml_type::Q4_1, "Q4_1", 32, 20},
-    {ggml_type::Q5_0, "Q5_0", 32, 22},
-    {ggml_type::Q5_1, "Q5_1", 32, 24},
-    {ggml_type::Q8_0, "Q8_0", 32, 34},
-    {ggml_type::Q8_1, "Q8_1", 32, 36},
-    {ggml_type::Q2_K, "Q2_K", 256, 84},
-    {ggml_type::Q3_K, "Q3_K", 256, 110},
-    {ggml_type::Q4_K, "Q4_K", 256, 144},
-    {ggml_type::Q5_K, "Q5_K", 256, 176},
-    {ggml_type::Q6_K, "Q6_K", 256, 210},
-    {ggml_type::Q8_K, "Q8_K", 256, 292},
-    {ggml_type::IQ2_XXS, "IQ2_XXS", 256, 66, true},
-    {ggml_type::IQ2_XS, "IQ2_XS", 256, 74, true},
-    {ggml_type::IQ3_XXS, "IQ3_XXS", 256, 98, true},
-    {ggml_type::IQ1_S, "IQ1_S", 256, 50, true},
-    {ggml_type::IQ4_NL, "IQ4_NL", 32, 18, true},
-    {ggml_type::IQ3_S, "IQ3_S", 256, 110, true},
-    {ggml_type::IQ2_S, "IQ2_S", 256, 82, true},
-    {ggml_type::IQ4_XS, "IQ4_XS", 256, 136, true},
-    {ggml_type::I8, "I8", 1, 1},
-    {ggml_type::I16, "I16", 1, 2},
-    {ggml_type::I32, "I32", 1, 4},
-    {ggml_type::I64, "I64", 1, 8},
-    {ggml_type::F64, "F64", 1, 8},
-    {ggml_type::IQ1_M, "IQ1_M", 256, 56, true},
-    {ggml_type::BF16, "BF16", 1, 2},
-}};
-
-/// The table entry of `t`, or nullptr for a type tessel does not know.
-constexpr const ggml_type_info* find_ggml_type(std::uint32_t t) noexcept {
-  for (const auto& i : ggml_types)
-    if (static_cast<std::uint32_t>(i.type) == t) return &i;
-  return nullptr;
-}
 inline const ggml_type_info& info(ggml_type t) {
   const auto* i = find_ggml_type(static_cast<std::uint32_t>(t));
   if (!i) throw value_error("tessel: unknown ggml type " + std::to_string(unsigned(t)));
@@ -122,36 +45,14 @@ inline const char* name(ggml_type t) {
   return info(t).name;
 }
 
-/// The ggml type that stores elements of C++ type T (empty for none). Numbers map by type; a
-/// block format (a struct with block_elems) maps by its geometry, which is unique among the
-/// GGUF formats other than the i-quants.
+/// The ggml type that stores elements of C++ type T (empty for none): the entry of T in
+/// quant/format_list.hpp.
 template <class T>
 constexpr std::optional<ggml_type_info> ggml_type_of() noexcept {
-  using U = std::remove_const_t<T>;
-  std::uint32_t id = ~0u;
-  if constexpr (std::is_same_v<U, float>)
-    id = 0;
-  else if constexpr (std::is_same_v<U, f16>)
-    id = 1;
-  else if constexpr (std::is_same_v<U, bf16>)
-    id = 30;
-  else if constexpr (std::is_same_v<U, std::int8_t>)
-    id = 24;
-  else if constexpr (std::is_same_v<U, std::int16_t>)
-    id = 25;
-  else if constexpr (std::is_same_v<U, std::int32_t>)
-    id = 26;
-  else if constexpr (std::is_same_v<U, std::int64_t>)
-    id = 27;
-  else if constexpr (std::is_same_v<U, double>)
-    id = 28;
-  for (const auto& i : ggml_types) {
-    if (static_cast<std::uint32_t>(i.type) == id) return i;
-    if constexpr (is_block_format_v<U>)
-      if (!i.iq && i.block_elems == block_elems_v<U> && i.block_bytes == std::int64_t(sizeof(U)))
-        return i;
-  }
-  return std::nullopt;
+  if constexpr (is_gguf_format_v<T>)
+    return *find_ggml_type(static_cast<std::uint32_t>(gguf_type_v<T>));
+  else
+    return std::nullopt;
 }
 
 // ---- metadata values ----------------------------------------------------------------------

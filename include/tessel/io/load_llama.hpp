@@ -8,11 +8,11 @@
 //   auto tok = io::load_gguf_tokenizer(io::GGUFFile::open(path));
 //
 // Every parameter is looked up by its GGUF name (the models' own names; llama2c.hpp exposes
-// the .bin's tensors under the same names) and converted to the model's weight format: F32,
-// F16, BF16 and the GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) are widened to f32
-// and narrowed to W; a block-format W takes blocks of its own type verbatim and quantizes
-// other sources; nn::any_weight takes every matrix in its stored format, bytes verbatim (F32,
-// F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K), dequantizing nothing. A missing
+// the .bin's tensors under the same names) and converted to the model's weight format: every
+// format of quant/format_list.hpp but the integer ones (F32, F16, BF16, the GGUF blocks and
+// K-quants) is widened to f32 and narrowed to W; a block-format W takes blocks of its own type
+// verbatim and quantizes other sources; nn::any_weight takes every matrix in its stored format
+// (gguf_weight_formats), bytes verbatim, dequantizing nothing. A missing
 // `output.weight` means the classifier shares the embedding.
 //
 // Zero copy: an any_weight matrix is a view into the memory-mapped file (GGUF, llama2.c,
@@ -68,92 +68,21 @@ struct LlamaLoadOptions {
 
 /// The run-time weight format of a stored tensor, if an AnyMatrix can hold it.
 inline std::optional<nn::weight_kind> weight_kind_of(ggml_type t) {
-  using k = nn::weight_kind;
-  switch (t) {
-    case ggml_type::F32:
-      return k::f32;
-    case ggml_type::F16:
-      return k::f16;
-    case ggml_type::BF16:
-      return k::bf16;
-    case ggml_type::Q8_0:
-      return k::q8_0;
-    case ggml_type::Q4_0:
-      return k::q4_0;
-    case ggml_type::Q4_1:
-      return k::q4_1;
-    case ggml_type::Q5_0:
-      return k::q5_0;
-    case ggml_type::Q5_1:
-      return k::q5_1;
-    case ggml_type::Q2_K:
-      return k::q2_k;
-    case ggml_type::Q3_K:
-      return k::q3_k;
-    case ggml_type::Q4_K:
-      return k::q4_k;
-    case ggml_type::Q5_K:
-      return k::q5_k;
-    case ggml_type::Q6_K:
-      return k::q6_k;
-    default:
-      return std::nullopt;
-  }
+  if (!is_listed<gguf_weight_formats>(t)) return std::nullopt;
+  return static_cast<nn::weight_kind>(t);
 }
 
 namespace detail {
 
-template <class Block>
-void dequantize_blocks(const std::byte* src, float* dst, index_t n) {
-  // The mapped data need not be aligned for the block struct: copy blocks out.
-  Block b;
-  for (index_t i = 0; i < n / Block::block_elems; ++i) {
-    std::memcpy(&b, src + i * index_t(sizeof(Block)), sizeof(Block));
-    Block::dequantize_row(&b, dst + i * Block::block_elems, Block::block_elems);
-  }
-}
-
-/// Row r (n elements) of a stored tensor as f32.
+/// Row r (n elements) of a stored tensor as f32: any format of quant/format_list.hpp that
+/// widens to f32.
 inline void source_row_f32(const TensorSource& s, index_t r, index_t n, float* out) {
   const auto& ti = info(s.type);
   const std::byte* p = s.data + r * (n / ti.block_elems) * ti.block_bytes;
-  switch (s.type) {
-    case ggml_type::F32:
-      std::memcpy(out, p, std::size_t(n) * 4);
-      return;
-    case ggml_type::F16:
-    case ggml_type::BF16:
-      for (index_t j = 0; j < n; ++j) {
-        std::uint16_t bits;
-        std::memcpy(&bits, p + 2 * j, 2);
-        out[j] = s.type == ggml_type::F16 ? to_f32(f16{bits}) : to_f32(bf16{bits});
-      }
-      return;
-    case ggml_type::Q8_0:
-      return dequantize_blocks<q8_0>(p, out, n);
-    case ggml_type::Q4_0:
-      return dequantize_blocks<q4_0>(p, out, n);
-    case ggml_type::Q4_1:
-      return dequantize_blocks<q4_1>(p, out, n);
-    case ggml_type::Q5_0:
-      return dequantize_blocks<q5_0>(p, out, n);
-    case ggml_type::Q5_1:
-      return dequantize_blocks<q5_1>(p, out, n);
-    case ggml_type::Q2_K:
-      return dequantize_blocks<q2_k>(p, out, n);
-    case ggml_type::Q3_K:
-      return dequantize_blocks<q3_k>(p, out, n);
-    case ggml_type::Q4_K:
-      return dequantize_blocks<q4_k>(p, out, n);
-    case ggml_type::Q5_K:
-      return dequantize_blocks<q5_k>(p, out, n);
-    case ggml_type::Q6_K:
-      return dequantize_blocks<q6_k>(p, out, n);
-    default:
-      throw format_error(*s.file, s.offset,
-                         "tensor '" + std::string(s.name) + "' is stored as " + io::name(s.type) +
-                             ", which the Llama loader cannot convert");
-  }
+  if (!widen_row(s.type, p, out, n))
+    throw format_error(*s.file, s.offset,
+                       "tensor '" + std::string(s.name) + "' is stored as " + io::name(s.type) +
+                           ", which the Llama loader cannot convert");
 }
 
 /// Throws unless src has shape `want` (outermost first).

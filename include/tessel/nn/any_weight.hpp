@@ -22,6 +22,7 @@
 
 #include "common.hpp"
 #include "tessel/core/memory.hpp"
+#include "tessel/quant/format_list.hpp"
 #include "tessel/quant/kernels/qgemm.hpp"
 
 namespace tessel::nn {
@@ -29,91 +30,46 @@ namespace tessel::nn {
 // any_weight itself (the tag: each matrix takes the format of the tensor it is loaded from) is
 // declared in common.hpp, where WeightFormat admits it.
 
-/// The formats an AnyMatrix can hold.
+/// The formats an AnyMatrix can hold: those of gguf_weight_formats (quant/format_list.hpp),
+/// valued by their GGUF type id. The names are for callers; a format added to the list works
+/// through with_weight_kind / weight_kind_of before it has one.
 enum class weight_kind : std::uint8_t {
-  f32,
-  f16,
-  bf16,
-  q8_0,
-  q4_0,
-  q4_1,
-  q5_0,
-  q5_1,
-  q2_k,
-  q3_k,
-  q4_k,
-  q5_k,
-  q6_k
+  f32 = std::uint8_t(io::ggml_type::F32),
+  f16 = std::uint8_t(io::ggml_type::F16),
+  bf16 = std::uint8_t(io::ggml_type::BF16),
+  q8_0 = std::uint8_t(io::ggml_type::Q8_0),
+  q4_0 = std::uint8_t(io::ggml_type::Q4_0),
+  q4_1 = std::uint8_t(io::ggml_type::Q4_1),
+  q5_0 = std::uint8_t(io::ggml_type::Q5_0),
+  q5_1 = std::uint8_t(io::ggml_type::Q5_1),
+  q2_k = std::uint8_t(io::ggml_type::Q2_K),
+  q3_k = std::uint8_t(io::ggml_type::Q3_K),
+  q4_k = std::uint8_t(io::ggml_type::Q4_K),
+  q5_k = std::uint8_t(io::ggml_type::Q5_K),
+  q6_k = std::uint8_t(io::ggml_type::Q6_K),
 };
 
-template <class T>
-struct type_tag {
-  using type = T;
-};
+using tessel::type_tag;
 
 /// Calls fn(type_tag<T>{}) with the C++ format T of k.
 template <class Fn>
 decltype(auto) with_weight_kind(weight_kind k, Fn&& fn) {
-  switch (k) {
-    case weight_kind::f32:
-      return fn(type_tag<float>{});
-    case weight_kind::f16:
-      return fn(type_tag<f16>{});
-    case weight_kind::bf16:
-      return fn(type_tag<bf16>{});
-    case weight_kind::q8_0:
-      return fn(type_tag<q8_0>{});
-    case weight_kind::q4_0:
-      return fn(type_tag<q4_0>{});
-    case weight_kind::q4_1:
-      return fn(type_tag<q4_1>{});
-    case weight_kind::q5_0:
-      return fn(type_tag<q5_0>{});
-    case weight_kind::q5_1:
-      return fn(type_tag<q5_1>{});
-    case weight_kind::q2_k:
-      return fn(type_tag<q2_k>{});
-    case weight_kind::q3_k:
-      return fn(type_tag<q3_k>{});
-    case weight_kind::q4_k:
-      return fn(type_tag<q4_k>{});
-    case weight_kind::q5_k:
-      return fn(type_tag<q5_k>{});
-    case weight_kind::q6_k:
-      return fn(type_tag<q6_k>{});
-  }
-  throw value_error("tessel::nn: unknown weight_kind " + std::to_string(int(k)));
+  const auto t = static_cast<io::ggml_type>(k);
+  if (!is_listed<gguf_weight_formats>(t))
+    throw value_error("tessel::nn: unknown weight_kind " + std::to_string(int(k)));
+  return with_gguf_format<gguf_weight_formats>(t, fn);
 }
 
 /// The weight_kind of C++ format T.
 template <class T>
 constexpr weight_kind weight_kind_of() noexcept {
-  if constexpr (std::is_same_v<T, float>) return weight_kind::f32;
-  if constexpr (std::is_same_v<T, f16>) return weight_kind::f16;
-  if constexpr (std::is_same_v<T, bf16>) return weight_kind::bf16;
-  if constexpr (std::is_same_v<T, q8_0>) return weight_kind::q8_0;
-  if constexpr (std::is_same_v<T, q4_0>) return weight_kind::q4_0;
-  if constexpr (std::is_same_v<T, q4_1>) return weight_kind::q4_1;
-  if constexpr (std::is_same_v<T, q5_0>) return weight_kind::q5_0;
-  if constexpr (std::is_same_v<T, q5_1>) return weight_kind::q5_1;
-  if constexpr (std::is_same_v<T, q2_k>) return weight_kind::q2_k;
-  if constexpr (std::is_same_v<T, q3_k>) return weight_kind::q3_k;
-  if constexpr (std::is_same_v<T, q4_k>) return weight_kind::q4_k;
-  if constexpr (std::is_same_v<T, q5_k>) return weight_kind::q5_k;
-  if constexpr (std::is_same_v<T, q6_k>) return weight_kind::q6_k;
+  static_assert(is_listed<gguf_weight_formats>(gguf_type_v<T>),
+                "tessel::nn: T is not a weight format of quant/format_list.hpp");
+  return static_cast<weight_kind>(gguf_type_v<T>);
 }
 
 inline std::string name(weight_kind k) {
-  return with_weight_kind(k, []<class T>(type_tag<T>) -> std::string {
-    if constexpr (std::is_same_v<T, float>)
-      return "f32";
-    else if constexpr (std::is_same_v<T, f16>)
-      return "f16";
-    else if constexpr (std::is_same_v<T, bf16>)
-      return "bf16";
-    else
-      return std::string(T::name);
-  });
+  return format_name(static_cast<io::ggml_type>(k));
 }
 
 /// A [Rows, Cols] weight matrix in a run-time format (Rows / Cols static or dyn).

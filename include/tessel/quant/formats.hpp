@@ -7,6 +7,7 @@
 //   GPTQ / AWQ:   int_group<Bits, G, Asym> (int4 / int8, groups of 32 / 64 / 128)
 //   FP8:          fp8_matrix<f8_e4m3 | f8_e5m2>, per-tensor or per-row scale
 
+#include "format_list.hpp"
 #include "fp8.hpp"
 #include "ggml_blocks.hpp"
 #include "int_group.hpp"

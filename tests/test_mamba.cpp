@@ -1,7 +1,9 @@
 // nn::MambaMixer and models::Mamba: against PyTorch goldens (tools/golden/mamba_golden.py, the
 // paper's equations as a sequential float64 loop over random weights), loaded from the HF-named
 // safetensors file the script writes and from a GGUF file written here by tessel's writer; a
-// prompt against the same tokens fed one step at a time; no allocation while decoding.
+// prompt against the same tokens fed one step at a time; no allocation while decoding. Every
+// golden runs on the scalar reference backend (cpu_scalar) and on default_backend (SIMD), with
+// the same tolerances.
 
 // The counting operator new below is malloc-based and its delete calls free: GCC 12 flags
 // every inlined new/delete pair of the file as mismatched, a false positive for replacements.
@@ -124,6 +126,12 @@ struct Wrong {
 Model load_hf() {
   return io::load_safetensors_mamba<float>(data_dir + "model.safetensors");
 }
+/// The same model running on Backend.
+template <class Backend>
+models::Mamba<models::MambaConfig, float, Backend> load_hf_on() {
+  return io::load_mamba_safetensors<models::Mamba<models::MambaConfig, float, Backend>>(
+      io::SafetensorsCheckpoint::open(data_dir + "model.safetensors"));
+}
 
 /// The model written as a GGUF `mamba` file by tessel's writer, with llama.cpp's names/keys.
 std::string write_gguf(Model& m, const std::string& name,
@@ -147,7 +155,8 @@ std::string write_gguf(Model& m, const std::string& name,
 
 }  // namespace
 
-TEST_CASE("MambaMixer: PyTorch golden (layer 0, 48 rows, fresh state)") {
+TEST_CASE_TEMPLATE("MambaMixer: PyTorch golden (layer 0, 48 rows, fresh state)", Backend,
+                   cpu_scalar, default_backend) {
   const Model m = load_hf();
   const auto& mixer = m.blk[0].mixer;
   const auto u = load<2>("model_mixer_in"), want = load<2>("model_mixer_out");
@@ -159,21 +168,22 @@ TEST_CASE("MambaMixer: PyTorch golden (layer 0, 48 rows, fresh state)") {
   CHECK(mixer.dt_rank() == 4);
   nn::MambaState st = mixer.make_state();
   std::vector<float> scratch(std::size_t(mixer.scratch_floats(L))), y(std::size_t(L * D));
-  mixer.forward(u.data(), L, st, scratch.data(), y.data());
-  check_close("mixer", y.data(), want.data(), L * D, D, 1e-4);
+  mixer.forward(Backend{}, u.data(), L, st, scratch.data(), y.data());
+  check_close(std::string("mixer ") + Backend::name(), y.data(), want.data(), L * D, D, 1e-4);
 
   SUBCASE("the same rows as a prompt of 17 and single steps") {
     nn::MambaState s2 = mixer.make_state();
     std::vector<float> y2(std::size_t(L * D));
-    mixer.forward(u.data(), 17, s2, scratch.data(), y2.data());
+    mixer.forward(Backend{}, u.data(), 17, s2, scratch.data(), y2.data());
     for (index_t t = 17; t < L; ++t)
-      mixer.forward(u.data() + t * D, 1, s2, scratch.data(), y2.data() + t * D);
+      mixer.forward(Backend{}, u.data() + t * D, 1, s2, scratch.data(), y2.data() + t * D);
     check_close("mixer by steps", y2.data(), want.data(), L * D, D, 1e-4);
   }
 }
 
-TEST_CASE("Mamba: logits from the HF safetensors file equal PyTorch's") {
-  const Model m = load_hf();
+TEST_CASE_TEMPLATE("Mamba: logits from the HF safetensors file equal PyTorch's", Backend,
+                   cpu_scalar, default_backend) {
+  const auto m = load_hf_on<Backend>();
   CHECK(m.config().dim == 64);
   CHECK(m.config().layers == 2);
   CHECK(m.config().vocab == 96);
@@ -189,10 +199,12 @@ TEST_CASE("Mamba: logits from the HF safetensors file equal PyTorch's") {
   CHECK(s.position() == n);
 }
 
-TEST_CASE("Mamba: a GGUF file written by tessel loads to the same logits") {
+TEST_CASE_TEMPLATE("Mamba: a GGUF file written by tessel loads to the same logits", Backend,
+                   cpu_scalar, default_backend) {
   Model hf = load_hf();
   const std::string path = write_gguf(hf, "tessel_test_mamba.gguf");
-  Model g = io::load_gguf_mamba<float>(path);
+  auto g = io::load_mamba_gguf<models::Mamba<models::MambaConfig, float, Backend>>(
+      io::GGUFFile::open(path));
   CHECK(g.config().d_inner == 128);
   CHECK(g.config().dt_rank == 4);
   CHECK(!g.output.has_value());
@@ -209,13 +221,14 @@ TEST_CASE("Mamba: a GGUF file written by tessel loads to the same logits") {
   check_close("GGUF logits", all.data(), want.data(), n * V, V, 1e-4);
 
   SUBCASE("f16 weights stay close") {
-    auto h = io::load_mamba_gguf<models::Mamba<models::MambaConfig, f16>>(io::GGUFFile::open(path));
+    auto h = io::load_mamba_gguf<models::Mamba<models::MambaConfig, f16, Backend>>(
+        io::GGUFFile::open(path));
     auto hs = h.new_state();
     h.forward(hs, std::span<const int>(ids), 0, all.data());
     check_close("f16 logits", all.data(), want.data(), n * V, V, 2e-2);
   }
   SUBCASE("a static config: same logits; a mismatch is a format_error") {
-    auto s = io::load_mamba_gguf<models::Mamba<Tiny, float>>(io::GGUFFile::open(path));
+    auto s = io::load_mamba_gguf<models::Mamba<Tiny, float, Backend>>(io::GGUFFile::open(path));
     auto ss = s.new_state();
     s.forward(ss, std::span<const int>(ids), 0, all.data());
     check_close("static logits", all.data(), want.data(), n * V, V, 1e-4);
@@ -345,7 +358,7 @@ TEST_CASE("Mamba with any_weight: Q8_0 matrices run the quantized kernels") {
   auto qs = q.new_state();
   q.forward(qs, std::span<const int>(ids), 0, got.data());
   check_close("Q8_0 prompt", got.data(), want.data(), n * V, V,
-              qgemm_quantizes_activations<cpu, q8_0>() ? 5e-2 : 1e-4);
+              qgemm_quantizes_activations<default_backend, q8_0>() ? 5e-2 : 1e-4);
   // One token at a time: activations quantized to 8 bits (q8_0) in every matmul. Each element
   // moves by at most 0.44% of its block's largest value, so each product by at most ~0.5% of
   // sum |w||x|; four matmuls a layer, two layers and the head compound it to a few percent of
@@ -434,7 +447,8 @@ struct TinyJamba {  // tools/golden/hybrid_golden.py's model
 using Jamba = models::Hybrid<TinyJamba, float>;
 
 /// Every parameter from the golden's F16 safetensors file, by its GGUF name.
-void load_hybrid(Jamba& m, const io::SafetensorsFile& f) {
+template <class Hybrid>
+void load_hybrid(Hybrid& m, const io::SafetensorsFile& f) {
   m.visit([&](const std::string& name, auto& t) {
     const io::SafetensorsTensor* s = f.find(name);
     if (!s) FAIL("the golden file has no tensor " << name);
@@ -445,10 +459,14 @@ void load_hybrid(Jamba& m, const io::SafetensorsFile& f) {
 }
 }  // namespace
 
-TEST_CASE("Hybrid (Jamba-style, 1 attention layer in 4): logits equal PyTorch's") {
-  static_assert(Jamba::attention_layers() == 1 && Jamba::is_attention(2));
-  static_assert(models::Decoder<Jamba>);
-  auto m = std::make_unique<Jamba>();
+// On cpu_scalar the norms, Mamba mixers and head run the references; attention and the MLPs
+// take no backend yet (default_backend).
+TEST_CASE_TEMPLATE("Hybrid (Jamba-style, 1 attention layer in 4): logits equal PyTorch's", Backend,
+                   cpu_scalar, default_backend) {
+  using Hy = models::Hybrid<TinyJamba, float, Backend>;
+  static_assert(Hy::attention_layers() == 1 && Hy::is_attention(2));
+  static_assert(models::Decoder<Hy> && models::Decoder<Jamba>);
+  auto m = std::make_unique<Hy>();
   const auto f = io::SafetensorsFile::open(data_dir + "hybrid.safetensors");
   load_hybrid(*m, f);
   auto s =
@@ -473,7 +491,7 @@ TEST_CASE("Hybrid (Jamba-style, 1 attention layer in 4): logits equal PyTorch's"
     check_close("hybrid steps", steps.data(), want.data(), n * V, V, 1e-4);
   }
   SUBCASE("two states, two threads") {
-    test::check_two_threads(static_cast<const Jamba&>(*m), 24);
+    test::check_two_threads(static_cast<const Hy&>(*m), 24);
   }
   SUBCASE("past the context is a value_error") {
     std::vector<int> many(65, 1);

@@ -3,7 +3,8 @@
 // equations as a sequential float64 loop over random weights), loaded from the HF-named
 // safetensors files the script writes and from GGUF `mamba2` files written here by tessel's
 // writer; a prompt against the same tokens one step at a time; no allocation while decoding;
-// bad files.
+// bad files. Every golden runs on the scalar reference backend (cpu_scalar) and on
+// default_backend (SIMD), with the same tolerances.
 
 // The counting operator new below is malloc-based and its delete calls free: GCC 12 flags
 // every inlined new/delete pair of the file as mismatched, a false positive for replacements.
@@ -124,6 +125,12 @@ std::string model_path(const std::string& tag) {
 Model load_hf(const std::string& tag) {
   return io::load_safetensors_mamba2<float>(model_path(tag));
 }
+/// The same model running on Backend.
+template <class Backend>
+models::Mamba2<models::Mamba2Config, float, Backend> load_hf_on(const std::string& tag) {
+  return io::load_mamba2_safetensors<models::Mamba2<models::Mamba2Config, float, Backend>>(
+      io::SafetensorsCheckpoint::open(model_path(tag)));
+}
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / name).string();
@@ -235,10 +242,10 @@ void golden_scan(const std::string& tag, Backend be, ssd_variant v) {
 TEST_CASE("ssd_scan: PyTorch goldens (G 2, P 16, N 16, D and dt_bias; G 1, P 12, N 5)") {
   for (const char* tag : {"a", "b"}) {
     golden_scan(tag, cpu_scalar{}, ssd_variant::automatic);
-    golden_scan(tag, cpu{}, ssd_variant::automatic);
-    golden_scan(tag, cpu{}, ssd_variant::over_n);
-    golden_scan(tag, cpu{}, ssd_variant::over_p);       // P 12: falls back to over_n
-    golden_scan(tag, cpu{}, ssd_variant::over_p_regs);  // the same
+    golden_scan(tag, default_backend{}, ssd_variant::automatic);
+    golden_scan(tag, default_backend{}, ssd_variant::over_n);
+    golden_scan(tag, default_backend{}, ssd_variant::over_p);       // P 12: falls back to over_n
+    golden_scan(tag, default_backend{}, ssd_variant::over_p_regs);  // the same
   }
 }
 
@@ -264,7 +271,7 @@ TEST_CASE("ssd_scan: SIMD kernels equal the scalar reference (odd sizes, tails, 
       CAPTURE(d.G);
       CAPTURE(int(v));
       std::vector<float> y(y_ref.size()), S = sc.S0;
-      tessel::detail::ssd_run(cpu{}, sc.problem(y.data(), S.data()), v);
+      tessel::detail::ssd_run(default_backend{}, sc.problem(y.data(), S.data()), v);
       check_near(y, y_ref, 2e-5, "y");
       check_near(S, S_ref, 2e-5, "S");
     }
@@ -274,11 +281,12 @@ TEST_CASE("ssd_scan: SIMD kernels equal the scalar reference (odd sizes, tails, 
 TEST_CASE("ssd_scan: a prompt then single steps equals the whole prompt") {
   const ScanCase sc(50, 8, 16, 32, 2, 77);
   std::vector<float> y_all(std::size_t(50 * 8 * 16)), S_all = sc.S0;
-  tessel::detail::ssd_run(cpu{}, sc.problem(y_all.data(), S_all.data()));
+  tessel::detail::ssd_run(default_backend{}, sc.problem(y_all.data(), S_all.data()));
   for (const index_t split : {index_t{0}, index_t{1}, index_t{13}, index_t{49}}) {
     CAPTURE(split);
     std::vector<float> y(y_all.size()), S = sc.S0;
-    if (split > 0) tessel::detail::ssd_run(cpu{}, sc.problem(y.data(), S.data(), 0, split));
+    if (split > 0)
+      tessel::detail::ssd_run(default_backend{}, sc.problem(y.data(), S.data(), 0, split));
     const index_t HP = sc.H * sc.P, GN = sc.G * sc.N;
     Tensor<float, DynShape<3>> St(sc.H, sc.P, sc.N);
     std::copy(S.begin(), S.end(), St.data());
@@ -329,7 +337,8 @@ TEST_CASE("ssd_scan: shape errors") {
 
 // ------------------------------------------------------------------------------ the mixer
 
-TEST_CASE("Mamba2Mixer: PyTorch golden (layer 0, 48 rows, fresh state), 1 and 2 groups") {
+TEST_CASE_TEMPLATE("Mamba2Mixer: PyTorch golden (layer 0, 48 rows, fresh state), 1 and 2 groups",
+                   Backend, cpu_scalar, default_backend) {
   for (const std::string tag : {"g1", "g2"}) {
     CAPTURE(tag);
     const Model m = load_hf(tag);
@@ -346,14 +355,15 @@ TEST_CASE("Mamba2Mixer: PyTorch golden (layer 0, 48 rows, fresh state), 1 and 2 
     CHECK(mixer.n_groups() == (tag == "g1" ? 1 : 2));
     nn::Mamba2State st = mixer.make_state();
     std::vector<float> scratch(std::size_t(mixer.scratch_floats(L))), y(std::size_t(L * D));
-    mixer.forward(u.data(), L, st, scratch.data(), y.data());
-    CHECK(check_close("mixer " + tag, y.data(), want.data(), L * D, D, 1e-4) <= 1e-4);
+    mixer.forward(Backend{}, u.data(), L, st, scratch.data(), y.data());
+    CHECK(check_close("mixer " + tag + " " + Backend::name(), y.data(), want.data(), L * D, D,
+                      1e-4) <= 1e-4);
 
     nn::Mamba2State s2 = mixer.make_state();
     std::vector<float> y2(std::size_t(L * D));
-    mixer.forward(u.data(), 17, s2, scratch.data(), y2.data());
+    mixer.forward(Backend{}, u.data(), 17, s2, scratch.data(), y2.data());
     for (index_t t = 17; t < L; ++t)
-      mixer.forward(u.data() + t * D, 1, s2, scratch.data(), y2.data() + t * D);
+      mixer.forward(Backend{}, u.data() + t * D, 1, s2, scratch.data(), y2.data() + t * D);
     CHECK(check_close("mixer by steps " + tag, y2.data(), want.data(), L * D, D, 1e-4) <= 1e-4);
   }
 }
@@ -371,10 +381,11 @@ struct Wrong2 {
 };
 }  // namespace
 
-TEST_CASE("Mamba2: logits from the HF safetensors files equal PyTorch's") {
+TEST_CASE_TEMPLATE("Mamba2: logits from the HF safetensors files equal PyTorch's", Backend,
+                   cpu_scalar, default_backend) {
   for (const std::string tag : {"g1", "g2"}) {
     CAPTURE(tag);
-    const Model m = load_hf(tag);
+    const auto m = load_hf_on<Backend>(tag);
     CHECK(m.config().dim == 64);
     CHECK(m.config().layers == 2);
     CHECK(m.config().vocab == 96);
@@ -393,12 +404,15 @@ TEST_CASE("Mamba2: logits from the HF safetensors files equal PyTorch's") {
   }
 }
 
-TEST_CASE("Mamba2: a GGUF file written by tessel loads to the same logits") {
+TEST_CASE_TEMPLATE("Mamba2: a GGUF file written by tessel loads to the same logits", Backend,
+                   cpu_scalar, default_backend) {
   for (const std::string tag : {"g1", "g2"}) {
     CAPTURE(tag);
-    Model hf = load_hf(tag);
-    const std::string path = write_gguf(hf, "tessel_test_mamba2_" + tag + ".gguf");
-    Model g = io::load_gguf_mamba2<float>(path);
+    Model written = load_hf(tag);
+    const std::string path = write_gguf(written, "tessel_test_mamba2_" + tag + ".gguf");
+    const auto hf = load_hf_on<Backend>(tag);  // the same backend: bit for bit
+    auto g = io::load_mamba2_gguf<models::Mamba2<models::Mamba2Config, float, Backend>>(
+        io::GGUFFile::open(path));
     CHECK(g.config().n_heads == 8);
     CHECK(g.config().n_groups == hf.config().n_groups);
     CHECK(g.output.has_value() == hf.output.has_value());
@@ -433,14 +447,15 @@ TEST_CASE("Mamba2: a GGUF file written by tessel loads to the same logits") {
     CHECK(all == from_hf);  // the same numbers, bit for bit
 
     if (tag == "g1") {
-      auto h =
-          io::load_mamba2_gguf<models::Mamba2<models::Mamba2Config, f16>>(io::GGUFFile::open(path));
+      auto h = io::load_mamba2_gguf<models::Mamba2<models::Mamba2Config, f16, Backend>>(
+          io::GGUFFile::open(path));
       auto fs = h.new_state();
       h.forward(fs, std::span<const int>(ids), 0, all.data());
       // g1's weights are f16 values: f16 storage is exact, only activations differ.
       check_close("f16 logits", all.data(), want.data(), n * V, V, 1e-4);
 
-      auto s = io::load_mamba2_gguf<models::Mamba2<Tiny2, float>>(io::GGUFFile::open(path));
+      auto s =
+          io::load_mamba2_gguf<models::Mamba2<Tiny2, float, Backend>>(io::GGUFFile::open(path));
       auto ss = s.new_state();
       s.forward(ss, std::span<const int>(ids), 0, all.data());
       check_close("static logits", all.data(), want.data(), n * V, V, 1e-4);

@@ -1,6 +1,8 @@
 // conv1d and selective_scan: against PyTorch goldens (tools/golden/mamba_ops_golden.py, the
 // paper's recurrence as a float64 loop), SIMD against the scalar reference on odd sizes, and a
-// prompt against the same tokens fed one step at a time.
+// prompt against the same tokens fed one step at a time. The kernel table of the Mamba layers
+// (conv1d, selective_scan, ssd_scan, silu, silu_mul, gated_group_rms_norm): each cpu_simd<Arch>
+// entry against its cpu_scalar one, at every instruction set the build can run.
 
 #include <doctest/doctest.h>
 
@@ -8,8 +10,11 @@
 #include <random>
 #include <string>
 #include <tessel/io/npy.hpp>
+#include <tessel/ops/activations.hpp>
 #include <tessel/ops/conv1d.hpp>
 #include <tessel/ops/selective_scan.hpp>
+#include <tessel/ops/ssd_scan.hpp>
+#include <tuple>
 #include <vector>
 
 using namespace tessel;
@@ -387,3 +392,146 @@ TEST_CASE("selective_scan: shape errors name the op and the shapes") {
   CHECK_THROWS_AS(selective_scan_step(yt_bad, c.step(0), h), shape_error);
   CHECK_THROWS_AS(selective_scan_step(yt, c.step(0), bad_h), shape_error);
 }
+
+// ---------------------------------------------------------------------------- kernel table
+
+namespace {
+
+// The best instruction set of the build and, where it is wider, AVX2 + FMA and SSE2: the
+// vector width must follow Arch, not the build's flags.
+#if XSIMD_WITH_AVX512BW
+using table_backends = std::tuple<avx, cpu_simd<xsimd::fma3<xsimd::avx2>>, cpu_simd<xsimd::sse2>>;
+#elif XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
+using table_backends = std::tuple<avx, cpu_simd<xsimd::sse2>>;
+#else
+using table_backends = std::tuple<avx>;
+#endif
+
+std::vector<float> random_floats(index_t n, unsigned seed, float lo = -4.f, float hi = 4.f) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+void check_vec(const std::string& what, const std::vector<float>& got,
+               const std::vector<float>& want, double rel) {
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (!(std::fabs(double(got[i]) - want[i]) <= rel * (std::fabs(double(want[i])) + 1.0))) {
+      FAIL_CHECK(what << ": element " << i << ": got " << got[i] << ", want " << want[i]);
+      return;
+    }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("kernel table: each SIMD entry equals its scalar reference, odd sizes",
+                          Backend, kernel_table) {
+  CAPTURE(std::string(Backend::name()));
+  SUBCASE("silu and silu_mul (one row; past a parallel chunk)") {
+    for (index_t n : {1, 7, 15, 33, 1001, 40003}) {
+      CAPTURE(n);
+      const auto x0 = random_floats(n, unsigned(n)), m = random_floats(n, unsigned(n) + 1);
+      auto want = x0, got = x0;
+      kernel<op::silu, cpu_scalar>::run(want.data(), n);
+      kernel<op::silu, Backend>::run(got.data(), n);
+      check_vec("silu", got, want, 1e-6);
+      std::vector<float> o_ref(x0.size()), o(x0.size());
+      kernel<op::silu_mul, cpu_scalar>::run(x0.data(), m.data(), o_ref.data(), n);
+      kernel<op::silu_mul, Backend>::run(x0.data(), m.data(), o.data(), n);
+      check_vec("silu_mul", o, o_ref, 1e-6);
+      auto in_place = m;  // out aliases m, as the Mamba-2 gate uses it
+      kernel<op::silu_mul, Backend>::run(x0.data(), in_place.data(), in_place.data(), n);
+      check_vec("silu_mul in place", in_place, o_ref, 1e-6);
+    }
+  }
+  SUBCASE("gated_group_rms_norm (strided rows, 1 to 3 groups)") {
+    struct Dims {
+      index_t M, Di, G;
+    };
+    for (const auto d : {Dims{1, 1, 1}, Dims{3, 9, 3}, Dims{5, 46, 2}, Dims{7, 129, 3}}) {
+      CAPTURE(d.M);
+      CAPTURE(d.Di);
+      CAPTURE(d.G);
+      const index_t ld_z = d.Di + 5, ld_y = d.Di + 3;
+      const auto z = random_floats(d.M * ld_z, 3), w = random_floats(d.Di, 4, 0.5f, 1.5f);
+      const auto y0 = random_floats(d.M * ld_y, 5);
+      auto want = y0, got = y0;
+      kernel<op::gated_group_rms_norm, cpu_scalar>::run(z.data(), ld_z, want.data(), ld_y, d.M,
+                                                        d.Di, d.G, w.data(), 1e-5f);
+      kernel<op::gated_group_rms_norm, Backend>::run(z.data(), ld_z, got.data(), ld_y, d.M, d.Di,
+                                                     d.G, w.data(), 1e-5f);
+      check_vec("gated_group_rms_norm", got, want, 1e-5);
+    }
+  }
+  SUBCASE("conv1d (with a state; K over the register limit)") {
+    for (index_t D : {1, 9, 203})
+      for (index_t L : {1, 17})
+        for (index_t K : {4, 17}) {
+          CAPTURE(D);
+          CAPTURE(L);
+          CAPTURE(K);
+          const auto x = random_matrix(L, D, 1), w = random_matrix(D, K, 2);
+          const auto b = random_vector(D, 3);
+          const auto s0 = random_matrix(K - 1, D, 4);
+          M y_ref(L, D), y(L, D);
+          M s_ref = s0.clone(), s = s0.clone();
+          conv1d(cpu_scalar{}, y_ref, x, w, b, s_ref);
+          conv1d(Backend{}, y, x, w, b, s);
+          check_close("conv1d y", y, y_ref, 1e-6);
+          check_close("conv1d state", s, s_ref, 0);
+        }
+  }
+  SUBCASE("selective_scan (over channels; over lanes for N 70)") {
+    for (index_t N : {5, 70})
+      for (index_t D : {7, 37})
+        for (index_t L : {1, 17}) {
+          CAPTURE(N);
+          CAPTURE(D);
+          CAPTURE(L);
+          const auto c = random_scan(L, D, N, unsigned(N + D + L), L > 1, true);
+          const auto h0 = random_matrix(D, N, 9);
+          M y_ref(L, D), y(L, D);
+          M h_ref = h0.clone(), h = h0.clone();
+          selective_scan(cpu_scalar{}, y_ref, c.inputs(), h_ref);
+          selective_scan(Backend{}, y, c.inputs(), h);
+          check_close("scan y", y, y_ref, 1e-5);
+          check_close("scan h", h, h_ref, 1e-5);
+        }
+  }
+  SUBCASE("ssd_scan (steps over N, prompts over P)") {
+    struct Dims {
+      index_t L, H, P, N, G;
+    };
+    for (const auto d : {Dims{1, 2, 8, 5, 1}, Dims{3, 4, 16, 9, 2}, Dims{19, 3, 16, 33, 1},
+                         Dims{17, 2, 12, 7, 2}}) {
+      CAPTURE(d.L);
+      CAPTURE(d.P);
+      CAPTURE(d.N);
+      const index_t HP = d.H * d.P, GN = d.G * d.N;
+      const auto x = random_matrix(d.L, HP, 11), dt = random_matrix(d.L, d.H, 12, -3.f, 1.f);
+      const auto B = random_matrix(d.L, GN, 13), C = random_matrix(d.L, GN, 14);
+      auto A = random_vector(d.H, 15, 0.f, 2.f);
+      for (index_t i = 0; i < d.H; ++i) A.data()[i] = -std::exp(A.data()[i]);
+      const auto Dk = random_vector(d.H, 16), bias = random_vector(d.H, 17, -3.f, 0.f);
+      const ssd_scan_inputs in{
+          .x = x, .dt = dt, .A = A, .B = B, .C = C, .D = Dk, .dt_bias = bias, .groups = d.G};
+      Tensor<float, DynShape<3>> S_ref(d.H, d.P, d.N), S(d.H, d.P, d.N);
+      const auto s0 = random_floats(S.size(), 18, -1.f, 1.f);
+      std::copy(s0.begin(), s0.end(), S_ref.data());
+      std::copy(s0.begin(), s0.end(), S.data());
+      M y_ref(d.L, HP), y(d.L, HP);
+      ssd_scan(cpu_scalar{}, y_ref, in, S_ref);
+      ssd_scan(Backend{}, y, in, S);
+      check_close("ssd y", y, y_ref, 2e-5);
+      const TensorView<const float, DynShape<2>> s_ref2(S_ref.data(), DynShape<2>(d.H * d.P, d.N),
+                                                        {d.N, 1});
+      const TensorView<const float, DynShape<2>> s2(S.data(), DynShape<2>(d.H * d.P, d.N),
+                                                    {d.N, 1});
+      check_close("ssd S", s2, s_ref2, 2e-5);
+    }
+  }
+}
+TEST_CASE_TEMPLATE_APPLY(kernel_table, table_backends);

@@ -1,6 +1,6 @@
 #pragma once
-// Hybrid<Cfg, W>: a Jamba-style language model declared at compile time from the same layer
-// templates as Llama and Mamba: Mamba mixers and attention layers interleaved (layer l is
+// Hybrid<Cfg, W, Backend>: a Jamba-style language model declared at compile time from the same
+// layer templates as Llama and Mamba: Mamba mixers and attention layers interleaved (layer l is
 // attention when l % attn_period == attn_offset), each followed by a gated MLP, all with
 // pre-RMSNorm residuals, a final RMSNorm and a head tied to the embedding:
 //
@@ -21,6 +21,9 @@
 // keeps its KV cache of max_seq rows (the state's, at most Cfg::max_seq) and the Mamba layers'
 // constant-size states. Names are GGUF's
 // (blk.N.attn_norm, blk.N.ssm_* or blk.N.attn_q/k/v/output, blk.N.ffn_norm, blk.N.ffn_*).
+//
+// Backend: where the norms, the Mamba mixers and the head run. The attention layers and the
+// gated MLPs take no backend yet and run on default_backend.
 
 #include <algorithm>
 #include <span>
@@ -47,7 +50,7 @@ concept StaticHybridConfig = nn::StaticMambaConfig<Cfg> && requires {
   Cfg::attn_offset;
 };
 
-template <StaticHybridConfig Cfg, nn::WeightFormat W = float>
+template <StaticHybridConfig Cfg, nn::WeightFormat W = float, class Backend = default_backend>
 class Hybrid {
   static_assert(Cfg::attn_period > 0 && Cfg::attn_offset >= 0 &&
                     Cfg::attn_offset < Cfg::attn_period,
@@ -56,6 +59,8 @@ class Hybrid {
                            KvDim = Cfg::dim / Cfg::heads * Cfg::kv_heads;
 
  public:
+  using backend_type = Backend;
+
   static constexpr bool is_attention(index_t l) noexcept {
     return l % Cfg::attn_period == Cfg::attn_offset;
   }
@@ -193,16 +198,18 @@ class Hybrid {
     detail::embed_rows(token_embd.weight, tokens, x, "tessel::models::Hybrid");
     for (index_t l = 0; l < Cfg::layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(x, M, xb);
-      if (is_attention(l))
+      b.attn_norm.forward(Backend{}, x, M, xb);
+      if (is_attention(l))  // no backend parameter on Attention yet: default_backend
         attns[std::size_t(b.slot)].forward(xb, M, pos, s.cache_.keys(b.slot),
                                            s.cache_.values(b.slot), s.max_seq_, work, x, 1.0f);
       else
-        mixers[std::size_t(b.slot)].forward(xb, M, s.mamba_[std::size_t(b.slot)], work, x, 1.0f);
-      b.ffn_norm.forward(x, M, xb);
-      b.ffn.forward(xb, M, x, work, 1.0f);
+        mixers[std::size_t(b.slot)].forward(Backend{}, xb, M, s.mamba_[std::size_t(b.slot)], work,
+                                            x, 1.0f);
+      b.ffn_norm.forward(Backend{}, x, M, xb);
+      b.ffn.forward(xb, M, x, work, 1.0f);  // no backend parameter on GatedMLP yet
     }
-    decoder_head(output_norm, token_embd, x, M, D, Vocab, xb, all_logits, last, s.logits_.data());
+    detail::recurrent_head<Backend>(output_norm, token_embd, x, M, D, Vocab, xb, all_logits, last,
+                                    s.logits_.data());
   }
 };
 

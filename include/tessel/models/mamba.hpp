@@ -1,5 +1,5 @@
 #pragma once
-// Mamba<Cfg, W>: the Mamba-1 language model (Gu & Dao 2023) from nn/ layer templates:
+// Mamba<Cfg, W, Backend>: the Mamba-1 language model (Gu & Dao 2023) from nn/ layer templates:
 //
 //   x = token_embd[ids];  for each layer: x += mixer(rms_norm(x));  logits = head(rms_norm(x))
 //
@@ -100,6 +100,20 @@ void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, fl
   }
 }
 
+/// decoder_head() on Backend: the logits of the last row (or of every row) after the final norm.
+template <class Backend, class Norm, class Head>
+void recurrent_head(const Norm& norm, const Head& head, const float* x, index_t M, index_t D,
+                    index_t vocab, float* xb, float* all_logits, bool last, float* logits) {
+  if (all_logits) {
+    norm.forward(Backend{}, x, M, xb);
+    head.forward(Backend{}, xb, M, all_logits);
+    if (last) std::copy(all_logits + (M - 1) * vocab, all_logits + M * vocab, logits);
+  } else if (last) {
+    norm.forward(Backend{}, x + (M - 1) * D, 1, xb);
+    head.forward(Backend{}, xb, 1, logits);
+  }
+}
+
 /// The language model around a recurrent mixer, shared by Mamba and Mamba2:
 ///
 ///   x = token_embd[ids];  for each layer: x += mixer(rms_norm(x));  logits = head(rms_norm(x))
@@ -107,8 +121,8 @@ void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, fl
 /// Traits names the parts: config (the run-time config struct), mixer, state, dim and vocab
 /// (static extents or dyn), name (for errors), dims(config) (the mixer's dimensions) and
 /// checked(config) (validation, throwing value_error). The model holds weights only; a State
-/// holds one sequence.
-template <class Traits, nn::WeightFormat W>
+/// holds one sequence. Every layer runs on Backend.
+template <class Traits, nn::WeightFormat W, class Backend>
 class recurrent_lm {
  public:
   using run_config = typename Traits::config;
@@ -242,11 +256,12 @@ class recurrent_lm {
     embed_rows(token_embd.weight, tokens, x, Traits::name);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(x, M, xb);
-      b.mixer.forward(xb, M, s.layers_[std::size_t(l)], s.work_.data(), x, 1.0f);  // x += mixer
+      b.attn_norm.forward(Backend{}, x, M, xb);
+      b.mixer.forward(Backend{}, xb, M, s.layers_[std::size_t(l)], s.work_.data(), x,
+                      1.0f);  // x += mixer
     }
-    decoder_head(output_norm, head(), x, M, cfg_.dim, cfg_.vocab, xb, all_logits, last,
-                 s.logits_.data());
+    recurrent_head<Backend>(output_norm, head(), x, M, cfg_.dim, cfg_.vocab, xb, all_logits, last,
+                            s.logits_.data());
   }
 };
 
@@ -272,13 +287,15 @@ struct mamba1_traits {
 };
 }  // namespace detail
 
-template <class Cfg, nn::WeightFormat W = float>
-class Mamba : public detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W> {
-  using base = detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W>;
+/// Backend: where every kernel runs (cpu_scalar: the references).
+template <class Cfg, nn::WeightFormat W = float, class Backend = default_backend>
+class Mamba : public detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W, Backend> {
+  using base = detail::recurrent_lm<detail::mamba1_traits<Cfg, W>, W, Backend>;
 
  public:
   using config_type = Cfg;
   using weight_format = W;
+  using backend_type = Backend;
   explicit Mamba(const Cfg& cfg = {}) : base(to_mamba_config(cfg)) {}
 };
 

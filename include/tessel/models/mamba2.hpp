@@ -1,5 +1,5 @@
 #pragma once
-// Mamba2<Cfg, W>: the Mamba-2 language model (Dao & Gu 2024) from nn/ layer templates:
+// Mamba2<Cfg, W, Backend>: the Mamba-2 language model (Dao & Gu 2024) from nn/ layer templates:
 //
 //   x = token_embd[ids];  for each layer: x += mixer2(rms_norm(x));  logits = head(rms_norm(x))
 //
@@ -95,13 +95,15 @@ struct mamba2_traits {
 }  // namespace detail
 
 /// The same language model as Mamba (detail::recurrent_lm) around Mamba-2 mixers.
-template <class Cfg, nn::WeightFormat W = float>
-class Mamba2 : public detail::recurrent_lm<detail::mamba2_traits<Cfg, W>, W> {
-  using base = detail::recurrent_lm<detail::mamba2_traits<Cfg, W>, W>;
+/// Backend: where every kernel runs (cpu_scalar: the references).
+template <class Cfg, nn::WeightFormat W = float, class Backend = default_backend>
+class Mamba2 : public detail::recurrent_lm<detail::mamba2_traits<Cfg, W>, W, Backend> {
+  using base = detail::recurrent_lm<detail::mamba2_traits<Cfg, W>, W, Backend>;
 
  public:
   using config_type = Cfg;
   using weight_format = W;
+  using backend_type = Backend;
   explicit Mamba2(const Cfg& cfg = {}) : base(to_mamba2_config(cfg)) {}
 };
 

@@ -18,7 +18,10 @@
 // d_state]) is all a layer remembers: its size does not depend on the sequence length.
 //
 //   nn::MambaState st = mixer.make_state();
-//   mixer.forward(u, M, st, scratch, out, 1.0f);    // M rows (a prompt or one step), out += ...
+//   mixer.forward(default_backend{}, u, M, st, scratch, out, 1.0f);  // M rows, out += ...
+//
+// forward runs every kernel (projections, conv1d, silu, selective scan) on the backend it is
+// given: the scalar references or the SIMD kernels of its instruction set.
 //
 // Shapes are checked once, when the layer is built; forward runs the kernels' problem structs
 // directly, so a step allocates nothing and checks nothing.
@@ -26,6 +29,7 @@
 #include <string>
 
 #include "linear.hpp"
+#include "tessel/ops/activations.hpp"
 #include "tessel/ops/conv1d.hpp"
 #include "tessel/ops/selective_scan.hpp"
 
@@ -112,8 +116,9 @@ class MambaMixer {
   }
 
   /// y[M, dim] = mixer(x[M, dim]) + beta · y, continuing the sequence whose state is st (and
-  /// leaving in it the state after these rows). scratch: scratch_floats(M) floats.
-  void forward(const float* x, index_t M, MambaState& st, float* scratch, float* y,
+  /// leaving in it the state after these rows), on backend b. scratch: scratch_floats(M) floats.
+  template <class Backend>
+  void forward(Backend b, const float* x, index_t M, MambaState& st, float* scratch, float* y,
                float beta = 0.0f) const {
     const index_t Di = d_inner(), N = d_state(), R = dt_rank(), XO = R + 2 * N;
     float* xz = scratch;          // [M, 2·Di]: x | z
@@ -121,7 +126,7 @@ class MambaMixer {
     float* xdbl = xc + M * Di;    // [M, R + 2N]: δ | B | C
     float* dt = xdbl + M * XO;    // [M, Di]
     float* ys = dt + M * Di;      // [M, Di]
-    ssm_in.forward(x, M, xz);
+    ssm_in.forward(b, x, M, xz);
 
     tessel::detail::conv1d_problem c;
     c.L = M, c.D = Di, c.K = d_conv();
@@ -130,11 +135,11 @@ class MambaMixer {
     c.bias = conv_bias.data();
     c.state = st.conv.data(), c.ld_s = Di;
     c.y = xc, c.ld_y = Di;
-    tessel::detail::conv1d_run(cpu{}, c);
-    for (index_t i = 0; i < M * Di; ++i) xc[i] = detail::silu(xc[i]);
+    kernel<op::conv1d, Backend>::run(c);
+    kernel<op::silu, Backend>::run(xc, M * Di);
 
-    ssm_x.forward(xc, M, xdbl);
-    ssm_dt.forward_strided(xdbl, XO, M, dt, Di);  // its bias goes into the scan's softplus
+    ssm_x.forward(b, xc, M, xdbl);
+    ssm_dt.forward_strided(b, xdbl, XO, M, dt, Di);  // its bias goes into the scan's softplus
 
     tessel::detail::scan_problem p;
     p.L = M, p.D = Di, p.N = N;
@@ -148,9 +153,14 @@ class MambaMixer {
     p.softplus = true;
     p.y = ys, p.ld_y = Di;
     p.h = st.ssm.data(), p.ld_h = N;
-    tessel::detail::scan_run(cpu{}, p);
+    kernel<op::selective_scan, Backend>::run(p);
 
-    ssm_out.forward(ys, M, y, beta);
+    ssm_out.forward(b, ys, M, y, beta);
+  }
+  /// The same on default_backend.
+  void forward(const float* x, index_t M, MambaState& st, float* scratch, float* y,
+               float beta = 0.0f) const {
+    forward(default_backend{}, x, M, st, scratch, y, beta);
   }
 
   /// Parameters with GGUF's names: prefix "blk.3." gives blk.3.ssm_in.weight, ...

@@ -23,11 +23,15 @@
 // is all a layer remembers: its size does not depend on the sequence length.
 //
 //   nn::Mamba2State st = mixer.make_state();
-//   mixer.forward(u, M, st, scratch, out, 1.0f);    // M rows (a prompt or one step), out += ...
+//   mixer.forward(default_backend{}, u, M, st, scratch, out, 1.0f);  // M rows, out += ...
+//
+// forward runs every kernel (projections, conv1d, silu, SSD scan, gated norm) on the backend
+// it is given: the scalar references or the SIMD kernels of its instruction set.
 
 #include <string>
 
 #include "linear.hpp"
+#include "tessel/ops/activations.hpp"
 #include "tessel/ops/conv1d.hpp"
 #include "tessel/ops/ssd_scan.hpp"
 
@@ -125,15 +129,16 @@ class Mamba2Mixer {
   }
 
   /// y[M, dim] = mixer(x[M, dim]) + beta · y, continuing the sequence whose state is st (and
-  /// leaving in it the state after these rows). scratch: scratch_floats(M) floats.
-  void forward(const float* x, index_t M, Mamba2State& st, float* scratch, float* y,
+  /// leaving in it the state after these rows), on backend b. scratch: scratch_floats(M) floats.
+  template <class Backend>
+  void forward(Backend b, const float* x, index_t M, Mamba2State& st, float* scratch, float* y,
                float beta = 0.0f) const {
     const index_t Di = d_inner(), N = d_state(), H = n_heads(), G = n_groups();
-    const index_t CD = conv_dim(), PR = ssm_in.out(), GS = Di / G;
+    const index_t CD = conv_dim(), PR = ssm_in.out();
     float* zx = scratch;      // [M, PR]: z | xBC | dt
     float* xc = zx + M * PR;  // [M, CD]: silu(conv(xBC)) = x | B | C
     float* ys = xc + M * CD;  // [M, Di]
-    ssm_in.forward(x, M, zx);
+    ssm_in.forward(b, x, M, zx);
 
     tessel::detail::conv1d_problem c;
     c.L = M, c.D = CD, c.K = d_conv();
@@ -142,8 +147,8 @@ class Mamba2Mixer {
     c.bias = conv_bias.data();
     c.state = st.conv.data(), c.ld_s = CD;
     c.y = xc, c.ld_y = CD;
-    tessel::detail::conv1d_run(cpu{}, c);
-    detail::silu_inplace(xc, M * CD);
+    kernel<op::conv1d, Backend>::run(c);
+    kernel<op::silu, Backend>::run(xc, M * CD);
 
     tessel::detail::ssd_problem p;
     p.L = M, p.H = H, p.P = Di / H, p.N = N, p.G = G;
@@ -155,15 +160,17 @@ class Mamba2Mixer {
     p.softplus = true;
     p.y = ys, p.ld_y = Di;
     p.S = st.ssm.data();
-    tessel::detail::ssd_run(cpu{}, p);
+    kernel<op::ssd_scan, Backend>::run(p);
 
-    for (index_t m = 0; m < M; ++m) {  // rms_norm(y · silu(z)) per group of GS channels
-      float* yr = ys + m * Di;
-      detail::silu_mul_row(zx + m * PR, yr, yr, Di);  // y *= silu(z)
-      for (index_t g = 0; g < G; ++g)
-        detail::rows::rms_norm(yr + g * GS, yr + g * GS, GS, norm_weight.data() + g * GS, eps);
-    }
-    ssm_out.forward(ys, M, y, beta);
+    // rms_norm(y · silu(z)) per group of Di / G channels
+    kernel<op::gated_group_rms_norm, Backend>::run(zx, PR, ys, Di, M, Di, G, norm_weight.data(),
+                                                   eps);
+    ssm_out.forward(b, ys, M, y, beta);
+  }
+  /// The same on default_backend.
+  void forward(const float* x, index_t M, Mamba2State& st, float* scratch, float* y,
+               float beta = 0.0f) const {
+    forward(default_backend{}, x, M, st, scratch, y, beta);
   }
 
   /// Parameters with GGUF's names: prefix "blk.3." gives blk.3.ssm_in.weight, ...

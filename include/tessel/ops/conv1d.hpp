@@ -14,6 +14,7 @@
 //   conv1d(y, x, w, bias, state);              // state in (history), state out (last K−1 inputs)
 //   conv1d_step(state, x_t, w, bias, y_t);     // one token, x_t / y_t [D]; allocates nothing
 //   conv1d(cpu_scalar{}, ...)                  // the reference; cpu_simd<A>: SIMD, threaded
+//   kernel<op::conv1d, Backend>::run(problem)  // the same on raw rows (what the layers call)
 //
 // SIMD: 8 channels per vector, their K taps held in registers (K <= 16; larger K uses the
 // reference), walking down time; channel blocks are spread over the pool.
@@ -114,21 +115,35 @@ void conv1d_simd_block(const conv1d_problem& p, index_t d0, index_t d1) {
   conv1d_reference(p, d, d1);  // the channels that do not fill a vector
 }
 
-template <class Backend>
-void conv1d_run(Backend, const conv1d_problem& p) {
-  if (p.L == 0 || p.D == 0) return;
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    conv1d_reference(p, 0, p.D);
-    conv1d_state_out(p, 0, p.D);
-  } else {
-    using Arch = typename Backend::arch;
+}  // namespace detail
+
+namespace op {
+/// The causal depthwise convolution of a detail::conv1d_problem (state in and out).
+struct conv1d {};
+}  // namespace op
+
+/// The reference.
+template <>
+struct kernel<op::conv1d, cpu_scalar> {
+  static void run(const detail::conv1d_problem& p) {
+    if (p.L == 0 || p.D == 0) return;
+    detail::conv1d_reference(p, 0, p.D);
+    detail::conv1d_state_out(p, 0, p.D);
+  }
+};
+
+/// Vectors of Arch over the channels, channel blocks over the pool.
+template <class Arch>
+struct kernel<op::conv1d, cpu_simd<Arch>> {
+  static void run(const detail::conv1d_problem& p) {
+    if (p.L == 0 || p.D == 0) return;
     constexpr index_t W = static_cast<index_t>(xsimd::batch<float, Arch>::size);
     auto body = [&](index_t lo, index_t hi) {
-      if (p.K <= conv1d_max_taps)
-        conv1d_simd_block<Arch>(p, lo, hi);
+      if (p.K <= detail::conv1d_max_taps)
+        detail::conv1d_simd_block<Arch>(p, lo, hi);
       else
-        conv1d_reference(p, lo, hi);
-      conv1d_state_out(p, lo, hi);  // after this block's outputs have read the old state
+        detail::conv1d_reference(p, lo, hi);
+      detail::conv1d_state_out(p, lo, hi);  // after this block's outputs have read the old state
     };
     // Channel blocks of whole vectors (grain 64 channels: a cache line of each row).
     if (p.L * p.D * p.K >= (index_t{1} << 16) && p.D > 8 * W)
@@ -136,6 +151,14 @@ void conv1d_run(Backend, const conv1d_problem& p) {
     else
       body(0, p.D);
   }
+};
+
+namespace detail {
+
+/// The convolution on the backend's kernel.
+template <class Backend>
+void conv1d_run(Backend, const conv1d_problem& p) {
+  kernel<op::conv1d, Backend>::run(p);
 }
 
 template <class View>
@@ -200,20 +223,20 @@ void conv1d(Backend backend, TensorView<float, DynShape<2>> y,
 inline void conv1d(TensorView<float, DynShape<2>> y, TensorView<const float, DynShape<2>> x,
                    TensorView<const float, DynShape<2>> w,
                    TensorView<const float, DynShape<1>> bias) {
-  conv1d(cpu{}, y, x, w, bias);
+  conv1d(default_backend{}, y, x, w, bias);
 }
 inline void conv1d(TensorView<float, DynShape<2>> y, TensorView<const float, DynShape<2>> x,
                    TensorView<const float, DynShape<2>> w,
                    TensorView<const float, DynShape<1>> bias,
                    TensorView<float, DynShape<2>> state) {
-  conv1d(cpu{}, y, x, w, bias, state);
+  conv1d(default_backend{}, y, x, w, bias, state);
 }
 /// A new y [L,D], zeros before t = 0.
 inline Tensor<float, DynShape<2>> conv1d(TensorView<const float, DynShape<2>> x,
                                          TensorView<const float, DynShape<2>> w,
                                          TensorView<const float, DynShape<1>> bias) {
   Tensor<float, DynShape<2>> y(x.extent(0), x.extent(1));
-  conv1d(cpu{}, y, x, w, bias);
+  conv1d(default_backend{}, y, x, w, bias);
   return y;
 }
 
@@ -240,7 +263,7 @@ inline void conv1d_step(TensorView<float, DynShape<2>> state,
                         TensorView<const float, DynShape<2>> w,
                         TensorView<const float, DynShape<1>> bias,
                         TensorView<float, DynShape<1>> y) {
-  conv1d_step(cpu{}, state, x, w, bias, y);
+  conv1d_step(default_backend{}, state, x, w, bias, y);
 }
 
 }  // namespace tessel

@@ -17,6 +17,7 @@
 //                             .z = z};               // D, dt_bias, z: leave empty to omit
 //   selective_scan(y, in, h);                         // h: initial state in, final state out
 //   selective_scan(cpu_scalar{}, y, in, h);           // the reference; cpu_simd<A>: SIMD
+//   kernel<op::selective_scan, Backend>::run(problem); // the same on raw rows (the layers)
 //   selective_scan_step(y_t, step_in, h);             // one token: rank-1 u_t, dt_t, B_t, C_t...
 //
 // A prompt followed by steps equals one long prompt (h carries everything). Neither kernel
@@ -251,16 +252,38 @@ void scan_expect(const char* op, const char* what, const View& v, std::array<ind
                       std::to_string(v.stride(View::rank - 1)) + ")");
 }
 
+}  // namespace detail
+
+namespace op {
+/// The Mamba-1 selective scan of a detail::scan_problem (h in and out).
+struct selective_scan {};
+}  // namespace op
+
+/// The reference.
+template <>
+struct kernel<op::selective_scan, cpu_scalar> {
+  static void run(const detail::scan_problem& p) {
+    if (p.L == 0 || p.D == 0) return;
+    detail::scan_channels_reference(p, 0, p.D);
+  }
+};
+
+/// Vectors of Arch over channels (or over the state lanes for a large N), threaded.
+template <class Arch>
+struct kernel<op::selective_scan, cpu_simd<Arch>> {
+  static void run(const detail::scan_problem& p,
+                  detail::scan_variant v = detail::scan_variant::automatic) {
+    if (p.L == 0 || p.D == 0) return;
+    detail::scan_simd<Arch>(p, v);
+  }
+};
+
+namespace detail {
+/// The scan on the backend's kernel.
 template <class Backend>
 void scan_run(Backend, const scan_problem& p) {
-  if (p.L == 0 || p.D == 0) return;
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    scan_channels_reference(p, 0, p.D);
-  } else {
-    scan_simd<typename Backend::arch>(p);
-  }
+  kernel<op::selective_scan, Backend>::run(p);
 }
-
 }  // namespace detail
 
 /// The whole-prompt scan: y [L,D] from the inputs; h [D,N] is the initial state and receives
@@ -298,13 +321,13 @@ void selective_scan(Backend backend, TensorView<float, DynShape<2>> y,
 }
 inline void selective_scan(TensorView<float, DynShape<2>> y, const selective_scan_inputs& in,
                            TensorView<float, DynShape<2>> h) {
-  selective_scan(cpu{}, y, in, h);
+  selective_scan(default_backend{}, y, in, h);
 }
 /// A new y [L,D]; h [D,N] carries the state in and out.
 inline Tensor<float, DynShape<2>> selective_scan(const selective_scan_inputs& in,
                                                  TensorView<float, DynShape<2>> h) {
   Tensor<float, DynShape<2>> y(in.u.extent(0), in.u.extent(1));
-  selective_scan(cpu{}, y, in, h);
+  selective_scan(default_backend{}, y, in, h);
   return y;
 }
 
@@ -339,7 +362,7 @@ void selective_scan_step(Backend backend, TensorView<float, DynShape<1>> y,
 inline void selective_scan_step(TensorView<float, DynShape<1>> y,
                                 const selective_scan_step_inputs& in,
                                 TensorView<float, DynShape<2>> h) {
-  selective_scan_step(cpu{}, y, in, h);
+  selective_scan_step(default_backend{}, y, in, h);
 }
 
 }  // namespace tessel

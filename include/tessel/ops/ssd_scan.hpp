@@ -16,6 +16,7 @@
 //                       .groups = G};       // H from A's length, P = cols(x) / H, N = cols(B) / G
 //   ssd_scan(y, in, S);                      // S [H, P, N]: initial state in, final state out
 //   ssd_scan(cpu_scalar{}, y, in, S);        // the reference
+//   kernel<op::ssd_scan, Backend>::run(problem);  // the same on raw rows (the layers)
 //   ssd_scan_step(y_t, step_in, S);          // one token (rank-1 x_t, dt_t, B_t, C_t)
 //
 // Kernels. Because the decay exp(Δ·A) is one scalar per head and step (Mamba-1 has one per
@@ -43,6 +44,8 @@
 #include "../backend/thread_pool.hpp"
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
+#include "activations.hpp"
+#include "norm.hpp"
 #include "selective_scan.hpp"
 
 namespace tessel {
@@ -317,15 +320,39 @@ void ssd_simd(const ssd_problem& p, ssd_variant v = ssd_variant::automatic) {
     body(0, p.H);
 }
 
+}  // namespace detail
+
+namespace op {
+/// The Mamba-2 scan of a detail::ssd_problem (S in and out).
+struct ssd_scan {};
+}  // namespace op
+
+/// The reference (the variant only chooses among SIMD kernels).
+template <>
+struct kernel<op::ssd_scan, cpu_scalar> {
+  static void run(const detail::ssd_problem& p,
+                  detail::ssd_variant = detail::ssd_variant::automatic) {
+    if (p.L == 0 || p.H == 0) return;
+    detail::ssd_heads_reference(p, 0, p.H);
+  }
+};
+
+/// Vectors of Arch (over N for steps, over P for prompts), heads over the pool.
+template <class Arch>
+struct kernel<op::ssd_scan, cpu_simd<Arch>> {
+  static void run(const detail::ssd_problem& p,
+                  detail::ssd_variant v = detail::ssd_variant::automatic) {
+    if (p.L == 0 || p.H == 0) return;
+    detail::ssd_simd<Arch>(p, v);
+  }
+};
+
+namespace detail {
+
+/// The scan on the backend's kernel.
 template <class Backend>
 void ssd_run(Backend, const ssd_problem& p, ssd_variant v = ssd_variant::automatic) {
-  if (p.L == 0 || p.H == 0) return;
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    (void)v;
-    ssd_heads_reference(p, 0, p.H);
-  } else {
-    ssd_simd<typename Backend::arch>(p, v);
-  }
+  kernel<op::ssd_scan, Backend>::run(p, v);
 }
 
 /// Checks the head / group structure shared by both entry points.
@@ -338,6 +365,42 @@ inline void ssd_check_heads(const char* op, index_t HP, index_t H, index_t GN, i
 }
 
 }  // namespace detail
+
+namespace op {
+/// Mamba-2's output gate and grouped norm, on M rows of d_inner channels split into G groups:
+/// y = rms_norm(y · silu(z)) per group, with the weight [G, d_inner / G].
+struct gated_group_rms_norm {};
+}  // namespace op
+
+template <>
+struct kernel<op::gated_group_rms_norm, cpu_scalar> {
+  static void run(const float* z, index_t ld_z, float* y, index_t ld_y, index_t M, index_t Di,
+                  index_t G, const float* w, float eps) {
+    const index_t GS = Di / G;
+    for (index_t m = 0; m < M; ++m) {
+      float* yr = y + m * ld_y;
+      kernel<op::silu_mul, cpu_scalar>::run(z + m * ld_z, yr, yr, Di);
+      for (index_t g = 0; g < G; ++g)
+        detail::rms_norm_row_reference(yr + g * GS, yr + g * GS, GS, w + g * GS, eps);
+    }
+  }
+};
+template <class Arch>
+struct kernel<op::gated_group_rms_norm, cpu_simd<Arch>> {
+  static void run(const float* z, index_t ld_z, float* y, index_t ld_y, index_t M, index_t Di,
+                  index_t G, const float* w, float eps) {
+    const index_t GS = Di / G;
+    for (index_t m = 0; m < M; ++m) {
+      float* yr = y + m * ld_y;
+      detail::silu_mul_row_simd<Arch>(z + m * ld_z, yr, yr, Di);
+      for (index_t g = 0; g < G; ++g) norm_row(yr + g * GS, GS, w + g * GS, eps);
+    }
+  }
+  // Not inlined, as the activations' rows (GCC 12's false -Waggressive-loop-optimizations).
+  [[gnu::noipa]] static void norm_row(float* y, index_t n, const float* w, float eps) {
+    detail::rms_norm_row_simd<Arch>(y, y, n, w, eps);
+  }
+};
 
 /// The whole-prompt Mamba-2 scan: y [L, H·P] from the inputs; S [H, P, N] is the initial
 /// state and receives the final one. y must not overlap the inputs.
@@ -380,13 +443,13 @@ void ssd_scan(Backend backend, TensorView<float, DynShape<2>> y, const ssd_scan_
 }
 inline void ssd_scan(TensorView<float, DynShape<2>> y, const ssd_scan_inputs& in,
                      TensorView<float, DynShape<3>> S) {
-  ssd_scan(cpu{}, y, in, S);
+  ssd_scan(default_backend{}, y, in, S);
 }
 /// A new y [L, H·P]; S [H, P, N] carries the state in and out.
 inline Tensor<float, DynShape<2>> ssd_scan(const ssd_scan_inputs& in,
                                            TensorView<float, DynShape<3>> S) {
   Tensor<float, DynShape<2>> y(in.x.extent(0), in.x.extent(1));
-  ssd_scan(cpu{}, y, in, S);
+  ssd_scan(default_backend{}, y, in, S);
   return y;
 }
 
@@ -416,7 +479,7 @@ void ssd_scan_step(Backend backend, TensorView<float, DynShape<1>> y,
 }
 inline void ssd_scan_step(TensorView<float, DynShape<1>> y, const ssd_scan_step_inputs& in,
                           TensorView<float, DynShape<3>> S) {
-  ssd_scan_step(cpu{}, y, in, S);
+  ssd_scan_step(default_backend{}, y, in, S);
 }
 
 }  // namespace tessel

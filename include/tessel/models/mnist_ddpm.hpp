@@ -31,8 +31,11 @@
 
 namespace tessel::models {
 
-class MnistDDPM {
+/// Backend: whose kernels forward() runs (default_backend; cpu_scalar: the references).
+template <class Backend = default_backend>
+class BasicMnistDDPM {
  public:
+  using backend_type = Backend;
   static constexpr index_t side = 28, steps = 1000, n_freq = 16, temb_hidden = 128;
   static constexpr std::array<index_t, 5> channels{1, 16, 32, 32, 16};
   static constexpr float ln_eps = 1e-5f;
@@ -45,7 +48,7 @@ class MnistDDPM {
     Tensor<float, DynShape<3>> ln_w, ln_b;
   };
 
-  MnistDDPM() {
+  BasicMnistDDPM() {
     for (std::size_t b = 0; b < 4; ++b) blocks.emplace_back(channels[b], channels[b + 1]);
   }
 
@@ -81,13 +84,14 @@ class MnistDDPM {
         phi(n, i) = static_cast<float>(std::sin(a));
         phi(n, n_freq + i) = static_cast<float>(std::cos(a) - 1.0);
       }
-    time_embed[0].forward(phi.data(), N, h.data());
+    const Backend b{};
+    time_embed[0].forward(b, phi.data(), N, h.data());
     gelu_inplace(h.data(), h.size());
-    time_embed[1].forward(h.data(), N, h2.data());
+    time_embed[1].forward(b, h.data(), N, h2.data());
     gelu_inplace(h2.data(), h2.size());
-    time_embed[2].forward(h2.data(), N, h.data());
+    time_embed[2].forward(b, h2.data(), N, h.data());
     gelu_inplace(h.data(), h.size());
-    time_out.forward(h.data(), N, out.data());
+    time_out.forward(b, h.data(), N, out.data());
     return out;
   }
 
@@ -109,7 +113,9 @@ class MnistDDPM {
         for (index_t i = 0; i < P; ++i) p[i] += e;
       }
     for (std::size_t b = 1; b < 4; ++b) h = run_block(blocks[b], h.view());
-    return conv2d(h.view(), out_w.view(), out_b.view(), {.padding = 1});
+    Tensor<float, DynShape<4>> y(N, 1, side, side);
+    conv2d(Backend{}, y.view(), h.view(), out_w.view(), out_b.view(), {.padding = 1});
+    return y;
   }
 
   std::vector<Block> blocks;  // blocks.0 … blocks.3
@@ -130,10 +136,11 @@ class MnistDDPM {
 
   static Tensor<float, DynShape<4>> run_block(const Block& b,
                                               TensorView<const float, DynShape<4>> x) {
-    auto h = conv2d(x, b.conv_w.view(), b.conv_b.view(), {.padding = 3});
+    Tensor<float, DynShape<4>> h(x.extent(0), b.conv_w.extent(0), side, side);
+    conv2d(Backend{}, h.view(), x, b.conv_w.view(), b.conv_b.view(), {.padding = 3});
     const index_t N = h.extent(0), D = h.size() / N;
     auto rows = h.reshape(N, D);  // one row per sample: LayerNorm over (C, 28, 28)
-    layer_norm(rows, rows, b.ln_w.reshape(D), b.ln_b.reshape(D), ln_eps);
+    layer_norm(Backend{}, rows, rows, b.ln_w.reshape(D), b.ln_b.reshape(D), ln_eps);
     gelu_inplace(h.data(), h.size());
     return h;
   }
@@ -155,5 +162,6 @@ class MnistDDPM {
     std::memcpy(static_cast<void*>(t.data()), src, t.bytes());
   }
 };
+using MnistDDPM = BasicMnistDDPM<>;
 
 }  // namespace tessel::models

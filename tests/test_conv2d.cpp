@@ -93,7 +93,7 @@ TEST_CASE("conv2d matches torch.nn.functional.conv2d for every option") {
 TEST_CASE_TEMPLATE("conv2d fast path equals the reference on odd sizes, threads and column blocks",
                    Backend, default_backend, cpu_simd<xsimd::fma3<xsimd::avx2>>,
                    cpu_simd<xsimd::sse2>) {
-  INFO("backend " << Backend::name());
+  INFO("backend " << std::string(Backend::name()));
   struct Shape {
     index_t N, C, H, W, K, R;
     conv2d_options o;
@@ -186,7 +186,7 @@ TEST_CASE("conv2d with f16 and bf16 weights equals the reference on the same wei
 
 TEST_CASE_TEMPLATE("conv2d's Winograd F(2x2, 3x3) path equals the reference", Backend,
                    default_backend, cpu_simd<xsimd::fma3<xsimd::avx2>>, cpu_simd<xsimd::sse2>) {
-  INFO("backend " << Backend::name());
+  INFO("backend " << std::string(Backend::name()));
   struct Shape {
     index_t N, C, H, W, K;
     conv2d_options o;

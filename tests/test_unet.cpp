@@ -80,7 +80,8 @@ TEST_CASE_TEMPLATE("diffusion blocks match PyTorch", Backend, default_backend, c
       worst_rel(b.res_same.forward(be, x16.view(), st.data()), f.get<float, 4>("res_same_y"));
   const double e_st =
       worst_rel(b.st.forward(be, x16.view(), ctx.data(), ctx.extent(1)), f.get<float, 4>("st_y"));
-  const double e_attn = worst_rel(b.vae_attn.forward(be, x16.view()), f.get<float, 4>("vae_attn_y"));
+  const double e_attn =
+      worst_rel(b.vae_attn.forward(be, x16.view()), f.get<float, 4>("vae_attn_y"));
   const double e_down = worst_rel(b.down.forward(be, x16.view()), f.get<float, 4>("down_y"));
   const double e_up = worst_rel(b.up.forward(be, x16.view()), f.get<float, 4>("up_y"));
   MESSAGE("worst relative errors: ResBlock "

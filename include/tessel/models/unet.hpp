@@ -185,7 +185,8 @@ class UNet {
     h = mid_resnets[1].forward(b, h.view(), te);
     for (const Level& blk : up_blocks) {
       for (std::size_t j = 0; j < blk.resnets.size(); ++j) {
-        h = blk.resnets[j].forward(b, nn::concat_channels(h.view(), skips.back().view()).view(), te);
+        h = blk.resnets[j].forward(b, nn::concat_channels(h.view(), skips.back().view()).view(),
+                                   te);
         skips.pop_back();
         if (!blk.attentions.empty()) h = blk.attentions[j].forward(b, h.view(), ctx, L);
       }

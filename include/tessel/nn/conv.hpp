@@ -47,8 +47,8 @@ class BasicConv2d {
 
   template <class Backend>
   Act4 forward(Backend b, View4 x) const {
-    Act4 y(DynShape<4>::from_array(tessel::detail::conv2d_out_shape(
-        x, TensorView<const W, DynShape<4>>(weight.view()), opt)));
+    Act4 y(DynShape<4>::from_array(
+        tessel::detail::conv2d_out_shape(x, TensorView<const W, DynShape<4>>(weight.view()), opt)));
     conv2d(b, y.view(), x, weight.view(), bias.view(), opt);
     return y;
   }

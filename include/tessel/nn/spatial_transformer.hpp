@@ -37,7 +37,7 @@ namespace detail {
 /// out [N·T, D] = softmax(q kᵀ / √hd) v per image and head; q [N·T, D], k, v [N·L, D].
 template <class Backend>
 void multi_head_attention(Backend, const float* q, const float* k, const float* v, index_t N,
-                                 index_t T, index_t L, index_t D, index_t heads, float* out) {
+                          index_t T, index_t L, index_t D, index_t heads, float* out) {
   const index_t hd = D / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const index_t block = std::max<index_t>(1, std::min<index_t>(T, (index_t{1} << 22) / L));

@@ -12,7 +12,8 @@
 //   auto y = conv2d(x, w, {.groups = 4});                       // no bias
 //   conv2d(y, x, w, bias, opts);                                // into y
 //   conv2d(cpu_scalar{}, y, x, w, bias, opts);  // the reference; cpu_simd<A>: fast, threaded
-//   conv2d(default_backend{}, y, x, w16.view(), bias, opts);  // f16 / bf16 weights (a TensorView of them)
+//   conv2d(default_backend{}, y, x, w16.view(), bias, opts);  // f16 / bf16 weights (a TensorView
+//   of them)
 //
 // Fast path (cpu_simd): 3×3 stride-1 convolutions with ≥ 32 channels and ≥ 128 output 2×2
 // tiles run as Winograd F(2×2, 3×3) (conv2d_winograd below: 2.25× fewer multiplies, 16 SGEMMs
@@ -152,20 +153,20 @@ void conv2d_pack_a(index_t mc, index_t kc, const TW* A, index_t lda, float* out)
 #if defined(__AVX__)  // only lets the intrinsics compile: Arch chooses the path
     if constexpr (std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>)
       for (; k0 + 8 <= kc; k0 += 8) {
-      for (int rb = 0; rb < MR; rb += 8) {
-        __m256 v[8];
-        for (int i = 0; i < 8; ++i)
-          v[i] = rb + i < rows ? load8_f32(src + (rb + i) * lda + k0) : _mm256_setzero_ps();
-        transpose8(v);
-        if (rb + 8 <= MR) {
-          for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + rb, v[i]);
-        } else {
-          const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-          const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR - rb), lanes);
-          for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + rb, mask, v[i]);
+        for (int rb = 0; rb < MR; rb += 8) {
+          __m256 v[8];
+          for (int i = 0; i < 8; ++i)
+            v[i] = rb + i < rows ? load8_f32(src + (rb + i) * lda + k0) : _mm256_setzero_ps();
+          transpose8(v);
+          if (rb + 8 <= MR) {
+            for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + rb, v[i]);
+          } else {
+            const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR - rb), lanes);
+            for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + rb, mask, v[i]);
+          }
         }
       }
-    }
 #endif
     for (index_t k = k0; k < kc; ++k)
       for (int r = 0; r < MR; ++r)

@@ -2,8 +2,8 @@
 // Element and row kernels of the diffusion layers (U-Net, VAE), found through the kernel table:
 //
 //   kernel<op::silu_inplace, B>::run(x, n);               // x[i] = x[i] · sigmoid(x[i])
-//   kernel<op::geglu, B>::run(h, M, F, a);                // a[i, j] = h[i, j] · GELU_erf(h[i, F + j])
-//   kernel<op::scaled_softmax_rows, B>::run(s, M, L, scale);  // each row: softmax(scale · row)
+//   kernel<op::geglu, B>::run(h, M, F, a);                // a[i, j] = h[i, j] · GELU_erf(h[i, F +
+//   j]) kernel<op::scaled_softmax_rows, B>::run(s, M, L, scale);  // each row: softmax(scale · row)
 //
 // cpu_scalar runs the plain loops on one thread; cpu_simd<Arch> runs Arch's vectors, threaded.
 
@@ -114,9 +114,7 @@ struct kernel<op::scaled_softmax_rows, cpu_simd<Arch>> {
                    }
                  });
   }
-  [[gnu::noipa]] static void row(float* r, index_t L) {
-    detail::softmax_row_simd<Arch>(r, r, L);
-  }
+  [[gnu::noipa]] static void row(float* r, index_t L) { detail::softmax_row_simd<Arch>(r, r, L); }
 };
 
 }  // namespace tessel

@@ -34,8 +34,8 @@ struct pad2d_zero {};
 }  // namespace op
 
 namespace detail {
-inline void upsample_nearest2x_planes(const float* xp, float* yp, index_t H, index_t W,
-                                      index_t lo, index_t hi) {
+inline void upsample_nearest2x_planes(const float* xp, float* yp, index_t H, index_t W, index_t lo,
+                                      index_t hi) {
   for (index_t pl = lo; pl < hi; ++pl)
     for (index_t i = 0; i < H; ++i) {
       const float* xr = xp + (pl * H + i) * W;
@@ -142,17 +142,15 @@ void upsample_nearest2x(Backend, TensorView<float, DynShape<4>> y,
                         TensorView<const float, DynShape<4>> x) {
   const index_t H = x.extent(2), W = x.extent(3);
   detail::resample_check("upsample_nearest2x", y, x, {x.extent(0), x.extent(1), 2 * H, 2 * W});
-  kernel<op::upsample_nearest2x, Backend>::run(x.data(), y.data(), x.extent(0) * x.extent(1), H,
-                                               W);
+  kernel<op::upsample_nearest2x, Backend>::run(x.data(), y.data(), x.extent(0) * x.extent(1), H, W);
 }
 inline void upsample_nearest2x(TensorView<float, DynShape<4>> y,
                                TensorView<const float, DynShape<4>> x) {
   upsample_nearest2x(default_backend{}, y, x);
 }
 template <class Backend = default_backend>
-requires is_cpu_backend_v<Backend>
-Tensor<float, DynShape<4>> upsample_nearest2x(TensorView<const float, DynShape<4>> x,
-                                              Backend b = {}) {
+requires is_cpu_backend_v<Backend> Tensor<float, DynShape<4>> upsample_nearest2x(
+    TensorView<const float, DynShape<4>> x, Backend b = {}) {
   Tensor<float, DynShape<4>> y(x.extent(0), x.extent(1), 2 * x.extent(2), 2 * x.extent(3));
   upsample_nearest2x(b, y.view(), x);
   return y;
@@ -171,9 +169,8 @@ inline void avg_pool2d_2x2(TensorView<float, DynShape<4>> y,
   avg_pool2d_2x2(default_backend{}, y, x);
 }
 template <class Backend = default_backend>
-requires is_cpu_backend_v<Backend>
-Tensor<float, DynShape<4>> avg_pool2d_2x2(TensorView<const float, DynShape<4>> x,
-                                          Backend b = {}) {
+requires is_cpu_backend_v<Backend> Tensor<float, DynShape<4>> avg_pool2d_2x2(
+    TensorView<const float, DynShape<4>> x, Backend b = {}) {
   Tensor<float, DynShape<4>> y(x.extent(0), x.extent(1), x.extent(2) / 2, x.extent(3) / 2);
   avg_pool2d_2x2(b, y.view(), x);
   return y;
@@ -181,9 +178,9 @@ Tensor<float, DynShape<4>> avg_pool2d_2x2(TensorView<const float, DynShape<4>> x
 
 /// x with `left` / `right` zero columns and `top` / `bottom` zero rows around every plane.
 template <class Backend = default_backend>
-requires is_cpu_backend_v<Backend>
-Tensor<float, DynShape<4>> pad2d_zero(TensorView<const float, DynShape<4>> x, index_t left,
-                                      index_t right, index_t top, index_t bottom, Backend = {}) {
+requires is_cpu_backend_v<Backend> Tensor<float, DynShape<4>> pad2d_zero(
+    TensorView<const float, DynShape<4>> x, index_t left, index_t right, index_t top,
+    index_t bottom, Backend = {}) {
   if (left < 0 || right < 0 || top < 0 || bottom < 0)
     throw value_error("tessel: pad2d_zero: padding must not be negative");
   const index_t H = x.extent(2), W = x.extent(3), OH = H + top + bottom, OW = W + left + right;

@@ -1,9 +1,9 @@
 #pragma once
 // Element and row kernels of the diffusion layers (U-Net, VAE), found through the kernel table:
 //
-//   kernel<op::silu_inplace, B>::run(x, n);               // x[i] = x[i] · sigmoid(x[i])
-//   kernel<op::geglu, B>::run(h, M, F, a);                // a[i, j] = h[i, j] · GELU_erf(h[i, F +
-//   j]) kernel<op::scaled_softmax_rows, B>::run(s, M, L, scale);  // each row: softmax(scale · row)
+//   kernel<op::silu_inplace, B>::run(x, n);         // x[i] = x[i] · sigmoid(x[i])
+//   kernel<op::geglu, B>::run(h, M, F, a);          // a[i, j] = h[i, j] · GELU_erf(h[i, F + j])
+//   kernel<op::scaled_softmax_rows, B>::run(s, M, L, scale);   // each row: softmax(scale · row)
 //
 // cpu_scalar runs the plain loops on one thread; cpu_simd<Arch> runs Arch's vectors, threaded.
 

@@ -13,6 +13,7 @@
 //   const auto ck = io::SafetensorsCheckpoint::open("sd15/text_encoder/model.safetensors");
 //   models::CLIPTextModel clip(io::clip_config(ck, path));  io::load_params(clip, ck);
 //   auto ctx = clip.encode_padded(ids);   // ids padded with eos to max_pos (77): [77 · 768]
+// CLIPTextModel is BasicCLIPTextModel<default_backend>; BasicCLIPTextModel<B> runs backend B.
 
 #include <span>
 #include <string>

@@ -16,6 +16,8 @@
 //   (the loader is in io/load_diffusion.hpp)
 //   auto eps = m.forward(x, t);        // x [N,1,28,28], t [N] -> ε [N,1,28,28]
 //   m.beta_t, m.alpha_t                // β_i, ᾱ_i for i = 0 … 1000 (the training schedule)
+// MnistDDPM is BasicMnistDDPM<default_backend>; io::load_mnist_ddpm<BasicMnistDDPM<B>>(path)
+// loads one that runs backend B.
 
 #include <array>
 #include <cmath>

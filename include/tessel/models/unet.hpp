@@ -24,6 +24,7 @@
 //     static constexpr std::array<bool, 2> attention{true, false}; };
 //   models::UNet<Tiny> a;                           models::UNet<> b(models::UNetConfig::sd15());
 //   auto eps = b.forward(x, t, context);            // x [N,4,H,W], t [N], context [N, L, 768]
+//   models::UNet<models::UNetConfig, float, cpu_scalar> r(cfg);  // on the reference kernels
 // Shapes are run-time either way (convolutions are), so a static config saves no work: it
 // checks the config at compile time.
 

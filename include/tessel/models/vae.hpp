@@ -27,6 +27,8 @@
 //       io::SafetensorsCheckpoint::open(".../diffusion_pytorch_model.safetensors"), cfg);
 //   auto z = vae.encode(img).sample(/*seed=*/1);   // [N, 3, H, W] in [−1, 1] → [N, 4, H/8, W/8]
 //   auto img2 = vae.decode(z);                      // [N, 4, h, w] -> [N, 3, 8h, 8w]
+// VAEDecoder, VAEEncoder, AutoencoderKL are BasicVAEDecoder<B>, ... with B = default_backend;
+// io::load_autoencoder_kl<models::BasicAutoencoderKL<B>>(ck, cfg) loads one that runs B.
 
 #include <algorithm>
 #include <cmath>

@@ -9,8 +9,9 @@
 //   auto y = group_norm(x, weight, bias, groups, eps);           // a new tensor
 //   group_norm(y, x, weight, bias, groups, eps);                 // into y (y may be x)
 //   group_norm(cpu_scalar{}, y, x, weight, bias, groups, eps);   // the reference (double)
-//   group_norm_silu(b, y, x, weight, bias, groups, eps);  // SiLU(group_norm(x)), fused
-// x, y contiguous f32 of rank >= 2; weight, bias [C]. The fast version runs two SIMD passes per
+//   group_norm_silu(default_backend{}, y, x, weight, bias, groups, eps);  // SiLU(group_norm(x))
+// x, y contiguous f32 of rank >= 2; weight, bias [C]. Both run kernel<op::group_norm, Backend>.
+// The fast version (cpu_simd<Arch>) runs two SIMD passes per
 // group (mean, then squared deviations: no cancellation when |mean| >> std) and one fused
 // multiply-add pass per channel, (x − mean)·(rstd·w) + b; groups of samples are spread over the
 // thread pool.

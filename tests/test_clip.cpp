@@ -25,7 +25,9 @@ double worst_rel(const std::vector<float>& got, const Tensor<float, DynShape<2>>
 }
 }  // namespace
 
-TEST_CASE("the CLIP text encoder matches PyTorch") {
+// On default_backend and on cpu_scalar (the reference kernels), with the same tolerances.
+TEST_CASE_TEMPLATE("the CLIP text encoder matches PyTorch", Backend, default_backend, cpu_scalar) {
+  INFO("backend " << std::string(Backend::name()));
   const std::string dir = std::string(TESSEL_TEST_DATA_DIR) + "/diffusion/";
   const std::string path = dir + "clip/model.safetensors";
   const auto ck = io::SafetensorsCheckpoint::open(path);
@@ -35,7 +37,7 @@ TEST_CASE("the CLIP text encoder matches PyTorch") {
   CHECK(cfg.layers == 2);
   CHECK(cfg.max_pos == 8);
   CHECK(cfg.eos == 63);
-  models::CLIPTextModel clip(cfg);
+  models::BasicCLIPTextModel<Backend> clip(cfg);
   io::load_params(clip, ck);
   const auto f = io::NpzFile::open(dir + "clip_io.npz");
   const std::vector<std::int64_t> ids{62, 5, 17, 40, 63};

@@ -88,7 +88,12 @@ TEST_CASE("conv2d matches torch.nn.functional.conv2d for every option") {
   }
 }
 
-TEST_CASE("conv2d fast path equals the reference on odd sizes, threads and column blocks") {
+// The SIMD kernel of op::conv2d for the build's best instruction set and for narrower ones (its
+// micro-kernel, blocking and weight packing follow Arch: sse2 packs without the AVX transpose).
+TEST_CASE_TEMPLATE("conv2d fast path equals the reference on odd sizes, threads and column blocks",
+                   Backend, default_backend, cpu_simd<xsimd::fma3<xsimd::avx2>>,
+                   cpu_simd<xsimd::sse2>) {
+  INFO("backend " << std::string(Backend::name()));
   struct Shape {
     index_t N, C, H, W, K, R;
     conv2d_options o;
@@ -118,7 +123,9 @@ TEST_CASE("conv2d fast path equals the reference on odd sizes, threads and colum
       for (index_t i = 0; i < w.size(); ++i) w.data()[i] *= scale;
       Tensor<float, DynShape<1>> b(s.K);
       for (index_t k = 0; k < s.K; ++k) b(k) = 0.25f * static_cast<float>(k) - 1.f;
-      const auto fast = conv2d(x, w, b, s.o);
+      Tensor<float, DynShape<4>> fast(
+          DynShape<4>::from_array(detail::conv2d_out_shape<float>(x.view(), w.view(), s.o)));
+      conv2d(Backend{}, fast.view(), x, w, b, s.o);
       Tensor<float, DynShape<4>> ref(fast.shape());
       conv2d(cpu_scalar{}, ref.view(), x, w, b, s.o);
       check_close(fast, ref, 1e-5,
@@ -177,7 +184,9 @@ TEST_CASE("conv2d with f16 and bf16 weights equals the reference on the same wei
   set_num_threads(0);
 }
 
-TEST_CASE("conv2d's Winograd F(2x2, 3x3) path equals the reference") {
+TEST_CASE_TEMPLATE("conv2d's Winograd F(2x2, 3x3) path equals the reference", Backend,
+                   default_backend, cpu_simd<xsimd::fma3<xsimd::avx2>>, cpu_simd<xsimd::sse2>) {
+  INFO("backend " << std::string(Backend::name()));
   struct Shape {
     index_t N, C, H, W, K;
     conv2d_options o;
@@ -208,7 +217,9 @@ TEST_CASE("conv2d's Winograd F(2x2, 3x3) path equals the reference") {
       for (index_t k = 0; k < s.K; ++k) b(k) = 0.1f * static_cast<float>(k) - 1.f;
       const std::string what =
           "Winograd C=" + std::to_string(s.C) + " threads=" + std::to_string(threads);
-      const auto fast = conv2d(x, w, b, s.o);
+      Tensor<float, DynShape<4>> fast(
+          DynShape<4>::from_array(detail::conv2d_out_shape<float>(x.view(), w.view(), s.o)));
+      conv2d(Backend{}, fast.view(), x, w, b, s.o);
       Tensor<float, DynShape<4>> ref(fast.shape());
       conv2d(cpu_scalar{}, ref.view(), x, w, b, s.o);
       check_close(fast, ref, 1e-5, what);

@@ -1,6 +1,8 @@
 // group_norm, upsample_nearest2x, avg_pool2d_2x2 and timestep_embedding against PyTorch
 // (tools/golden/diffusion_ops_golden.py: F.group_norm in float64, F.interpolate, F.avg_pool2d,
-// diffusers' get_timestep_embedding formula), and group_norm's fast path against its reference.
+// diffusers' get_timestep_embedding formula), and every kernel-table entry of the diffusion ops
+// (group_norm, the resampling ops, SiLU, GEGLU, scaled softmax rows): the SIMD kernel of
+// default_backend against the cpu_scalar reference on odd sizes.
 
 #include <doctest/doctest.h>
 
@@ -9,6 +11,7 @@
 #include <random>
 #include <string>
 #include <tessel/io/npy.hpp>
+#include <tessel/ops/diffusion_rows.hpp>
 #include <tessel/ops/group_norm.hpp>
 #include <tessel/ops/resample.hpp>
 #include <tessel/ops/timestep_embedding.hpp>
@@ -117,6 +120,9 @@ TEST_CASE("upsample_nearest2x and avg_pool2d_2x2 match PyTorch") {
   const auto ux = f.get<float, 4>("up_x"), px = f.get<float, 4>("pool_x");
   check_close(upsample_nearest2x(ux), f.get<float, 4>("up_y"), 0, "upsample");
   check_close(avg_pool2d_2x2(px), f.get<float, 4>("pool_y"), 1e-6, "avg_pool2d (odd H: floor)");
+  check_close(upsample_nearest2x(ux, cpu_scalar{}), f.get<float, 4>("up_y"), 0, "upsample ref");
+  check_close(avg_pool2d_2x2(px, cpu_scalar{}), f.get<float, 4>("pool_y"), 1e-6,
+              "avg_pool2d reference");
   Tensor<float, DynShape<4>> bad(2, 3, 10, 9);
   CHECK_THROWS_AS(upsample_nearest2x(bad.view(), ux.view()), shape_error);
   CHECK_THROWS_AS(avg_pool2d_2x2(bad.view(), px.view()), shape_error);
@@ -130,4 +136,84 @@ TEST_CASE("timestep_embedding matches diffusers' get_timestep_embedding") {
               f.get<float, 2>("temb_b"), 1e-6, "diffusers defaults, odd dim");
   Tensor<float, DynShape<2>> bad(4, 32);
   CHECK_THROWS_AS(timestep_embedding(bad.view(), t.view()), shape_error);
+}
+
+namespace {
+template <class T>
+void fill_normal(T& t, unsigned seed, float scale = 1.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.f, scale);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = nd(g);
+}
+}  // namespace
+
+TEST_CASE("the resampling kernels of default_backend equal cpu_scalar's on odd sizes") {
+  Tensor<float, DynShape<4>> x(3, 5, 7, 9);
+  fill_normal(x, 11);
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    check_close(upsample_nearest2x(x, default_backend{}), upsample_nearest2x(x, cpu_scalar{}), 0,
+                "upsample");
+    check_close(avg_pool2d_2x2(x, default_backend{}), avg_pool2d_2x2(x, cpu_scalar{}), 0,
+                "avg_pool2d");
+    const auto p = pad2d_zero(x, 0, 1, 2, 3, default_backend{});
+    const auto r = pad2d_zero(x, 0, 1, 2, 3, cpu_scalar{});
+    check_close(p, r, 0, "pad2d_zero");
+    // The reference itself: interior copied, borders zero.
+    CHECK(r(2, 4, 2 + 6, 8) == x(2, 4, 6, 8));
+    CHECK(r(1, 1, 0, 3) == 0.f);
+    CHECK(r(1, 1, 5, 9) == 0.f);
+  }
+  set_num_threads(0);
+  CHECK_THROWS_AS(pad2d_zero(x, -1, 0, 0, 0, cpu_scalar{}), value_error);
+}
+
+TEST_CASE("group_norm's SIMD kernel equals the reference on odd sizes") {
+  Tensor<float, DynShape<4>> x(3, 10, 5, 3), y(x.shape()), r(x.shape());
+  Tensor<float, DynShape<1>> w(10), b(10);
+  fill_normal(x, 5, 3.f);
+  fill_normal(w, 6);
+  fill_normal(b, 7);
+  group_norm(default_backend{}, y, x, w, b, 5, 1e-5f);
+  group_norm(cpu_scalar{}, r, x, w, b, 5, 1e-5f);
+  check_close(y, r, 1e-5, "group_norm 3x10x5x3, 5 groups");
+}
+
+TEST_CASE("SiLU, GEGLU and scaled softmax kernels: SIMD equals the reference on odd sizes") {
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    for (index_t n : {1, 7, 33, 40001}) {
+      Tensor<float, DynShape<1>> a(n);
+      fill_normal(a, static_cast<unsigned>(n), 4.f);
+      auto r = a.clone();
+      kernel<op::silu_inplace, default_backend>::run(a.data(), n);
+      kernel<op::silu_inplace, cpu_scalar>::run(r.data(), n);
+      check_close(a, r, 1e-6, "silu n=" + std::to_string(n));
+    }
+    for (index_t F : {1, 5, 37}) {
+      const index_t M = 9;
+      Tensor<float, DynShape<2>> h(M, 2 * F), a(M, F), r(M, F);
+      fill_normal(h, static_cast<unsigned>(F), 2.f);
+      kernel<op::geglu, default_backend>::run(h.data(), M, F, a.data());
+      kernel<op::geglu, cpu_scalar>::run(h.data(), M, F, r.data());
+      check_close(a, r, 1e-6, "geglu F=" + std::to_string(F));
+      // The reference against the formula in double.
+      const double g = h(4, F + F / 2), v = h(4, F / 2);
+      CHECK(r(4, F / 2) == doctest::Approx(v * 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)))));
+    }
+    for (index_t L : {1, 3, 17, 77}) {
+      const index_t M = 13;
+      Tensor<float, DynShape<2>> s(M, L);
+      fill_normal(s, static_cast<unsigned>(L), 5.f);
+      auto r = s.clone(), orig = s.clone();
+      kernel<op::scaled_softmax_rows, default_backend>::run(s.data(), M, L, 0.125f);
+      kernel<op::scaled_softmax_rows, cpu_scalar>::run(r.data(), M, L, 0.125f);
+      check_close(s, r, 1e-6, "scaled softmax L=" + std::to_string(L));
+      double sum = 0, mx = -1e30;
+      for (index_t j = 0; j < L; ++j) mx = std::max(mx, 0.125 * orig(2, j));
+      for (index_t j = 0; j < L; ++j) sum += std::exp(0.125 * orig(2, j) - mx);
+      CHECK(r(2, 0) == doctest::Approx(std::exp(0.125 * orig(2, 0) - mx) / sum));
+    }
+  }
+  set_num_threads(0);
 }

@@ -1,6 +1,8 @@
 // The real mnist-ddpm checkpoint (../shared/models/mnist-ddpm) against its PyTorch references
 // refs_seed0.npz: the network's ε for 8 inputs, and a whole 50-step deterministic DDIM path,
-// loaded from the safetensors file and from the original .pth state dict.
+// loaded from the safetensors file and from the original .pth state dict; on default_backend,
+// and from the safetensors file on cpu_scalar (the reference kernels) with the same tolerance
+// for ε (the 50-step DDIM path, the same network 50 times, is skipped there for time).
 
 #include <doctest/doctest.h>
 
@@ -37,7 +39,9 @@ double worst_rel(const A& got, const B& want) {
   return worst;
 }
 
-void reproduce(const models::MnistDDPM& m, const std::string& file) {
+/// ddim false: the ε golden only (the 50-step path takes ~45 s on cpu_scalar).
+template <class Model>
+void reproduce(const Model& m, const std::string& file, bool ddim = true) {
   const auto refs = io::NpzFile::open(dir + "refs_seed0.npz");
   SUBCASE("eps") {
     const auto x = refs.get<float, 4>("eps_in"), want = refs.get<float, 4>("eps_out");
@@ -46,6 +50,7 @@ void reproduce(const models::MnistDDPM& m, const std::string& file) {
     MESSAGE(file << ": eps worst relative error " << e);
     CHECK(e <= 1e-4);
   }
+  if (!ddim) return;
   SUBCASE("50-step DDIM (eta = 0)") {
     auto x = refs.get<float, 4>("ddim_z0");
     const auto steps_t = refs.get<std::int64_t, 1>("ddim_steps");
@@ -78,6 +83,12 @@ TEST_CASE("mnist-ddpm from the .pth state dict reproduces PyTorch" *
           doctest::test_suite("needs_models")) {
   if (!have_model()) return;
   reproduce(io::load_mnist_ddpm(dir + "ddpm_mnist.pth"), "pth");
+}
+
+TEST_CASE("mnist-ddpm on cpu_scalar reproduces PyTorch" * doctest::test_suite("needs_models")) {
+  if (!have_model()) return;
+  reproduce(io::load_mnist_ddpm<models::BasicMnistDDPM<cpu_scalar>>(dir + "ddpm_mnist.safetensors"),
+            "safetensors, cpu_scalar", /*ddim=*/false);
 }
 
 TEST_CASE("mnist-ddpm rejects a wrong input shape" * doctest::test_suite("needs_models")) {

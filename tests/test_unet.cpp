@@ -2,7 +2,8 @@
 // diffusers-layout modules written in plain torch, random weights, outputs in float64):
 // ResBlock with and without a 1×1 shortcut, SpatialTransformer (self + cross attention),
 // the VAE's AttentionBlock, Downsample, Upsample, and UNet<> (two levels, cross-attention at
-// the first, class conditioning) loaded from safetensors with its diffusers config.json.
+// the first, class conditioning) loaded from safetensors with its diffusers config.json. Each
+// golden runs on default_backend and on cpu_scalar (the reference kernels), same tolerances.
 
 #include <doctest/doctest.h>
 
@@ -63,7 +64,9 @@ std::vector<float> silu_of(const Tensor<float, DynShape<2>>& t) {
 
 }  // namespace
 
-TEST_CASE("diffusion blocks match PyTorch") {
+TEST_CASE_TEMPLATE("diffusion blocks match PyTorch", Backend, default_backend, cpu_scalar) {
+  INFO("backend " << std::string(Backend::name()));
+  const Backend be{};
   Blocks b;
   io::load_params(b, io::SafetensorsCheckpoint::open(data_dir + "blocks.safetensors"));
   const auto f = io::NpzFile::open(data_dir + "blocks_io.npz");
@@ -72,14 +75,15 @@ TEST_CASE("diffusion blocks match PyTorch") {
   const auto ctx = f.get<float, 3>("ctx");
   const auto st = silu_of(temb);
 
-  const double e_res = worst_rel(b.res.forward(x8.view(), st.data()), f.get<float, 4>("res_y"));
+  const double e_res = worst_rel(b.res.forward(be, x8.view(), st.data()), f.get<float, 4>("res_y"));
   const double e_same =
-      worst_rel(b.res_same.forward(x16.view(), st.data()), f.get<float, 4>("res_same_y"));
+      worst_rel(b.res_same.forward(be, x16.view(), st.data()), f.get<float, 4>("res_same_y"));
   const double e_st =
-      worst_rel(b.st.forward(x16.view(), ctx.data(), ctx.extent(1)), f.get<float, 4>("st_y"));
-  const double e_attn = worst_rel(b.vae_attn.forward(x16.view()), f.get<float, 4>("vae_attn_y"));
-  const double e_down = worst_rel(b.down.forward(x16.view()), f.get<float, 4>("down_y"));
-  const double e_up = worst_rel(b.up.forward(x16.view()), f.get<float, 4>("up_y"));
+      worst_rel(b.st.forward(be, x16.view(), ctx.data(), ctx.extent(1)), f.get<float, 4>("st_y"));
+  const double e_attn =
+      worst_rel(b.vae_attn.forward(be, x16.view()), f.get<float, 4>("vae_attn_y"));
+  const double e_down = worst_rel(b.down.forward(be, x16.view()), f.get<float, 4>("down_y"));
+  const double e_up = worst_rel(b.up.forward(be, x16.view()), f.get<float, 4>("up_y"));
   MESSAGE("worst relative errors: ResBlock "
           << e_res << ", ResBlock (same channels) " << e_same << ", SpatialTransformer " << e_st
           << ", AttentionBlock " << e_attn << ", Downsample " << e_down << ", Upsample " << e_up);
@@ -91,17 +95,18 @@ TEST_CASE("diffusion blocks match PyTorch") {
   CHECK(e_up < 1e-4);
 
   // Without the time embedding the block is a different function: the golden must notice.
-  CHECK(worst_rel(b.res.forward(x8.view()), f.get<float, 4>("res_y")) > 1e-2);
-  CHECK_THROWS_AS(b.res.forward(x16.view(), st.data()), shape_error);
-  CHECK_THROWS_AS(b.st.forward(x8.view(), ctx.data(), 3), shape_error);
+  CHECK(worst_rel(b.res.forward(be, x8.view()), f.get<float, 4>("res_y")) > 1e-2);
+  CHECK_THROWS_AS(b.res.forward(be, x16.view(), st.data()), shape_error);
+  CHECK_THROWS_AS(b.st.forward(be, x8.view(), ctx.data(), 3), shape_error);
 }
 
-TEST_CASE("a small U-Net matches PyTorch") {
+TEST_CASE_TEMPLATE("a small U-Net matches PyTorch", Backend, default_backend, cpu_scalar) {
+  INFO("backend " << std::string(Backend::name()));
   const auto cfg = io::unet_config_json(data_dir + "unet_small.json");
   CHECK(cfg.block_out_channels == std::vector<index_t>{8, 16});
   CHECK(cfg.attention == std::vector<bool>{true, false});
   CHECK(cfg.num_classes == 3);
-  models::UNet<> unet(cfg);
+  models::UNet<models::UNetConfig, float, Backend> unet(cfg);
   io::load_params(unet, io::SafetensorsCheckpoint::open(data_dir + "unet_small.safetensors"));
   const auto f = io::NpzFile::open(data_dir + "unet_small_io.npz");
   const auto x = f.get<float, 4>("x"), y = f.get<float, 4>("y");
@@ -116,7 +121,7 @@ TEST_CASE("a small U-Net matches PyTorch") {
   CHECK(e < 1e-4);
 
   // The same weights through a compile-time config.
-  models::UNet<Tiny> st;
+  models::UNet<Tiny, float, Backend> st;
   io::load_params(st, io::SafetensorsCheckpoint::open(data_dir + "unet_small.safetensors"));
   CHECK(worst_rel(st.forward(x.view(), t.view(), ctx.view(), labels), y) < 1e-4);
 
@@ -143,7 +148,7 @@ TEST_CASE("a small U-Net matches PyTorch") {
   // A checkpoint of another shape does not load.
   models::UNetConfig wide = cfg;
   wide.block_out_channels = {16, 16};
-  models::UNet<> w(wide);
+  models::UNet<models::UNetConfig, float, Backend> w(wide);
   CHECK_THROWS_AS(
       io::load_params(w, io::SafetensorsCheckpoint::open(data_dir + "unet_small.safetensors")),
       shape_error);

@@ -1,7 +1,8 @@
 // The AutoencoderKL decoder and encoder against PyTorch (tools/golden/unet_golden.py and
 // vae_encoder_golden.py: diffusers' Decoder / Encoder layout in plain torch, small configs with
 // random weights, float64 reference): latents [2, 4, 4, 4] -> images [2, 3, 8, 8] and back,
-// loaded from safetensors with their config.json.
+// loaded from safetensors with their config.json. The goldens run on default_backend and on
+// cpu_scalar (the reference kernels) with the same tolerances.
 
 #include <doctest/doctest.h>
 
@@ -30,11 +31,12 @@ double worst_rel(const A& got, const B& want) {
 }
 }  // namespace
 
-TEST_CASE("the VAE decoder matches PyTorch") {
+TEST_CASE_TEMPLATE("the VAE decoder matches PyTorch", Backend, default_backend, cpu_scalar) {
+  INFO("backend " << std::string(Backend::name()));
   const auto cfg = io::vae_config_json(data_dir + "vae_small.json");
   CHECK(cfg.block_out_channels == std::vector<index_t>{8, 16});
   CHECK(cfg.scaling_factor == doctest::Approx(0.18215));
-  models::VAEDecoder vae(cfg);
+  models::BasicVAEDecoder<Backend> vae(cfg);
   CHECK(vae.scale() == 2);
   io::load_params(vae, io::SafetensorsCheckpoint::open(data_dir + "vae_small.safetensors"));
   const auto f = io::NpzFile::open(data_dir + "vae_small_io.npz");
@@ -54,18 +56,19 @@ TEST_CASE("the VAE decoder matches PyTorch") {
   CHECK_THROWS_AS(vae.decode(bad.view()), shape_error);
   models::VAEConfig other = cfg;
   other.layers_per_block = 2;  // one more ResBlock per level: the file lacks it
-  models::VAEDecoder v2(other);
+  models::BasicVAEDecoder<Backend> v2(other);
   CHECK_THROWS_AS(
       io::load_params(v2, io::SafetensorsCheckpoint::open(data_dir + "vae_small.safetensors")),
       format_error);
 }
 
-TEST_CASE("the VAE encoder matches PyTorch") {
+TEST_CASE_TEMPLATE("the VAE encoder matches PyTorch", Backend, default_backend, cpu_scalar) {
+  INFO("backend " << std::string(Backend::name()));
   const auto cfg = io::vae_config_json(data_dir + "vae_kl_small.json");
   CHECK(cfg.in_channels == 3);
   CHECK(cfg.layers_per_block == 2);
   const auto ck = io::SafetensorsCheckpoint::open(data_dir + "vae_kl_small.safetensors");
-  const auto vae = io::load_autoencoder_kl(ck, cfg);
+  const auto vae = io::load_autoencoder_kl<models::BasicAutoencoderKL<Backend>>(ck, cfg);
   REQUIRE(vae.has_encoder());
   CHECK(vae.encoder->scale() == 2);
   const auto f = io::NpzFile::open(data_dir + "vae_kl_small_io.npz");
@@ -85,7 +88,7 @@ TEST_CASE("the VAE encoder matches PyTorch") {
   CHECK(worst_rel(d_odd.logvar, f.get<float, 4>("logvar_odd")) < 1e-4);
 
   // The encoder alone loads from the same file by its own names.
-  models::VAEEncoder enc(cfg);
+  models::BasicVAEEncoder<Backend> enc(cfg);
   io::load_params(enc, ck);
   CHECK(worst_rel(enc.encode(x.view()).mean, mean) < 1e-6);
 

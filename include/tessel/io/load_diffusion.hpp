@@ -170,14 +170,15 @@ inline models::VAEConfig vae_config_json(const std::string& path) {
 /// An AutoencoderKL from a diffusers vae checkpoint: the decoder always; the encoder when the
 /// file holds any 'encoder.*' or 'quant_conv.*' tensor (then it must hold all of them: a
 /// missing one is a format_error naming it). A decoder-only file gives has_encoder() false.
-inline models::AutoencoderKL load_autoencoder_kl(const SafetensorsCheckpoint& ck,
-                                                 const models::VAEConfig& cfg) {
+/// Model: models::BasicAutoencoderKL<Backend> for another backend than the default.
+template <class Model = models::AutoencoderKL>
+Model load_autoencoder_kl(const SafetensorsCheckpoint& ck, const models::VAEConfig& cfg) {
   const auto& all = ck.tensors();
   const auto has_prefix = [&](std::string_view p) {
     const auto it = all.lower_bound(p);
     return it != all.end() && it->first.starts_with(p);
   };
-  models::AutoencoderKL vae(cfg, has_prefix("encoder.") || has_prefix("quant_conv."));
+  Model vae(cfg, has_prefix("encoder.") || has_prefix("quant_conv."));
   load_params(vae, ck);
   return vae;
 }
@@ -216,9 +217,10 @@ inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std
 }
 
 /// The mnist-ddpm network from a .safetensors or a PyTorch .pth state dict (chosen by the
-/// file's extension).
-inline models::MnistDDPM load_mnist_ddpm(const std::string& path) {
-  models::MnistDDPM m;
+/// file's extension). Model: models::BasicMnistDDPM<Backend> for another backend.
+template <class Model = models::MnistDDPM>
+Model load_mnist_ddpm(const std::string& path) {
+  Model m;
   if (path.ends_with(".safetensors")) {
     const auto f = SafetensorsFile::open(path);
     m.visit([&](const std::string& name, auto& t) {
@@ -226,7 +228,7 @@ inline models::MnistDDPM load_mnist_ddpm(const std::string& path) {
       if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
       if (s->dtype != st_dtype::F32)
         throw format_error(path, s->file_offset, "tensor '" + name + "' is not F32");
-      models::MnistDDPM::copy_param(name, t, s->shape, s->bytes().data());
+      Model::copy_param(name, t, s->shape, s->bytes().data());
     });
   } else {
     const auto f = TorchFile::open(path);
@@ -235,7 +237,7 @@ inline models::MnistDDPM load_mnist_ddpm(const std::string& path) {
       if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");
       if (s->dtype != torch_dtype::F32 || !s->is_contiguous())
         throw format_error(path, 0, "tensor '" + name + "' is not a contiguous float32 tensor");
-      models::MnistDDPM::copy_param(name, t, s->shape, s->storage.data() + s->storage_offset * 4);
+      Model::copy_param(name, t, s->shape, s->storage.data() + s->storage_offset * 4);
     });
   }
   return m;

@@ -13,6 +13,7 @@
 //   const auto ck = io::SafetensorsCheckpoint::open("sd15/text_encoder/model.safetensors");
 //   models::CLIPTextModel clip(io::clip_config(ck, path));  io::load_params(clip, ck);
 //   auto ctx = clip.encode_padded(ids);   // ids padded with eos to max_pos (77): [77 · 768]
+// CLIPTextModel is BasicCLIPTextModel<default_backend>; BasicCLIPTextModel<B> runs backend B.
 
 #include <span>
 #include <string>
@@ -32,8 +33,12 @@ struct CLIPConfig {
   float norm_eps = 1e-5f;
 };
 
-class CLIPTextModel {
+/// Backend: whose kernels encode() runs (default_backend; cpu_scalar: the references). The
+/// causal self-attention runs on nn::Attention's own backend-less path.
+template <class Backend = default_backend>
+class BasicCLIPTextModel {
  public:
+  using backend_type = Backend;
   struct Layer {
     Layer(const CLIPConfig& c)
         : layer_norm1(c.dim, c.norm_eps),
@@ -47,7 +52,7 @@ class CLIPTextModel {
     nn::Linear<dyn, dyn, float, true> fc1, fc2;
   };
 
-  explicit CLIPTextModel(const CLIPConfig& c)
+  explicit BasicCLIPTextModel(const CLIPConfig& c)
       : cfg_(c),
         token_embedding(c.vocab, c.dim),
         position_embedding(c.max_pos, c.dim),
@@ -73,17 +78,18 @@ class CLIPTextModel {
     position_embedding.add(h.data(), T, 0);
     const auto& a0 = layers.front().self_attn;
     std::vector<float> scratch(static_cast<std::size_t>(a0.scratch_floats(T, cfg_.max_pos)));
+    const Backend b{};
     for (const Layer& l : layers) {
-      l.layer_norm1.forward(h.data(), T, t.data());
+      l.layer_norm1.forward(b, h.data(), T, t.data());
       // Causal attention over the sequence: its keys and values fill the cache rows 0 … T−1.
       l.self_attn.forward(t.data(), T, 0, k.data(), v.data(), cfg_.max_pos, scratch.data(),
                           h.data(), 1.0f);
-      l.layer_norm2.forward(h.data(), T, t.data());
-      l.fc1.forward(t.data(), T, f.data());
+      l.layer_norm2.forward(b, h.data(), T, t.data());
+      l.fc1.forward(b, t.data(), T, f.data());
       for (auto& x : f) x = x / (1.0f + std::exp(-1.702f * x));  // quick_gelu
-      l.fc2.forward(f.data(), T, h.data(), 1.0f);
+      l.fc2.forward(b, f.data(), T, h.data(), 1.0f);
     }
-    final_layer_norm.forward(h.data(), T, h.data());
+    final_layer_norm.forward(b, h.data(), T, h.data());
     return h;
   }
 
@@ -127,5 +133,6 @@ class CLIPTextModel {
   std::vector<Layer> layers;
   nn::LayerNorm<dyn> final_layer_norm;
 };
+using CLIPTextModel = BasicCLIPTextModel<>;
 
 }  // namespace tessel::models

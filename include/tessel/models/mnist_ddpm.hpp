@@ -16,6 +16,8 @@
 //   (the loader is in io/load_diffusion.hpp)
 //   auto eps = m.forward(x, t);        // x [N,1,28,28], t [N] -> ε [N,1,28,28]
 //   m.beta_t, m.alpha_t                // β_i, ᾱ_i for i = 0 … 1000 (the training schedule)
+// MnistDDPM is BasicMnistDDPM<default_backend>; io::load_mnist_ddpm<BasicMnistDDPM<B>>(path)
+// loads one that runs backend B.
 
 #include <array>
 #include <cmath>
@@ -31,8 +33,11 @@
 
 namespace tessel::models {
 
-class MnistDDPM {
+/// Backend: whose kernels forward() runs (default_backend; cpu_scalar: the references).
+template <class Backend = default_backend>
+class BasicMnistDDPM {
  public:
+  using backend_type = Backend;
   static constexpr index_t side = 28, steps = 1000, n_freq = 16, temb_hidden = 128;
   static constexpr std::array<index_t, 5> channels{1, 16, 32, 32, 16};
   static constexpr float ln_eps = 1e-5f;
@@ -45,7 +50,7 @@ class MnistDDPM {
     Tensor<float, DynShape<3>> ln_w, ln_b;
   };
 
-  MnistDDPM() {
+  BasicMnistDDPM() {
     for (std::size_t b = 0; b < 4; ++b) blocks.emplace_back(channels[b], channels[b + 1]);
   }
 
@@ -81,13 +86,14 @@ class MnistDDPM {
         phi(n, i) = static_cast<float>(std::sin(a));
         phi(n, n_freq + i) = static_cast<float>(std::cos(a) - 1.0);
       }
-    time_embed[0].forward(phi.data(), N, h.data());
+    const Backend b{};
+    time_embed[0].forward(b, phi.data(), N, h.data());
     gelu_inplace(h.data(), h.size());
-    time_embed[1].forward(h.data(), N, h2.data());
+    time_embed[1].forward(b, h.data(), N, h2.data());
     gelu_inplace(h2.data(), h2.size());
-    time_embed[2].forward(h2.data(), N, h.data());
+    time_embed[2].forward(b, h2.data(), N, h.data());
     gelu_inplace(h.data(), h.size());
-    time_out.forward(h.data(), N, out.data());
+    time_out.forward(b, h.data(), N, out.data());
     return out;
   }
 
@@ -109,7 +115,9 @@ class MnistDDPM {
         for (index_t i = 0; i < P; ++i) p[i] += e;
       }
     for (std::size_t b = 1; b < 4; ++b) h = run_block(blocks[b], h.view());
-    return conv2d(h.view(), out_w.view(), out_b.view(), {.padding = 1});
+    Tensor<float, DynShape<4>> y(N, 1, side, side);
+    conv2d(Backend{}, y.view(), h.view(), out_w.view(), out_b.view(), {.padding = 1});
+    return y;
   }
 
   std::vector<Block> blocks;  // blocks.0 … blocks.3
@@ -130,10 +138,11 @@ class MnistDDPM {
 
   static Tensor<float, DynShape<4>> run_block(const Block& b,
                                               TensorView<const float, DynShape<4>> x) {
-    auto h = conv2d(x, b.conv_w.view(), b.conv_b.view(), {.padding = 3});
+    Tensor<float, DynShape<4>> h(x.extent(0), b.conv_w.extent(0), side, side);
+    conv2d(Backend{}, h.view(), x, b.conv_w.view(), b.conv_b.view(), {.padding = 3});
     const index_t N = h.extent(0), D = h.size() / N;
     auto rows = h.reshape(N, D);  // one row per sample: LayerNorm over (C, 28, 28)
-    layer_norm(rows, rows, b.ln_w.reshape(D), b.ln_b.reshape(D), ln_eps);
+    layer_norm(Backend{}, rows, rows, b.ln_w.reshape(D), b.ln_b.reshape(D), ln_eps);
     gelu_inplace(h.data(), h.size());
     return h;
   }
@@ -155,5 +164,6 @@ class MnistDDPM {
     std::memcpy(static_cast<void*>(t.data()), src, t.bytes());
   }
 };
+using MnistDDPM = BasicMnistDDPM<>;
 
 }  // namespace tessel::models

@@ -24,6 +24,7 @@
 //     static constexpr std::array<bool, 2> attention{true, false}; };
 //   models::UNet<Tiny> a;                           models::UNet<> b(models::UNetConfig::sd15());
 //   auto eps = b.forward(x, t, context);            // x [N,4,H,W], t [N], context [N, L, 768]
+//   models::UNet<models::UNetConfig, float, cpu_scalar> r(cfg);  // on the reference kernels
 // Shapes are run-time either way (convolutions are), so a static config saves no work: it
 // checks the config at compile time.
 
@@ -34,6 +35,7 @@
 
 #include "tessel/nn/resblock.hpp"
 #include "tessel/nn/spatial_transformer.hpp"
+#include "tessel/ops/diffusion_rows.hpp"
 #include "tessel/ops/timestep_embedding.hpp"
 
 namespace tessel::models {
@@ -98,12 +100,14 @@ UNetConfig to_unet_config() {
 
 /// W: the storage format of the weight matrices and kernels (float, f16, bf16: widened to f32
 /// inside the convolutions' and projections' GEMM panels); norms, biases and the class
-/// embedding stay f32. convert_weights<W2>(unet) makes a copy in another format.
-template <class Cfg = UNetConfig, class W = float>
+/// embedding stay f32. convert_weights<W2>(unet) makes a copy in another format. Backend: whose
+/// kernels forward() runs (UNet<UNetConfig, float, cpu_scalar>: the references).
+template <class Cfg = UNetConfig, class W = float, class Backend = default_backend>
 class UNet {
  public:
   using config_type = Cfg;
   using weight_format = W;
+  using backend_type = Backend;
   using Act4 = nn::Act4;
   using View4 = nn::View4;
 
@@ -142,14 +146,15 @@ class UNet {
                         " labels for " + std::to_string(N) + " images");
     const float* ctx = context.data();
     const index_t L = context.extent(1);
+    const Backend b{};
 
     // The time embedding, then SiLU once for every ResBlock's projection.
     const index_t ted = time_embed_dim();
     const auto tp = timestep_embedding(t, cfg_.block_out_channels[0]);
     std::vector<float> e1(static_cast<std::size_t>(N * ted)), emb(e1.size());
-    linear_1.forward(tp.data(), N, e1.data());
-    nn::detail::silu_inplace(e1.data(), N * ted);
-    linear_2.forward(e1.data(), N, emb.data());
+    linear_1.forward(b, tp.data(), N, e1.data());
+    kernel<op::silu_inplace, Backend>::run(e1.data(), N * ted);
+    linear_2.forward(b, e1.data(), N, emb.data());
     for (std::size_t n = 0; n < class_labels.size(); ++n) {
       const index_t c = class_labels[n];
       if (c < 0 || c >= cfg_.num_classes)
@@ -159,35 +164,36 @@ class UNet {
         emb[n * static_cast<std::size_t>(ted) + static_cast<std::size_t>(j)] +=
             class_embedding.data()[c * ted + j];
     }
-    nn::detail::silu_inplace(emb.data(), N * ted);
+    kernel<op::silu_inplace, Backend>::run(emb.data(), N * ted);
     const float* te = emb.data();
 
     std::vector<Act4> skips;
-    Act4 h = conv_in.forward(x);
+    Act4 h = conv_in.forward(b, x);
     skips.push_back(h.clone());
-    for (const Level& b : down_blocks) {
-      for (std::size_t j = 0; j < b.resnets.size(); ++j) {
-        h = b.resnets[j].forward(h.view(), te);
-        if (!b.attentions.empty()) h = b.attentions[j].forward(h.view(), ctx, L);
+    for (const Level& blk : down_blocks) {
+      for (std::size_t j = 0; j < blk.resnets.size(); ++j) {
+        h = blk.resnets[j].forward(b, h.view(), te);
+        if (!blk.attentions.empty()) h = blk.attentions[j].forward(b, h.view(), ctx, L);
         skips.push_back(h.clone());
       }
-      if (b.downsampler) {
-        h = b.downsampler->forward(h.view());
+      if (blk.downsampler) {
+        h = blk.downsampler->forward(b, h.view());
         skips.push_back(h.clone());
       }
     }
-    h = mid_resnets[0].forward(h.view(), te);
-    h = mid_attention.forward(h.view(), ctx, L);
-    h = mid_resnets[1].forward(h.view(), te);
-    for (const Level& b : up_blocks) {
-      for (std::size_t j = 0; j < b.resnets.size(); ++j) {
-        h = b.resnets[j].forward(nn::concat_channels(h.view(), skips.back().view()).view(), te);
+    h = mid_resnets[0].forward(b, h.view(), te);
+    h = mid_attention.forward(b, h.view(), ctx, L);
+    h = mid_resnets[1].forward(b, h.view(), te);
+    for (const Level& blk : up_blocks) {
+      for (std::size_t j = 0; j < blk.resnets.size(); ++j) {
+        h = blk.resnets[j].forward(b, nn::concat_channels(h.view(), skips.back().view()).view(),
+                                   te);
         skips.pop_back();
-        if (!b.attentions.empty()) h = b.attentions[j].forward(h.view(), ctx, L);
+        if (!blk.attentions.empty()) h = blk.attentions[j].forward(b, h.view(), ctx, L);
       }
-      if (b.upsampler) h = b.upsampler->forward(h.view());
+      if (blk.upsampler) h = blk.upsampler->forward(b, h.view());
     }
-    return conv_out.forward(conv_norm_out.forward_silu(h.view()).view());
+    return conv_out.forward(b, conv_norm_out.forward_silu(b, h.view()).view());
   }
 
   /// Calls v(name, tensor) for every parameter, with diffusers' names.
@@ -279,8 +285,8 @@ class UNet {
 /// A copy of `src` whose weight matrices and kernels are stored as W2 (f32 values rounded to
 /// nearest even for f16 / bf16); the same config, parameter for parameter.
 ///   auto unet16 = models::convert_weights<f16>(unet);   // half the bytes per step
-template <class W2, class Cfg, class W1>
-UNet<Cfg, W2> convert_weights(UNet<Cfg, W1>& src) {
+template <class W2, class Cfg, class W1, class Backend>
+UNet<Cfg, W2, Backend> convert_weights(UNet<Cfg, W1, Backend>& src) {
   struct source {
     const void* data;
     index_t size;
@@ -296,9 +302,9 @@ UNet<Cfg, W2> convert_weights(UNet<Cfg, W1>& src) {
   });
   auto dst = [&] {
     if constexpr (std::is_same_v<Cfg, UNetConfig>) {
-      return UNet<Cfg, W2>(src.config());
+      return UNet<Cfg, W2, Backend>(src.config());
     } else {
-      return UNet<Cfg, W2>();
+      return UNet<Cfg, W2, Backend>();
     }
   }();
   std::size_t i = 0;

@@ -27,6 +27,8 @@
 //       io::SafetensorsCheckpoint::open(".../diffusion_pytorch_model.safetensors"), cfg);
 //   auto z = vae.encode(img).sample(/*seed=*/1);   // [N, 3, H, W] in [−1, 1] → [N, 4, H/8, W/8]
 //   auto img2 = vae.decode(z);                      // [N, 4, h, w] -> [N, 3, 8h, 8w]
+// VAEDecoder, VAEEncoder, AutoencoderKL are BasicVAEDecoder<B>, ... with B = default_backend;
+// io::load_autoencoder_kl<models::BasicAutoencoderKL<B>>(ck, cfg) loads one that runs B.
 
 #include <algorithm>
 #include <cmath>
@@ -61,7 +63,9 @@ struct VAEConfig {
   }
 };
 
-class VAEDecoder {
+/// Backend: whose kernels decode() runs (default_backend; cpu_scalar: the references).
+template <class Backend = default_backend>
+class BasicVAEDecoder {
  public:
   using Act4 = nn::Act4;
   using View4 = nn::View4;
@@ -71,7 +75,7 @@ class VAEDecoder {
     std::optional<nn::Upsample> upsampler;
   };
 
-  explicit VAEDecoder(const VAEConfig& c)
+  explicit BasicVAEDecoder(const VAEConfig& c)
       : cfg_((c.validate(), c)),
         post_quant_conv(c.latent_channels, c.latent_channels, 1),
         conv_in(c.latent_channels, c.block_out_channels.back(), 3, {.padding = 1}),
@@ -108,16 +112,17 @@ class VAEDecoder {
     Act4 u(z.shape());  // a scaled copy: latents are small next to the activations
     const float k = unscale ? 1.0f / cfg_.scaling_factor : 1.0f;
     for (index_t i = 0; i < u.size(); ++i) u.data()[i] = z.data()[i] * k;
-    Act4 h = post_quant_conv.forward(u.view());
-    h = conv_in.forward(h.view());
-    h = mid_resnets[0].forward(h.view());
-    h = mid_attention.forward(h.view());
-    h = mid_resnets[1].forward(h.view());
-    for (const Level& b : up_blocks) {
-      for (const auto& r : b.resnets) h = r.forward(h.view());
-      if (b.upsampler) h = b.upsampler->forward(h.view());
+    const Backend b{};
+    Act4 h = post_quant_conv.forward(b, u.view());
+    h = conv_in.forward(b, h.view());
+    h = mid_resnets[0].forward(b, h.view());
+    h = mid_attention.forward(b, h.view());
+    h = mid_resnets[1].forward(b, h.view());
+    for (const Level& blk : up_blocks) {
+      for (const auto& r : blk.resnets) h = r.forward(b, h.view());
+      if (blk.upsampler) h = blk.upsampler->forward(b, h.view());
     }
-    return conv_out.forward(conv_norm_out.forward_silu(h.view()).view());
+    return conv_out.forward(b, conv_norm_out.forward_silu(b, h.view()).view());
   }
 
   template <class V>
@@ -184,7 +189,9 @@ struct LatentDistribution {
   }
 };
 
-class VAEEncoder {
+/// Backend: whose kernels moments() and encode() run.
+template <class Backend = default_backend>
+class BasicVAEEncoder {
  public:
   using Act4 = nn::Act4;
   using View4 = nn::View4;
@@ -194,7 +201,7 @@ class VAEEncoder {
     std::optional<nn::Downsample> downsampler;
   };
 
-  explicit VAEEncoder(const VAEConfig& c)
+  explicit BasicVAEEncoder(const VAEConfig& c)
       : cfg_((c.validate(), c)),
         conv_in(c.in_channels, c.block_out_channels.front(), 3, {.padding = 1}),
         mid_attention(c.block_out_channels.back(), c.norm_groups),
@@ -227,16 +234,17 @@ class VAEEncoder {
       throw shape_error("tessel::models::VAEEncoder: images " + to_string(x.shape()) +
                         " should be contiguous [N, " + std::to_string(cfg_.in_channels) +
                         ", H, W]");
-    Act4 h = conv_in.forward(x);
-    for (const Level& b : down_blocks) {
-      for (const auto& r : b.resnets) h = r.forward(h.view());
-      if (b.downsampler) h = b.downsampler->forward(h.view());
+    const Backend b{};
+    Act4 h = conv_in.forward(b, x);
+    for (const Level& blk : down_blocks) {
+      for (const auto& r : blk.resnets) h = r.forward(b, h.view());
+      if (blk.downsampler) h = blk.downsampler->forward(b, h.view());
     }
-    h = mid_resnets[0].forward(h.view());
-    h = mid_attention.forward(h.view());
-    h = mid_resnets[1].forward(h.view());
-    h = conv_out.forward(conv_norm_out.forward_silu(h.view()).view());
-    return quant_conv.forward(h.view());
+    h = mid_resnets[0].forward(b, h.view());
+    h = mid_attention.forward(b, h.view());
+    h = mid_resnets[1].forward(b, h.view());
+    h = conv_out.forward(b, conv_norm_out.forward_silu(b, h.view()).view());
+    return quant_conv.forward(b, h.view());
   }
 
   /// The latent distribution of images x [N, in_channels, H, W] (values in about [−1, 1]).
@@ -285,12 +293,14 @@ class VAEEncoder {
 
 /// The whole AutoencoderKL: the decoder, and the encoder when the checkpoint has one
 /// (io::load_autoencoder_kl decides; a decoder-only file is common for text-to-image).
-class AutoencoderKL {
+template <class Backend = default_backend>
+class BasicAutoencoderKL {
  public:
+  using backend_type = Backend;
   using Act4 = nn::Act4;
   using View4 = nn::View4;
 
-  explicit AutoencoderKL(const VAEConfig& c, bool with_encoder = true) : decoder(c) {
+  explicit BasicAutoencoderKL(const VAEConfig& c, bool with_encoder = true) : decoder(c) {
     if (with_encoder) encoder.emplace(c);
   }
 
@@ -313,8 +323,11 @@ class AutoencoderKL {
     decoder.visit(v);
   }
 
-  VAEDecoder decoder;
-  std::optional<VAEEncoder> encoder;
+  BasicVAEDecoder<Backend> decoder;
+  std::optional<BasicVAEEncoder<Backend>> encoder;
 };
+using VAEDecoder = BasicVAEDecoder<>;
+using VAEEncoder = BasicVAEEncoder<>;
+using AutoencoderKL = BasicAutoencoderKL<>;
 
 }  // namespace tessel::models

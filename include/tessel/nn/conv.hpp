@@ -3,9 +3,11 @@
 // shapes are dynamic anyway), with PyTorch's parameter names ".weight" / ".bias".
 //
 //   nn::Conv2d conv(in, out, /*kernel=*/3, {.padding = 1});   // BasicConv2d<f16>: f16 weights
-//   auto y = conv.forward(x.view());             // x [N, in, H, W] -> [N, out, OH, OW]
+//   auto y = conv.forward(b, x.view());          // x [N, in, H, W] -> [N, out, OH, OW] on
+//                                                // the backend whose tag b is
 //   nn::GroupNorm gn(/*groups=*/32, channels, /*eps=*/1e-5f);
-//   auto h = gn.forward(x.view());  gn.forward_silu(...) fuses the SiLU that always follows
+//   auto h = gn.forward(b, x.view());  gn.forward_silu(b, ...) fuses the SiLU that follows
+// The forwards without a backend run on default_backend.
 //
 // NCHW activations are Tensor<float, DynShape<4>> here: the convolutional blocks allocate their
 // outputs (a U-Net step is dominated by its convolutions, not by allocation).
@@ -43,15 +45,14 @@ class BasicConv2d {
   index_t in() const noexcept { return weight.extent(1) * opt.groups; }
   index_t out() const noexcept { return weight.extent(0); }
 
-  Act4 forward(View4 x) const {
-    if constexpr (std::is_same_v<W, float>) {
-      return conv2d(x, weight.view(), bias.view(), opt);
-    } else {
-      Act4 y(DynShape<4>::from_array(tessel::detail::conv2d_out_shape(x, weight.view(), opt)));
-      conv2d(cpu{}, y.view(), x, weight.view(), bias.view(), opt);
-      return y;
-    }
+  template <class Backend>
+  Act4 forward(Backend b, View4 x) const {
+    Act4 y(DynShape<4>::from_array(
+        tessel::detail::conv2d_out_shape(x, TensorView<const W, DynShape<4>>(weight.view()), opt)));
+    conv2d(b, y.view(), x, weight.view(), bias.view(), opt);
+    return y;
   }
+  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {
@@ -74,13 +75,21 @@ class GroupNorm {
                         " channels do not split into " + std::to_string(groups) + " groups");
   }
 
-  Act4 forward(View4 x) const { return group_norm(x, weight, bias, groups, eps); }
-  /// SiLU(GroupNorm(x)): the pair every ResBlock and U-Net output runs.
-  Act4 forward_silu(View4 x) const {
+  template <class Backend>
+  Act4 forward(Backend b, View4 x) const {
     Act4 y(x.shape());
-    group_norm_silu(cpu{}, y, x, weight, bias, groups, eps);
+    group_norm(b, y, x, weight, bias, groups, eps);
     return y;
   }
+  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
+  /// SiLU(GroupNorm(x)): the pair every ResBlock and U-Net output runs.
+  template <class Backend>
+  Act4 forward_silu(Backend b, View4 x) const {
+    Act4 y(x.shape());
+    group_norm_silu(b, y, x, weight, bias, groups, eps);
+    return y;
+  }
+  Act4 forward_silu(View4 x) const { return forward_silu(default_backend{}, x); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {

@@ -12,8 +12,9 @@
 //   nn::BasicResBlock<f16> r16(...);                  // f16 weights (also BasicDownsample<W>,
 //                                                     // BasicUpsample<W>)
 //   r.visit("down_blocks.0.resnets.0", v);
-//   auto y = r.forward(x.view(), silu_temb);   // silu_temb [N, temb_dim]: SiLU(temb), which the
-//                                              // U-Net computes once for all its blocks
+//   auto y = r.forward(b, x.view(), silu_temb);  // on backend b; silu_temb [N, temb_dim]:
+//                                     // SiLU(temb), which the U-Net computes once for its blocks
+// The forwards without a backend run on default_backend.
 
 #include <optional>
 
@@ -41,32 +42,36 @@ class BasicResBlock {
   index_t out() const noexcept { return conv1.out(); }
 
   /// x [N, in, H, W], silu_temb [N, temb_dim] (null without a time embedding) -> [N, out, H, W].
-  Act4 forward(View4 x, const float* silu_temb = nullptr) const {
+  template <class Backend>
+  Act4 forward(Backend b, View4 x, const float* silu_temb = nullptr) const {
     if (x.extent(1) != in())
       throw shape_error("tessel::nn::ResBlock: input " + to_string(x.shape()) + " should have " +
                         std::to_string(in()) + " channels");
-    Act4 h = conv1.forward(norm1.forward_silu(x));
+    Act4 h = conv1.forward(b, norm1.forward_silu(b, x));
     if (time_emb_proj && silu_temb) {
       const index_t N = h.extent(0), C = h.extent(1), P = h.extent(2) * h.extent(3);
       std::vector<float> e(static_cast<std::size_t>(N * C));
-      time_emb_proj->forward(silu_temb, N, e.data());
+      time_emb_proj->forward(b, silu_temb, N, e.data());
       parallel_for(0, N * C, std::max<index_t>(1, 16384 / std::max<index_t>(P, 1)),
                    [&](index_t lo, index_t hi) {
                      for (index_t nc = lo; nc < hi; ++nc) {
                        float* p = h.data() + nc * P;
-                       const float b = e[static_cast<std::size_t>(nc)];
-                       for (index_t i = 0; i < P; ++i) p[i] += b;
+                       const float eb = e[static_cast<std::size_t>(nc)];
+                       for (index_t i = 0; i < P; ++i) p[i] += eb;
                      }
                    });
     }
-    h = conv2.forward(norm2.forward_silu(h.view()));
+    h = conv2.forward(b, norm2.forward_silu(b, h.view()));
     if (conv_shortcut) {
-      const Act4 s = conv_shortcut->forward(x);
+      const Act4 s = conv_shortcut->forward(b, x);
       detail::add_inplace(h.data(), s.data(), h.size());
     } else {
       detail::add_inplace(h.data(), x.data(), h.size());
     }
     return h;
+  }
+  Act4 forward(View4 x, const float* silu_temb = nullptr) const {
+    return forward(default_backend{}, x, silu_temb);
   }
 
   template <class V>
@@ -95,10 +100,12 @@ class BasicDownsample {
   /// (F.pad (0, 1, 0, 1)), then the stride-2 conv without padding.
   explicit BasicDownsample(index_t channels, index_t padding = 1)
       : conv(channels, channels, 3, {.stride = 2, .padding = padding}) {}
-  Act4 forward(View4 x) const {
-    if (conv.opt.padding == 0) return conv.forward(pad2d_zero(x, 0, 1, 0, 1).view());
-    return conv.forward(x);
+  template <class Backend>
+  Act4 forward(Backend b, View4 x) const {
+    if (conv.opt.padding == 0) return conv.forward(b, pad2d_zero(x, 0, 1, 0, 1, b).view());
+    return conv.forward(b, x);
   }
+  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
   template <class V>
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);
@@ -111,7 +118,11 @@ template <class W = float>
 class BasicUpsample {
  public:
   explicit BasicUpsample(index_t channels) : conv(channels, channels, 3, {.padding = 1}) {}
-  Act4 forward(View4 x) const { return conv.forward(upsample_nearest2x(x)); }
+  template <class Backend>
+  Act4 forward(Backend b, View4 x) const {
+    return conv.forward(b, upsample_nearest2x(x, b));
+  }
+  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
   template <class V>
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);

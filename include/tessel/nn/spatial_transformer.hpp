@@ -13,7 +13,8 @@
 //     biased to_q / to_k / to_v / to_out.0 over the pixels → + x.
 //
 //   nn::SpatialTransformer st(channels, heads, context_dim, groups);
-//   auto y = st.forward(x.view(), ctx, L);   // x [N, C, H, W], ctx [N, L, context_dim] rows
+//   auto y = st.forward(b, x.view(), ctx, L);   // x [N, C, H, W], ctx [N, L, context_dim] rows,
+//                                               // on backend b (without b: default_backend)
 //
 // Attention runs per (image, head) as two GEMMs (scores = Q Kᵀ, out = softmax(scores) V) over
 // blocks of query rows, keeping the score block within 16 MiB.
@@ -25,6 +26,7 @@
 #include "linear.hpp"
 #include "norm.hpp"
 #include "tessel/backend/thread_pool.hpp"
+#include "tessel/ops/diffusion_rows.hpp"
 
 namespace tessel::nn {
 
@@ -33,8 +35,9 @@ using Rows = Tensor<float, DynShape<2>>;
 namespace detail {
 
 /// out [N·T, D] = softmax(q kᵀ / √hd) v per image and head; q [N·T, D], k, v [N·L, D].
-inline void multi_head_attention(const float* q, const float* k, const float* v, index_t N,
-                                 index_t T, index_t L, index_t D, index_t heads, float* out) {
+template <class Backend>
+void multi_head_attention(Backend, const float* q, const float* k, const float* v, index_t N,
+                          index_t T, index_t L, index_t D, index_t heads, float* out) {
   const index_t hd = D / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const index_t block = std::max<index_t>(1, std::min<index_t>(T, (index_t{1} << 22) / L));
@@ -46,15 +49,9 @@ inline void multi_head_attention(const float* q, const float* k, const float* v,
       for (index_t t0 = 0; t0 < T; t0 += block) {
         const index_t m = std::min(block, T - t0);
         const index_t row0 = n * T + t0;
-        gemm<cpu>(m, L, hd, q + row0 * D + h * hd, D, kh, D, true, s.data(), L);
-        parallel_for(0, m, std::max<index_t>(1, 4096 / L), [&](index_t lo, index_t hi) {
-          for (index_t i = lo; i < hi; ++i) {
-            float* r = s.data() + i * L;
-            for (index_t j = 0; j < L; ++j) r[j] *= scale;
-            rows::softmax(r, L);
-          }
-        });
-        gemm<cpu>(m, hd, L, s.data(), L, vh, D, false, out + row0 * D + h * hd, D);
+        gemm<Backend>(m, L, hd, q + row0 * D + h * hd, D, kh, D, true, s.data(), L);
+        kernel<op::scaled_softmax_rows, Backend>::run(s.data(), m, L, scale);
+        gemm<Backend>(m, hd, L, s.data(), L, vh, D, false, out + row0 * D + h * hd, D);
       }
     }
 }
@@ -108,38 +105,15 @@ inline Act4 rows_to_nchw_add(const Rows& r, View4 residual) {
   return y;
 }
 
-/// a[i, j] = h[i, j] · GELU_erf(h[i, F + j]) for rows i < M of h [M, 2F]: GEGLU, threaded
-/// over rows and vectorized (xsimd's erf).
-inline void geglu(const float* h, index_t M, index_t F, float* a) {
-  using V = xsimd::batch<float>;
-  constexpr index_t W = static_cast<index_t>(V::size);
-  parallel_for(0, M, std::max<index_t>(1, 8192 / std::max<index_t>(F, 1)),
-               [&](index_t lo, index_t hi) {
-                 const V half(0.5f), one(1.0f), rsqrt2(0.70710678118654752f);
-                 for (index_t i = lo; i < hi; ++i) {
-                   const float* x = h + i * 2 * F;
-                   const float* g = x + F;
-                   float* o = a + i * F;
-                   index_t j = 0;
-                   for (; j + W <= F; j += W) {
-                     const V gv = V::load_unaligned(g + j);
-                     const V ge = half * gv * (one + xsimd::erf(gv * rsqrt2));
-                     (V::load_unaligned(x + j) * ge).store_unaligned(o + j);
-                   }
-                   for (; j < F; ++j) o[j] = x[j] * gelu(g[j], GeluKind::erf);
-                 }
-               });
-}
-
 /// y[M, out] = x[M, in] · w[out, in, 1, 1]ᵀ + b: a 1×1 convolution on pixel rows.
-template <class W>
-Rows conv1x1_rows(const Rows& x, const BasicConv2d<W>& conv) {
+template <class Backend, class W>
+Rows conv1x1_rows(Backend, const Rows& x, const BasicConv2d<W>& conv) {
   const index_t M = x.extent(0), K = conv.in(), N = conv.out();
   if (x.extent(1) != K || conv.weight.extent(2) != 1 || conv.weight.extent(3) != 1)
     throw shape_error("tessel::nn: 1x1 projection of rows " + to_string(x.shape()) +
                       " by a weight " + to_string(conv.weight.shape()));
   Rows y(M, N);
-  gemm<cpu>(M, N, K, x.data(), K, conv.weight.data(), K, true, y.data(), N);
+  gemm<Backend>(M, N, K, x.data(), K, conv.weight.data(), K, true, y.data(), N);
   for (index_t i = 0; i < M; ++i)
     for (index_t j = 0; j < N; ++j) y.data()[i * N + j] += conv.bias.data()[j];
   return y;
@@ -167,8 +141,9 @@ class CrossAttention {
 
   /// y[N·T, dim] = attention(x[N·T, dim], context[N·L, context_dim]) + beta · y. A null
   /// context is self-attention (L = T).
-  void forward(const float* x, index_t N, index_t T, const float* context, index_t L, float* y,
-               float beta = 0.0f) const {
+  template <class Backend>
+  void forward(Backend b, const float* x, index_t N, index_t T, const float* context, index_t L,
+               float* y, float beta = 0.0f) const {
     const index_t D = dim();
     if (!context) {
       if (context_dim() != D)
@@ -178,11 +153,15 @@ class CrossAttention {
     }
     std::vector<float> q(static_cast<std::size_t>(N * T * D)),
         k(static_cast<std::size_t>(N * L * D)), v(k.size()), att(q.size());
-    to_q.forward(x, N * T, q.data());
-    to_k.forward(context, N * L, k.data());
-    to_v.forward(context, N * L, v.data());
-    detail::multi_head_attention(q.data(), k.data(), v.data(), N, T, L, D, heads, att.data());
-    to_out.forward(att.data(), N * T, y, beta);
+    to_q.forward(b, x, N * T, q.data());
+    to_k.forward(b, context, N * L, k.data());
+    to_v.forward(b, context, N * L, v.data());
+    detail::multi_head_attention(b, q.data(), k.data(), v.data(), N, T, L, D, heads, att.data());
+    to_out.forward(b, att.data(), N * T, y, beta);
+  }
+  void forward(const float* x, index_t N, index_t T, const float* context, index_t L, float* y,
+               float beta = 0.0f) const {
+    forward(default_backend{}, x, N, T, context, L, y, beta);
   }
 
   template <class V>
@@ -211,18 +190,22 @@ class BasicTransformerBlock {
         ff_out(4 * dim, dim) {}
 
   /// x[N·T, dim] updated in place; context [N·L, context_dim].
-  void forward(float* x, index_t N, index_t T, const float* context, index_t L) const {
+  template <class Backend>
+  void forward(Backend b, float* x, index_t N, index_t T, const float* context, index_t L) const {
     const index_t D = norm1.dim(), M = N * T, F = 4 * D;
     std::vector<float> t(static_cast<std::size_t>(M * D));
-    norm1.forward(x, M, t.data());
-    attn1.forward(t.data(), N, T, nullptr, 0, x, 1.0f);
-    norm2.forward(x, M, t.data());
-    attn2.forward(t.data(), N, T, context, L, x, 1.0f);
-    norm3.forward(x, M, t.data());
+    norm1.forward(b, x, M, t.data());
+    attn1.forward(b, t.data(), N, T, nullptr, 0, x, 1.0f);
+    norm2.forward(b, x, M, t.data());
+    attn2.forward(b, t.data(), N, T, context, L, x, 1.0f);
+    norm3.forward(b, x, M, t.data());
     std::vector<float> g(static_cast<std::size_t>(M * 2 * F)), a(static_cast<std::size_t>(M * F));
-    ff_proj.forward(t.data(), M, g.data());
-    detail::geglu(g.data(), M, F, a.data());
-    ff_out.forward(a.data(), M, x, 1.0f);
+    ff_proj.forward(b, t.data(), M, g.data());
+    kernel<op::geglu, Backend>::run(g.data(), M, F, a.data());
+    ff_out.forward(b, a.data(), M, x, 1.0f);
+  }
+  void forward(float* x, index_t N, index_t T, const float* context, index_t L) const {
+    forward(default_backend{}, x, N, T, context, L);
   }
 
   template <class V>
@@ -260,16 +243,20 @@ class BasicSpatialTransformer {
   index_t context_dim() const noexcept { return blocks.front().attn2.context_dim(); }
 
   /// x [N, C, H, W], context [N·L, context_dim] rows -> [N, C, H, W].
-  Act4 forward(View4 x, const float* context, index_t L) const {
+  template <class Backend>
+  Act4 forward(Backend b, View4 x, const float* context, index_t L) const {
     if (x.extent(1) != channels())
       throw shape_error("tessel::nn::SpatialTransformer: input " + to_string(x.shape()) +
                         " should have " + std::to_string(channels()) + " channels");
     if (!context || L <= 0)
       throw value_error("tessel::nn::SpatialTransformer: cross-attention needs a context");
     const index_t N = x.extent(0), T = x.extent(2) * x.extent(3);
-    Rows h = detail::conv1x1_rows(detail::nchw_to_rows(norm.forward(x).view()), proj_in);
-    for (const auto& b : blocks) b.forward(h.data(), N, T, context, L);
-    return detail::rows_to_nchw_add(detail::conv1x1_rows(h, proj_out), x);
+    Rows h = detail::conv1x1_rows(b, detail::nchw_to_rows(norm.forward(b, x).view()), proj_in);
+    for (const auto& blk : blocks) blk.forward(b, h.data(), N, T, context, L);
+    return detail::rows_to_nchw_add(detail::conv1x1_rows(b, h, proj_out), x);
+  }
+  Act4 forward(View4 x, const float* context, index_t L) const {
+    return forward(default_backend{}, x, context, L);
   }
 
   template <class V>
@@ -293,16 +280,18 @@ class AttentionBlock {
   AttentionBlock(index_t channels, index_t groups)
       : group_norm(groups, channels, 1e-6f), attn(channels, channels, 1) {}
 
-  Act4 forward(View4 x) const {
+  template <class Backend>
+  Act4 forward(Backend b, View4 x) const {
     if (x.extent(1) != attn.dim())
       throw shape_error("tessel::nn::AttentionBlock: input " + to_string(x.shape()) +
                         " should have " + std::to_string(attn.dim()) + " channels");
     const index_t N = x.extent(0), T = x.extent(2) * x.extent(3);
-    const Rows h = detail::nchw_to_rows(group_norm.forward(x).view());
+    const Rows h = detail::nchw_to_rows(group_norm.forward(b, x).view());
     Rows y(N * T, attn.dim());
-    attn.forward(h.data(), N, T, nullptr, 0, y.data());
+    attn.forward(b, h.data(), N, T, nullptr, 0, y.data());
     return detail::rows_to_nchw_add(y, x);
   }
+  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {

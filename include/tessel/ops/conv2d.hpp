@@ -12,7 +12,8 @@
 //   auto y = conv2d(x, w, {.groups = 4});                       // no bias
 //   conv2d(y, x, w, bias, opts);                                // into y
 //   conv2d(cpu_scalar{}, y, x, w, bias, opts);  // the reference; cpu_simd<A>: fast, threaded
-//   conv2d(cpu{}, y, x, w16.view(), bias, opts);  // f16 / bf16 weights (a TensorView of them)
+//   conv2d(default_backend{}, y, x, w16.view(), bias, opts);  // f16 / bf16 weights (a TensorView
+//   of them)
 //
 // Fast path (cpu_simd): 3×3 stride-1 convolutions with ≥ 32 channels and ≥ 128 output 2×2
 // tiles run as Winograd F(2×2, 3×3) (conv2d_winograd below: 2.25× fewer multiplies, 16 SGEMMs
@@ -140,30 +141,32 @@ void conv2d_depthwise(const conv2d_problem<TW>& p, index_t lo, index_t hi) {
 
 /// Packs rows [0, mc) × columns [0, kc) of the weight matrix (row-major, stride lda) into
 /// MR-row slivers (k-major, MR floats per k), widening f16 / bf16 to f32; the last sliver is
-/// zero-padded to MR rows. With AVX, 8 rows × 8 columns at a time go through an in-register
-/// transpose (the deep U-Net levels, with few output pixels, spend most of their time here).
-template <int MR, class TW>
+/// zero-padded to MR rows. When Arch has AVX, 8 rows × 8 columns at a time go through an
+/// in-register transpose (the deep U-Net levels, with few output pixels, spend most of their
+/// time here).
+template <int MR, class Arch, class TW>
 void conv2d_pack_a(index_t mc, index_t kc, const TW* A, index_t lda, float* out) noexcept {
   for (index_t i0 = 0; i0 < mc; i0 += MR) {
     const index_t rows = std::min<index_t>(MR, mc - i0);
     const TW* src = A + i0 * lda;
     index_t k0 = 0;
-#if defined(__AVX__)
-    for (; k0 + 8 <= kc; k0 += 8) {
-      for (int rb = 0; rb < MR; rb += 8) {
-        __m256 v[8];
-        for (int i = 0; i < 8; ++i)
-          v[i] = rb + i < rows ? load8_f32(src + (rb + i) * lda + k0) : _mm256_setzero_ps();
-        transpose8(v);
-        if (rb + 8 <= MR) {
-          for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + rb, v[i]);
-        } else {
-          const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-          const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR - rb), lanes);
-          for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + rb, mask, v[i]);
+#if defined(__AVX__)  // only lets the intrinsics compile: Arch chooses the path
+    if constexpr (std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>)
+      for (; k0 + 8 <= kc; k0 += 8) {
+        for (int rb = 0; rb < MR; rb += 8) {
+          __m256 v[8];
+          for (int i = 0; i < 8; ++i)
+            v[i] = rb + i < rows ? load8_f32(src + (rb + i) * lda + k0) : _mm256_setzero_ps();
+          transpose8(v);
+          if (rb + 8 <= MR) {
+            for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + rb, v[i]);
+          } else {
+            const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR - rb), lanes);
+            for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + rb, mask, v[i]);
+          }
         }
       }
-    }
 #endif
     for (index_t k = k0; k < kc; ++k)
       for (int r = 0; r < MR; ++r)
@@ -269,7 +272,7 @@ void conv2d_implicit(const conv2d_problem<TW>& p) {
             const index_t ic = (t / n_jg) * mc_step, jg = t % n_jg;
             const index_t mc = std::min(mc_step, Kg - ic);
             if (ic != packed_ic) {
-              conv2d_pack_a<MR>(mc, kc, wg + ic * KD + pc, KD, Ap);
+              conv2d_pack_a<MR, Arch>(mc, kc, wg + ic * KD + pc, KD, Ap);
               packed_ic = ic;
             }
             const index_t s_lo = n_sl * jg / n_jg, s_hi = n_sl * (jg + 1) / n_jg;
@@ -473,12 +476,28 @@ void conv2d_winograd(const conv2d_problem<TW>& p) {
   }
 }
 
-template <class Backend, class TW>
-void conv2d_run(Backend, const conv2d_problem<TW>& p) {
-  if (p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0) return;
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    for (index_t n = 0; n < p.N; ++n) conv2d_reference(p, n, 0, p.K);
-  } else {
+}  // namespace detail
+
+namespace op {
+/// y = conv2d(x, w) + bias on a detail::conv2d_problem<TW> (TW: float, f16, bf16 weights).
+struct conv2d {};
+}  // namespace op
+
+/// The reference: direct loops accumulating in double, one thread.
+template <>
+struct kernel<op::conv2d, cpu_scalar> {
+  template <class TW>
+  static void run(const detail::conv2d_problem<TW>& p) {
+    for (index_t n = 0; n < p.N; ++n) detail::conv2d_reference(p, n, 0, p.K);
+  }
+};
+
+/// Depthwise loops, Winograd F(2×2, 3×3) or the implicit GEMM on Arch's micro-kernel, threaded.
+template <class Arch>
+struct kernel<op::conv2d, cpu_simd<Arch>> {
+  template <class TW>
+  static void run(const detail::conv2d_problem<TW>& p) {
+    using namespace detail;
     const index_t P = p.OH * p.OW;
     if (p.cg() == 1 && p.kg() == 1) {
       const index_t work = p.R * p.S * P;
@@ -489,7 +508,7 @@ void conv2d_run(Backend, const conv2d_problem<TW>& p) {
     }
     if (conv2d_winograd_fits(p.R, p.S, p.stride, p.dil, p.cg(), p.kg(),
                              p.N * ((p.OH + 1) / 2) * ((p.OW + 1) / 2))) {
-      conv2d_winograd<Backend>(p);
+      conv2d_winograd<cpu_simd<Arch>>(p);
       return;
     }
     // y starts at the bias (or zero) and the GEMM accumulates into it.
@@ -498,8 +517,16 @@ void conv2d_run(Backend, const conv2d_problem<TW>& p) {
         std::fill(p.y + plane * P, p.y + (plane + 1) * P, p.bias ? p.bias[plane % p.K] : 0.f);
     });
     if (p.cg() * p.R * p.S == 0) return;
-    conv2d_implicit<typename Backend::arch>(p);
+    conv2d_implicit<Arch>(p);
   }
+};
+
+namespace detail {
+
+template <class Backend, class TW>
+void conv2d_run(Backend, const conv2d_problem<TW>& p) {
+  if (p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0) return;
+  kernel<op::conv2d, Backend>::run(p);
 }
 
 template <class TW>
@@ -616,11 +643,11 @@ void conv2d(Backend backend, TensorView<float, DynShape<4>> y,
 inline void conv2d(TensorView<float, DynShape<4>> y, TensorView<const float, DynShape<4>> x,
                    TensorView<const float, DynShape<4>> w,
                    TensorView<const float, DynShape<1>> bias, const conv2d_options& o = {}) {
-  conv2d(cpu{}, y, x, w, bias, o);
+  conv2d(default_backend{}, y, x, w, bias, o);
 }
 inline void conv2d(TensorView<float, DynShape<4>> y, TensorView<const float, DynShape<4>> x,
                    TensorView<const float, DynShape<4>> w, const conv2d_options& o = {}) {
-  conv2d(cpu{}, y, x, w, o);
+  conv2d(default_backend{}, y, x, w, o);
 }
 
 /// A new tensor [N,K,OH,OW].
@@ -629,14 +656,14 @@ inline Tensor<float, DynShape<4>> conv2d(TensorView<const float, DynShape<4>> x,
                                          TensorView<const float, DynShape<1>> bias,
                                          const conv2d_options& o = {}) {
   Tensor<float, DynShape<4>> y(DynShape<4>::from_array(detail::conv2d_out_shape(x, w, o)));
-  conv2d(cpu{}, y.view(), x, w, bias, o);
+  conv2d(default_backend{}, y.view(), x, w, bias, o);
   return y;
 }
 inline Tensor<float, DynShape<4>> conv2d(TensorView<const float, DynShape<4>> x,
                                          TensorView<const float, DynShape<4>> w,
                                          const conv2d_options& o = {}) {
   Tensor<float, DynShape<4>> y(DynShape<4>::from_array(detail::conv2d_out_shape(x, w, o)));
-  conv2d(cpu{}, y.view(), x, w, o);
+  conv2d(default_backend{}, y.view(), x, w, o);
   return y;
 }
 

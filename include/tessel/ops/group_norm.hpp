@@ -9,8 +9,9 @@
 //   auto y = group_norm(x, weight, bias, groups, eps);           // a new tensor
 //   group_norm(y, x, weight, bias, groups, eps);                 // into y (y may be x)
 //   group_norm(cpu_scalar{}, y, x, weight, bias, groups, eps);   // the reference (double)
-//   group_norm_silu(cpu{}, y, x, weight, bias, groups, eps);      // SiLU(group_norm(x)), fused
-// x, y contiguous f32 of rank >= 2; weight, bias [C]. The fast version runs two SIMD passes per
+//   group_norm_silu(default_backend{}, y, x, weight, bias, groups, eps);  // SiLU(group_norm(x))
+// x, y contiguous f32 of rank >= 2; weight, bias [C]. Both run kernel<op::group_norm, Backend>.
+// The fast version (cpu_simd<Arch>) runs two SIMD passes per
 // group (mean, then squared deviations: no cancellation when |mean| >> std) and one fused
 // multiply-add pass per channel, (x − mean)·(rstd·w) + b; groups of samples are spread over the
 // thread pool.
@@ -111,6 +112,34 @@ bool gn_contiguous(const V& v) {
   return true;
 }
 
+}  // namespace detail
+
+namespace op {
+/// y = group_norm(x) · w + b (and SiLU of it when p.silu) on a detail::group_norm_problem.
+struct group_norm {};
+}  // namespace op
+
+/// The reference: statistics and normalization in double, one thread.
+template <>
+struct kernel<op::group_norm, cpu_scalar> {
+  static void run(const detail::group_norm_problem& p) {
+    for (index_t ng = 0; ng < p.N * p.G; ++ng) detail::group_norm_reference(p, ng);
+  }
+};
+
+/// Arch's vectors, (sample, group) pairs spread over the thread pool.
+template <class Arch>
+struct kernel<op::group_norm, cpu_simd<Arch>> {
+  static void run(const detail::group_norm_problem& p) {
+    const index_t len = p.C / p.G * p.HW;
+    parallel_for(0, p.N * p.G, std::max<index_t>(1, 16384 / len), [&](index_t lo, index_t hi) {
+      for (index_t ng = lo; ng < hi; ++ng) detail::group_norm_simd<Arch>(p, ng);
+    });
+  }
+};
+
+namespace detail {
+
 template <class Backend, class Y, class X, class Wt, class Bs>
 void group_norm_run(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& bias_,
                     index_t groups, float eps, bool silu) {
@@ -142,14 +171,7 @@ void group_norm_run(Backend, Y&& y_, const X& x_, const Wt& weight_, const Bs& b
   p.HW = C == 0 || p.N == 0 ? 0 : x.size() / (p.N * C);
   p.x = x.data(), p.w = weight.data(), p.b = bias.data(), p.y = y.data();
   if (p.HW == 0) return;
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    for (index_t ng = 0; ng < p.N * groups; ++ng) detail::group_norm_reference(p, ng);
-  } else {
-    const index_t len = C / groups * p.HW;
-    parallel_for(0, p.N * groups, std::max<index_t>(1, 16384 / len), [&](index_t lo, index_t hi) {
-      for (index_t ng = lo; ng < hi; ++ng) detail::group_norm_simd<typename Backend::arch>(p, ng);
-    });
-  }
+  kernel<op::group_norm, Backend>::run(p);
 }
 
 }  // namespace detail
@@ -174,14 +196,14 @@ requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void group_norm(Y&& y, const
                                                                     const Wt& weight,
                                                                     const Bs& bias, index_t groups,
                                                                     float eps) {
-  group_norm(cpu{}, std::forward<Y>(y), x, weight, bias, groups, eps);
+  group_norm(default_backend{}, std::forward<Y>(y), x, weight, bias, groups, eps);
 }
 /// A new f32 tensor of x's shape.
 template <class X, class Wt, class Bs>
 auto group_norm(const X& x, const Wt& weight, const Bs& bias, index_t groups, float eps) {
   const auto xv = detail::src_view(x);
   Tensor<float, typename decltype(xv)::shape_type> y(xv.shape());
-  group_norm(cpu{}, y, x, weight, bias, groups, eps);
+  group_norm(default_backend{}, y, x, weight, bias, groups, eps);
   return y;
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tessel against PyTorch (CPU) in one session: 3x3 conv2d GFLOP/s at the Stable Diffusion
+"""tessel against PyTorch (CPU) in one run: 3x3 conv2d GFLOP/s at the Stable Diffusion
 shapes and the U-Net step time, on 1 and 2 threads. Runs tessel-bench (bench/conv2d.cpp,
 bench/unet.cpp) and the PyTorch scripts (bench/conv2d_torch.py, bench/unet_torch.py) in turn,
 --rounds times (alternating, so both see the same machine load), and prints the median of each

@@ -1,4 +1,4 @@
-// GGUF round trip of every tensor format of the quantization issue: data quantized by tessel,
+// GGUF round trip of every tensor format of docs/quantization.md: data quantized by tessel,
 // written by GGUFWriter, read back by GGUFFile — bytes identical, metadata identical, and the
 // dequantized values equal those of the tensor that was written.
 #include <doctest/doctest.h>

@@ -90,6 +90,42 @@ std::string shape_string(const X& x) {
 
 }  // namespace detail
 
+namespace op {
+/// One contiguous f32 row of n: run(x, y, n, weight, eps), y may be x.
+struct rms_norm_row {};
+/// One contiguous f32 row of n: run(x, y, n, weight, bias, eps), y may be x.
+struct layer_norm_row {};
+}  // namespace op
+
+// Not inlined, as the softmax rows (GCC 12's false -Waggressive-loop-optimizations on static
+// lengths).
+template <>
+struct kernel<op::rms_norm_row, cpu_scalar> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w, float eps) {
+    detail::rms_norm_row_reference(x, y, n, w, eps);
+  }
+};
+template <class Arch>
+struct kernel<op::rms_norm_row, cpu_simd<Arch>> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w, float eps) {
+    detail::rms_norm_row_simd<Arch>(x, y, n, w, eps);
+  }
+};
+template <>
+struct kernel<op::layer_norm_row, cpu_scalar> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w,
+                                 const float* b, float eps) {
+    detail::layer_norm_row_reference(x, y, n, w, b, eps);
+  }
+};
+template <class Arch>
+struct kernel<op::layer_norm_row, cpu_simd<Arch>> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w,
+                                 const float* b, float eps) {
+    detail::layer_norm_row_simd<Arch>(x, y, n, w, b, eps);
+  }
+};
+
 /// y = rms_norm(x) * weight over the last axis, on a CPU backend.
 template <class Backend, class Y, class X, class Wt>
 requires is_cpu_backend_v<Backend>

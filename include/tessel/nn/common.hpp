@@ -19,13 +19,14 @@
 #include <type_traits>
 #include <vector>
 
-#include "tessel/backend/cpu/gemm.hpp"
 #include "tessel/backend/tags.hpp"
+#include "tessel/backend/thread_pool.hpp"
 #include "tessel/core/error.hpp"
 #include "tessel/core/numeric.hpp"
 #include "tessel/core/shape.hpp"
 #include "tessel/core/tensor.hpp"
 #include "tessel/ops/activation.hpp"
+#include "tessel/ops/matmul.hpp"  // gemm, which the layers call
 #include "tessel/ops/norm.hpp"
 #include "tessel/ops/softmax.hpp"
 

@@ -79,11 +79,9 @@ requires is_cpu_backend_v<Backend>
 void softmax(Backend, Y&& y, const X& x) {
   const auto xv = detail::src_view(x);
   const auto yv = detail::dst_view(y);
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    detail::for_each_row("softmax", xv, yv, false, detail::softmax_row_reference);
-  } else {
-    detail::for_each_row("softmax", xv, yv, true, detail::softmax_row_simd<typename Backend::arch>);
-  }
+  // The reference stays on the calling thread; the SIMD backends spread rows over the pool.
+  detail::for_each_row("softmax", xv, yv, is_cpu_simd_v<Backend>,
+                       kernel<op::softmax_row, Backend>::run);
 }
 
 /// y = softmax(x) along the last axis (y may be x).

@@ -11,8 +11,10 @@
 //
 // or models::LlamaConfig, whose values are read from a file at run time (io/load_llama.hpp):
 // the same templates serve both. W is the weight format of the matrices (f32, f16, bf16 or a
-// block format); norms are f32. Parameters carry their GGUF names (token_embd, blk.N.attn_q,
-// ..., output_norm, output) and are reached with visit().
+// block format); norms are f32. Every layer runs the kernels of Backend (default_backend: the
+// build's best CPU backend; models::Llama<LlamaConfig, W, cpu_scalar> is the reference).
+// Parameters carry their GGUF names (token_embd, blk.N.attn_q, ..., output_norm, output) and
+// are reached with visit().
 //
 // The model is its weights only (const, shared by threads); what a sequence changes lives in a
 // State (models/decoder.hpp): the KV cache, the RoPE table, the scratch and the logits.

@@ -4,7 +4,10 @@
 // (GPT-2, BERT). GGUF names: attn_q [Dim, Dim], attn_k / attn_v [KvDim, Dim], attn_output
 // [Dim, Dim], with head_dim = Dim / Heads and KvDim = KvHeads · head_dim.
 //
-// Causal with a KV cache: forward(x, M, pos, ..., rope, ...) takes M new rows at positions
+// Every forward takes as its first argument the backend whose kernels it runs (ops/attention.hpp:
+// the decode rows and the prefill); the overloads without one run on default_backend.
+//
+// Causal with a KV cache: forward(b, x, M, pos, ..., rope, ...) takes M new rows at positions
 // pos .. pos+M-1 (a prompt: M > 1, a decode step: M == 1), writes their keys and values into
 // the cache rows at those positions and attends row i to cache rows 0 .. pos+i; RoPE rotates
 // queries and keys (the overload without a Rope is for models with learned positions).

@@ -62,11 +62,19 @@ std::span<const T> cspan(const std::vector<T>& v) {
   return v;
 }
 
+// The golden checks run on the scalar reference and on the build's SIMD backend, with the same
+// tolerances.
+#define TESSEL_BACKENDS tessel::cpu_scalar, tessel::default_backend
+
+template <class W, class B>
+using RunTime = tessel::models::Bert<tessel::models::BertConfig, W, B>;
+
 }  // namespace
 
-TEST_CASE("bert safetensors: last hidden state and mean-pooled embeddings match PyTorch") {
+TEST_CASE_TEMPLATE("bert safetensors: last hidden state and mean-pooled embeddings match PyTorch",
+                   B, TESSEL_BACKENDS) {
   const Golden g = golden();
-  auto m = tessel::io::load_bert_safetensors<float>(st_path);  // heads, eps from config.json
+  auto m = tessel::io::load_bert<RunTime<float, B>>(st_path);  // heads, eps from config.json
   const auto& c = m.config();
   CHECK(c.dim == 64);
   CHECK(c.hidden == 128);
@@ -100,9 +108,9 @@ TEST_CASE("bert safetensors: last hidden state and mean-pooled embeddings match 
   }
 }
 
-TEST_CASE("bert: no mask, no token types, static config, f16") {
+TEST_CASE_TEMPLATE("bert: no mask, no token types, static config, f16", B, TESSEL_BACKENDS) {
   const Golden g = golden();
-  const auto m = tessel::io::load_bert_safetensors<float>(st_path);
+  const auto m = tessel::io::load_bert<RunTime<float, B>>(st_path);
   auto st = m.new_state();
   // Sequence 0 has no padding and types 0 then 1; an empty mask means no padding, and with
   // types all 0 the result differs from the golden (the types are really used).
@@ -113,11 +121,11 @@ TEST_CASE("bert: no mask, no token types, static config, f16") {
                 want) < 1e-4);
   CHECK(rel_err(m.forward(st, cspan(ids0), std::span<const std::int32_t>(), 1), want) > 1e-2);
 
-  auto s = tessel::io::load_bert<tessel::models::Bert<Tiny>>(st_path);
+  auto s = tessel::io::load_bert<tessel::models::Bert<Tiny, float, B>>(st_path);
   auto ss = s.new_state();
   CHECK(rel_err(s.embed(ss, cspan(g.ids), cspan(g.mask), g.B, cspan(g.types)), g.pooled) < 1e-4);
 
-  auto h = tessel::io::load_bert_safetensors<tessel::f16>(st_path);
+  auto h = tessel::io::load_bert<RunTime<tessel::f16, B>>(st_path);
   auto hs = h.new_state();
   const double eh =
       rel_err(h.embed(hs, cspan(g.ids), cspan(g.mask), g.B, cspan(g.types)), g.pooled);

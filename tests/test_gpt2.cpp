@@ -74,11 +74,19 @@ struct WrongHidden : Tiny {  // a hidden size the file does not have
   static constexpr int hidden = 256;
 };
 
+// The golden checks run on the scalar reference and on the build's SIMD backend, with the same
+// tolerances.
+#define TESSEL_BACKENDS tessel::cpu_scalar, tessel::default_backend
+
+template <class W, class B>
+using RunTime = tessel::models::GPT2<tessel::models::GPT2Config, W, B>;
+
 }  // namespace
 
-TEST_CASE("gpt2 safetensors: prefill and decode logits match PyTorch") {
+TEST_CASE_TEMPLATE("gpt2 safetensors: prefill and decode logits match PyTorch", B,
+                   TESSEL_BACKENDS) {
   const Golden g = golden();
-  auto m = tessel::io::load_gpt2_safetensors<float>(st_path);  // heads from config.json
+  auto m = tessel::io::load_gpt2<RunTime<float, B>>(st_path);  // heads from config.json
   const auto& c = m.config();
   CHECK(c.dim == 64);
   CHECK(c.hidden == 128);
@@ -101,23 +109,24 @@ TEST_CASE("gpt2 safetensors: prefill and decode logits match PyTorch") {
   CHECK(rel_err(prefill_all(m, g.tokens, {.max_batch = 3}), g.logits) < 1e-4);
 }
 
-TEST_CASE("gpt2 safetensors: static config, f16 and bf16 weights, options") {
+TEST_CASE_TEMPLATE("gpt2 safetensors: static config, f16 and bf16 weights, options", B,
+                   TESSEL_BACKENDS) {
   const Golden g = golden();
-  auto s = tessel::io::load_gpt2<tessel::models::GPT2<Tiny>>(st_path);
+  auto s = tessel::io::load_gpt2<tessel::models::GPT2<Tiny, float, B>>(st_path);
   CHECK(rel_err(prefill_all(s, g.tokens), g.logits) < 1e-4);
 
   // Narrow formats: rounding of the weights only (f16: 11 bits, bf16: 8 bits).
-  auto h = tessel::io::load_gpt2_safetensors<tessel::f16>(st_path);
+  auto h = tessel::io::load_gpt2<RunTime<tessel::f16, B>>(st_path);
   const double eh = rel_err(prefill_all(h, g.tokens), g.logits);
   CHECK(eh < 5e-3);
   CHECK(eh > 1e-6);  // the weights really were narrowed
-  auto b = tessel::io::load_gpt2_safetensors<tessel::bf16>(st_path);
+  auto b = tessel::io::load_gpt2<RunTime<tessel::bf16, B>>(st_path);
   CHECK(rel_err(prefill_all(b, g.tokens), g.logits) < 3e-2);
 
   tessel::io::GPT2LoadOptions o;
   o.heads = 4;
   o.norm_eps = 1e-5f;
-  auto m = tessel::io::load_gpt2_safetensors<float>(st_path, o);
+  auto m = tessel::io::load_gpt2<RunTime<float, B>>(st_path, o);
   CHECK(rel_err(prefill_all(m, g.tokens), g.logits) < 1e-4);
 }
 
@@ -250,7 +259,8 @@ std::string write_gguf(tessel::io::ggml_type wtype, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("gpt2 gguf: a file written from the safetensors gives the same logits") {
+TEST_CASE_TEMPLATE("gpt2 gguf: a file written from the safetensors gives the same logits", B,
+                   TESSEL_BACKENDS) {
   const Golden g = golden();
   const std::string path = write_gguf(tessel::io::ggml_type::F32, "tessel_test_gpt2_f32.gguf");
   const auto f = tessel::io::GGUFFile::open(path);
@@ -258,7 +268,7 @@ TEST_CASE("gpt2 gguf: a file written from the safetensors gives the same logits"
   CHECK(c.dim == 64);
   CHECK(c.vocab == 300);
   CHECK(c.max_seq == 32);
-  auto m = tessel::io::load_gpt2_model<float>(path);  // told apart from safetensors by magic
+  auto m = tessel::io::load_gpt2<RunTime<float, B>>(path);  // told apart from safetensors by magic
   CHECK(rel_err(prefill_all(m, g.tokens), g.logits) < 1e-4);
   CHECK(rel_err(decode_each(m, g.tokens), g.logits) < 1e-4);
 
@@ -276,7 +286,7 @@ TEST_CASE("gpt2 gguf: a file written from the safetensors gives the same logits"
 
   // F16 matrices in the file: narrowed weights, close logits.
   const std::string p16 = write_gguf(tessel::io::ggml_type::F16, "tessel_test_gpt2_f16.gguf");
-  auto m16 = tessel::io::load_gguf_gpt2<float>(p16);
+  auto m16 = tessel::io::load_gpt2<RunTime<float, B>>(tessel::io::GGUFFile::open(p16));
   CHECK(rel_err(prefill_all(m16, g.tokens), g.logits) < 5e-3);
 
   // A llama file is not a gpt2 file; a gpt2 file has no SentencePiece tokenizer.
@@ -294,7 +304,7 @@ TEST_CASE("gpt2 gguf: a file written from the safetensors gives the same logits"
     const std::string both = path + ".tok.gguf";
     w.write(both);
     try {
-      (void)tessel::io::load_gguf_gpt2<float>(both);
+      (void)tessel::io::load_gpt2<RunTime<float, B>>(tessel::io::GGUFFile::open(both));
       FAIL("accepted a tokenizer larger than the vocabulary");
     } catch (const tessel::format_error& e) {
       CHECK(std::string(e.what()).find("tokenizer.ggml.tokens has 50257 entries but "

@@ -57,12 +57,20 @@ std::vector<tessel::token_id> greedy_from_bos(const Model& m, int n) {
   return r.tokens;
 }
 
+// The golden checks run on the scalar reference and on the build's SIMD backend, with the same
+// tolerances.
+#define TESSEL_BACKENDS tessel::cpu_scalar, tessel::default_backend
+
+template <class W, class B>
+using RunTime = tessel::models::Llama<tessel::models::LlamaConfig, W, B>;
+
 }  // namespace
 
-TEST_CASE("stories260K from the llama2.c .bin: greedy from BOS reproduces llama2.c" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE("stories260K from the llama2.c .bin: greedy from BOS reproduces llama2.c" *
+                       doctest::test_suite("needs_models"),
+                   B, TESSEL_BACKENDS) {
   if (!have_models()) return;
-  auto m = tessel::io::load_llama2c_model<float>(stories + "/stories260K.bin");
+  auto m = tessel::io::load_llama2c<RunTime<float, B>>(stories + "/stories260K.bin");
   CHECK(m.config().dim == 64);
   CHECK(m.config().kv_heads == 4);
   const auto tok = tok512();
@@ -87,15 +95,16 @@ tessel::io::LlamaLoadOptions ctx512() {
 }
 }  // namespace
 
-TEST_CASE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files decode" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files decode" *
+                       doctest::test_suite("needs_models"),
+                   B, TESSEL_BACKENDS) {
   if (!have_models()) return;
   const std::string g = stories + "/gguf/stories260K-";
-  auto bin = tessel::io::load_llama2c_model<float>(stories + "/stories260K.bin");
-  auto f32 = tessel::io::load_gguf_llama<float>(g + "f32.gguf", ctx512());
+  auto bin = tessel::io::load_llama2c<RunTime<float, B>>(stories + "/stories260K.bin");
+  auto f32 = tessel::io::load_gguf<RunTime<float, B>>(g + "f32.gguf", ctx512());
   CHECK(f32.config().rope_style == tessel::models::RopeStyle::adjacent);
   CHECK(f32.config().max_seq == 512);
-  CHECK(tessel::io::load_gguf_llama<float>(g + "f32.gguf").config().max_seq == 128);
+  CHECK(tessel::io::load_gguf<RunTime<float, B>>(g + "f32.gguf").config().max_seq == 128);
 
   // RoPE convention: the same logits from both files means GGUF's wq/wk are not permuted.
   const std::vector<tessel::token_id> prompt = {1, 403, 407, 261, 378, 432};
@@ -108,7 +117,7 @@ TEST_CASE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files d
   // ... and the test can tell: rotating half-split pairs gives other logits.
   auto cfg = f32.config();
   cfg.rope_style = tessel::models::RopeStyle::half_split;
-  tessel::models::Llama<tessel::models::LlamaConfig> half(cfg);
+  RunTime<float, B> half(cfg);
   const auto gguf = tessel::io::GGUFFile::open(g + "f32.gguf");
   half.visit([&](const std::string& name, auto& t) {
     const auto& src = gguf.tensor(name);
@@ -122,9 +131,9 @@ TEST_CASE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files d
   const auto golden = golden_ids();
   CHECK(greedy_from_bos(f32, 256) == golden);
   // F16 weights: llama2.c's text (README), here all 256 tokens.
-  auto f16m = tessel::io::load_gguf_llama<float>(g + "F16.gguf", ctx512());
+  auto f16m = tessel::io::load_gguf<RunTime<float, B>>(g + "F16.gguf", ctx512());
   CHECK(greedy_from_bos(f16m, 256) == golden);
-  auto f16w = tessel::io::load_gguf_llama<tessel::f16>(g + "F16.gguf", ctx512());
+  auto f16w = tessel::io::load_gguf<RunTime<tessel::f16, B>>(g + "F16.gguf", ctx512());
   CHECK(greedy_from_bos(f16w, 256) == golden);
 
   // Quantized files drift only after the opening sentence.
@@ -132,21 +141,23 @@ TEST_CASE("stories260K from GGUF: f32 equals the .bin, F16 and quantized files d
   const std::string first = readme_text.substr(0, readme_text.find('.') + 1);
   for (const char* q : {"Q8_0-mixed", "Q4_0-mixed", "Q4_K_M"}) {
     CAPTURE(q);
-    auto m = tessel::io::load_gguf_llama<float>(g + q + ".gguf");
+    auto m = tessel::io::load_gguf<RunTime<float, B>>(g + q + ".gguf");
     const std::string text = tok.decode(greedy_from_bos(m, 40));
     CHECK(text.substr(0, first.size()) == first);
   }
 }
 
-TEST_CASE("GGUF tokenizer equals tok512.bin on a prompt; generate() streams the README text" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE(
+    "GGUF tokenizer equals tok512.bin on a prompt; generate() streams the README text" *
+        doctest::test_suite("needs_models"),
+    B, TESSEL_BACKENDS) {
   if (!have_models()) return;
   const auto gguf_tok = tessel::io::load_gguf_tokenizer(
       tessel::io::GGUFFile::open(stories + "/gguf/stories260K-f32.gguf"));
   const auto tok = tok512();
   CHECK(gguf_tok.encode("Once upon a time", true) == tok.encode("Once upon a time", true));
 
-  auto m = tessel::io::load_llama2c_model<float>(stories + "/stories260K.bin");
+  auto m = tessel::io::load_llama2c<RunTime<float, B>>(stories + "/stories260K.bin");
   tessel::GenerateOptions opt;
   opt.max_tokens = 200;
   opt.echo_prompt = true;
@@ -165,18 +176,19 @@ TEST_CASE("GGUF tokenizer equals tok512.bin on a prompt; generate() streams the 
   CHECK(r.tokens == cont);
 }
 
-TEST_CASE("Static Stories260K config: the same tokens as the run-time config" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE("Static Stories260K config: the same tokens as the run-time config" *
+                       doctest::test_suite("needs_models"),
+                   B, TESSEL_BACKENDS) {
   if (!have_models()) return;
-  using Static = tessel::models::Llama<Stories260K, float>;
+  using Static = tessel::models::Llama<Stories260K, float, B>;
   static_assert(tessel::models::StaticLlamaConfig<Stories260K>);
   static_assert(!tessel::models::StaticLlamaConfig<tessel::models::LlamaConfig>);
   auto s = tessel::io::load_llama2c<Static>(stories + "/stories260K.bin");
   CHECK(greedy_from_bos(s, 256) == golden_ids());
   // A file whose header disagrees with the static config is refused.
-  CHECK_THROWS_AS(
-      tessel::io::load_llama2c<tessel::models::Llama<Wrong>>(stories + "/stories260K.bin"),
-      tessel::format_error);
+  using WrongModel = tessel::models::Llama<Wrong, float, B>;
+  CHECK_THROWS_AS(tessel::io::load_llama2c<WrongModel>(stories + "/stories260K.bin"),
+                  tessel::format_error);
 }
 
 // Weights apart from state: a small Llama of random weights, written to GGUF and loaded back as

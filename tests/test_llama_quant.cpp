@@ -189,10 +189,18 @@ std::vector<token_id> greedy_from_bos(const Model& m, int n) {
   return generate_ids(m, std::span(&bos, 1), opt, 1, 2, [](token_id) {}).tokens;
 }
 
-using AnyLlama = models::Llama<models::LlamaConfig, nn::any_weight>;
+// The golden checks run on the scalar reference and on the build's SIMD backend, with the same
+// tolerances.
+#define TESSEL_BACKENDS tessel::cpu_scalar, tessel::default_backend
+
+template <class W, class B>
+using RunTime = models::Llama<models::LlamaConfig, W, B>;
+template <class B>
+using AnyLlama = RunTime<nn::any_weight, B>;
 
 // Every matrix of m holds the format its tensor has in the file: nothing was converted.
-void check_formats_kept(AnyLlama& m, const io::GGUFFile& f) {
+template <class M>
+void check_formats_kept(M& m, const io::GGUFFile& f) {
   int matrices = 0;
   m.visit([&](const std::string& name, auto& t) {
     if constexpr (nn::is_any_matrix_v<std::remove_cvref_t<decltype(t)>>) {
@@ -209,10 +217,11 @@ void check_formats_kept(AnyLlama& m, const io::GGUFFile& f) {
 
 }  // namespace
 
-TEST_CASE("stories260K in Q8_0 written by tessel: greedy decoding agrees with f32" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE("stories260K in Q8_0 written by tessel: greedy decoding agrees with f32" *
+                       doctest::test_suite("needs_models"),
+                   B, TESSEL_BACKENDS) {
   if (!have_models()) return;
-  auto f32 = io::load_llama2c_model<float>(stories + "/stories260K.bin");
+  auto f32 = io::load_llama2c<RunTime<float, B>>(stories + "/stories260K.bin");
   const std::string path =
       (std::filesystem::temp_directory_path() / "tessel_test_stories260K_q8_0.gguf").string();
   io::write_gguf_llama(f32, path, io::ggml_type::Q8_0);
@@ -225,7 +234,7 @@ TEST_CASE("stories260K in Q8_0 written by tessel: greedy decoding agrees with f3
   CHECK(f.tensor("blk.2.ffn_down.weight").type == io::ggml_type::F16);
   CHECK(f.tensor("blk.0.attn_norm.weight").type == io::ggml_type::F32);
 
-  auto q = io::load_gguf_llama<nn::any_weight>(path);
+  auto q = io::load_gguf<RunTime<nn::any_weight, B>>(path);
   CHECK(q.config().max_seq == 512);
   check_formats_kept(q, f);
   CHECK(q.blk[1].ffn.ffn_down.weight.kind() == nn::weight_kind::f16);
@@ -252,8 +261,9 @@ TEST_CASE("stories260K in Q8_0 written by tessel: greedy decoding agrees with f3
   std::filesystem::remove(path);
 }
 
-TEST_CASE("stories260K GGUF files from llama.cpp load as any_weight without dequantizing" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE("stories260K GGUF files from llama.cpp load as any_weight without dequantizing" *
+                       doctest::test_suite("needs_models"),
+                   B, TESSEL_BACKENDS) {
   if (!have_models()) return;
   const auto tok = tok512();
   const std::string first = readme_text.substr(0, readme_text.find('.') + 1);
@@ -261,22 +271,23 @@ TEST_CASE("stories260K GGUF files from llama.cpp load as any_weight without dequ
   for (const char* q : {"Q8_0-mixed", "Q4_0-mixed", "Q4_K_M", "F16"}) {
     CAPTURE(q);
     const auto f = io::GGUFFile::open(g + q + ".gguf");
-    auto m = io::load_gguf<AnyLlama>(f);
+    auto m = io::load_gguf<AnyLlama<B>>(f);
     check_formats_kept(m, f);
     const std::string text = tok.decode(greedy_from_bos(m, 40));
     CHECK(text.substr(0, first.size()) == first);
   }
   // The F16 file gives llama2.c's ids exactly as the f32 model does.
-  auto f16 = io::load_gguf_llama<nn::any_weight>(g + "F16.gguf");
+  auto f16 = io::load_gguf<RunTime<nn::any_weight, B>>(g + "F16.gguf");
   CHECK(f16.blk[0].attn.attn_q.weight.kind() == nn::weight_kind::f16);
   const auto golden = golden_ids();
   CHECK(greedy_from_bos(f16, 120) == std::vector<token_id>(golden.begin(), golden.begin() + 120));
 }
 
-TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single steps" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single steps" *
+                       doctest::test_suite("needs_models"),
+                   B, TESSEL_BACKENDS) {
   if (!have_models()) return;
-  auto m = io::load_llama2c_model<float>(stories + "/stories260K.bin");
+  auto m = io::load_llama2c<RunTime<float, B>>(stories + "/stories260K.bin");
   const auto golden = golden_ids();
   std::vector<token_id> ids = {1};
   ids.insert(ids.end(), golden.begin(), golden.begin() + 99);
@@ -302,17 +313,19 @@ TEST_CASE("stories260K: a 100-token prompt (SGEMM attention) equals 100 single s
   }
 }
 
-TEST_CASE("stories260K in f32 written by tessel's GGUF writer reproduces llama2.c for 256 tokens" *
-          doctest::test_suite("needs_models")) {
+TEST_CASE_TEMPLATE(
+    "stories260K in f32 written by tessel's GGUF writer reproduces llama2.c for 256 tokens" *
+        doctest::test_suite("needs_models"),
+    B, TESSEL_BACKENDS) {
   if (!have_models()) return;
-  auto f32 = io::load_llama2c_model<float>(stories + "/stories260K.bin");
+  auto f32 = io::load_llama2c<RunTime<float, B>>(stories + "/stories260K.bin");
   const std::string path =
       (std::filesystem::temp_directory_path() / "tessel_test_stories260K_f32.gguf").string();
   io::write_gguf_llama(f32, path, io::ggml_type::F32);
   const auto f = io::GGUFFile::open(path);
   CHECK(f.tensor("blk.2.ffn_down.weight").type == io::ggml_type::F32);
   CHECK(f.tensor("token_embd.weight").type == io::ggml_type::F32);
-  auto g = io::load_gguf_llama<float>(path);
+  auto g = io::load_gguf<RunTime<float, B>>(path);
   const auto golden = golden_ids();  // the committed ids of an independent PyTorch run
   REQUIRE(golden.size() >= 256);
   const auto ids = greedy_from_bos(g, 256);

@@ -2,6 +2,7 @@
 // configs), in static and run-time shapes, f32 and narrower weight formats.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -52,7 +53,7 @@ void fill_from(Tensor<T, S>& dst, const U& src) {
 }
 
 // Attention over all rows at once (prefill) and one row at a time (decode) against PyTorch.
-template <class A>
+template <class B, class A>
 void check_attention(A& att, const std::string& name, float theta, nn::RopeStyle style) {
   fill_from(att.attn_q.weight, mat(name + "_wq"));
   fill_from(att.attn_k.weight, mat(name + "_wk"));
@@ -63,38 +64,41 @@ void check_attention(A& att, const std::string& name, float theta, nn::RopeStyle
   nn::Rope rope(att.head_dim(), att.head_dim(), max_seq, theta, style);
   nn::KVCache<dyn, dyn> cache(1, max_seq, att.kv_dim());
   std::vector<float> scratch(std::size_t(att.scratch_floats(T, max_seq))), y(std::size_t(T * D));
-  att.forward(x.data(), T, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
+  att.forward(B{}, x.data(), T, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
               y.data());
   CHECK(rel_err(y.data(), want.data(), T * D) < 1e-5f);
   std::vector<float> y1(std::size_t(T * D));
   for (index_t i = 0; i < T; ++i)
-    att.forward(x.data() + i * D, 1, i, cache.keys(0), cache.values(0), max_seq, rope,
+    att.forward(B{}, x.data() + i * D, 1, i, cache.keys(0), cache.values(0), max_seq, rope,
                 scratch.data(), y1.data() + i * D);
   CHECK(rel_err(y1.data(), want.data(), T * D) < 1e-5f);
   // The cache is full up to max_seq: one more row than fits is an error.
-  CHECK_THROWS_AS(att.forward(x.data(), T, max_seq - T + 1, cache.keys(0), cache.values(0), max_seq,
-                              rope, scratch.data(), y.data()),
+  CHECK_THROWS_AS(att.forward(B{}, x.data(), T, max_seq - T + 1, cache.keys(0), cache.values(0),
+                              max_seq, rope, scratch.data(), y.data()),
                   value_error);
 }
 
 }  // namespace
 
-TEST_CASE("RMSNorm and LayerNorm match PyTorch") {
+// Every layer test runs on the scalar reference and on the build's SIMD backend.
+#define TESSEL_BACKENDS tessel::cpu_scalar, tessel::default_backend
+
+TEST_CASE_TEMPLATE("RMSNorm and LayerNorm match PyTorch", B, TESSEL_BACKENDS) {
   const auto x = mat("x");
   const index_t T = x.extent(0);
   std::vector<float> y(std::size_t(x.size()));
   nn::RMSNorm<32> rms(1e-5f);
   fill_from(rms.weight, vec("rms_w"));
-  rms.forward(x.data(), T, y.data());
+  rms.forward(B{}, x.data(), T, y.data());
   CHECK(rel_err(y.data(), mat("rms_y").data(), x.size()) < 1e-6f);
   nn::LayerNorm<dyn> ln(32, 1e-5f);
   fill_from(ln.weight, vec("ln_w"));
   fill_from(ln.bias, vec("ln_b"));
-  ln.forward(x.data(), T, y.data());
+  ln.forward(B{}, x.data(), T, y.data());
   CHECK(rel_err(y.data(), mat("ln_y").data(), x.size()) < 1e-5f);
 }
 
-TEST_CASE("SwiGLU and GELU MLPs match PyTorch") {
+TEST_CASE_TEMPLATE("SwiGLU and GELU MLPs match PyTorch", B, TESSEL_BACKENDS) {
   const auto x = mat("x");
   const index_t T = x.extent(0);
   std::vector<float> y(std::size_t(x.size()));
@@ -104,7 +108,7 @@ TEST_CASE("SwiGLU and GELU MLPs match PyTorch") {
     fill_from(mlp.ffn_up.weight, mat("up"));
     fill_from(mlp.ffn_down.weight, mat("down"));
     std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
-    mlp.forward(x.data(), T, y.data(), s.data());
+    mlp.forward(B{}, x.data(), T, y.data(), s.data());
     CHECK(rel_err(y.data(), mat("swiglu_y").data(), x.size()) < 1e-5f);
   }
   {  // run-time shapes, f16 weights: within f16 rounding of the weights
@@ -113,7 +117,7 @@ TEST_CASE("SwiGLU and GELU MLPs match PyTorch") {
     fill_from(mlp.ffn_up.weight, mat("up"));
     fill_from(mlp.ffn_down.weight, mat("down"));
     std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
-    mlp.forward(x.data(), T, y.data(), s.data());
+    mlp.forward(B{}, x.data(), T, y.data(), s.data());
     const float e = rel_err(y.data(), mat("swiglu_y").data(), x.size());
     CHECK(e < 3e-3f);
     CHECK(e > 0.0f);  // f16 really rounds
@@ -126,39 +130,40 @@ TEST_CASE("SwiGLU and GELU MLPs match PyTorch") {
     fill_from(mlp.ffn_down.weight, mat("down"));
     fill_from(mlp.ffn_down.bias, vec("down_b"));
     std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
-    mlp.forward(x.data(), T, y.data(), s.data());
+    mlp.forward(B{}, x.data(), T, y.data(), s.data());
     CHECK(rel_err(y.data(), mat(name).data(), x.size()) < 1e-5f);
   }
 }
 
-TEST_CASE("RoPE: adjacent pairs and half-split match PyTorch") {
+TEST_CASE_TEMPLATE("RoPE: adjacent pairs and half-split match PyTorch", B, TESSEL_BACKENDS) {
   const auto x = mat("rope_x");
   const index_t T = x.extent(0);
   for (auto [style, name] : {std::pair{nn::RopeStyle::adjacent, "rope_adjacent"},
                              std::pair{nn::RopeStyle::half_split, "rope_half_split"}}) {
     nn::Rope rope(8, 8, T, 10000.0f, style);
     std::vector<float> v(x.data(), x.data() + x.size());
-    for (index_t p = 0; p < T; ++p) rope.apply(v.data() + p * 8, 1, p);
+    for (index_t p = 0; p < T; ++p) rope.apply(B{}, v.data() + p * 8, 1, p);
     CHECK(rel_err(v.data(), mat(name).data(), x.size()) < 1e-6f);
   }
   CHECK_THROWS_AS(nn::Rope(8, 7, 4, 10000.0f, nn::RopeStyle::adjacent), value_error);
   nn::Rope rope(8, 8, 4, 10000.0f, nn::RopeStyle::adjacent);
   float v[8] = {};
-  CHECK_THROWS_AS(rope.apply(v, 1, 4), value_error);
+  CHECK_THROWS_AS(rope.apply(B{}, v, 1, 4), value_error);
 }
 
-TEST_CASE("Attention: causal GQA (adjacent RoPE) and MQA (half-split RoPE) match PyTorch") {
+TEST_CASE_TEMPLATE("Attention: causal GQA (adjacent RoPE) and MQA (half-split RoPE) match PyTorch",
+                   B, TESSEL_BACKENDS) {
   SUBCASE("GQA, static shapes") {
     nn::Attention<32, 8, 4> att;
-    check_attention(att, "gqa", 10000.0f, nn::RopeStyle::adjacent);
+    check_attention<B>(att, "gqa", 10000.0f, nn::RopeStyle::adjacent);
   }
   SUBCASE("GQA, run-time shapes") {
     nn::Attention<dyn, dyn, dyn> att(32, 8, 4);
-    check_attention(att, "gqa", 10000.0f, nn::RopeStyle::adjacent);
+    check_attention<B>(att, "gqa", 10000.0f, nn::RopeStyle::adjacent);
   }
   SUBCASE("MQA, half-split, theta 5e5") {
     nn::Attention<32, 8, 1> att;
-    check_attention(att, "mqa", 500000.0f, nn::RopeStyle::half_split);
+    check_attention<B>(att, "mqa", 500000.0f, nn::RopeStyle::half_split);
   }
   CHECK_THROWS_AS((nn::Attention<dyn, dyn, dyn>(32, 8, 3)), value_error);
   CHECK_THROWS_AS((nn::Attention<dyn, 8, dyn>(32, 4, 2)), shape_error);
@@ -168,7 +173,8 @@ TEST_CASE("Attention: causal GQA (adjacent RoPE) and MQA (half-split RoPE) match
 // 300 rows in chunks of 200 and 100 (the second at pos 200, so its blocks see cached keys),
 // against attention written out in f64 from the same projections and the same RoPE tables,
 // and against the row-by-row decode path.
-TEST_CASE("Attention: long chunked prompts equal an f64 reference and row-by-row decoding") {
+TEST_CASE_TEMPLATE("Attention: long chunked prompts equal an f64 reference and row-by-row decoding",
+                   B, TESSEL_BACKENDS) {
   const index_t D = 64, H = 4, KvH = 2, hd = D / H, kvd = hd * KvH, T = 300, max_seq = 320;
   nn::Attention<dyn, dyn, dyn> att(D, H, KvH);
   std::uint32_t state = 12345u;
@@ -243,13 +249,13 @@ TEST_CASE("Attention: long chunked prompts equal an f64 reference and row-by-row
   nn::KVCache<dyn, dyn> cache(1, max_seq, kvd);
   std::vector<float> scratch(std::size_t(att.scratch_floats(200, max_seq))), y(x.size()),
       y1(x.size());
-  att.forward(x.data(), 200, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
+  att.forward(B{}, x.data(), 200, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
               y.data());
-  att.forward(x.data() + 200 * D, 100, 200, cache.keys(0), cache.values(0), max_seq, rope,
+  att.forward(B{}, x.data() + 200 * D, 100, 200, cache.keys(0), cache.values(0), max_seq, rope,
               scratch.data(), y.data() + 200 * D);
   CHECK(err(y) < 1e-5);
   for (index_t t = 0; t < T; ++t)
-    att.forward(x.data() + t * D, 1, t, cache.keys(0), cache.values(0), max_seq, rope,
+    att.forward(B{}, x.data() + t * D, 1, t, cache.keys(0), cache.values(0), max_seq, rope,
                 scratch.data(), y1.data() + t * D);
   CHECK(err(y1) < 1e-5);
 }
@@ -323,8 +329,10 @@ TEST_CASE("Embedding: rows by token, out-of-range tokens rejected") {
   CHECK_THROWS_AS(e.forward(std::span<const int>(bad), out), value_error);
 }
 
-TEST_CASE("Whole Llama (GQA, separate classifier) matches PyTorch logits") {
-  auto m = io::load_llama2c_model<float>(data_dir + "/tiny_llama.bin");
+TEST_CASE_TEMPLATE("Whole Llama (GQA, separate classifier) matches PyTorch logits", B,
+                   TESSEL_BACKENDS) {
+  auto m =
+      io::load_llama2c<models::Llama<models::LlamaConfig, float, B>>(data_dir + "/tiny_llama.bin");
   const io::NpzFile ref = io::NpzFile::open(data_dir + "/tiny_llama.npz");
   const auto tokens = ref.get<std::int32_t, 1>("tokens");
   const auto want = ref.get<float, 2>("logits");
@@ -353,4 +361,116 @@ TEST_CASE("Whole Llama (GQA, separate classifier) matches PyTorch logits") {
   CHECK_THROWS_AS(m.forward(st, ids, 16 - T + 1), value_error);
   const std::int32_t bad = 40;
   CHECK_THROWS_AS(m.forward(st, std::span(&bad, 1), 0), value_error);
+}
+
+// Each kernel-table entry's SIMD kernel against its scalar reference, on random rows of odd
+// lengths (vector tails) and lengths the vectors divide.
+namespace {
+
+std::vector<float> random_floats(index_t n, std::uint32_t seed, float scale = 1.0f) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& x : v) {
+    seed = seed * 1664525u + 1013904223u;
+    x = (static_cast<float>(seed >> 8) / 16777216.0f - 0.5f) * 2.0f * scale;
+  }
+  return v;
+}
+
+using simd_backend = default_backend;
+
+}  // namespace
+
+TEST_CASE("Row kernels: the SIMD backend against the scalar reference") {
+  for (index_t n : {1, 7, 16, 33, 100, 257}) {
+    CAPTURE(n);
+    const auto x = random_floats(n, 1u + std::uint32_t(n), 4.0f);
+    const auto m = random_floats(n, 7u + std::uint32_t(n));
+    const auto w = random_floats(n, 11u + std::uint32_t(n));
+    const auto b = random_floats(n, 13u + std::uint32_t(n));
+    std::vector<float> ys(x.size()), yv(x.size());
+    const auto close = [&](float tol) {
+      for (std::size_t i = 0; i < ys.size(); ++i)
+        CHECK(yv[i] == doctest::Approx(ys[i]).epsilon(tol).scale(1.0));
+    };
+    kernel<op::softmax_row, cpu_scalar>::run(x.data(), ys.data(), n);
+    kernel<op::softmax_row, simd_backend>::run(x.data(), yv.data(), n);
+    close(1e-5f);
+    kernel<op::rms_norm_row, cpu_scalar>::run(x.data(), ys.data(), n, w.data(), 1e-5f);
+    kernel<op::rms_norm_row, simd_backend>::run(x.data(), yv.data(), n, w.data(), 1e-5f);
+    close(1e-5f);
+    kernel<op::layer_norm_row, cpu_scalar>::run(x.data(), ys.data(), n, w.data(), b.data(), 1e-5f);
+    kernel<op::layer_norm_row, simd_backend>::run(x.data(), yv.data(), n, w.data(), b.data(),
+                                                  1e-5f);
+    close(1e-5f);
+    ys = x;
+    yv = x;
+    kernel<op::silu_row, cpu_scalar>::run(ys.data(), n);
+    kernel<op::silu_row, simd_backend>::run(yv.data(), n);
+    close(1e-5f);
+    kernel<op::silu_mul_row, cpu_scalar>::run(x.data(), m.data(), ys.data(), n);
+    kernel<op::silu_mul_row, simd_backend>::run(x.data(), m.data(), yv.data(), n);
+    close(1e-5f);
+    // The silu of a known point, so the reference itself is checked: silu(1) = 1 / (1 + e⁻¹).
+    float one = 1.0f;
+    kernel<op::silu_row, simd_backend>::run(&one, 1);
+    CHECK(one == doctest::Approx(0.7310585786f));
+  }
+}
+
+TEST_CASE("Attention kernels: the SIMD backend against the scalar reference") {
+  // Decode rows: head sizes the 8-wide vectors divide (static and run-time) and one they do
+  // not (the SIMD kernel's fallback), over key counts with and without a vector tail.
+  for (index_t hd : {8, 16, 12}) {
+    for (index_t T : {1, 5, 8, 19}) {
+      CAPTURE(hd);
+      CAPTURE(T);
+      const index_t kvd = 3 * hd;  // the head's rows inside wider cache rows
+      const auto q = random_floats(hd, 3u), kc = random_floats(T * kvd, 5u),
+                 vc = random_floats(T * kvd, 9u);
+      const float scale = 1.0f / std::sqrt(float(hd));
+      const auto sz = [](index_t n) { return static_cast<std::size_t>(n); };
+      std::vector<float> s(sz(T)), os(sz(hd)), ov(sz(hd)), od(sz(hd));
+      kernel<op::attention_row<dyn>, cpu_scalar>::run(q.data(), kc.data() + hd, vc.data() + hd, kvd,
+                                                      T, hd, scale, s.data(), os.data());
+      kernel<op::attention_row<dyn>, simd_backend>::run(q.data(), kc.data() + hd, vc.data() + hd,
+                                                        kvd, T, hd, scale, s.data(), ov.data());
+      if (hd == 16)
+        kernel<op::attention_row<16>, simd_backend>::run(q.data(), kc.data() + hd, vc.data() + hd,
+                                                         kvd, T, 0, scale, s.data(), od.data());
+      else
+        od = ov;
+      for (index_t d = 0; d < hd; ++d) {
+        CHECK(ov[std::size_t(d)] == doctest::Approx(os[std::size_t(d)]).epsilon(1e-5).scale(1.0));
+        CHECK(od[std::size_t(d)] == doctest::Approx(os[std::size_t(d)]).epsilon(1e-5).scale(1.0));
+      }
+    }
+  }
+  // Prefill: odd row counts, after cached positions, GQA and a head size of 12.
+  for (auto [M, pos, H, KvH, hd] :
+       {std::array<index_t, 5>{17, 0, 4, 2, 16}, std::array<index_t, 5>{37, 11, 3, 1, 12},
+        std::array<index_t, 5>{150, 5, 2, 2, 8}}) {
+    CAPTURE(M);
+    CAPTURE(pos);
+    const index_t D = H * hd, kvd = KvH * hd, T = pos + M;
+    const auto q = random_floats(M * D, 21u), kc = random_floats(T * kvd, 23u),
+               vc = random_floats(T * kvd, 29u);
+    std::vector<float> as(std::size_t(M * D)), av(std::size_t(M * D)), ar(std::size_t(M * D));
+    kernel<op::attention_prefill, cpu_scalar>::run(q.data(), M, pos, kc.data(), vc.data(),
+                                                   as.data(), H, KvH, hd);
+    kernel<op::attention_prefill, simd_backend>::run(q.data(), M, pos, kc.data(), vc.data(),
+                                                     av.data(), H, KvH, hd);
+    // The same rows through the decode kernel, one row at a time.
+    std::vector<float> s(static_cast<std::size_t>(T));
+    for (index_t i = 0; i < M; ++i)
+      for (index_t h = 0; h < H; ++h) {
+        const index_t off = (h / (H / KvH)) * hd;
+        kernel<op::attention_row<dyn>, cpu_scalar>::run(
+            q.data() + i * D + h * hd, kc.data() + off, vc.data() + off, kvd, pos + i + 1, hd,
+            1.0f / std::sqrt(float(hd)), s.data(), ar.data() + i * D + h * hd);
+      }
+    for (std::size_t i = 0; i < as.size(); ++i) {
+      CHECK(as[i] == doctest::Approx(ar[i]).epsilon(1e-5).scale(1.0));
+      CHECK(av[i] == doctest::Approx(ar[i]).epsilon(1e-5).scale(1.0));
+    }
+  }
 }

@@ -1,7 +1,7 @@
 #pragma once
-// Bert<Cfg, W>: the BERT encoder from nn/ layer templates, and mean-pooled sentence embeddings
-// (as sentence-transformers computes them). Word + position + token-type embeddings and a
-// LayerNorm, then post-LayerNorm blocks: x = LN(x + attention(x)) with bidirectional attention
+// Bert<Cfg, W, Backend>: the BERT encoder from nn/ layer templates, and mean-pooled sentence
+// embeddings (as sentence-transformers computes them). Word + position + token-type embeddings and
+// a LayerNorm, then post-LayerNorm blocks: x = LN(x + attention(x)) with bidirectional attention
 // over each sequence's unmasked tokens, x = LN(x + MLP(x)) with the erf GELU.
 //
 // Cfg is a struct of compile-time dimensions or models::BertConfig (run-time values, e.g. from
@@ -75,7 +75,7 @@ BertConfig to_bert_config(const Cfg& c) {
   }
 }
 
-template <class Cfg, nn::WeightFormat W = float>
+template <class Cfg, nn::WeightFormat W = float, class Backend = default_backend>
 class Bert {
   using E = bert_extents<Cfg>;
   BertConfig cfg_;  // first: the members below are built from it
@@ -83,6 +83,7 @@ class Bert {
  public:
   using config_type = Cfg;
   using weight_format = W;
+  using backend_type = Backend;
 
   struct Block {
     Block(const BertConfig& c)
@@ -146,21 +147,22 @@ class Bert {
     grow(s, B, T);
     float* x = s.x_.data();
     float* work = s.work_.data();
-    token_embd.forward(ids, x);
+    const Backend be{};
+    token_embd.forward(be, ids, x);
     for (index_t b = 0; b < B; ++b) position_embd.add(x + b * T * D, T, 0);
     if (types.empty()) {
       const Id zero{};
-      for (index_t i = 0; i < N; ++i) token_types.forward_add(std::span(&zero, 1), x + i * D);
+      for (index_t i = 0; i < N; ++i) token_types.forward_add(be, std::span(&zero, 1), x + i * D);
     } else {
-      token_types.forward_add(types, x);
+      token_types.forward_add(be, types, x);
     }
-    token_embd_norm.forward(x, N, x);
+    token_embd_norm.forward(be, x, N, x);
     const Mask* m = mask.empty() ? nullptr : mask.data();
     for (const Block& b : blk) {
-      b.attn.forward_bidirectional(x, B, T, m, work, x, 1.0f);  // x += attention(x)
-      b.attn_output_norm.forward(x, N, x);
-      b.ffn.forward(x, N, x, work, 1.0f);  // x += mlp(x)
-      b.layer_output_norm.forward(x, N, x);
+      b.attn.forward_bidirectional(be, x, B, T, m, work, x, 1.0f);  // x += attention(x)
+      b.attn_output_norm.forward(be, x, N, x);
+      b.ffn.forward(be, x, N, x, work, 1.0f);  // x += mlp(x)
+      b.layer_output_norm.forward(be, x, N, x);
     }
     return {s.x_.data(), std::size_t(N * D)};
   }

@@ -77,6 +77,20 @@ void decode_chunks(const char* who, std::span<const Id> tokens, index_t pos, ind
 /// After the last block: logits of every row into all_logits ([M, vocab]) when given, and of
 /// the last row into logits when this is the last chunk. x: [M, D] hidden rows; xb: [M, D]
 /// scratch. norm.forward(x, rows, out), head.forward(in, rows, out).
+template <class Backend, class Norm, class Head>
+void decoder_head(Backend b, const Norm& norm, const Head& head, const float* x, index_t M,
+                  index_t D, index_t vocab, float* xb, float* all_logits, bool last,
+                  float* logits) {
+  if (all_logits) {
+    norm.forward(b, x, M, xb);
+    head.forward(b, xb, M, all_logits);
+    if (last) std::copy(all_logits + (M - 1) * vocab, all_logits + M * vocab, logits);
+  } else if (last) {
+    norm.forward(b, x + (M - 1) * D, 1, xb);
+    head.forward(b, xb, 1, logits);
+  }
+}
+/// The same on the layers' own default (for heads that take no backend yet).
 template <class Norm, class Head>
 void decoder_head(const Norm& norm, const Head& head, const float* x, index_t M, index_t D,
                   index_t vocab, float* xb, float* all_logits, bool last, float* logits) {

@@ -1,7 +1,7 @@
 #pragma once
-// GPT2<Cfg, W>: the GPT-2 architecture from nn/ layer templates: token and learned position
-// embeddings, pre-LayerNorm blocks (causal multi-head attention with biases, MLP with biases
-// and tanh-GELU, each added to the residual), a final LayerNorm and an LM head that GPT-2
+// GPT2<Cfg, W, Backend>: the GPT-2 architecture from nn/ layer templates: token and learned
+// position embeddings, pre-LayerNorm blocks (causal multi-head attention with biases, MLP with
+// biases and tanh-GELU, each added to the residual), a final LayerNorm and an LM head that GPT-2
 // ties to the token embedding.
 //
 // Cfg is a struct of compile-time dimensions or models::GPT2Config (values read from a file
@@ -80,7 +80,7 @@ GPT2Config to_gpt2_config(const Cfg& c) {
   }
 }
 
-template <class Cfg, nn::WeightFormat W = float>
+template <class Cfg, nn::WeightFormat W = float, class Backend = default_backend>
 class GPT2 {
   using E = gpt2_extents<Cfg>;
   GPT2Config cfg_;  // first: the members below are built from it
@@ -88,6 +88,7 @@ class GPT2 {
  public:
   using config_type = Cfg;
   using weight_format = W;
+  using backend_type = Backend;
 
   struct Block {
     Block(const GPT2Config& c)
@@ -245,17 +246,19 @@ class GPT2 {
     float* x = s.x_.data();
     float* xb = s.xb_.data();
     float* work = s.work_.data();
-    token_embd.forward(tokens, x);
+    const Backend be{};
+    token_embd.forward(be, tokens, x);
     position_embd.add(x, M, pos);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(x, M, xb);
-      b.attn.forward(xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, work, x,
+      b.attn_norm.forward(be, x, M, xb);
+      b.attn.forward(be, xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, work, x,
                      1.0f);  // residual: x += attention (no RoPE: positions are in x)
-      b.ffn_norm.forward(x, M, xb);
-      b.ffn.forward(xb, M, x, work, 1.0f);
+      b.ffn_norm.forward(be, x, M, xb);
+      b.ffn.forward(be, xb, M, x, work, 1.0f);
     }
-    decoder_head(output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last, s.logits_.data());
+    decoder_head(be, output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last,
+                 s.logits_.data());
   }
 };
 

@@ -1,5 +1,5 @@
 #pragma once
-// Llama<Cfg, W>: the Llama / Llama 2 architecture from nn/ layer templates.
+// Llama<Cfg, W, Backend>: the Llama / Llama 2 architecture from nn/ layer templates.
 //
 // Cfg is either a struct of compile-time dimensions (every layer then has static shapes)
 //
@@ -11,8 +11,10 @@
 //
 // or models::LlamaConfig, whose values are read from a file at run time (io/load_llama.hpp):
 // the same templates serve both. W is the weight format of the matrices (f32, f16, bf16 or a
-// block format); norms are f32. Parameters carry their GGUF names (token_embd, blk.N.attn_q,
-// ..., output_norm, output) and are reached with visit().
+// block format); norms are f32. Every layer runs the kernels of Backend (default_backend: the
+// build's best CPU backend; models::Llama<LlamaConfig, W, cpu_scalar> is the reference).
+// Parameters carry their GGUF names (token_embd, blk.N.attn_q, ..., output_norm, output) and
+// are reached with visit().
 //
 // The model is its weights only (const, shared by threads); what a sequence changes lives in a
 // State (models/decoder.hpp): the KV cache, the RoPE table, the scratch and the logits.
@@ -95,7 +97,7 @@ LlamaConfig to_llama_config(const Cfg& c) {
   }
 }
 
-template <class Cfg, nn::WeightFormat W = float>
+template <class Cfg, nn::WeightFormat W = float, class Backend = default_backend>
 class Llama {
   using E = llama_extents<Cfg>;
   LlamaConfig cfg_;  // first: the members below are built from it
@@ -103,6 +105,7 @@ class Llama {
  public:
   using config_type = Cfg;
   using weight_format = W;
+  using backend_type = Backend;
 
   struct Block {
     Block(const LlamaConfig& c)
@@ -272,16 +275,18 @@ class Llama {
     float* x = s.x_.data();
     float* xb = s.xb_.data();
     float* work = s.work_.data();
-    token_embd.forward(tokens, x);
+    const Backend be{};
+    token_embd.forward(be, tokens, x);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(x, M, xb);
-      b.attn.forward(xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, s.rope_, work, x,
+      b.attn_norm.forward(be, x, M, xb);
+      b.attn.forward(be, xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, s.rope_, work, x,
                      1.0f);  // residual: x += attention
-      b.ffn_norm.forward(x, M, xb);
-      b.ffn.forward(xb, M, x, work, 1.0f);
+      b.ffn_norm.forward(be, x, M, xb);
+      b.ffn.forward(be, xb, M, x, work, 1.0f);
     }
-    decoder_head(output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last, s.logits_.data());
+    decoder_head(be, output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last,
+                 s.logits_.data());
   }
 };
 

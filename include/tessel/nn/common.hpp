@@ -1,6 +1,7 @@
 #pragma once
 // What every layer template in nn/ shares: weight-format traits, the parameter visitor
-// convention, and the private row loops the layers run on raw f32 activations.
+// convention, and the row operations the layers run on raw f32 activations (kernel-table
+// entries of the backend a layer is given).
 //
 // Layers keep their weights as members (tessel::Tensor with a static or `dyn` shape) and name
 // them as GGUF does, so a loader walks them with
@@ -18,12 +19,14 @@
 #include <type_traits>
 #include <vector>
 
-#include "tessel/backend/cpu/gemm.hpp"
 #include "tessel/backend/tags.hpp"
+#include "tessel/backend/thread_pool.hpp"
 #include "tessel/core/error.hpp"
 #include "tessel/core/numeric.hpp"
 #include "tessel/core/shape.hpp"
 #include "tessel/core/tensor.hpp"
+#include "tessel/ops/activation.hpp"
+#include "tessel/ops/matmul.hpp"  // gemm, which the layers call
 #include "tessel/ops/norm.hpp"
 #include "tessel/ops/softmax.hpp"
 
@@ -74,82 +77,70 @@ void weight_row_f32(const W* row, float* out, index_t n) {
   }
 }
 
-// Row kernels: the SIMD versions in ops/ where the build has them. Not inlined: with a static
-// row length GCC 12 raises a false -Waggressive-loop-optimizations in their tail loops, and a
-// call per row costs nothing next to the row. (noipa: no constant-propagated clones either.)
+// Row operations of a backend, found in the kernel table (ops/norm.hpp, ops/softmax.hpp,
+// ops/activation.hpp). Layers call the kernels directly; these names stay for callers that
+// take the backend as row_ops<Backend> (or `rows`: the default backend).
 template <class Backend>
-struct row_ops {  // cpu_scalar: the references
+struct row_ops {
   static void rms_norm(const float* x, float* y, index_t n, const float* w, float eps) {
-    tessel::detail::rms_norm_row_reference(x, y, n, w, eps);
+    kernel<op::rms_norm_row, Backend>::run(x, y, n, w, eps);
   }
   static void layer_norm(const float* x, float* y, index_t n, const float* w, const float* b,
                          float eps) {
-    tessel::detail::layer_norm_row_reference(x, y, n, w, b, eps);
+    kernel<op::layer_norm_row, Backend>::run(x, y, n, w, b, eps);
   }
-  static void softmax(float* x, index_t n) { tessel::detail::softmax_row_reference(x, x, n); }
+  static void softmax(float* x, index_t n) { kernel<op::softmax_row, Backend>::run(x, x, n); }
 };
-template <class Arch>
-struct row_ops<cpu_simd<Arch>> {
-  [[gnu::noipa]] static void rms_norm(const float* x, float* y, index_t n, const float* w,
-                                      float eps) {
-    tessel::detail::rms_norm_row_simd<Arch>(x, y, n, w, eps);
-  }
-  [[gnu::noipa]] static void layer_norm(const float* x, float* y, index_t n, const float* w,
-                                        const float* b, float eps) {
-    tessel::detail::layer_norm_row_simd<Arch>(x, y, n, w, b, eps);
-  }
-  [[gnu::noipa]] static void softmax(float* x, index_t n) {
-    tessel::detail::softmax_row_simd<Arch>(x, x, n);
-  }
-};
-using rows = row_ops<cpu>;
+using rows = row_ops<default_backend>;
 
-inline float silu(float x) noexcept {
-  return x / (1.0f + std::exp(-x));
+using tessel::detail::silu;
+
+/// x[i] = silu(x[i]) for i < n, one row, with Backend's kernel.
+template <class Backend>
+void silu_row(Backend, float* x, index_t n) {
+  kernel<op::silu_row, Backend>::run(x, n);
 }
-/// x[i] = silu(x[i]) for i < n, one row: vectorized where the build has SIMD. Not inlined, as
-/// row_ops (GCC 12's false -Waggressive-loop-optimizations on static lengths).
-[[gnu::noipa]] inline void silu_row(float* x, index_t n) {
-  index_t i = 0;
-  if constexpr (requires { typename cpu::arch; }) {
-    using V = xsimd::batch<float, typename cpu::arch>;
-    constexpr index_t W = static_cast<index_t>(V::size);
-    const V one(1.0f);
-    for (; i + W <= n; i += W) {
-      const V v = V::load_unaligned(x + i);
-      (v / (one + xsimd::exp(-v))).store_unaligned(x + i);
-    }
-  }
-  for (; i < n; ++i) x[i] = silu(x[i]);
+inline void silu_row(float* x, index_t n) {
+  silu_row(default_backend{}, x, n);
 }
-/// x[i] = silu(x[i]) for i < n: vectorized, threaded over chunks of 16 Ki elements.
+/// x[i] = silu(x[i]) for i < n: threaded over chunks of 16 Ki elements.
+template <class Backend>
+void silu_inplace(Backend, float* x, index_t n) {
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
+    kernel<op::silu_row, Backend>::run(x + lo, hi - lo);
+  });
+}
 inline void silu_inplace(float* x, index_t n) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) { silu_row(x + lo, hi - lo); });
+  silu_inplace(default_backend{}, x, n);
 }
 /// out[i] = silu(s[i]) * m[i] for i < n, one row (SwiGLU's gate, Mamba-2's output gate); out
-/// may alias s or m. Vectorized where the build has SIMD; not inlined, as silu_row.
-[[gnu::noipa]] inline void silu_mul_row(const float* s, const float* m, float* out, index_t n) {
-  index_t i = 0;
-  if constexpr (requires { typename cpu::arch; }) {
-    using V = xsimd::batch<float, typename cpu::arch>;
-    constexpr index_t W = static_cast<index_t>(V::size);
-    const V one(1.0f);
-    for (; i + W <= n; i += W) {
-      const V v = V::load_unaligned(s + i);
-      (v / (one + xsimd::exp(-v)) * V::load_unaligned(m + i)).store_unaligned(out + i);
-    }
-  }
-  for (; i < n; ++i) out[i] = silu(s[i]) * m[i];
+/// may alias s or m.
+template <class Backend>
+void silu_mul_row(Backend, const float* s, const float* m, float* out, index_t n) {
+  kernel<op::silu_mul_row, Backend>::run(s, m, out, n);
 }
-/// out[i] = silu(s[i]) * m[i] for i < n: vectorized, threaded over chunks of 16 Ki elements.
+inline void silu_mul_row(const float* s, const float* m, float* out, index_t n) {
+  silu_mul_row(default_backend{}, s, m, out, n);
+}
+/// out[i] = silu(s[i]) * m[i] for i < n: threaded over chunks of 16 Ki elements.
+template <class Backend>
+void silu_mul(Backend, const float* s, const float* m, float* out, index_t n) {
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
+    kernel<op::silu_mul_row, Backend>::run(s + lo, m + lo, out + lo, hi - lo);
+  });
+}
 inline void silu_mul(const float* s, const float* m, float* out, index_t n) {
-  parallel_for(0, n, 16384,
-               [&](index_t lo, index_t hi) { silu_mul_row(s + lo, m + lo, out + lo, hi - lo); });
+  silu_mul(default_backend{}, s, m, out, n);
 }
 inline float gelu(float x, GeluKind k) noexcept {
-  if (k == GeluKind::erf) return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
-  const float c = 0.79788456080286536f;  // sqrt(2/pi)
-  return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
+  return tessel::detail::gelu(x, k == GeluKind::tanh);
+}
+/// x[i] = gelu(x[i]) for i < n: threaded over chunks of 16 Ki elements.
+template <class Backend>
+void gelu_inplace(Backend, float* x, index_t n, GeluKind k) {
+  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
+    kernel<op::gelu_row, Backend>::run(x + lo, hi - lo, k == GeluKind::tanh);
+  });
 }
 
 }  // namespace detail

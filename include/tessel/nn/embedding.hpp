@@ -20,9 +20,11 @@ class Embedding {
   index_t vocab() const noexcept { return weight.extent(0); }
   index_t dim() const noexcept { return weight.extent(1); }
 
-  /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error.
-  template <class Id>
-  void forward(std::span<const Id> tokens, float* out) const {
+  /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error. A lookup is a
+  /// copy (or the weight format's row dequantization), the same on every CPU backend: the
+  /// backend is taken for the uniform layer signature.
+  template <class Backend, class Id>
+  void forward(Backend, std::span<const Id> tokens, float* out) const {
     const index_t D = dim();
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       const auto t = static_cast<index_t>(tokens[i]);
@@ -33,9 +35,14 @@ class Embedding {
     }
   }
 
-  /// out[i, :] += row tokens[i] (BERT's token-type embedding is added to the others).
   template <class Id>
-  void forward_add(std::span<const Id> tokens, float* out) const {
+  void forward(std::span<const Id> tokens, float* out) const {
+    forward(default_backend{}, tokens, out);
+  }
+
+  /// out[i, :] += row tokens[i] (BERT's token-type embedding is added to the others).
+  template <class Backend, class Id>
+  void forward_add(Backend, std::span<const Id> tokens, float* out) const {
     const index_t D = dim();
     thread_local std::vector<float> row;  // grows once per thread
     if (static_cast<index_t>(row.size()) < D) row.resize(std::size_t(D));
@@ -48,6 +55,10 @@ class Embedding {
       float* o = out + index_t(i) * D;
       for (index_t j = 0; j < D; ++j) o[j] += row[std::size_t(j)];
     }
+  }
+  template <class Id>
+  void forward_add(std::span<const Id> tokens, float* out) const {
+    forward_add(default_backend{}, tokens, out);
   }
 
   template <class V>

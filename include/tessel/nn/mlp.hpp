@@ -19,15 +19,20 @@ class GatedMLP {
   index_t hidden() const noexcept { return ffn_gate.out(); }
   index_t scratch_floats(index_t M) const noexcept { return 2 * M * hidden(); }
 
-  /// y[M, Dim] = mlp(x) + beta · y.
-  void forward(const float* x, index_t M, float* y, float* scratch, float beta = 0.0f) const {
+  /// y[M, Dim] = mlp(x) + beta · y, with Backend's kernels.
+  template <class Backend>
+  void forward(Backend b, const float* x, index_t M, float* y, float* scratch,
+               float beta = 0.0f) const {
     const index_t H = hidden();
     float* g = scratch;
     float* u = scratch + M * H;
-    ffn_gate.forward(x, M, g);
-    ffn_up.forward(x, M, u);
-    detail::silu_mul(g, u, g, M * H);
-    ffn_down.forward(g, M, y, beta);
+    ffn_gate.forward(b, x, M, g);
+    ffn_up.forward(b, x, M, u);
+    detail::silu_mul(b, g, u, g, M * H);
+    ffn_down.forward(b, g, M, y, beta);
+  }
+  void forward(const float* x, index_t M, float* y, float* scratch, float beta = 0.0f) const {
+    forward(default_backend{}, x, M, y, scratch, beta);
   }
 
   template <class V>
@@ -53,12 +58,16 @@ class MLP {
   index_t hidden() const noexcept { return ffn_up.out(); }
   index_t scratch_floats(index_t M) const noexcept { return M * hidden(); }
 
+  /// y[M, Dim] = mlp(x) + beta · y, with Backend's kernels.
+  template <class Backend>
+  void forward(Backend b, const float* x, index_t M, float* y, float* scratch,
+               float beta = 0.0f) const {
+    ffn_up.forward(b, x, M, scratch);
+    detail::gelu_inplace(b, scratch, M * hidden(), gelu);
+    ffn_down.forward(b, scratch, M, y, beta);
+  }
   void forward(const float* x, index_t M, float* y, float* scratch, float beta = 0.0f) const {
-    ffn_up.forward(x, M, scratch);
-    parallel_for(0, M * hidden(), 16384, [&](index_t lo, index_t hi) {
-      for (index_t i = lo; i < hi; ++i) scratch[i] = detail::gelu(scratch[i], gelu);
-    });
-    ffn_down.forward(scratch, M, y, beta);
+    forward(default_backend{}, x, M, y, scratch, beta);
   }
 
   template <class V>

@@ -21,7 +21,7 @@ class RMSNorm {
   void forward(Backend, const float* x, index_t M, float* y) const {
     const index_t D = dim();
     for (index_t i = 0; i < M; ++i)
-      detail::row_ops<Backend>::rms_norm(x + i * D, y + i * D, D, weight.data(), eps);
+      kernel<op::rms_norm_row, Backend>::run(x + i * D, y + i * D, D, weight.data(), eps);
   }
   void forward(const float* x, index_t M, float* y) const { forward(default_backend{}, x, M, y); }
 
@@ -46,8 +46,8 @@ class LayerNorm {
   void forward(Backend, const float* x, index_t M, float* y) const {
     const index_t D = dim();
     for (index_t i = 0; i < M; ++i)
-      detail::row_ops<Backend>::layer_norm(x + i * D, y + i * D, D, weight.data(), bias.data(),
-                                           eps);
+      kernel<op::layer_norm_row, Backend>::run(x + i * D, y + i * D, D, weight.data(), bias.data(),
+                                               eps);
   }
   void forward(const float* x, index_t M, float* y) const { forward(default_backend{}, x, M, y); }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "tessel/ops/rope.hpp"
 
 namespace tessel::nn {
 
@@ -35,24 +36,16 @@ class Rope {
   RopeStyle style() const noexcept { return style_; }
 
   /// Rotates n_heads consecutive heads of v (each head_dim long) for position pos.
-  void apply(float* v, index_t n_heads, index_t pos) const {
+  template <class Backend>
+  void apply(Backend, float* v, index_t n_heads, index_t pos) const {
     if (pos < 0 || pos >= max_seq_)
       throw value_error("tessel::nn::Rope: position " + std::to_string(pos) +
                         " is outside the table of " + std::to_string(max_seq_));
-    const float* c = cos_.data() + pos * half_;
-    const float* s = sin_.data() + pos * half_;
-    const index_t stride = style_ == RopeStyle::adjacent ? 1 : half_;
-    const index_t step = style_ == RopeStyle::adjacent ? 2 : 1;
-    for (index_t h = 0; h < n_heads; ++h) {
-      float* x = v + h * head_dim_;
-      for (index_t i = 0; i < half_; ++i) {
-        float& a = x[i * step];
-        float& b = x[i * step + stride];
-        const float x0 = a, x1 = b;
-        a = x0 * c[i] - x1 * s[i];
-        b = x0 * s[i] + x1 * c[i];
-      }
-    }
+    kernel<op::rope_rows, Backend>::run(v, n_heads, head_dim_, half_, cos_.data() + pos * half_,
+                                        sin_.data() + pos * half_, style_ == RopeStyle::adjacent);
+  }
+  void apply(float* v, index_t n_heads, index_t pos) const {
+    apply(default_backend{}, v, n_heads, pos);
   }
 
  private:

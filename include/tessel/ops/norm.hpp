@@ -90,6 +90,42 @@ std::string shape_string(const X& x) {
 
 }  // namespace detail
 
+namespace op {
+/// One contiguous f32 row of n: run(x, y, n, weight, eps), y may be x.
+struct rms_norm_row {};
+/// One contiguous f32 row of n: run(x, y, n, weight, bias, eps), y may be x.
+struct layer_norm_row {};
+}  // namespace op
+
+// Not inlined, as the softmax rows (GCC 12's false -Waggressive-loop-optimizations on static
+// lengths).
+template <>
+struct kernel<op::rms_norm_row, cpu_scalar> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w, float eps) {
+    detail::rms_norm_row_reference(x, y, n, w, eps);
+  }
+};
+template <class Arch>
+struct kernel<op::rms_norm_row, cpu_simd<Arch>> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w, float eps) {
+    detail::rms_norm_row_simd<Arch>(x, y, n, w, eps);
+  }
+};
+template <>
+struct kernel<op::layer_norm_row, cpu_scalar> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w,
+                                 const float* b, float eps) {
+    detail::layer_norm_row_reference(x, y, n, w, b, eps);
+  }
+};
+template <class Arch>
+struct kernel<op::layer_norm_row, cpu_simd<Arch>> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n, const float* w,
+                                 const float* b, float eps) {
+    detail::layer_norm_row_simd<Arch>(x, y, n, w, b, eps);
+  }
+};
+
 /// y = rms_norm(x) * weight over the last axis, on a CPU backend.
 template <class Backend, class Y, class X, class Wt>
 requires is_cpu_backend_v<Backend>
@@ -99,15 +135,11 @@ void rms_norm(Backend, Y&& y, const X& x, const Wt& weight, float eps) {
   const index_t n = xv.extent(decltype(xv)::rank - 1);
   const auto w = detail::param_f32("rms_norm", "weight", weight, n, detail::shape_string(x));
   const float* wp = w.data();
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    detail::for_each_row("rms_norm", xv, yv, false, [&](const float* xr, float* yr, index_t m) {
-      detail::rms_norm_row_reference(xr, yr, m, wp, eps);
-    });
-  } else {
-    detail::for_each_row("rms_norm", xv, yv, true, [&](const float* xr, float* yr, index_t m) {
-      detail::rms_norm_row_simd<typename Backend::arch>(xr, yr, m, wp, eps);
-    });
-  }
+  // The reference stays on the calling thread; the SIMD backends spread rows over the pool.
+  detail::for_each_row("rms_norm", xv, yv, is_cpu_simd_v<Backend>,
+                       [&](const float* xr, float* yr, index_t m) {
+                         kernel<op::rms_norm_row, Backend>::run(xr, yr, m, wp, eps);
+                       });
 }
 template <class Y, class X, class Wt>
 requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void rms_norm(Y&& y, const X& x,
@@ -133,15 +165,10 @@ void layer_norm(Backend, Y&& y, const X& x, const Wt& weight, const Bs& bias, fl
   const auto w = detail::param_f32("layer_norm", "weight", weight, n, xs);
   const auto b = detail::param_f32("layer_norm", "bias", bias, n, xs);
   const float *wp = w.data(), *bp = b.data();
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    detail::for_each_row("layer_norm", xv, yv, false, [&](const float* xr, float* yr, index_t m) {
-      detail::layer_norm_row_reference(xr, yr, m, wp, bp, eps);
-    });
-  } else {
-    detail::for_each_row("layer_norm", xv, yv, true, [&](const float* xr, float* yr, index_t m) {
-      detail::layer_norm_row_simd<typename Backend::arch>(xr, yr, m, wp, bp, eps);
-    });
-  }
+  detail::for_each_row("layer_norm", xv, yv, is_cpu_simd_v<Backend>,
+                       [&](const float* xr, float* yr, index_t m) {
+                         kernel<op::layer_norm_row, Backend>::run(xr, yr, m, wp, bp, eps);
+                       });
 }
 template <class Y, class X, class Wt, class Bs>
 requires(!is_cpu_backend_v<std::remove_cvref_t<Y>>) void layer_norm(Y&& y, const X& x,

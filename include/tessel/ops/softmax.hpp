@@ -52,17 +52,36 @@ void softmax_row_simd(const float* x, float* y, index_t n) {
 
 }  // namespace detail
 
+namespace op {
+/// softmax of one contiguous f32 row of n: run(x, y, n), y may be x.
+struct softmax_row {};
+}  // namespace op
+
+// Row kernels are not inlined: with a static row length GCC 12 raises a false
+// -Waggressive-loop-optimizations in their tail loops, and a call per row costs nothing next to
+// the row. (noipa: no constant-propagated clones either.)
+template <>
+struct kernel<op::softmax_row, cpu_scalar> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n) {
+    detail::softmax_row_reference(x, y, n);
+  }
+};
+template <class Arch>
+struct kernel<op::softmax_row, cpu_simd<Arch>> {
+  [[gnu::noipa]] static void run(const float* x, float* y, index_t n) {
+    detail::softmax_row_simd<Arch>(x, y, n);
+  }
+};
+
 /// y = softmax(x) along the last axis, on a CPU backend.
 template <class Backend, class Y, class X>
 requires is_cpu_backend_v<Backend>
 void softmax(Backend, Y&& y, const X& x) {
   const auto xv = detail::src_view(x);
   const auto yv = detail::dst_view(y);
-  if constexpr (std::is_same_v<Backend, cpu_scalar>) {
-    detail::for_each_row("softmax", xv, yv, false, detail::softmax_row_reference);
-  } else {
-    detail::for_each_row("softmax", xv, yv, true, detail::softmax_row_simd<typename Backend::arch>);
-  }
+  // The reference stays on the calling thread; the SIMD backends spread rows over the pool.
+  detail::for_each_row("softmax", xv, yv, is_cpu_simd_v<Backend>,
+                       kernel<op::softmax_row, Backend>::run);
 }
 
 /// y = softmax(x) along the last axis (y may be x).

@@ -82,7 +82,7 @@ class BasicCLIPTextModel {
     for (const Layer& l : layers) {
       l.layer_norm1.forward(b, h.data(), T, t.data());
       // Causal attention over the sequence: its keys and values fill the cache rows 0 … T−1.
-      l.self_attn.forward(t.data(), T, 0, k.data(), v.data(), cfg_.max_pos, scratch.data(),
+      l.self_attn.forward(b, t.data(), T, 0, k.data(), v.data(), cfg_.max_pos, scratch.data(),
                           h.data(), 1.0f);
       l.layer_norm2.forward(b, h.data(), T, t.data());
       l.fc1.forward(b, t.data(), T, f.data());

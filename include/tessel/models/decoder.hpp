@@ -90,18 +90,5 @@ void decoder_head(Backend b, const Norm& norm, const Head& head, const float* x,
     head.forward(b, xb, 1, logits);
   }
 }
-/// The same on the layers' own default (for heads that take no backend yet).
-template <class Norm, class Head>
-void decoder_head(const Norm& norm, const Head& head, const float* x, index_t M, index_t D,
-                  index_t vocab, float* xb, float* all_logits, bool last, float* logits) {
-  if (all_logits) {
-    norm.forward(x, M, xb);
-    head.forward(xb, M, all_logits);
-    if (last) std::copy(all_logits + (M - 1) * vocab, all_logits + M * vocab, logits);
-  } else if (last) {
-    norm.forward(x + (M - 1) * D, 1, xb);
-    head.forward(xb, 1, logits);
-  }
-}
 
 }  // namespace tessel::models

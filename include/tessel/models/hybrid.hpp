@@ -22,8 +22,7 @@
 // constant-size states. Names are GGUF's
 // (blk.N.attn_norm, blk.N.ssm_* or blk.N.attn_q/k/v/output, blk.N.ffn_norm, blk.N.ffn_*).
 //
-// Backend: where the norms, the Mamba mixers and the head run. The attention layers and the
-// gated MLPs take no backend yet and run on default_backend.
+// Backend: whose kernels every layer runs (default_backend; cpu_scalar: the references).
 
 #include <algorithm>
 #include <span>
@@ -199,17 +198,17 @@ class Hybrid {
     for (index_t l = 0; l < Cfg::layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(Backend{}, x, M, xb);
-      if (is_attention(l))  // no backend parameter on Attention yet: default_backend
-        attns[std::size_t(b.slot)].forward(xb, M, pos, s.cache_.keys(b.slot),
+      if (is_attention(l))
+        attns[std::size_t(b.slot)].forward(Backend{}, xb, M, pos, s.cache_.keys(b.slot),
                                            s.cache_.values(b.slot), s.max_seq_, work, x, 1.0f);
       else
         mixers[std::size_t(b.slot)].forward(Backend{}, xb, M, s.mamba_[std::size_t(b.slot)], work,
                                             x, 1.0f);
       b.ffn_norm.forward(Backend{}, x, M, xb);
-      b.ffn.forward(xb, M, x, work, 1.0f);  // no backend parameter on GatedMLP yet
+      b.ffn.forward(Backend{}, xb, M, x, work, 1.0f);
     }
-    detail::recurrent_head<Backend>(output_norm, token_embd, x, M, D, Vocab, xb, all_logits, last,
-                                    s.logits_.data());
+    decoder_head(Backend{}, output_norm, token_embd, x, M, D, Vocab, xb, all_logits, last,
+                 s.logits_.data());
   }
 };
 

@@ -100,20 +100,6 @@ void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, fl
   }
 }
 
-/// decoder_head() on Backend: the logits of the last row (or of every row) after the final norm.
-template <class Backend, class Norm, class Head>
-void recurrent_head(const Norm& norm, const Head& head, const float* x, index_t M, index_t D,
-                    index_t vocab, float* xb, float* all_logits, bool last, float* logits) {
-  if (all_logits) {
-    norm.forward(Backend{}, x, M, xb);
-    head.forward(Backend{}, xb, M, all_logits);
-    if (last) std::copy(all_logits + (M - 1) * vocab, all_logits + M * vocab, logits);
-  } else if (last) {
-    norm.forward(Backend{}, x + (M - 1) * D, 1, xb);
-    head.forward(Backend{}, xb, 1, logits);
-  }
-}
-
 /// The language model around a recurrent mixer, shared by Mamba and Mamba2:
 ///
 ///   x = token_embd[ids];  for each layer: x += mixer(rms_norm(x));  logits = head(rms_norm(x))
@@ -260,8 +246,8 @@ class recurrent_lm {
       b.mixer.forward(Backend{}, xb, M, s.layers_[std::size_t(l)], s.work_.data(), x,
                       1.0f);  // x += mixer
     }
-    recurrent_head<Backend>(output_norm, head(), x, M, cfg_.dim, cfg_.vocab, xb, all_logits, last,
-                            s.logits_.data());
+    decoder_head(Backend{}, output_norm, head(), x, M, cfg_.dim, cfg_.vocab, xb, all_logits, last,
+                 s.logits_.data());
   }
 };
 

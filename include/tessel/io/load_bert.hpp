@@ -30,8 +30,8 @@ struct BertLoadOptions {
 
 /// The config of a Hugging Face BERT checkpoint (see the top of the file).
 template <class Json = nlohmann::json>
-inline models::BertConfig bert_config(const SafetensorsCheckpoint& ck, const std::string& path,
-                                      const BertLoadOptions& opt = {}) {
+models::BertConfig bert_config(const SafetensorsCheckpoint& ck, const std::string& path,
+                               const BertLoadOptions& opt = {}) {
   const std::string pre = ck.find("bert.embeddings.word_embeddings.weight") ? "bert." : "";
   const auto shape = [&](const std::string& n) {
     const SafetensorsTensor* t = ck.find(pre + n);

@@ -117,7 +117,7 @@ T json_get(const Json& j, const std::string& path, const char* key, T fallback) 
 
 /// A UNetConfig from diffusers' unet/config.json (UNet2DConditionModel's keys).
 template <class Json = nlohmann::json>
-inline models::UNetConfig unet_config_json(const std::string& path) {
+models::UNetConfig unet_config_json(const std::string& path) {
   const auto j = detail::read_json<Json>(path);
   models::UNetConfig c;
   c.in_channels = detail::json_get<index_t>(j, path, "in_channels", 4);
@@ -153,7 +153,7 @@ inline models::UNetConfig unet_config_json(const std::string& path) {
 
 /// A VAEConfig from diffusers' vae/config.json (AutoencoderKL's keys).
 template <class Json = nlohmann::json>
-inline models::VAEConfig vae_config_json(const std::string& path) {
+models::VAEConfig vae_config_json(const std::string& path) {
   const auto j = detail::read_json<Json>(path);
   models::VAEConfig c;
   c.in_channels = detail::json_get<index_t>(j, path, "in_channels", 3);
@@ -190,7 +190,7 @@ inline models::AutoencoderKL load_autoencoder_kl(const SafetensorsCheckpoint& ck
 /// A CLIPConfig from a CLIP text model checkpoint: dimensions from the tensors' shapes, the
 /// head count (and bos / eos ids) from the config.json beside the file, else dim / 64.
 template <class Json = nlohmann::json>
-inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std::string& path) {
+models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std::string& path) {
   const auto shape = [&](const std::string& n) {
     const SafetensorsTensor* t = ck.find(n);
     if (!t || t->shape.size() != 2)
@@ -224,7 +224,7 @@ inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std
 /// The mnist-ddpm network from a .safetensors or a PyTorch .pth state dict (chosen by the
 /// file's extension).
 template <class Json = nlohmann::json>
-inline models::MnistDDPM load_mnist_ddpm(const std::string& path) {
+models::MnistDDPM load_mnist_ddpm(const std::string& path) {
   models::MnistDDPM m;
   if (path.ends_with(".safetensors")) {
     const auto f = SafetensorsFile::open<Json>(path);

@@ -211,8 +211,8 @@ Model load_gpt2(const GGUFFile& f,
 /// and epsilon from opt or from config.json in the checkpoint's folder (n_head,
 /// layer_norm_epsilon).
 template <class Json = nlohmann::json>
-inline models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std::string& path,
-                                      const GPT2LoadOptions& opt = {}) {
+models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std::string& path,
+                               const GPT2LoadOptions& opt = {}) {
   const std::string pre = ck.find("transformer.wte.weight") ? "transformer." : "";
   const auto shape = [&](const std::string& n) {
     const SafetensorsTensor* t = ck.find(pre + n);

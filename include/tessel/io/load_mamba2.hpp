@@ -203,8 +203,8 @@ models::Mamba2<models::Mamba2Config, W> load_gguf_mamba2(const std::string& path
 /// The config of a Hugging Face Mamba-2 checkpoint: the tensors' shapes, and the group count
 /// and epsilon from opt or config.json beside the file.
 template <class Json = nlohmann::json>
-inline models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
-                                          const Mamba2LoadOptions& opt = {}) {
+models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
+                                   const Mamba2LoadOptions& opt = {}) {
   const std::string& file = ck.shards().front().path();
   const auto& ts = ck.tensors();
   const auto shape = [&](const std::string& n) -> std::vector<std::int64_t> {

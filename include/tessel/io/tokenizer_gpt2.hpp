@@ -351,9 +351,9 @@ void gpt2_vocab_from_json(const Json& j, std::vector<std::string>& tokens,
 // The JSON readers are templates (Json defaults to nlohmann::json) so that nlohmann's parser is
 // instantiated only in programs that call them.
 template <class Json = nlohmann::json>
-inline Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view encoder_json, std::string_view vocab_bpe,
-                                          const std::string& encoder_name = "encoder.json",
-                                          const std::string& vocab_name = "vocab.bpe") {
+Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view encoder_json, std::string_view vocab_bpe,
+                                   const std::string& encoder_name = "encoder.json",
+                                   const std::string& vocab_name = "vocab.bpe") {
   std::vector<std::string> tokens;
   {
     const auto j = Json::parse(encoder_json, nullptr, false);
@@ -390,8 +390,8 @@ inline Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view encoder_json, std::st
 
 /// Loads GPT-2's encoder.json and vocab.bpe files (see parse_gpt2_tokenizer).
 template <class Json = nlohmann::json>
-inline Gpt2Tokenizer load_gpt2_tokenizer(const std::string& encoder_json_path,
-                                         const std::string& vocab_bpe_path) {
+Gpt2Tokenizer load_gpt2_tokenizer(const std::string& encoder_json_path,
+                                  const std::string& vocab_bpe_path) {
   return parse_gpt2_tokenizer<Json>(detail::read_text_file(encoder_json_path),
                                     detail::read_text_file(vocab_bpe_path), encoder_json_path,
                                     vocab_bpe_path);
@@ -400,8 +400,8 @@ inline Gpt2Tokenizer load_gpt2_tokenizer(const std::string& encoder_json_path,
 /// Loads a byte-level BPE from a Hugging Face tokenizer.json held in memory: model.vocab,
 /// model.merges ("a b" strings or ["a", "b"] pairs) and added_tokens. Throws format_error.
 template <class Json = nlohmann::json>
-inline Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
-                                             const std::string& name = "tokenizer.json") {
+Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
+                                      const std::string& name = "tokenizer.json") {
   const auto j = Json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw format_error(name, 0, "not a JSON object");
   const auto model = j.find("model");
@@ -448,7 +448,7 @@ inline Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
 
 /// Loads a Hugging Face tokenizer.json file (see parse_hf_tokenizer_json).
 template <class Json = nlohmann::json>
-inline Gpt2Tokenizer load_hf_tokenizer_json(const std::string& path) {
+Gpt2Tokenizer load_hf_tokenizer_json(const std::string& path) {
   return parse_hf_tokenizer_json<Json>(detail::read_text_file(path), path);
 }
 

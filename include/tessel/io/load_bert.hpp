@@ -29,8 +29,9 @@ struct BertLoadOptions {
 };
 
 /// The config of a Hugging Face BERT checkpoint (see the top of the file).
-inline models::BertConfig bert_config(const SafetensorsCheckpoint& ck, const std::string& path,
-                                      const BertLoadOptions& opt = {}) {
+template <class Json = nlohmann::json>
+models::BertConfig bert_config(const SafetensorsCheckpoint& ck, const std::string& path,
+                               const BertLoadOptions& opt = {}) {
   const std::string pre = ck.find("bert.embeddings.word_embeddings.weight") ? "bert." : "";
   const auto shape = [&](const std::string& n) {
     const SafetensorsTensor* t = ck.find(pre + n);
@@ -52,14 +53,14 @@ inline models::BertConfig bert_config(const SafetensorsCheckpoint& ck, const std
   const auto json_path = std::filesystem::path(path).parent_path() / "config.json";
   if ((c.heads == 0 || opt.norm_eps <= 0) && std::filesystem::exists(json_path)) {
     std::ifstream in(json_path);
-    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    const Json j = Json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_object())
       throw format_error(json_path.string(), 0, "not a JSON object");
     if (c.heads == 0 && j.contains("num_attention_heads") &&
         j["num_attention_heads"].is_number_integer())
-      c.heads = j["num_attention_heads"].get<index_t>();
+      c.heads = j["num_attention_heads"].template get<index_t>();
     if (opt.norm_eps <= 0 && j.contains("layer_norm_eps") && j["layer_norm_eps"].is_number())
-      c.norm_eps = j["layer_norm_eps"].get<float>();
+      c.norm_eps = j["layer_norm_eps"].template get<float>();
     if (!std::isfinite(c.norm_eps) || c.norm_eps < 0)
       throw format_error(
           json_path.string(), 0,
@@ -79,7 +80,7 @@ template <class Model>
 Model load_bert(const SafetensorsCheckpoint& ck, const std::string& path,
                 const BertLoadOptions& opt = {}) {
   using Cfg = typename Model::config_type;
-  const models::BertConfig c = bert_config(ck, path, opt);
+  const models::BertConfig c = bert_config<detail::json_t<Model>>(ck, path, opt);
   Model m = [&] {
     if constexpr (std::is_same_v<Cfg, models::BertConfig>) {
       return Model(c);
@@ -136,7 +137,7 @@ Model load_bert(const SafetensorsCheckpoint& ck, const std::string& path,
 }
 template <class Model>
 Model load_bert(const std::string& path, const BertLoadOptions& opt = {}) {
-  return load_bert<Model>(SafetensorsCheckpoint::open(path), path, opt);
+  return load_bert<Model>(SafetensorsCheckpoint::open<detail::json_t<Model>>(path), path, opt);
 }
 template <nn::WeightFormat W = float>
 models::Bert<models::BertConfig, W> load_bert_safetensors(const std::string& path,

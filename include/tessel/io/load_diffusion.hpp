@@ -94,27 +94,31 @@ void load_params(Model& m, const SafetensorsCheckpoint& ck, const std::string& p
 }
 
 namespace detail {
-inline nlohmann::json read_json(const std::string& path) {
+// The JSON readers are templates (Json defaults to nlohmann::json) so that nlohmann's parser is
+// instantiated only in programs that call them, not in every one that includes the library.
+template <class Json = nlohmann::json>
+Json read_json(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw format_error(path, 0, "cannot open the file");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  Json j = Json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw format_error(path, 0, "not a JSON object");
   return j;
 }
-template <class T>
-T json_get(const nlohmann::json& j, const std::string& path, const char* key, T fallback) {
+template <class T, class Json>
+T json_get(const Json& j, const std::string& path, const char* key, T fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   try {
-    return j[key].get<T>();
-  } catch (const nlohmann::json::exception&) {
+    return j[key].template get<T>();
+  } catch (const typename Json::exception&) {
     throw format_error(path, 0, std::string("config key '") + key + "' has the wrong type");
   }
 }
 }  // namespace detail
 
 /// A UNetConfig from diffusers' unet/config.json (UNet2DConditionModel's keys).
-inline models::UNetConfig unet_config_json(const std::string& path) {
-  const auto j = detail::read_json(path);
+template <class Json = nlohmann::json>
+models::UNetConfig unet_config_json(const std::string& path) {
+  const auto j = detail::read_json<Json>(path);
   models::UNetConfig c;
   c.in_channels = detail::json_get<index_t>(j, path, "in_channels", 4);
   c.out_channels = detail::json_get<index_t>(j, path, "out_channels", 4);
@@ -148,8 +152,9 @@ inline models::UNetConfig unet_config_json(const std::string& path) {
 }
 
 /// A VAEConfig from diffusers' vae/config.json (AutoencoderKL's keys).
-inline models::VAEConfig vae_config_json(const std::string& path) {
-  const auto j = detail::read_json(path);
+template <class Json = nlohmann::json>
+models::VAEConfig vae_config_json(const std::string& path) {
+  const auto j = detail::read_json<Json>(path);
   models::VAEConfig c;
   c.in_channels = detail::json_get<index_t>(j, path, "in_channels", 3);
   c.latent_channels = detail::json_get<index_t>(j, path, "latent_channels", 4);
@@ -185,7 +190,8 @@ Model load_autoencoder_kl(const SafetensorsCheckpoint& ck, const models::VAEConf
 
 /// A CLIPConfig from a CLIP text model checkpoint: dimensions from the tensors' shapes, the
 /// head count (and bos / eos ids) from the config.json beside the file, else dim / 64.
-inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std::string& path) {
+template <class Json = nlohmann::json>
+models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std::string& path) {
   const auto shape = [&](const std::string& n) {
     const SafetensorsTensor* t = ck.find(n);
     if (!t || t->shape.size() != 2)
@@ -203,7 +209,7 @@ inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std
   c.heads = c.dim / 64;
   const auto json = std::filesystem::path(path).parent_path() / "config.json";
   if (std::filesystem::exists(json)) {
-    const auto j = detail::read_json(json.string());
+    const auto j = detail::read_json<Json>(json.string());
     c.heads = detail::json_get<index_t>(j, json.string(), "num_attention_heads", c.heads);
     c.bos = detail::json_get<std::int64_t>(j, json.string(), "bos_token_id", c.bos);
     c.eos = detail::json_get<std::int64_t>(j, json.string(), "eos_token_id", c.eos);
@@ -220,9 +226,10 @@ inline models::CLIPConfig clip_config(const SafetensorsCheckpoint& ck, const std
 /// file's extension). Model: models::BasicMnistDDPM<Backend> for another backend.
 template <class Model = models::MnistDDPM>
 Model load_mnist_ddpm(const std::string& path) {
+  using Json = detail::json_t<Model>;
   Model m;
   if (path.ends_with(".safetensors")) {
-    const auto f = SafetensorsFile::open(path);
+    const auto f = SafetensorsFile::open<Json>(path);
     m.visit([&](const std::string& name, auto& t) {
       const auto* s = f.find(name);
       if (!s) throw format_error(path, 0, "the model needs a tensor named '" + name + "'");

@@ -210,8 +210,9 @@ Model load_gpt2(const GGUFFile& f,
 /// The config of a Hugging Face GPT-2 checkpoint: dimensions from the tensors' shapes, heads
 /// and epsilon from opt or from config.json in the checkpoint's folder (n_head,
 /// layer_norm_epsilon).
-inline models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std::string& path,
-                                      const GPT2LoadOptions& opt = {}) {
+template <class Json = nlohmann::json>
+models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std::string& path,
+                               const GPT2LoadOptions& opt = {}) {
   const std::string pre = ck.find("transformer.wte.weight") ? "transformer." : "";
   const auto shape = [&](const std::string& n) {
     const SafetensorsTensor* t = ck.find(pre + n);
@@ -231,14 +232,14 @@ inline models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std
   const auto json_path = std::filesystem::path(path).parent_path() / "config.json";
   if ((c.heads == 0 || opt.norm_eps <= 0) && std::filesystem::exists(json_path)) {
     std::ifstream in(json_path);
-    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    const Json j = Json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_object())
       throw format_error(json_path.string(), 0, "not a JSON object");
     if (c.heads == 0 && j.contains("n_head") && j["n_head"].is_number_integer())
-      c.heads = j["n_head"].get<index_t>();
+      c.heads = j["n_head"].template get<index_t>();
     if (opt.norm_eps <= 0 && j.contains("layer_norm_epsilon") &&
         j["layer_norm_epsilon"].is_number())
-      c.norm_eps = j["layer_norm_epsilon"].get<float>();
+      c.norm_eps = j["layer_norm_epsilon"].template get<float>();
     if (!std::isfinite(c.norm_eps) || c.norm_eps < 0)
       throw format_error(json_path.string(), 0,
                          "layer_norm_epsilon is " + std::to_string(c.norm_eps) +
@@ -257,7 +258,7 @@ inline models::GPT2Config gpt2_config(const SafetensorsCheckpoint& ck, const std
 template <class Model>
 Model load_gpt2_safetensors(const SafetensorsCheckpoint& ck, const std::string& path,
                             const GPT2LoadOptions& opt = {}) {
-  const models::GPT2Config c = gpt2_config(ck, path, opt);
+  const models::GPT2Config c = gpt2_config<detail::json_t<Model>>(ck, path, opt);
   Model m = detail::make_gpt2<Model>(c, path);
   const std::string pre = ck.find("transformer.wte.weight") ? "transformer." : "";
   const auto find = [&](const std::string& hf) -> std::optional<TensorSource> {
@@ -303,7 +304,8 @@ Model load_gpt2_safetensors(const SafetensorsCheckpoint& ck, const std::string& 
 template <class Model>
 Model load_gpt2(const std::string& path, const GPT2LoadOptions& opt = {}) {
   if (path.ends_with(".json"))  // an index.json naming safetensors shards
-    return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open(path), path, opt);
+    return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open<detail::json_t<Model>>(path),
+                                        path, opt);
   MappedFile m = MappedFile::open(path);
   const file_kind kind = sniff_file_kind(m.bytes());
   if (kind == file_kind::gguf) return load_gpt2<Model>(GGUFFile(std::move(m)), opt);
@@ -314,7 +316,8 @@ Model load_gpt2(const std::string& path, const GPT2LoadOptions& opt = {}) {
                            "model loads from)");
   const std::string magic = magic_text(m.bytes());
   try {
-    return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open(path), path, opt);
+    return load_gpt2_safetensors<Model>(SafetensorsCheckpoint::open<detail::json_t<Model>>(path),
+                                        path, opt);
   } catch (const format_error& e) {
     if (kind == file_kind::safetensors) throw;
     throw format_error(
@@ -336,7 +339,7 @@ template <nn::WeightFormat W = float>
 models::GPT2<models::GPT2Config, W> load_gpt2_safetensors(const std::string& path,
                                                           const GPT2LoadOptions& opt = {}) {
   return load_gpt2_safetensors<models::GPT2<models::GPT2Config, W>>(
-      SafetensorsCheckpoint::open(path), path, opt);
+      SafetensorsCheckpoint::open<detail::json_t<W>>(path), path, opt);
 }
 
 /// The byte-level BPE stored in a GGUF file (tokenizer.ggml.model = gpt2). GPT-2 files must

@@ -250,7 +250,7 @@ template <nn::WeightFormat W = float>
 models::Mamba<models::MambaConfig, W> load_safetensors_mamba(const std::string& path,
                                                              const MambaLoadOptions& opt = {}) {
   return load_mamba_safetensors<models::Mamba<models::MambaConfig, W>>(
-      SafetensorsCheckpoint::open(path), opt);
+      SafetensorsCheckpoint::open<detail::json_t<W>>(path), opt);
 }
 
 }  // namespace tessel::io

@@ -202,8 +202,9 @@ models::Mamba2<models::Mamba2Config, W> load_gguf_mamba2(const std::string& path
 
 /// The config of a Hugging Face Mamba-2 checkpoint: the tensors' shapes, and the group count
 /// and epsilon from opt or config.json beside the file.
-inline models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
-                                          const Mamba2LoadOptions& opt = {}) {
+template <class Json = nlohmann::json>
+models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
+                                   const Mamba2LoadOptions& opt = {}) {
   const std::string& file = ck.shards().front().path();
   const auto& ts = ck.tensors();
   const auto shape = [&](const std::string& n) -> std::vector<std::int64_t> {
@@ -229,14 +230,14 @@ inline models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
   const auto json_path = std::filesystem::path(file).parent_path() / "config.json";
   if ((c.n_groups <= 0 || opt.norm_eps <= 0) && std::filesystem::exists(json_path)) {
     std::ifstream in(json_path);
-    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    const Json j = Json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_object())
       throw format_error(json_path.string(), 0, "not a JSON object");
     if (c.n_groups <= 0 && j.contains("n_groups") && j["n_groups"].is_number_integer())
-      c.n_groups = j["n_groups"].get<index_t>();
+      c.n_groups = j["n_groups"].template get<index_t>();
     if (opt.norm_eps <= 0 && j.contains("layer_norm_epsilon") &&
         j["layer_norm_epsilon"].is_number())
-      c.norm_eps = j["layer_norm_epsilon"].get<float>();
+      c.norm_eps = j["layer_norm_epsilon"].template get<float>();
     if (!std::isfinite(c.norm_eps) || c.norm_eps < 0)
       throw format_error(json_path.string(), 0,
                          "layer_norm_epsilon is " + std::to_string(c.norm_eps) +
@@ -270,7 +271,7 @@ inline models::Mamba2Config mamba2_config(const SafetensorsCheckpoint& ck,
 template <class Model>
 Model load_mamba2_safetensors(const SafetensorsCheckpoint& ck, const Mamba2LoadOptions& opt = {}) {
   const std::string& file = ck.shards().front().path();
-  const models::Mamba2Config c = mamba2_config(ck, opt);
+  const models::Mamba2Config c = mamba2_config<detail::json_t<Model>>(ck, opt);
   Model m = detail::make_mamba2<Model>(c, file);
   std::deque<std::vector<float>> owned;  // A = −exp(A_log), alive until the copy
   const auto hf_name = [](const std::string& n) -> std::string {
@@ -323,7 +324,7 @@ template <nn::WeightFormat W = float>
 models::Mamba2<models::Mamba2Config, W> load_safetensors_mamba2(const std::string& path,
                                                                 const Mamba2LoadOptions& opt = {}) {
   return load_mamba2_safetensors<models::Mamba2<models::Mamba2Config, W>>(
-      SafetensorsCheckpoint::open(path), opt);
+      SafetensorsCheckpoint::open<detail::json_t<W>>(path), opt);
 }
 
 }  // namespace tessel::io

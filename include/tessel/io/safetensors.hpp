@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -149,21 +150,37 @@ struct SafetensorsTensor {
   }
 };
 
+namespace detail {
+// nlohmann::json as a type that depends on T: a call inside a template over T that names it is
+// instantiated with that template, not where the template is defined.
+template <class T>
+struct json_of {
+  using type = nlohmann::json;
+};
+template <class T>
+using json_t = typename json_of<T>::type;
+}  // namespace detail
+
 class SafetensorsFile {
  public:
   /// The JSON header may not exceed this (the reference implementation's limit too).
   static constexpr std::uint64_t max_header = 100'000'000;
 
+  // The parsing members are templates (Json defaults to nlohmann::json) so that nlohmann's parser
+  // is instantiated only in programs that read safetensors, not in every one that includes it.
+  template <class Json = nlohmann::json>
   static SafetensorsFile open(const std::string& path) {
-    return SafetensorsFile(MappedFile::open(path));
+    return SafetensorsFile(MappedFile::open(path), std::type_identity<Json>{});
   }
+  template <class Json = nlohmann::json>
   static SafetensorsFile from_bytes(std::span<const std::byte> b, std::string name = "<memory>") {
-    return SafetensorsFile(MappedFile::from_bytes(b, std::move(name)));
+    return SafetensorsFile(MappedFile::from_bytes(b, std::move(name)), std::type_identity<Json>{});
   }
-  explicit SafetensorsFile(MappedFile m)
+  template <class Json = nlohmann::json>
+  explicit SafetensorsFile(MappedFile m, std::type_identity<Json> = {})
       : map_(std::make_shared<const MappedFile>(std::move(m))),
         name_(std::make_shared<const std::string>(map_->name())) {
-    parse();
+    parse<Json>();
   }
 
   const std::string& path() const noexcept { return *name_; }
@@ -185,6 +202,7 @@ class SafetensorsFile {
     throw format_error(path(), at, why);
   }
 
+  template <class Json>
   void parse() {
     ByteReader r(map_->bytes(), path());
     const std::uint64_t n = r.u64("header length");
@@ -197,7 +215,7 @@ class SafetensorsFile {
     const std::uint64_t data_size = map_->size() - data_offset_;
 
     // nlohmann-json rejects ill-formed UTF-8 and bad syntax; no exceptions escape as its own.
-    nlohmann::json h = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+    Json h = Json::parse(text.begin(), text.end(), nullptr, false);
     if (h.is_discarded()) fail(8, "header is not valid JSON (or not UTF-8)");
     if (!h.is_object()) fail(8, "header is not a JSON object");
 
@@ -209,7 +227,7 @@ class SafetensorsFile {
         for (auto m = v.begin(); m != v.end(); ++m) {
           if (!m.value().is_string())
             fail(8, "__metadata__ value of '" + m.key() + "' is not a string");
-          metadata_[m.key()] = m.value().get<std::string>();
+          metadata_[m.key()] = m.value().template get<std::string>();
         }
         continue;
       }
@@ -220,7 +238,7 @@ class SafetensorsFile {
       t.file = name_;
       const auto dt = v.find("dtype");
       if (dt == v.end() || !dt->is_string()) fail(8, what + " has no dtype string");
-      const auto& ds = dt->get_ref<const std::string&>();
+      const auto& ds = dt->template get_ref<const std::string&>();
       const auto* di = std::find_if(st_dtypes.begin(), st_dtypes.end(),
                                     [&](const auto& d) { return ds == d.name; });
       if (di == st_dtypes.end()) fail(8, what + " has unknown dtype '" + ds + "'");
@@ -231,7 +249,7 @@ class SafetensorsFile {
       for (const auto& e : *sh) {
         if (!e.is_number_unsigned())
           fail(8, what + " has a shape entry that is not an integer >= 0");
-        const auto x = e.get<std::uint64_t>();
+        const auto x = e.template get<std::uint64_t>();
         if (x > std::uint64_t(std::numeric_limits<std::int64_t>::max()) ||
             __builtin_mul_overflow(count, x, &count) ||
             count > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
@@ -242,8 +260,8 @@ class SafetensorsFile {
       if (off == v.end() || !off->is_array() || off->size() != 2 ||
           !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
         fail(8, what + " has no data_offsets [begin, end] of integers");
-      t.begin = (*off)[0].get<std::uint64_t>();
-      t.end = (*off)[1].get<std::uint64_t>();
+      t.begin = (*off)[0].template get<std::uint64_t>();
+      t.end = (*off)[1].template get<std::uint64_t>();
       if (t.begin > t.end || t.end > data_size)
         fail(8, what + " data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
                     "] lie outside the data buffer of " + std::to_string(data_size) + " bytes");
@@ -286,16 +304,17 @@ class SafetensorsFile {
 /// model.safetensors.index.json whose weight_map names the shard of every tensor.
 class SafetensorsCheckpoint {
  public:
+  template <class Json = nlohmann::json>
   static SafetensorsCheckpoint open(const std::string& path) {
     SafetensorsCheckpoint c;
     if (!path.ends_with(".json")) {
-      c.shards_.push_back(SafetensorsFile::open(path));
+      c.shards_.push_back(SafetensorsFile::open<Json>(path));
       for (const auto& t : c.shards_[0].tensors()) c.where_.emplace(t.name, &t);
       return c;
     }
     const auto index = MappedFile::open(path);
     const auto* b = reinterpret_cast<const char*>(index.data());
-    nlohmann::json j = nlohmann::json::parse(b, b + index.size(), nullptr, false);
+    Json j = Json::parse(b, b + index.size(), nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw format_error(path, 0, "not a JSON object");
     const auto wm = j.find("weight_map");
     if (wm == j.end() || !wm->is_object()) throw format_error(path, 0, "no weight_map object");
@@ -304,16 +323,16 @@ class SafetensorsCheckpoint {
     for (auto it = wm->begin(); it != wm->end(); ++it) {
       if (!it.value().is_string())
         throw format_error(path, 0, "weight_map entry '" + it.key() + "' is not a file name");
-      const auto& f = it.value().get_ref<const std::string&>();
+      const auto& f = it.value().template get_ref<const std::string&>();
       if (f.empty() || f.find('/') != std::string::npos || f == "..")
         throw format_error(path, 0, "weight_map file '" + f + "' is not a plain file name");
       if (!shard_of_file.count(f)) {
         shard_of_file[f] = c.shards_.size();
-        c.shards_.push_back(SafetensorsFile::open((dir / f).string()));
+        c.shards_.push_back(SafetensorsFile::open<Json>((dir / f).string()));
       }
     }
     for (auto it = wm->begin(); it != wm->end(); ++it) {
-      const auto& shard = c.shards_[shard_of_file[it.value().get<std::string>()]];
+      const auto& shard = c.shards_[shard_of_file[it.value().template get<std::string>()]];
       const auto* t = shard.find(it.key());
       if (!t)
         throw format_error(shard.path(), 0,
@@ -370,9 +389,12 @@ class SafetensorsWriter {
         {reinterpret_cast<const std::byte*>(v.data()), std::size_t(v.size()) * sizeof(T)});
   }
 
+  // to_bytes and write are templates so that nlohmann's ordered_json is instantiated only in
+  // programs that write safetensors files.
+  template <class Json = nlohmann::ordered_json>
   std::vector<std::byte> to_bytes() const {
     // nlohmann's ordered_json keeps the insertion order: tensors in data order.
-    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    Json h = Json::object();
     if (!metadata_.empty()) h["__metadata__"] = metadata_;
     std::uint64_t off = 0;
     for (const auto& e : entries_) {
@@ -394,8 +416,9 @@ class SafetensorsWriter {
     }
     return out;
   }
+  template <class Json = nlohmann::ordered_json>
   void write(const std::string& path) const {
-    const auto b = to_bytes();
+    const auto b = to_bytes<Json>();
     std::FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) throw io_error("tessel: cannot create '" + path + "'");
     const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();

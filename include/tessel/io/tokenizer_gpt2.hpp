@@ -325,19 +325,20 @@ inline std::vector<std::string> dense_vocab(
   return tokens;
 }
 
-inline void gpt2_vocab_entries(const nlohmann::json& j,
-                               std::vector<std::pair<std::string, std::int64_t>>& entries,
-                               const std::string& name) {
+template <class Json>
+void gpt2_vocab_entries(const Json& j, std::vector<std::pair<std::string, std::int64_t>>& entries,
+                        const std::string& name) {
   entries.reserve(entries.size() + j.size());
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (!it.value().is_number_integer())
       throw format_error(name, 0, "the id of token \"" + it.key() + "\" is not an integer");
-    entries.emplace_back(it.key(), it.value().get<std::int64_t>());
+    entries.emplace_back(it.key(), it.value().template get<std::int64_t>());
   }
 }
 
-inline void gpt2_vocab_from_json(const nlohmann::json& j, std::vector<std::string>& tokens,
-                                 const std::string& name) {
+template <class Json>
+void gpt2_vocab_from_json(const Json& j, std::vector<std::string>& tokens,
+                          const std::string& name) {
   std::vector<std::pair<std::string, std::int64_t>> entries;
   gpt2_vocab_entries(j, entries, name);
   tokens = dense_vocab(std::move(entries), name);
@@ -347,12 +348,15 @@ inline void gpt2_vocab_from_json(const nlohmann::json& j, std::vector<std::strin
 
 /// Loads GPT-2's encoder.json (token -> id) and vocab.bpe (merges) from memory; the names are
 /// used in errors. Throws format_error on bad input.
-inline Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view encoder_json, std::string_view vocab_bpe,
-                                          const std::string& encoder_name = "encoder.json",
-                                          const std::string& vocab_name = "vocab.bpe") {
+// The JSON readers are templates (Json defaults to nlohmann::json) so that nlohmann's parser is
+// instantiated only in programs that call them.
+template <class Json = nlohmann::json>
+Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view encoder_json, std::string_view vocab_bpe,
+                                   const std::string& encoder_name = "encoder.json",
+                                   const std::string& vocab_name = "vocab.bpe") {
   std::vector<std::string> tokens;
   {
-    const auto j = nlohmann::json::parse(encoder_json, nullptr, false);
+    const auto j = Json::parse(encoder_json, nullptr, false);
     if (j.is_discarded() || !j.is_object())
       throw format_error(encoder_name, 0, "expected a JSON object of token -> id");
     detail::gpt2_vocab_from_json(j, tokens, encoder_name);
@@ -385,18 +389,20 @@ inline Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view encoder_json, std::st
 }
 
 /// Loads GPT-2's encoder.json and vocab.bpe files (see parse_gpt2_tokenizer).
-inline Gpt2Tokenizer load_gpt2_tokenizer(const std::string& encoder_json_path,
-                                         const std::string& vocab_bpe_path) {
-  return parse_gpt2_tokenizer(detail::read_text_file(encoder_json_path),
-                              detail::read_text_file(vocab_bpe_path), encoder_json_path,
-                              vocab_bpe_path);
+template <class Json = nlohmann::json>
+Gpt2Tokenizer load_gpt2_tokenizer(const std::string& encoder_json_path,
+                                  const std::string& vocab_bpe_path) {
+  return parse_gpt2_tokenizer<Json>(detail::read_text_file(encoder_json_path),
+                                    detail::read_text_file(vocab_bpe_path), encoder_json_path,
+                                    vocab_bpe_path);
 }
 
 /// Loads a byte-level BPE from a Hugging Face tokenizer.json held in memory: model.vocab,
 /// model.merges ("a b" strings or ["a", "b"] pairs) and added_tokens. Throws format_error.
-inline Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
-                                             const std::string& name = "tokenizer.json") {
-  const auto j = nlohmann::json::parse(text, nullptr, false);
+template <class Json = nlohmann::json>
+Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
+                                      const std::string& name = "tokenizer.json") {
+  const auto j = Json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw format_error(name, 0, "not a JSON object");
   const auto model = j.find("model");
   if (model == j.end() || !model->is_object())
@@ -416,7 +422,7 @@ inline Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
       const auto content = a.is_object() ? a.find("content") : a.end();
       if (id == a.end() || content == a.end() || !id->is_number_integer() || !content->is_string())
         throw format_error(name, 0, "an added token lacks an integer id or a string content");
-      entries.emplace_back(content->get<std::string>(), id->get<std::int64_t>());
+      entries.emplace_back(content->template get<std::string>(), id->template get<std::int64_t>());
     }
   }
   std::vector<std::string> tokens = detail::dense_vocab(std::move(entries), name);
@@ -424,9 +430,10 @@ inline Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
   merge_list.reserve(merges->size());
   for (const auto& m : *merges) {
     if (m.is_string()) {
-      merge_list.push_back(m.get<std::string>());
+      merge_list.push_back(m.template get<std::string>());
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      merge_list.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+      merge_list.push_back(m[0].template get<std::string>() + " " +
+                           m[1].template get<std::string>());
     } else {
       throw format_error(name, 0,
                          "model.merges holds " + m.dump() + ", expected \"a b\" or [\"a\", \"b\"]");
@@ -440,8 +447,9 @@ inline Gpt2Tokenizer parse_hf_tokenizer_json(std::string_view text,
 }
 
 /// Loads a Hugging Face tokenizer.json file (see parse_hf_tokenizer_json).
-inline Gpt2Tokenizer load_hf_tokenizer_json(const std::string& path) {
-  return parse_hf_tokenizer_json(detail::read_text_file(path), path);
+template <class Json = nlohmann::json>
+Gpt2Tokenizer load_hf_tokenizer_json(const std::string& path) {
+  return parse_hf_tokenizer_json<Json>(detail::read_text_file(path), path);
 }
 
 }  // namespace tessel

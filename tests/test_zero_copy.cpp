@@ -87,10 +87,10 @@ models::LlamaConfig tiny_config() {
 /// in F32. alignment 1 with an odd-sized header puts every tensor at an odd offset.
 void write_llama(const std::string& path,
                  const std::function<ggml_type(const std::string&)>& format,
-                 std::uint32_t alignment = 32) {
+                 std::uint32_t alignment = 32, unsigned seed = 7) {
   const auto c = tiny_config();
   F32Llama src(c);
-  std::mt19937 g(7);
+  std::mt19937 g(seed);
   std::normal_distribution<float> nd(0.f, 1.f);
   src.visit([&](const std::string& name, auto& t) {
     const index_t cols = t.shape().extents().back();
@@ -185,7 +185,28 @@ struct KquantFixture {
     } else {
       path = temp_path("tessel_test_kquant_llama");
     }
-    write_llama(path, kquant_format);
+    // Kernels of another instruction set (tessel-generate's) may round differently: take the
+    // first seed whose greedy run from "Hello world" has no near tie at any step, so that the
+    // ids do not depend on rounding.
+    for (unsigned seed = 7;; ++seed) {
+      write_llama(path, kquant_format, 32, seed);
+      if (clear_margins(path) || seed == 7 + 64) break;
+    }
+  }
+  static bool clear_margins(const std::string& p) {
+    const AnyLlama m = io::load_gguf<AnyLlama>(p);
+    std::vector<token_id> seq{1, 271, 276};
+    for (int k = 0; k < 16; ++k) {
+      auto l = logits(m, seq);
+      const auto top = std::max_element(l.begin(), l.end());
+      const float best = *top;
+      const token_id id = token_id(top - l.begin());
+      *top = -1e30f;
+      if (!(best - *std::max_element(l.begin(), l.end()) > 1e-3f * std::max(1.0f, std::abs(best))))
+        return false;
+      seq.push_back(id);
+    }
+    return true;
   }
   ~KquantFixture() {
     if (!keep) std::filesystem::remove(path);

@@ -5317,6 +5317,14 @@ constexpr const ggml_type_info* find_ggml_type(std::uint32_t t) noexcept {
   return nullptr;
 }
 
+/// The index of `t` in ggml_types, or -1. Compile-time checks use it rather than
+/// find_ggml_type: GCC 12 does not fold pointer comparisons under -fsanitize=undefined.
+constexpr int ggml_type_index(std::uint32_t t) noexcept {
+  for (std::size_t k = 0; k < ggml_types.size(); ++k)
+    if (static_cast<std::uint32_t>(ggml_types[k].type) == t) return static_cast<int>(k);
+  return -1;
+}
+
 }  // namespace tessel::io
 
 // ---- the list -----------------------------------------------------------------------------
@@ -5414,15 +5422,17 @@ constexpr bool same_name_ignoring_case(std::string_view a, std::string_view b) n
 template <class E>
 constexpr bool matches_gguf() {
   using T = typename E::type;
-  constexpr const io::ggml_type_info* g = io::find_ggml_type(static_cast<std::uint32_t>(E::id));
-  static_assert(g != nullptr && !g->iq, "tessel: a listed format must be a GGUF type");
-  static_assert(g->block_elems == block_elems_v<T>,
+  constexpr int k = io::ggml_type_index(static_cast<std::uint32_t>(E::id));
+  static_assert(k >= 0, "tessel: a listed format must be a GGUF type");
+  constexpr io::ggml_type_info g = io::ggml_types[std::size_t(k)];
+  static_assert(!g.iq, "tessel: a listed format must not be an i-quant");
+  static_assert(g.block_elems == block_elems_v<T>,
                 "tessel: the block struct's block_elems differs from GGUF's table");
-  static_assert(g->block_bytes == std::int64_t(sizeof(T)),
+  static_assert(g.block_bytes == std::int64_t(sizeof(T)),
                 "tessel: the block struct's size differs from GGUF's table");
   if constexpr (is_block_format_v<T>) {
     static_assert(T::block_bytes == sizeof(T), "tessel: block_bytes is not sizeof the block");
-    static_assert(same_name_ignoring_case(T::name, g->name),
+    static_assert(same_name_ignoring_case(T::name, g.name),
                   "tessel: the block struct's name differs from GGUF's");
   }
   return true;

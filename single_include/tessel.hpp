@@ -12928,8 +12928,9 @@ using Upsample = BasicUpsample<float>;
 namespace tessel {
 
 namespace op {
-/// x[i] = SiLU(x[i]) for i < n.
-struct silu_inplace {};
+/// x[i] = SiLU(x[i]) for i < n: op::silu itself (ops/activations.hpp), kept under this name
+/// for the diffusion layers.
+using silu_inplace = silu;
 /// a[i, j] = h[i, j] · GELU_erf(h[i, F + j]) for rows i < M of h [M, 2F]: GEGLU.
 struct geglu {};
 /// Row i < M of s [M, L] becomes softmax(scale · s[i]) (attention scores).
@@ -12937,38 +12938,10 @@ struct scaled_softmax_rows {};
 }  // namespace op
 
 namespace detail {
-inline float silu_scalar(float x) noexcept {
-  return x / (1.0f + std::exp(-x));
-}
 inline float gelu_erf_scalar(float x) noexcept {
   return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
 }
 }  // namespace detail
-
-template <>
-struct kernel<op::silu_inplace, cpu_scalar> {
-  static void run(float* x, index_t n) {
-    for (index_t i = 0; i < n; ++i) x[i] = detail::silu_scalar(x[i]);
-  }
-};
-template <class Arch>
-struct kernel<op::silu_inplace, cpu_simd<Arch>> {
-  static void run(float* x, index_t n) {
-    parallel_for(0, n, 16384, [&](index_t lo, index_t hi) { row(x + lo, hi - lo); });
-  }
-  /// Not inlined: GCC 12's false -Waggressive-loop-optimizations in the tail on static lengths.
-  [[gnu::noipa]] static void row(float* x, index_t n) {
-    using V = xsimd::batch<float, Arch>;
-    constexpr index_t W = static_cast<index_t>(V::size);
-    const V one(1.0f);
-    index_t i = 0;
-    for (; i + W <= n; i += W) {
-      const V v = V::load_unaligned(x + i);
-      (v / (one + xsimd::exp(-v))).store_unaligned(x + i);
-    }
-    for (; i < n; ++i) x[i] = detail::silu_scalar(x[i]);
-  }
-};
 
 template <>
 struct kernel<op::geglu, cpu_scalar> {

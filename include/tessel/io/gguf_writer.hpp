@@ -238,6 +238,7 @@ class GGUFWriter {
     }
     if (std::fflush(f) != 0 || ::ftruncate(::fileno(f), off_t(total)) != 0) fail();
     if (std::fclose(f) != 0) throw io_error("tessel: cannot write '" + path + "'");
+    settle_written_file(path);
   }
 
  private:

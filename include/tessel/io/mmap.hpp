@@ -143,4 +143,21 @@ class MappedFile {
   std::unique_ptr<std::byte, free_deleter> owned_;
 };
 
+/// Writes a just-written file through to disk and drops it from the page cache (advice only:
+/// errors are ignored). Pages written by a process sit in the page cache as small folios, and a
+/// mapping of them is built of 4 KiB pages; read back from disk, the same file fills 2 MiB
+/// folios that MappedFile maps as huge pages. Decoding streams every weight per token: on a
+/// 1.1B Q4_0 model at 2 threads, weights mapped right after writing decode about 19% slower.
+/// The model writers call this once the file is complete.
+inline void settle_written_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (::fdatasync(fd) == 0) {
+#if defined(POSIX_FADV_DONTNEED)
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+#endif
+  }
+  ::close(fd);
+}
+
 }  // namespace tessel::io

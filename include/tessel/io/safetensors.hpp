@@ -423,6 +423,7 @@ class SafetensorsWriter {
     if (!f) throw io_error("tessel: cannot create '" + path + "'");
     const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
     if (std::fclose(f) != 0 || !ok) throw io_error("tessel: cannot write '" + path + "'");
+    settle_written_file(path);
   }
 
  private:

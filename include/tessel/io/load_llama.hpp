@@ -114,9 +114,10 @@ void load_tensor(nn::AnyMatrix<R, C>& dst, const TensorSource& src) {
     const bool view =
         src.mapping && src.mapping->contains(src.data, dst.bytes_for(*k)) &&
         reinterpret_cast<std::uintptr_t>(src.data) % nn::AnyMatrix<R, C>::alignment_of(*k) == 0;
-    if (view)
+    if (view) {
       dst.assign_view(*k, src.data, src.mapping);
-    else
+      src.mapping->populate(src.data, dst.bytes_for(*k));
+    } else
       dst.assign(*k, src.data);
   } catch (const shape_error& e) {
     throw format_error(*src.file, src.offset,

@@ -86,7 +86,7 @@ class BasicCLIPTextModel {
                           h.data(), 1.0f);
       l.layer_norm2.forward(b, h.data(), T, t.data());
       l.fc1.forward(b, t.data(), T, f.data());
-      for (auto& x : f) x = x / (1.0f + std::exp(-1.702f * x));  // quick_gelu
+      kernel<op::gelu, Backend>::run(f.data(), T * cfg_.hidden, gelu_kind::quick);
       l.fc2.forward(b, f.data(), T, h.data(), 1.0f);
     }
     final_layer_norm.forward(b, h.data(), T, h.data());

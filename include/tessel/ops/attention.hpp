@@ -41,7 +41,7 @@ void attend_row_loops(const float* q, const float* kc, const float* vc, index_t 
     for (index_t d = 0; d < hd; ++d) a += q[d] * kc[t * kvd + d];
     s[t] = a * scale;
   }
-  kernel<op::softmax_row, Backend>::run(s, s, T);
+  kernel<op::softmax, Backend>::run(s, s, 1, T);
   for (index_t d = 0; d < hd; ++d) out[d] = 0.0f;
   for (index_t t = 0; t < T; ++t)
     for (index_t d = 0; d < hd; ++d) out[d] += s[t] * vc[t * kvd + d];
@@ -148,7 +148,7 @@ struct kernel<op::attention_prefill, cpu_scalar> {
             float* row = s + i * ld;
             const index_t n = pos + r0 + i + 1;  // keys this row sees
             for (index_t t = 0; t < n; ++t) row[t] *= scale;
-            kernel<op::softmax_row, cpu_scalar>::run(row, row, n);
+            kernel<op::softmax, cpu_scalar>::run(row, row, 1, n);
             std::fill(row + n, row + Tb, 0.0f);
           }
           gemm<cpu_scalar>(mb, hd, Tb, s, ld, vc + off, kvd, false, att + r0 * D + h * hd, D);
@@ -202,7 +202,7 @@ struct kernel<op::attention_prefill, cpu_simd<Arch>> {
           for (index_t i = 0; i < m; ++i) {
             float* row = sc + i * tp;
             const index_t n = pos + r0 + i + 1;  // keys this row sees
-            kernel<op::softmax_row, cpu_simd<Arch>>::run(row, row, n);
+            kernel<op::softmax, cpu_simd<Arch>>::run(row, row, 1, n);
             std::fill(row + n, row + n_keys, 0.0f);
           }
           detail::pack_a<MR>(m, n_keys, sc, tp, sp);

@@ -180,4 +180,37 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y
   qgemm<Backend>(M, N, K, x, K, W, y, N, 0.0f);
 }
 
+namespace op {
+/// y[M, N] = x[M, K] W[N, K]ᵀ + beta · y for a block format W that has only dequantize_row
+/// (no vec_dot_type, so no qdot_op kernels): run(M, N, K, x, ldx, W, y, ldy, beta), the
+/// arguments of qgemm. Each row of W is widened to f32 once and dotted with every row of x.
+struct dequant_matmul {};
+}  // namespace op
+
+/// The reference, threaded over rows of W; the SIMD backends use it too (a format without
+/// integer dot kernels is a user's experiment, not a hot path).
+template <class F>
+struct kernel<op::dequant_matmul, cpu_scalar, F> {
+  static void run(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F* W,
+                  float* y, index_t ldy, float beta) {
+    const index_t row_units = K / F::block_elems;
+    parallel_for(0, N, std::max<index_t>(1, 16384 / std::max<index_t>(K * M, 1)),
+                 [&](index_t lo, index_t hi) {
+                   // Grows once per thread, then reused: no allocation in a decode loop.
+                   thread_local std::vector<float> row;
+                   if (static_cast<index_t>(row.size()) < K) row.resize(std::size_t(K));
+                   for (index_t n = lo; n < hi; ++n) {
+                     F::dequantize_row(W + n * row_units, row.data(), K);
+                     for (index_t m = 0; m < M; ++m) {
+                       const float* xm = x + m * ldx;
+                       float s = 0.0f;
+                       for (index_t k = 0; k < K; ++k) s += row[std::size_t(k)] * xm[k];
+                       float& out = y[m * ldy + n];
+                       out = beta == 0.0f ? s : s + beta * out;
+                     }
+                   }
+                 });
+  }
+};
+
 }  // namespace tessel

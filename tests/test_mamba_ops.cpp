@@ -10,7 +10,7 @@
 #include <random>
 #include <string>
 #include <tessel/io/npy.hpp>
-#include <tessel/ops/activations.hpp>
+#include <tessel/ops/activation.hpp>
 #include <tessel/ops/conv1d.hpp>
 #include <tessel/ops/selective_scan.hpp>
 #include <tessel/ops/ssd_scan.hpp>

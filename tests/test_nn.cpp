@@ -392,8 +392,8 @@ TEST_CASE("Row kernels: the SIMD backend against the scalar reference") {
       for (std::size_t i = 0; i < ys.size(); ++i)
         CHECK(yv[i] == doctest::Approx(ys[i]).epsilon(tol).scale(1.0));
     };
-    kernel<op::softmax_row, cpu_scalar>::run(x.data(), ys.data(), n);
-    kernel<op::softmax_row, simd_backend>::run(x.data(), yv.data(), n);
+    kernel<op::softmax, cpu_scalar>::run(x.data(), ys.data(), 1, n);
+    kernel<op::softmax, simd_backend>::run(x.data(), yv.data(), 1, n);
     close(1e-5f);
     kernel<op::rms_norm_row, cpu_scalar>::run(x.data(), ys.data(), n, w.data(), 1e-5f);
     kernel<op::rms_norm_row, simd_backend>::run(x.data(), yv.data(), n, w.data(), 1e-5f);
@@ -404,15 +404,15 @@ TEST_CASE("Row kernels: the SIMD backend against the scalar reference") {
     close(1e-5f);
     ys = x;
     yv = x;
-    kernel<op::silu_row, cpu_scalar>::run(ys.data(), n);
-    kernel<op::silu_row, simd_backend>::run(yv.data(), n);
+    kernel<op::silu, cpu_scalar>::run(ys.data(), n);
+    kernel<op::silu, simd_backend>::run(yv.data(), n);
     close(1e-5f);
-    kernel<op::silu_mul_row, cpu_scalar>::run(x.data(), m.data(), ys.data(), n);
-    kernel<op::silu_mul_row, simd_backend>::run(x.data(), m.data(), yv.data(), n);
+    kernel<op::silu_mul, cpu_scalar>::run(x.data(), m.data(), ys.data(), n);
+    kernel<op::silu_mul, simd_backend>::run(x.data(), m.data(), yv.data(), n);
     close(1e-5f);
     // The silu of a known point, so the reference itself is checked: silu(1) = 1 / (1 + e⁻¹).
     float one = 1.0f;
-    kernel<op::silu_row, simd_backend>::run(&one, 1);
+    kernel<op::silu, simd_backend>::run(&one, 1);
     CHECK(one == doctest::Approx(0.7310585786f));
   }
 }

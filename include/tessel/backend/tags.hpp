@@ -62,6 +62,19 @@ inline constexpr bool is_cpu_simd_v = false;
 template <class A>
 inline constexpr bool is_cpu_simd_v<cpu_simd<A>> = true;
 
+/// What an xsimd architecture may use, for kernels whose path follows their Arch rather than
+/// the translation unit's macros. xsimd 8's AVX-512 types do not derive from its AVX2 ones,
+/// so "has AVX2" is spelled out; an AVX2 Arch stands for x86-64-v3 (AVX2, FMA and F16C, which
+/// an `#if` on their macros still has to let compile).
+template <class Arch>
+inline constexpr bool arch_has_avx_v =
+    std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>;
+template <class Arch>
+inline constexpr bool arch_has_avx2_v =
+    std::is_base_of_v<xsimd::avx2, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>;
+template <class Arch>
+inline constexpr bool arch_has_avx512f_v = std::is_base_of_v<xsimd::avx512f, Arch>;
+
 /// Where a backend looks when it has no kernel of its own.
 template <class Backend>
 struct fallback_of {};  // no fallback: explicit backends such as `cuda`

@@ -149,7 +149,7 @@ class Bert {
     float* work = s.work_.data();
     const Backend be{};
     token_embd.forward(be, ids, x);
-    for (index_t b = 0; b < B; ++b) position_embd.add(x + b * T * D, T, 0);
+    for (index_t b = 0; b < B; ++b) position_embd.add(be, x + b * T * D, T, 0);
     if (types.empty()) {
       const Id zero{};
       for (index_t i = 0; i < N; ++i) token_types.forward_add(be, std::span(&zero, 1), x + i * D);

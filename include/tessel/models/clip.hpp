@@ -74,8 +74,8 @@ class BasicCLIPTextModel {
     std::vector<float> h(static_cast<std::size_t>(T * D)), t(h.size()),
         f(static_cast<std::size_t>(T * cfg_.hidden)), k(static_cast<std::size_t>(cfg_.max_pos * D)),
         v(k.size());
-    token_embedding.forward(ids, h.data());
-    position_embedding.add(h.data(), T, 0);
+    token_embedding.forward(Backend{}, ids, h.data());
+    position_embedding.add(Backend{}, h.data(), T, 0);
     const auto& a0 = layers.front().self_attn;
     std::vector<float> scratch(static_cast<std::size_t>(a0.scratch_floats(T, cfg_.max_pos)));
     const Backend b{};
@@ -86,7 +86,7 @@ class BasicCLIPTextModel {
                           h.data(), 1.0f);
       l.layer_norm2.forward(b, h.data(), T, t.data());
       l.fc1.forward(b, t.data(), T, f.data());
-      for (auto& x : f) x = x / (1.0f + std::exp(-1.702f * x));  // quick_gelu
+      kernel<op::gelu, Backend>::run(f.data(), T * cfg_.hidden, gelu_kind::quick);
       l.fc2.forward(b, f.data(), T, h.data(), 1.0f);
     }
     final_layer_norm.forward(b, h.data(), T, h.data());

@@ -248,7 +248,7 @@ class GPT2 {
     float* work = s.work_.data();
     const Backend be{};
     token_embd.forward(be, tokens, x);
-    position_embd.add(x, M, pos);
+    position_embd.add(be, x, M, pos);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(be, x, M, xb);

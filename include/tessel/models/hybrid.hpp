@@ -194,7 +194,7 @@ class Hybrid {
     float* x = s.x_.data();
     float* xb = s.xb_.data();
     float* work = s.work_.data();
-    detail::embed_rows(token_embd.weight, tokens, x, "tessel::models::Hybrid");
+    detail::embed_rows<Backend>(token_embd.weight, tokens, x, "tessel::models::Hybrid");
     for (index_t l = 0; l < Cfg::layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(Backend{}, x, M, xb);

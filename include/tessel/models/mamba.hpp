@@ -35,6 +35,7 @@
 #include "tessel/nn/linear.hpp"
 #include "tessel/nn/mamba.hpp"
 #include "tessel/nn/norm.hpp"
+#include "tessel/ops/embedding.hpp"
 
 namespace tessel::models {
 
@@ -74,30 +75,36 @@ struct vocab_extent<Cfg> {
   static constexpr index_t value = Cfg::vocab;
 };
 
-/// x[i,:] = row tokens[i] of a [vocab, dim] table in format W (the tied embedding / head).
-template <class Id, class T, class S>
-void embed_rows(const Tensor<T, S>& table, std::span<const Id> tokens, float* x, const char* who) {
-  const index_t V = table.extent(0), D = table.extent(1), units = D / block_elems_v<T>;
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    const auto t = static_cast<index_t>(tokens[i]);
+/// Throws unless every token is a row of a table of V rows.
+template <class Id>
+void check_tokens(std::span<const Id> tokens, index_t V, const char* who) {
+  for (const Id id : tokens) {
+    const auto t = static_cast<index_t>(id);
     if (t < 0 || t >= V)
       throw value_error(std::string(who) + ": token " + std::to_string(t) +
                         " is outside the vocabulary of " + std::to_string(V));
-    nn::detail::weight_row_f32(table.data() + t * units, x + index_t(i) * D, D);
   }
 }
+/// x[i,:] = row tokens[i] of a [vocab, dim] table in format W (the tied embedding / head), by
+/// Backend's op::embedding_rows.
+template <class Backend, class Id, class T, class S>
+void embed_rows(const Tensor<T, S>& table, std::span<const Id> tokens, float* x, const char* who) {
+  check_tokens(tokens, table.extent(0), who);
+  kernel<op::embedding_rows, Backend, T>::run(table.data(), table.extent(1), tokens.data(),
+                                              static_cast<index_t>(tokens.size()), x, false);
+}
 /// The same for a table of run-time format (nn::any_weight).
-template <class Id, index_t R, index_t C>
+template <class Backend, class Id, index_t R, index_t C>
 void embed_rows(const nn::AnyMatrix<R, C>& table, std::span<const Id> tokens, float* x,
                 const char* who) {
-  const index_t V = table.rows(), D = table.cols();
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    const auto t = static_cast<index_t>(tokens[i]);
-    if (t < 0 || t >= V)
-      throw value_error(std::string(who) + ": token " + std::to_string(t) +
-                        " is outside the vocabulary of " + std::to_string(V));
-    table.row_f32(t, x + index_t(i) * D);
-  }
+  check_tokens(tokens, table.rows(), who);
+  if (!tokens.empty() && table.empty())
+    throw value_error(std::string(who) + ": the embedding table is used before it was loaded");
+  nn::with_weight_kind(table.kind(), [&]<class T>(type_tag<T>) {
+    kernel<op::embedding_rows, Backend, T>::run(table.template data<T>(), table.cols(),
+                                                tokens.data(), static_cast<index_t>(tokens.size()),
+                                                x, false);
+  });
 }
 
 /// The language model around a recurrent mixer, shared by Mamba and Mamba2:
@@ -239,7 +246,7 @@ class recurrent_lm {
     const index_t M = static_cast<index_t>(tokens.size());
     float* x = s.x_.data();
     float* xb = s.xb_.data();
-    embed_rows(token_embd.weight, tokens, x, Traits::name);
+    embed_rows<Backend>(token_embd.weight, tokens, x, Traits::name);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
       b.attn_norm.forward(Backend{}, x, M, xb);

@@ -133,7 +133,7 @@ class BasicMnistDDPM {
 
  private:
   static void gelu_inplace(float* p, index_t n) {
-    for (index_t i = 0; i < n; ++i) p[i] = nn::detail::gelu(p[i], nn::GeluKind::erf);
+    kernel<op::gelu, Backend>::run(p, n, gelu_kind::erf);
   }
 
   static Tensor<float, DynShape<4>> run_block(const Block& b,

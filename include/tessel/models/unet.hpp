@@ -35,7 +35,7 @@
 
 #include "tessel/nn/resblock.hpp"
 #include "tessel/nn/spatial_transformer.hpp"
-#include "tessel/ops/diffusion_rows.hpp"
+#include "tessel/ops/activation.hpp"
 #include "tessel/ops/timestep_embedding.hpp"
 
 namespace tessel::models {
@@ -153,7 +153,7 @@ class UNet {
     const auto tp = timestep_embedding(t, cfg_.block_out_channels[0]);
     std::vector<float> e1(static_cast<std::size_t>(N * ted)), emb(e1.size());
     linear_1.forward(b, tp.data(), N, e1.data());
-    kernel<op::silu_inplace, Backend>::run(e1.data(), N * ted);
+    kernel<op::silu, Backend>::run(e1.data(), N * ted);
     linear_2.forward(b, e1.data(), N, emb.data());
     for (std::size_t n = 0; n < class_labels.size(); ++n) {
       const index_t c = class_labels[n];
@@ -164,7 +164,7 @@ class UNet {
         emb[n * static_cast<std::size_t>(ted) + static_cast<std::size_t>(j)] +=
             class_embedding.data()[c * ted + j];
     }
-    kernel<op::silu_inplace, Backend>::run(emb.data(), N * ted);
+    kernel<op::silu, Backend>::run(emb.data(), N * ted);
     const float* te = emb.data();
 
     std::vector<Act4> skips;

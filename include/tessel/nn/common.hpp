@@ -53,8 +53,8 @@ enum class RopeStyle {
   half_split,  // (i, i + d/2): GPT-NeoX, Hugging Face Llama (ggml rope mode NEOX)
 };
 
-/// GELU variant: the exact erf form or GPT-2's tanh approximation.
-enum class GeluKind { erf, tanh };
+/// GELU variant: the exact erf form, GPT-2's tanh approximation or CLIP's quick_gelu.
+using GeluKind = tessel::gelu_kind;
 
 /// An empty member for a parameter a layer does not have (an absent bias).
 struct no_param {};
@@ -89,58 +89,21 @@ struct row_ops {
                          float eps) {
     kernel<op::layer_norm_row, Backend>::run(x, y, n, w, b, eps);
   }
-  static void softmax(float* x, index_t n) { kernel<op::softmax_row, Backend>::run(x, x, n); }
+  static void softmax(float* x, index_t n) { kernel<op::softmax, Backend>::run(x, x, 1, n); }
 };
 using rows = row_ops<default_backend>;
 
 using tessel::detail::silu;
 
-/// x[i] = silu(x[i]) for i < n, one row, with Backend's kernel.
-template <class Backend>
-void silu_row(Backend, float* x, index_t n) {
-  kernel<op::silu_row, Backend>::run(x, n);
-}
-inline void silu_row(float* x, index_t n) {
-  silu_row(default_backend{}, x, n);
-}
-/// x[i] = silu(x[i]) for i < n: threaded over chunks of 16 Ki elements.
-template <class Backend>
-void silu_inplace(Backend, float* x, index_t n) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
-    kernel<op::silu_row, Backend>::run(x + lo, hi - lo);
-  });
-}
-inline void silu_inplace(float* x, index_t n) {
-  silu_inplace(default_backend{}, x, n);
-}
-/// out[i] = silu(s[i]) * m[i] for i < n, one row (SwiGLU's gate, Mamba-2's output gate); out
-/// may alias s or m.
-template <class Backend>
-void silu_mul_row(Backend, const float* s, const float* m, float* out, index_t n) {
-  kernel<op::silu_mul_row, Backend>::run(s, m, out, n);
-}
-inline void silu_mul_row(const float* s, const float* m, float* out, index_t n) {
-  silu_mul_row(default_backend{}, s, m, out, n);
-}
-/// out[i] = silu(s[i]) * m[i] for i < n: threaded over chunks of 16 Ki elements.
+/// out[i] = silu(s[i]) * m[i] for i < n (out may alias s or m): op::silu_mul.
 template <class Backend>
 void silu_mul(Backend, const float* s, const float* m, float* out, index_t n) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
-    kernel<op::silu_mul_row, Backend>::run(s + lo, m + lo, out + lo, hi - lo);
-  });
+  kernel<op::silu_mul, Backend>::run(s, m, out, n);
 }
-inline void silu_mul(const float* s, const float* m, float* out, index_t n) {
-  silu_mul(default_backend{}, s, m, out, n);
-}
-inline float gelu(float x, GeluKind k) noexcept {
-  return tessel::detail::gelu(x, k == GeluKind::tanh);
-}
-/// x[i] = gelu(x[i]) for i < n: threaded over chunks of 16 Ki elements.
+/// x[i] = gelu(x[i]) for i < n: op::gelu.
 template <class Backend>
 void gelu_inplace(Backend, float* x, index_t n, GeluKind k) {
-  parallel_for(0, n, 16384, [&](index_t lo, index_t hi) {
-    kernel<op::gelu_row, Backend>::run(x + lo, hi - lo, k == GeluKind::tanh);
-  });
+  kernel<op::gelu, Backend>::run(x, n, k);
 }
 
 }  // namespace detail

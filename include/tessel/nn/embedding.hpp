@@ -6,6 +6,7 @@
 
 #include "any_weight.hpp"
 #include "common.hpp"
+#include "tessel/ops/embedding.hpp"
 
 namespace tessel::nn {
 
@@ -20,19 +21,11 @@ class Embedding {
   index_t vocab() const noexcept { return weight.extent(0); }
   index_t dim() const noexcept { return weight.extent(1); }
 
-  /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error. A lookup is a
-  /// copy (or the weight format's row dequantization), the same on every CPU backend: the
-  /// backend is taken for the uniform layer signature.
+  /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error (nothing is
+  /// written then). The rows are gathered by Backend's op::embedding_rows kernel.
   template <class Backend, class Id>
   void forward(Backend, std::span<const Id> tokens, float* out) const {
-    const index_t D = dim();
-    for (std::size_t i = 0; i < tokens.size(); ++i) {
-      const auto t = static_cast<index_t>(tokens[i]);
-      if (t < 0 || t >= vocab())
-        throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
-                          " is outside the vocabulary of " + std::to_string(vocab()));
-      row(t, out + index_t(i) * D);
-    }
+    lookup<Backend>(tokens, out, false);
   }
 
   template <class Id>
@@ -43,18 +36,7 @@ class Embedding {
   /// out[i, :] += row tokens[i] (BERT's token-type embedding is added to the others).
   template <class Backend, class Id>
   void forward_add(Backend, std::span<const Id> tokens, float* out) const {
-    const index_t D = dim();
-    thread_local std::vector<float> row;  // grows once per thread
-    if (static_cast<index_t>(row.size()) < D) row.resize(std::size_t(D));
-    for (std::size_t i = 0; i < tokens.size(); ++i) {
-      const auto t = static_cast<index_t>(tokens[i]);
-      if (t < 0 || t >= vocab())
-        throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
-                          " is outside the vocabulary of " + std::to_string(vocab()));
-      this->row(t, row.data());
-      float* o = out + index_t(i) * D;
-      for (index_t j = 0; j < D; ++j) o[j] += row[std::size_t(j)];
-    }
+    lookup<Backend>(tokens, out, true);
   }
   template <class Id>
   void forward_add(std::span<const Id> tokens, float* out) const {
@@ -69,12 +51,25 @@ class Embedding {
   matrix_storage_t<W, Vocab, Dim> weight;
 
  private:
-  void row(index_t t, float* out) const {
+  template <class Backend, class Id>
+  void lookup(std::span<const Id> tokens, float* out, bool add) const {
+    for (const Id id : tokens) {
+      const auto t = static_cast<index_t>(id);
+      if (t < 0 || t >= vocab())
+        throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
+                          " is outside the vocabulary of " + std::to_string(vocab()));
+    }
+    const index_t n = static_cast<index_t>(tokens.size());
     if constexpr (std::is_same_v<W, any_weight>) {
-      weight.row_f32(t, out);
+      if (n > 0 && weight.empty())
+        throw value_error("tessel::nn::Embedding: a table of " + std::to_string(vocab()) +
+                          " rows was used before any weights were loaded");
+      with_weight_kind(weight.kind(), [&]<class T>(type_tag<T>) {
+        kernel<op::embedding_rows, Backend, T>::run(weight.template data<T>(), dim(), tokens.data(),
+                                                    n, out, add);
+      });
     } else {
-      const index_t D = dim();
-      detail::weight_row_f32(weight.data() + t * (D / block_elems_v<W>), out, D);
+      kernel<op::embedding_rows, Backend, W>::run(weight.data(), dim(), tokens.data(), n, out, add);
     }
   }
 };

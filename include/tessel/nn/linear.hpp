@@ -5,7 +5,7 @@
 // format (q8_0, q4_0, q4_k, ...: run by the quantized kernels of quant/kernels/qgemm.hpp —
 // integer dots against activations quantized to 8 bits for few rows, dequantized tiles into
 // the f32 SGEMM for many), or any_weight (nn/any_weight.hpp: the format chosen per tensor at
-// load time). A block format without a vec_dot_type keeps a scalar per-row widening fallback.
+// load time). A block format without a vec_dot_type runs op::dequant_matmul (per-row widening).
 //
 //   nn::Linear<64, 172, f16> up;            // static: shapes checked at compile time
 //   nn::Linear<dyn, dyn> proj(dim, hidden);  // run-time dimensions
@@ -55,7 +55,7 @@ class Linear {
     } else if constexpr (QuantFormat<W>) {
       qgemm<Backend>(M, N, K, x, ldx, weight.data(), y, ldy, beta);
     } else {
-      forward_blocks(x, ldx, M, y, ldy, beta);
+      kernel<op::dequant_matmul, Backend, W>::run(M, N, K, x, ldx, weight.data(), y, ldy, beta);
     }
     if constexpr (Bias) {
       const float* b = bias.data();
@@ -80,28 +80,6 @@ class Linear {
     } else {
       return no_param{};
     }
-  }
-
-  void forward_blocks(const float* x, index_t ldx, index_t M, float* y, index_t ldy,
-                      float beta) const {
-    const index_t K = in(), N = out();
-    const index_t row_units = K / block_elems_v<W>;
-    parallel_for(0, N, std::max<index_t>(1, 16384 / std::max<index_t>(K * M, 1)),
-                 [&](index_t lo, index_t hi) {
-                   // Grows once per thread, then reused: no allocation in a decode loop.
-                   thread_local std::vector<float> row;
-                   if (static_cast<index_t>(row.size()) < K) row.resize(std::size_t(K));
-                   for (index_t n = lo; n < hi; ++n) {
-                     W::dequantize_row(weight.data() + n * row_units, row.data(), K);
-                     for (index_t m = 0; m < M; ++m) {
-                       const float* xm = x + m * ldx;
-                       float s = 0.0f;
-                       for (index_t k = 0; k < K; ++k) s += row[std::size_t(k)] * xm[k];
-                       float& out = y[m * ldy + n];
-                       out = beta == 0.0f ? s : s + beta * out;
-                     }
-                   }
-                 });
   }
 };
 

@@ -29,7 +29,7 @@
 #include <string>
 
 #include "linear.hpp"
-#include "tessel/ops/activations.hpp"
+#include "tessel/ops/activation.hpp"
 #include "tessel/ops/conv1d.hpp"
 #include "tessel/ops/selective_scan.hpp"
 

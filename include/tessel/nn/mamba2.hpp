@@ -31,7 +31,7 @@
 #include <string>
 
 #include "linear.hpp"
-#include "tessel/ops/activations.hpp"
+#include "tessel/ops/activation.hpp"
 #include "tessel/ops/conv1d.hpp"
 #include "tessel/ops/ssd_scan.hpp"
 

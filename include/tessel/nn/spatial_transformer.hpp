@@ -26,7 +26,8 @@
 #include "linear.hpp"
 #include "norm.hpp"
 #include "tessel/backend/thread_pool.hpp"
-#include "tessel/ops/diffusion_rows.hpp"
+#include "tessel/ops/activation.hpp"
+#include "tessel/ops/softmax.hpp"
 
 namespace tessel::nn {
 
@@ -50,7 +51,7 @@ void multi_head_attention(Backend, const float* q, const float* k, const float* 
         const index_t m = std::min(block, T - t0);
         const index_t row0 = n * T + t0;
         gemm<Backend>(m, L, hd, q + row0 * D + h * hd, D, kh, D, true, s.data(), L);
-        kernel<op::scaled_softmax_rows, Backend>::run(s.data(), m, L, scale);
+        kernel<op::softmax, Backend>::run(s.data(), s.data(), m, L, scale);
         gemm<Backend>(m, hd, L, s.data(), L, vh, D, false, out + row0 * D + h * hd, D);
       }
     }

@@ -41,11 +41,26 @@ void attend_row_loops(const float* q, const float* kc, const float* vc, index_t 
     for (index_t d = 0; d < hd; ++d) a += q[d] * kc[t * kvd + d];
     s[t] = a * scale;
   }
-  kernel<op::softmax_row, Backend>::run(s, s, T);
+  kernel<op::softmax, Backend>::run(s, s, 1, T);
   for (index_t d = 0; d < hd; ++d) out[d] = 0.0f;
   for (index_t t = 0; t < T; ++t)
     for (index_t d = 0; d < hd; ++d) out[d] += s[t] * vc[t * kvd + d];
 }
+
+/// The vectors of the SIMD decode row on Arch: 256-bit ones where Arch has 512-bit vectors
+/// (head dimensions of 8 and 24 stay vectorized, rows are short, and xsimd 8.1's 512-bit haddp
+/// is not used), Arch's own otherwise.
+template <class Arch>
+struct attention_row_arch {
+  using type = Arch;
+};
+#if XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2  // only lets the 256-bit batches compile
+template <class Arch>
+requires arch_has_avx512f_v<Arch>
+struct attention_row_arch<Arch> {
+  using type = xsimd::fma3<xsimd::avx2>;
+};
+#endif
 
 }  // namespace detail
 
@@ -61,11 +76,7 @@ struct kernel<op::attention_row<HD>, cpu_scalar> {
 /// softmax's exp and sum in one pass, and the 1/sum applied to the output, not to T scores.
 template <class Arch, index_t HD>
 struct kernel<op::attention_row<HD>, cpu_simd<Arch>> {
-  // 256-bit vectors even where 512-bit ones exist: head dimensions of 8 and 24 stay
-  // vectorized, rows are short, and xsimd 8.1's 512-bit haddp is not used.
-  using A = std::conditional_t<(xsimd::batch<float, Arch>::size > 8) && XSIMD_WITH_AVX2 &&
-                                   XSIMD_WITH_FMA3_AVX2,
-                               xsimd::fma3<xsimd::avx2>, Arch>;
+  using A = typename detail::attention_row_arch<Arch>::type;
   using V = xsimd::batch<float, A>;
   static constexpr index_t W = static_cast<index_t>(V::size);
 
@@ -148,7 +159,7 @@ struct kernel<op::attention_prefill, cpu_scalar> {
             float* row = s + i * ld;
             const index_t n = pos + r0 + i + 1;  // keys this row sees
             for (index_t t = 0; t < n; ++t) row[t] *= scale;
-            kernel<op::softmax_row, cpu_scalar>::run(row, row, n);
+            kernel<op::softmax, cpu_scalar>::run(row, row, 1, n);
             std::fill(row + n, row + Tb, 0.0f);
           }
           gemm<cpu_scalar>(mb, hd, Tb, s, ld, vc + off, kvd, false, att + r0 * D + h * hd, D);
@@ -188,13 +199,13 @@ struct kernel<op::attention_prefill, cpu_simd<Arch>> {
       for (index_t h = h_lo; h < h_hi; ++h) {
         const index_t off = (h / group) * hd;
         if (off != packed_kv) {  // heads of one group share their keys and values
-          detail::pack_b_cols<NR>(hd, T, kc + off, kvd, kp);
+          detail::pack_b_cols<Arch, NR>(hd, T, kc + off, kvd, kp);
           detail::pack_b_rows<Arch, NR>(T, hd, vc + off, kvd, vp);
           packed_kv = off;
         }
         for (index_t r0 = 0; r0 < M; r0 += MR) {
           const index_t m = std::min(MR, M - r0), n_keys = pos + r0 + m;
-          detail::pack_a<MR>(m, hd, q + r0 * D + h * hd, D, qp);
+          detail::pack_a<Arch, MR>(m, hd, q + r0 * D + h * hd, D, qp);
           for (index_t t = 0; t < MR * hd; ++t) qp[t] *= scale;  // scores come out scaled
           for (index_t j = 0; j < n_keys; j += NR)
             detail::micro_kernel<Arch>(hd, qp, kp + j * hd, sc + j, tp, 0.0f, m,
@@ -202,10 +213,10 @@ struct kernel<op::attention_prefill, cpu_simd<Arch>> {
           for (index_t i = 0; i < m; ++i) {
             float* row = sc + i * tp;
             const index_t n = pos + r0 + i + 1;  // keys this row sees
-            kernel<op::softmax_row, cpu_simd<Arch>>::run(row, row, n);
+            kernel<op::softmax, cpu_simd<Arch>>::run(row, row, 1, n);
             std::fill(row + n, row + n_keys, 0.0f);
           }
-          detail::pack_a<MR>(m, n_keys, sc, tp, sp);
+          detail::pack_a<Arch, MR>(m, n_keys, sc, tp, sp);
           for (index_t j = 0; j < hd; j += NR)
             detail::micro_kernel<Arch>(n_keys, sp, vp + j * T, att + r0 * D + h * hd + j, D, 0.0f,
                                        m, std::min(NR, hd - j));

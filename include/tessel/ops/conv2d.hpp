@@ -156,7 +156,7 @@ void conv2d_pack_a(index_t mc, index_t kc, const TW* A, index_t lda, float* out)
         for (int rb = 0; rb < MR; rb += 8) {
           __m256 v[8];
           for (int i = 0; i < 8; ++i)
-            v[i] = rb + i < rows ? load8_f32(src + (rb + i) * lda + k0) : _mm256_setzero_ps();
+            v[i] = rb + i < rows ? load8_f32<Arch>(src + (rb + i) * lda + k0) : _mm256_setzero_ps();
           transpose8(v);
           if (rb + 8 <= MR) {
             for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + rb, v[i]);

@@ -38,6 +38,7 @@
 #include "../backend/thread_pool.hpp"
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
+#include "activation.hpp"
 
 namespace tessel {
 
@@ -89,7 +90,7 @@ inline float scan_finish(const scan_problem& p, index_t t, index_t d, float acc)
   float y = acc + (p.Dskip ? p.Dskip[d] * uu : 0.f);
   if (p.z) {
     const float zz = p.z[t * p.ld_z + d];
-    y *= zz / (1.f + std::exp(-zz));
+    y *= detail::silu(zz);
   }
   return y;
 }

@@ -6,6 +6,7 @@
 //   softmax(cpu_scalar{}, y, x);         // the reference; cpu_simd<A>: vectorized, threaded
 // A row containing NaN gives NaN; a row of -inf gives NaN (0/0), as PyTorch.
 
+#include <algorithm>
 #include <cmath>
 
 #include "rows.hpp"
@@ -53,23 +54,39 @@ void softmax_row_simd(const float* x, float* y, index_t n) {
 }  // namespace detail
 
 namespace op {
-/// softmax of one contiguous f32 row of n: run(x, y, n), y may be x.
-struct softmax_row {};
+/// Rows i < M of x [M, n]: y[i] = softmax(scale · x[i]); run(x, y, M, n, scale), y may be x
+/// (one row: M = 1; attention scores: scale = 1/sqrt(head size)).
+struct softmax {};
 }  // namespace op
 
-// Row kernels are not inlined: with a static row length GCC 12 raises a false
+// The row functions are not inlined: with a static row length GCC 12 raises a false
 // -Waggressive-loop-optimizations in their tail loops, and a call per row costs nothing next to
 // the row. (noipa: no constant-propagated clones either.)
 template <>
-struct kernel<op::softmax_row, cpu_scalar> {
-  [[gnu::noipa]] static void run(const float* x, float* y, index_t n) {
-    detail::softmax_row_reference(x, y, n);
+struct kernel<op::softmax, cpu_scalar> {
+  static void run(const float* x, float* y, index_t M, index_t n, float scale = 1.0f) {
+    for (index_t i = 0; i < M; ++i) row(x + i * n, y + i * n, n, scale);
+  }
+  [[gnu::noipa]] static void row(const float* x, float* y, index_t n, float scale) {
+    if (scale == 1.0f) return detail::softmax_row_reference(x, y, n);
+    for (index_t j = 0; j < n; ++j) y[j] = x[j] * scale;
+    detail::softmax_row_reference(y, y, n);
   }
 };
+/// Rows spread over the pool (a single row runs on the calling thread, as inside attention).
 template <class Arch>
-struct kernel<op::softmax_row, cpu_simd<Arch>> {
-  [[gnu::noipa]] static void run(const float* x, float* y, index_t n) {
-    detail::softmax_row_simd<Arch>(x, y, n);
+struct kernel<op::softmax, cpu_simd<Arch>> {
+  static void run(const float* x, float* y, index_t M, index_t n, float scale = 1.0f) {
+    if (M == 1) return row(x, y, n, scale);
+    parallel_for(0, M, std::max<index_t>(1, 4096 / std::max<index_t>(n, 1)),
+                 [&](index_t lo, index_t hi) {
+                   for (index_t i = lo; i < hi; ++i) row(x + i * n, y + i * n, n, scale);
+                 });
+  }
+  [[gnu::noipa]] static void row(const float* x, float* y, index_t n, float scale) {
+    if (scale == 1.0f) return detail::softmax_row_simd<Arch>(x, y, n);
+    for (index_t j = 0; j < n; ++j) y[j] = x[j] * scale;
+    detail::softmax_row_simd<Arch>(y, y, n);
   }
 };
 
@@ -81,7 +98,9 @@ void softmax(Backend, Y&& y, const X& x) {
   const auto yv = detail::dst_view(y);
   // The reference stays on the calling thread; the SIMD backends spread rows over the pool.
   detail::for_each_row("softmax", xv, yv, is_cpu_simd_v<Backend>,
-                       kernel<op::softmax_row, Backend>::run);
+                       [](const float* xr, float* yr, index_t n) {
+                         kernel<op::softmax, Backend>::run(xr, yr, 1, n);
+                       });
 }
 
 /// y = softmax(x) along the last axis (y may be x).

@@ -44,7 +44,7 @@
 #include "../backend/thread_pool.hpp"
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
-#include "activations.hpp"
+#include "activation.hpp"
 #include "norm.hpp"
 #include "selective_scan.hpp"
 

@@ -120,8 +120,8 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
         for (index_t t = lo; t < hi; ++t) {
           const index_t p = t / n_mp, i = t % n_mp;
           const index_t pc = p * KC, kc = std::min(KC, K - pc), r0 = i * MR;
-          pack_a<MR>(std::min(MR, mb - r0), kc, A + (m0 + r0) * lda + pc, lda,
-                     Ap + n_mp * MR * KC * p + i * MR * kc);
+          pack_a<Arch, MR>(std::min(MR, mb - r0), kc, A + (m0 + r0) * lda + pc, lda,
+                           Ap + n_mp * MR * KC * p + i * MR * kc);
         }
       });
     const index_t n_rg = n_chunks >= nt ? 1 : std::min(n_mp, (nt + n_chunks - 1) / n_chunks);
@@ -141,7 +141,7 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
           const index_t pc = p * KC, kc = std::min(KC, K - pc);
           const float beta_k = pc == 0 ? beta : 1.0f;
           if (trans_b) {
-            pack_b_cols<NR>(kc, cols, B + j0 * ldb + pc, ldb, Bp);
+            pack_b_cols<Arch, NR>(kc, cols, B + j0 * ldb + pc, ldb, Bp);
           } else {
             pack_b_rows<Arch, NR>(kc, cols, B + pc * ldb + j0, ldb, Bp);
           }
@@ -150,7 +150,7 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
             float* Ci = C + (m0 + r0) * ldc;
             const float* Ai = Apan;
             if (a_inline) {
-              pack_a<MR>(m, kc, A + (m0 + r0) * lda + pc, lda, Apan);
+              pack_a<Arch, MR>(m, kc, A + (m0 + r0) * lda + pc, lda, Apan);
             } else {
               Ai = Ap + n_mp * MR * KC * p + i * MR * kc;
             }

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
+#include "tessel/backend/tags.hpp"
 #include "tessel/backend/thread_pool.hpp"
 #include "tessel/core/numeric.hpp"
 
@@ -94,8 +95,8 @@ inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
   if constexpr (std::is_same_v<T, float>) {
     return batch::load_unaligned(p);
   } else {
-#if defined(__AVX512F__)
-    if constexpr (W == 16) {
+#if defined(__AVX512F__)  // only lets the intrinsics compile: Arch chooses the path
+    if constexpr (arch_has_avx512f_v<Arch> && W == 16) {
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
       // The maskz forms: GCC 12's unmasked ones start from _mm512_undefined_*() and trip
       // -Wmaybe-uninitialized (GCC bug 105593) under -Werror.
@@ -109,7 +110,7 @@ inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
     }
 #endif
 #if defined(__AVX2__) && defined(__F16C__)
-    if constexpr (W == 8) {
+    if constexpr (arch_has_avx2_v<Arch> && W == 8) {
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
       if constexpr (std::is_same_v<T, f16>) {
         return batch(_mm256_cvtph_ps(h));
@@ -131,33 +132,34 @@ inline void transpose8(__m256 r[8]) noexcept;
 #endif
 
 /// Packs rows [0, mc) x columns [0, kc) of A (row-major, stride lda) into MR-row slivers,
-/// zero-padding the last sliver to MR rows. With AVX, 8 columns of up to 8 rows at a time go
-/// through an in-register transpose (reads stay contiguous along k; measured on the 1.1B f16
-/// prefill, the scalar loop took 2-3% of the time).
-template <int MR>
+/// zero-padding the last sliver to MR rows. When Arch has AVX2, 8 columns of up to 8 rows at a
+/// time go through an in-register transpose (reads stay contiguous along k; measured on the
+/// 1.1B f16 prefill, the scalar loop took 2-3% of the time).
+template <class Arch, int MR>
 inline void pack_a(index_t mc, index_t kc, const float* A, index_t lda, float* out) noexcept {
   for (index_t i0 = 0; i0 < mc; i0 += MR) {
     const index_t rows = std::min<index_t>(MR, mc - i0);
     const float* src = A + i0 * lda;
     index_t k0 = 0;
-#if defined(__AVX2__)
-    for (; k0 + 8 <= kc; k0 += 8) {
-      for (int g = 0; g < MR; g += 8) {
-        const int n = std::min(8, MR - g);  // rows of the sliver this group fills
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i)
-          r[i] = i < n && g + i < rows ? _mm256_loadu_ps(src + (g + i) * lda + k0)
-                                       : _mm256_setzero_ps();
-        transpose8(r);
-        if (n == 8) {
-          for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + g, r[i]);
-        } else {
-          const __m256i mask =
-              _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-          for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + g, mask, r[i]);
+#if defined(__AVX2__)  // only lets the intrinsics compile: Arch chooses the path
+    if constexpr (arch_has_avx2_v<Arch>)
+      for (; k0 + 8 <= kc; k0 += 8) {
+        for (int g = 0; g < MR; g += 8) {
+          const int n = std::min(8, MR - g);  // rows of the sliver this group fills
+          __m256 r[8];
+          for (int i = 0; i < 8; ++i)
+            r[i] = i < n && g + i < rows ? _mm256_loadu_ps(src + (g + i) * lda + k0)
+                                         : _mm256_setzero_ps();
+          transpose8(r);
+          if (n == 8) {
+            for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + g, r[i]);
+          } else {
+            const __m256i mask =
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + g, mask, r[i]);
+          }
         }
       }
-    }
 #endif
     for (index_t k = k0; k < kc; ++k)
       for (int r = 0; r < MR; ++r) out[k * MR + r] = r < rows ? src[r * lda + k] : 0.0f;
@@ -190,24 +192,26 @@ inline void pack_b_rows(index_t kc, index_t nc, const T* B, index_t ldb, float* 
 }
 
 #if defined(__AVX__)
-/// 8 consecutive weights widened to f32, for the AVX transposes below.
-template <class T>
+/// 8 consecutive weights widened to f32, for the AVX transposes below (F16C and AVX2's
+/// widening where Arch has AVX2).
+template <class Arch, class T>
 inline __m256 load8_f32(const T* p) noexcept {
   if constexpr (std::is_same_v<T, float>) {
     return _mm256_loadu_ps(p);
   } else {
-#if defined(__AVX2__) && defined(__F16C__)
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    if constexpr (std::is_same_v<T, f16>) {
-      return _mm256_cvtph_ps(h);
-    } else {
-      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#if defined(__AVX2__) && defined(__F16C__)  // only lets the intrinsics compile
+    if constexpr (arch_has_avx2_v<Arch>) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      if constexpr (std::is_same_v<T, f16>) {
+        return _mm256_cvtph_ps(h);
+      } else {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+      }
     }
-#else
+#endif
     alignas(32) float tmp[8];
     for (int i = 0; i < 8; ++i) tmp[i] = weight_to_f32(p[i]);
     return _mm256_load_ps(tmp);
-#endif
   }
 }
 
@@ -232,23 +236,24 @@ inline void transpose8(__m256 r[8]) noexcept {
 #endif
 
 /// Packs like pack_b_rows, but from B stored transposed, [N, K] (trans_b = true, the layout of
-/// a Linear layer's weight): B[k, n] = Bt[n * ldb + k]. Full 8x8 blocks go through an
-/// in-register transpose (reads stay contiguous along k), the rest element by element.
-template <int NR, class T>
+/// a Linear layer's weight): B[k, n] = Bt[n * ldb + k]. When Arch has AVX, full 8x8 blocks go
+/// through an in-register transpose (reads stay contiguous along k), the rest element by element.
+template <class Arch, int NR, class T>
 inline void pack_b_cols(index_t kc, index_t nc, const T* Bt, index_t ldb, float* out) noexcept {
   for (index_t j0 = 0; j0 < nc; j0 += NR) {
     const index_t cols = std::min<index_t>(NR, nc - j0);
     index_t k0 = 0;
-#if defined(__AVX__)
-    if (cols == NR && NR % 8 == 0) {
-      for (; k0 + 8 <= kc; k0 += 8) {
-        for (int jb = 0; jb < NR; jb += 8) {
-          __m256 r[8];
-          for (int i = 0; i < 8; ++i) r[i] = load8_f32(Bt + (j0 + jb + i) * ldb + k0);
-          transpose8(r);
-          for (int i = 0; i < 8; ++i) _mm256_store_ps(out + (k0 + i) * NR + jb, r[i]);
+#if defined(__AVX__)  // only lets the intrinsics compile: Arch chooses the path
+    if constexpr (arch_has_avx_v<Arch> && NR % 8 == 0) {
+      if (cols == NR)
+        for (; k0 + 8 <= kc; k0 += 8) {
+          for (int jb = 0; jb < NR; jb += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i) r[i] = load8_f32<Arch>(Bt + (j0 + jb + i) * ldb + k0);
+            transpose8(r);
+            for (int i = 0; i < 8; ++i) _mm256_store_ps(out + (k0 + i) * NR + jb, r[i]);
+          }
         }
-      }
     }
 #endif
     for (index_t j = 0; j < NR; ++j) {

@@ -1,5 +1,6 @@
 #pragma once
-// AVX2 row dot products of quantized weights (kernel<qdot_op, cpu_simd<A>, F>).
+// AVX2 row dot products of quantized weights (kernel<qdot_op, cpu_simd<A>, F> for an Arch with
+// AVX2: arch_has_avx2_v; other architectures use the references of qdot.hpp).
 //
 // Integer formats use the GGUF engines' scheme: unsigned levels times signed 8-bit activations
 // with vpmaddubsw, pairs summed with vpmaddwd, one f32 FMA per (sub-)block. Offsets (q4_0's -8,
@@ -482,6 +483,7 @@ inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, index
 
 #define TESSEL_QDOT_AVX2(FMT, FN, G)                                                               \
   template <class Arch>                                                                            \
+  requires arch_has_avx2_v<Arch>                                                                   \
   struct kernel<qdot_op, cpu_simd<Arch>, FMT> {                                                    \
     using act = qdetail::act_t<FMT>;                                                               \
     static void run(index_t nb, const FMT* w, index_t ldw, index_t rows, const act* a, float* y) { \
@@ -494,6 +496,7 @@ inline void int_group_rows1(index_t nb, const int_group<Bits, G, Asym>* w, index
 #if defined(TESSEL_QDOT_AVX512)
 #define TESSEL_QDOT_AVX2_512(FMT, FN, G, G512)                                                     \
   template <class Arch>                                                                            \
+  requires arch_has_avx2_v<Arch>                                                                   \
   struct kernel<qdot_op, cpu_simd<Arch>, FMT> {                                                    \
     using act = qdetail::act_t<FMT>;                                                               \
     static void run(index_t nb, const FMT* w, index_t ldw, index_t rows, const act* a, float* y) { \
@@ -523,6 +526,7 @@ TESSEL_QDOT_AVX2_512(q8_0, q8_0_rows, 4, 2)
 #if defined(TESSEL_QDOT_AVX512)
 // q4_0 under AVX-512: the 4-block kernel, with the activations arranged once per call.
 template <class Arch>
+requires arch_has_avx2_v<Arch>
 struct kernel<qdot_op, cpu_simd<Arch>, q4_0> {
   using act = qdetail::act_t<q4_0>;
   static void run(index_t nb, const q4_0* w, index_t ldw, index_t rows, const act* a, float* y) {
@@ -556,12 +560,14 @@ TESSEL_QDOT_AVX2(q5_k, q5_k_rows, 1)
 #undef TESSEL_QDOT_AVX2_512
 
 template <class Arch>
+requires arch_has_avx2_v<Arch>
 struct kernel<qdot_op, cpu_simd<Arch>, nf4> {
   static void run(index_t nb, const nf4* w, index_t ldw, index_t rows, const float* x, float* y) {
     for (index_t r = 0; r < rows; ++r) qdetail::nf4_rows1(nb, w + r * ldw, ldw, x, y + r);
   }
 };
 template <class Arch, int Bits, index_t G, bool Asym>
+requires arch_has_avx2_v<Arch>
 struct kernel<qdot_op, cpu_simd<Arch>, int_group<Bits, G, Asym>> {
   static void run(index_t nb, const int_group<Bits, G, Asym>* w, index_t ldw, index_t rows,
                   const float* x, float* y) {
@@ -573,8 +579,7 @@ struct kernel<qdot_op, cpu_simd<Arch>, int_group<Bits, G, Asym>> {
 // f16; e4m3's exponent bias is 8 below f16's, so its 7 magnitude bits shifted into place read
 // as an f16 2^8 too small (subnormals included), fixed by one multiply at the end.
 template <class Arch, class E>
-requires(std::is_same_v<E, f8_e4m3> ||
-         std::is_same_v<E, f8_e5m2>) struct kernel<qdot_op, cpu_simd<Arch>, E> {
+requires(Fp8<E>&& arch_has_avx2_v<Arch>) struct kernel<qdot_op, cpu_simd<Arch>, E> {
   static __m256 widen8(const E* p) noexcept {
     const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     if constexpr (std::is_same_v<E, f8_e5m2>) {

@@ -26,8 +26,9 @@ namespace tessel {
 
 namespace qdetail {
 
-/// x [K] quantized to the activation format of F (or kept as f32 for f32-paired formats).
-template <QuantFormat F>
+/// x [K] quantized to the activation format of F (or kept as f32 for f32-paired formats), by
+/// Backend's quantizer.
+template <class Backend, QuantFormat F>
 class prepared_activation {
  public:
   using act = act_t<F>;
@@ -39,7 +40,7 @@ class prepared_activation {
       thread_local std::vector<act> buf;
       if (buf.size() < static_cast<std::size_t>(K / act::block_elems))
         buf.resize(static_cast<std::size_t>(K / act::block_elems));
-      qdetail::quantize_activation(x, buf.data(), K);
+      qdetail::quantize_activation<Backend>(x, buf.data(), K);
       ptr_ = buf.data();
     }
   }
@@ -48,6 +49,17 @@ class prepared_activation {
  private:
   const act* ptr_ = nullptr;
 };
+
+/// F::dequantize_row, with the AVX2 rows of qdot_avx2.hpp where Backend's Arch has AVX2.
+template <class Backend, class F>
+void dequantize_row_for(const F* x, float* y, index_t n) {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)  // only lets them compile
+  if constexpr (is_cpu_simd_v<Backend>) {
+    if constexpr (arch_has_avx2_v<typename Backend::arch>) return dequantize_row_fast(x, y, n);
+  }
+#endif
+  F::dequantize_row(x, y, n);
+}
 
 template <QuantFormat F>
 void check_qmatmul(const char* op, index_t M, index_t N, index_t K) {
@@ -75,7 +87,7 @@ void qgemv(index_t N, index_t K, const F* W, const float* x, float* y, float bet
     for (index_t n = 0; n < N; ++n) y[n] = beta == 0.0f ? 0.0f : beta * y[n];
     return;
   }
-  const qdetail::prepared_activation<F> a(x, K);
+  const qdetail::prepared_activation<Backend, F> a(x, K);
   const index_t nb = K / F::block_elems;
   // Chunks of whole 4-row groups; about 16 KiB of weights at least per chunk (measured: 128 KiB
   // chunks decode the 1.1B Llama no faster at 2 threads; one contiguous chunk per thread, or
@@ -152,13 +164,8 @@ void qgemm(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F
   for (index_t n0 = 0; n0 < N; n0 += tile) {
     const index_t nt = std::min(tile, N - n0);
     parallel_for(0, nt, 16, [&](index_t lo, index_t hi) {
-      for (index_t r = lo; r < hi; ++r) {
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-        qdetail::dequantize_row_fast(W + (n0 + r) * nb, wf + r * K, K);
-#else
-        F::dequantize_row(W + (n0 + r) * nb, wf + r * K, K);
-#endif
-      }
+      for (index_t r = lo; r < hi; ++r)
+        qdetail::dequantize_row_for<Backend>(W + (n0 + r) * nb, wf + r * K, K);
     });
     if constexpr (is_cpu_simd_v<Backend>) {
       if (detail::use_amx<typename Backend::arch, f16>()) {
@@ -179,5 +186,38 @@ template <class Backend, QuantFormat F>
 void qgemm(index_t M, index_t N, index_t K, const float* x, const F* W, float* y) {
   qgemm<Backend>(M, N, K, x, K, W, y, N, 0.0f);
 }
+
+namespace op {
+/// y[M, N] = x[M, K] W[N, K]ᵀ + beta · y for a block format W that has only dequantize_row
+/// (no vec_dot_type, so no qdot_op kernels): run(M, N, K, x, ldx, W, y, ldy, beta), the
+/// arguments of qgemm. Each row of W is widened to f32 once and dotted with every row of x.
+struct dequant_matmul {};
+}  // namespace op
+
+/// The reference, threaded over rows of W; the SIMD backends use it too (a format without
+/// integer dot kernels is a user's experiment, not a hot path).
+template <class F>
+struct kernel<op::dequant_matmul, cpu_scalar, F> {
+  static void run(index_t M, index_t N, index_t K, const float* x, index_t ldx, const F* W,
+                  float* y, index_t ldy, float beta) {
+    const index_t row_units = K / F::block_elems;
+    parallel_for(0, N, std::max<index_t>(1, 16384 / std::max<index_t>(K * M, 1)),
+                 [&](index_t lo, index_t hi) {
+                   // Grows once per thread, then reused: no allocation in a decode loop.
+                   thread_local std::vector<float> row;
+                   if (static_cast<index_t>(row.size()) < K) row.resize(std::size_t(K));
+                   for (index_t n = lo; n < hi; ++n) {
+                     F::dequantize_row(W + n * row_units, row.data(), K);
+                     for (index_t m = 0; m < M; ++m) {
+                       const float* xm = x + m * ldx;
+                       float s = 0.0f;
+                       for (index_t k = 0; k < K; ++k) s += row[std::size_t(k)] * xm[k];
+                       float& out = y[m * ldy + n];
+                       out = beta == 0.0f ? s : s + beta * out;
+                     }
+                   }
+                 });
+  }
+};
 
 }  // namespace tessel

@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "tessel/backend/tags.hpp"
 #include "tessel/quant/ggml_blocks.hpp"
 #include "tessel/quant/kquants.hpp"
 
@@ -111,16 +112,21 @@ inline void quantize_q8_k_avx2(const float* x, q8_k* y, index_t n) {
 }
 #endif
 
-/// y = F::quantize_row(x, n) for the activation formats, vectorized where the build allows.
-template <class F>
+/// y = F::quantize_row(x, n) for the activation formats, vectorized where Backend's Arch has
+/// AVX2 (the same bytes either way).
+template <class Backend = default_backend, class F>
 inline void quantize_activation(const float* x, F* y, index_t n) {
-#if defined(__AVX2__) && defined(__F16C__)
-  if constexpr (std::is_same_v<F, q8_0>) {
-    check_row(F::name, n, F::block_elems);
-    return quantize_q8_0_avx2(x, y, n);
-  } else if constexpr (std::is_same_v<F, q8_k>) {
-    check_row(F::name, n, F::block_elems);
-    return quantize_q8_k_avx2(x, y, n);
+#if defined(__AVX2__) && defined(__F16C__)  // only lets the AVX2 versions compile
+  if constexpr (is_cpu_simd_v<Backend>) {
+    if constexpr (arch_has_avx2_v<typename Backend::arch>) {
+      if constexpr (std::is_same_v<F, q8_0>) {
+        check_row(F::name, n, F::block_elems);
+        return quantize_q8_0_avx2(x, y, n);
+      } else if constexpr (std::is_same_v<F, q8_k>) {
+        check_row(F::name, n, F::block_elems);
+        return quantize_q8_k_avx2(x, y, n);
+      }
+    }
   }
 #endif
   F::quantize_row(x, y, n);

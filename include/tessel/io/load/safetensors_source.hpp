@@ -1,10 +1,10 @@
 #pragma once
-// A safetensors tensor as the loaders' TensorSource (io/load_llama.hpp): float dtypes only.
+// A safetensors tensor as the loaders' TensorSource (io/load/load_llama.hpp): float dtypes only.
 
 #include <string>
 
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/safetensors.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/load_llama.hpp"
 
 namespace tessel::io::detail {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/gguf_writer.hpp"
-#include "tessel/io/load_llama.hpp"
+#include "tessel/io/formats/gguf_writer.hpp"
+#include "tessel/io/load/load_llama.hpp"
 #include "tessel/quant/formats.hpp"
 
 namespace tessel::io {

@@ -14,7 +14,7 @@
 // stores weights [in, out], so they are transposed on load. The fused attention projection
 // (c_attn, GGUF attn_qkv: q, k, v stacked along the outputs) is split into attn_q / attn_k /
 // attn_v. A missing `output.weight` (lm_head) means the tied token embedding. Formats are
-// converted as io/load_llama.hpp does. Safetensors files hold no hyperparameters: the head
+// converted as io/load/load_llama.hpp does. Safetensors files hold no hyperparameters: the head
 // count and LayerNorm epsilon come from the options or from the config.json beside the file;
 // the other dimensions from the tensors' shapes.
 
@@ -27,13 +27,13 @@
 #include <string_view>
 #include <vector>
 
-#include "tessel/io/file_kind.hpp"
-#include "tessel/io/gguf.hpp"
-#include "tessel/io/gguf_tokenizer.hpp"
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/safetensors.hpp"
-#include "tessel/io/safetensors_source.hpp"
-#include "tessel/io/tokenizer_gpt2.hpp"
+#include "tessel/io/formats/file_kind.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/load_llama.hpp"
+#include "tessel/io/load/safetensors_source.hpp"
+#include "tessel/io/tokenizers/gguf_tokenizer.hpp"
+#include "tessel/io/tokenizers/tokenizer_gpt2.hpp"
 #include "tessel/models/gpt2.hpp"
 
 namespace tessel::io {
@@ -130,7 +130,7 @@ Model make_gpt2(const models::GPT2Config& c, const std::string& file) {
 }  // namespace detail
 
 /// Checks that f holds every tensor a GPT2 of config c needs, with the shapes c implies (see
-/// io/gguf_check.hpp); q, k and v may be stored apart or fused (attn_qkv).
+/// io/load/gguf_check.hpp); q, k and v may be stored apart or fused (attn_qkv).
 inline void check_gpt2_tensors(const GGUFFile& f, const models::GPT2Config& c) {
   const KeyedExtent dim = keyed("gpt2.embedding_length", c.dim),
                     hidden = keyed("gpt2.feed_forward_length", c.hidden),

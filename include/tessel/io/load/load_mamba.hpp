@@ -30,11 +30,11 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/gguf.hpp"
-#include "tessel/io/gguf_tokenizer.hpp"
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/safetensors.hpp"
-#include "tessel/io/safetensors_source.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/load_llama.hpp"
+#include "tessel/io/load/safetensors_source.hpp"
+#include "tessel/io/tokenizers/gguf_tokenizer.hpp"
 #include "tessel/models/mamba.hpp"
 
 namespace tessel::io {
@@ -103,7 +103,7 @@ void check_negative_a(Model& m, const std::string& file) {
 }  // namespace detail
 
 /// Checks that f holds every tensor a Mamba of config c needs, with the shapes c implies (see
-/// io/gguf_check.hpp). The convolution weight may be PyTorch's [d_inner, 1, d_conv].
+/// io/load/gguf_check.hpp). The convolution weight may be PyTorch's [d_inner, 1, d_conv].
 inline void check_mamba_tensors(const GGUFFile& f, const models::MambaConfig& c) {
   const KeyedExtent dim = keyed("mamba.embedding_length", c.dim),
                     inner = keyed("mamba.ssm.inner_size", c.d_inner),

@@ -23,12 +23,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../core/error.hpp"
-#include "../core/numeric.hpp"
-#include "../core/tensor.hpp"
-#include "../quant/format_list.hpp"
 #include "byte_reader.hpp"
 #include "mmap.hpp"
+#include "tessel/core/error.hpp"
+#include "tessel/core/numeric.hpp"
+#include "tessel/core/tensor.hpp"
+#include "tessel/quant/format_list.hpp"
 
 namespace tessel::io {
 

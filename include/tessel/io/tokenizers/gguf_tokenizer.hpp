@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "tessel/io/gguf.hpp"
-#include "tessel/io/tokenizer_gpt2.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/tokenizers/tokenizer_gpt2.hpp"
 
 namespace tessel::io {
 

@@ -35,11 +35,11 @@
 #include <string_view>
 #include <vector>
 
-#include "tessel/io/file_kind.hpp"
-#include "tessel/io/gguf.hpp"
-#include "tessel/io/gguf_check.hpp"
-#include "tessel/io/llama2c.hpp"
-#include "tessel/io/tokenizer_sentencepiece.hpp"
+#include "tessel/io/formats/file_kind.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/formats/llama2c.hpp"
+#include "tessel/io/load/gguf_check.hpp"
+#include "tessel/io/tokenizers/tokenizer_sentencepiece.hpp"
 #include "tessel/models/llama.hpp"
 #include "tessel/quant/ggml_blocks.hpp"
 
@@ -235,7 +235,7 @@ inline models::LlamaConfig llama_config(const Llama2cConfig& h) {
 }
 
 /// Checks that f holds every tensor a Llama of config c needs, with the shapes c implies (see
-/// io/gguf_check.hpp): before anything is allocated, naming the key that disagrees.
+/// io/load/gguf_check.hpp): before anything is allocated, naming the key that disagrees.
 inline void check_llama_tensors(const GGUFFile& f, const models::LlamaConfig& c) {
   const KeyedExtent dim = keyed("llama.embedding_length", c.dim),
                     hidden = keyed("llama.feed_forward_length", c.hidden),

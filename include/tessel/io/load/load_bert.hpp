@@ -7,7 +7,7 @@
 //
 // Dimensions come from the tensors' shapes; the head count and LayerNorm epsilon from the
 // options or from the config.json beside the file (num_attention_heads, layer_norm_eps).
-// HF's nn.Linear weights are [out, in] as tessel's; formats convert as in io/load_llama.hpp.
+// HF's nn.Linear weights are [out, in] as tessel's; formats convert as in io/load/load_llama.hpp.
 // Old checkpoints name LayerNorm parameters gamma / beta: both spellings are accepted.
 
 #include <cmath>
@@ -17,7 +17,7 @@
 #include <optional>
 #include <string>
 
-#include "tessel/io/load_gpt2.hpp"
+#include "tessel/io/load/load_gpt2.hpp"
 #include "tessel/models/bert.hpp"
 
 namespace tessel::io {

@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/load_mamba.hpp"
+#include "tessel/io/load/load_mamba.hpp"
 #include "tessel/models/mamba2.hpp"
 
 namespace tessel::io {
@@ -112,7 +112,7 @@ inline void mamba2_shapes(TensorSource& s, const std::string& n, const models::M
 }  // namespace detail
 
 /// Checks that f holds every tensor a Mamba2 of config c needs, with the shapes c implies (see
-/// io/gguf_check.hpp), in the layouts the loader accepts (see the top of the file).
+/// io/load/gguf_check.hpp), in the layouts the loader accepts (see the top of the file).
 inline void check_mamba2_tensors(const GGUFFile& f, const models::Mamba2Config& c) {
   const std::int64_t H = c.n_heads, G = c.n_groups, N = c.d_state, I = c.d_inner;
   const KeyedExtent dim = keyed("mamba2.embedding_length", c.dim),

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "roofline.hpp"
+#include "tessel/io/load/load_llama.hpp"
 #include "tessel/io/load/write_llama.hpp"
 
 namespace {

@@ -12,6 +12,7 @@
 #include <tessel/io/formats/gguf.hpp>
 #include <tessel/io/load/load_gpt2.hpp>
 #include <tessel/io/load/load_llama.hpp>
+#include <tessel/io/load/load_mamba.hpp>
 #include <tessel/io/load/load_mamba2.hpp>
 
 namespace {

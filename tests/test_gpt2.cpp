@@ -15,6 +15,7 @@
 #include "tessel/io/formats/gguf_writer.hpp"
 #include "tessel/io/formats/npy.hpp"
 #include "tessel/io/load/load_gpt2.hpp"
+#include "tessel/io/load/load_llama.hpp"
 
 namespace {
 

@@ -24,6 +24,7 @@
 #include <tessel/io/formats/torch.hpp>
 #include <tessel/io/load/load_gpt2.hpp>
 #include <tessel/io/load/load_llama.hpp>
+#include <tessel/io/load/load_mamba.hpp>
 #include <tessel/io/load/load_mamba2.hpp>
 #include <tessel/io/load/write_llama.hpp>
 #include <tessel/models/decoder.hpp>

@@ -27,6 +27,7 @@
 #include <string>
 #include <tessel/generate/generate.hpp>
 #include <tessel/io/load/load_gpt2.hpp>
+#include <tessel/io/load/load_llama.hpp>
 #include <tessel/io/load/load_mamba.hpp>
 #include <tessel/io/load/load_mamba2.hpp>
 #include <tessel/io/load/write_llama.hpp>

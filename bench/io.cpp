@@ -4,9 +4,9 @@
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
-#include <tessel/io/gguf.hpp>
-#include <tessel/io/gguf_writer.hpp>
-#include <tessel/io/safetensors.hpp>
+#include <tessel/io/formats/gguf.hpp>
+#include <tessel/io/formats/gguf_writer.hpp>
+#include <tessel/io/formats/safetensors.hpp>
 
 namespace {
 namespace fs = std::filesystem;

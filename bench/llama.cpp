@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "tessel/backend/thread_pool.hpp"
-#include "tessel/io/load_llama.hpp"
+#include "tessel/io/load/load_llama.hpp"
 
 namespace {
 

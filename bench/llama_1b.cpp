@@ -34,7 +34,8 @@
 #include <vector>
 
 #include "roofline.hpp"
-#include "tessel/io/write_llama.hpp"
+#include "tessel/io/load/load_llama.hpp"
+#include "tessel/io/load/write_llama.hpp"
 
 namespace {
 

@@ -29,9 +29,9 @@
 
 #include "roofline.hpp"
 #include "tessel/backend/thread_pool.hpp"
-#include "tessel/io/gguf_writer.hpp"
-#include "tessel/io/load_mamba.hpp"
-#include "tessel/io/write_llama.hpp"
+#include "tessel/io/formats/gguf_writer.hpp"
+#include "tessel/io/load/load_mamba.hpp"
+#include "tessel/io/load/write_llama.hpp"
 
 namespace {
 

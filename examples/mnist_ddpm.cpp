@@ -16,7 +16,7 @@
 #include <random>
 #include <string>
 #include <tessel/backend/thread_pool.hpp>
-#include <tessel/io/load_diffusion.hpp>
+#include <tessel/io/load/load_diffusion.hpp>
 #include <tessel/models/mnist_ddpm.hpp>
 #include <tessel/models/samplers.hpp>
 #include <vector>

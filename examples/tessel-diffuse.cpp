@@ -24,8 +24,8 @@
 #include <sstream>
 #include <string>
 #include <tessel/backend/thread_pool.hpp>
-#include <tessel/io/load_diffusion.hpp>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/load/load_diffusion.hpp>
 #include <tessel/models/clip.hpp>
 #include <tessel/models/mnist_ddpm.hpp>
 #include <tessel/models/samplers.hpp>

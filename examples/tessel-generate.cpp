@@ -28,10 +28,10 @@
 
 #include "tessel/backend/thread_pool.hpp"
 #include "tessel/generate/generate.hpp"
-#include "tessel/io/load_gpt2.hpp"
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/load_mamba.hpp"
-#include "tessel/io/load_mamba2.hpp"
+#include "tessel/io/load/load_gpt2.hpp"
+#include "tessel/io/load/load_llama.hpp"
+#include "tessel/io/load/load_mamba.hpp"
+#include "tessel/io/load/load_mamba2.hpp"
 
 namespace {
 

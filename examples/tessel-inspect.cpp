@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <iostream>
 #include <sstream>
-#include <tessel/io/gguf.hpp>
-#include <tessel/io/llama2c.hpp>
-#include <tessel/io/npy.hpp>
-#include <tessel/io/safetensors.hpp>
-#include <tessel/io/torch.hpp>
+#include <tessel/io/formats/gguf.hpp>
+#include <tessel/io/formats/llama2c.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/formats/safetensors.hpp>
+#include <tessel/io/formats/torch.hpp>
 
 using namespace tessel::io;
 

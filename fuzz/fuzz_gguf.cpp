@@ -9,10 +9,11 @@
 // constructors of the Mamba states, whose tensors have none (the states are rebuilt anyway).
 #pragma clang diagnostic ignored "-Wunknown-attributes"
 #pragma clang diagnostic ignored "-Wdefaulted-function-deleted"
-#include <tessel/io/gguf.hpp>
-#include <tessel/io/load_gpt2.hpp>
-#include <tessel/io/load_llama.hpp>
-#include <tessel/io/load_mamba2.hpp>
+#include <tessel/io/formats/gguf.hpp>
+#include <tessel/io/load/load_gpt2.hpp>
+#include <tessel/io/load/load_llama.hpp>
+#include <tessel/io/load/load_mamba.hpp>
+#include <tessel/io/load/load_mamba2.hpp>
 
 namespace {
 volatile unsigned sink;

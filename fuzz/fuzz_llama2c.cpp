@@ -8,8 +8,8 @@
 // constructors of the Mamba states, whose tensors have none (the states are rebuilt anyway).
 #pragma clang diagnostic ignored "-Wunknown-attributes"
 #pragma clang diagnostic ignored "-Wdefaulted-function-deleted"
-#include <tessel/io/llama2c.hpp>
-#include <tessel/io/load_llama.hpp>
+#include <tessel/io/formats/llama2c.hpp>
+#include <tessel/io/load/load_llama.hpp>
 
 namespace {
 volatile float sink;

@@ -2,7 +2,7 @@
 // tessel::error.
 // clang -Wpedantic flags the compound literal inside the _cvtss_sh macro (core/numeric.hpp).
 #pragma clang diagnostic ignored "-Wc99-extensions"
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
 
 namespace {
 volatile unsigned sink;

@@ -1,7 +1,7 @@
 // libFuzzer: SafetensorsFile on arbitrary bytes must parse in bounds or throw tessel::error.
 // clang -Wpedantic flags the compound literal inside the _cvtss_sh macro (core/numeric.hpp).
 #pragma clang diagnostic ignored "-Wc99-extensions"
-#include <tessel/io/safetensors.hpp>
+#include <tessel/io/formats/safetensors.hpp>
 
 namespace {
 volatile unsigned sink;

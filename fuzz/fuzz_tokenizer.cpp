@@ -4,7 +4,7 @@
 //   1: a llama2.c tokenizer.bin; when it parses, encodes and decodes with it;
 //   2: a Hugging Face tokenizer.json.
 // Anything but tessel::error escaping, a crash, or a broken round trip is a finding.
-#include <tessel/io/tokenizer.hpp>
+#include <tessel/io/tokenizers/tokenizer.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -2,7 +2,7 @@
 // tessel::error; every accepted tensor is copied out element by element through its strides.
 // clang -Wpedantic flags the compound literal inside the _cvtss_sh macro (core/numeric.hpp).
 #pragma clang diagnostic ignored "-Wc99-extensions"
-#include <tessel/io/torch.hpp>
+#include <tessel/io/formats/torch.hpp>
 
 namespace {
 volatile unsigned sink;

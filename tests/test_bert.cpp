@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/load_bert.hpp"
-#include "tessel/io/npy.hpp"
+#include "tessel/io/formats/npy.hpp"
+#include "tessel/io/load/load_bert.hpp"
 
 namespace {
 

@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <tessel/io/load_diffusion.hpp>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/load/load_diffusion.hpp>
 #include <tessel/models/clip.hpp>
 
 using namespace tessel;

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <random>
 #include <string>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
 #include <tessel/ops/conv2d.hpp>
 #include <utility>
 

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <random>
 #include <string>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
 #include <tessel/ops/activation.hpp>
 #include <tessel/ops/group_norm.hpp>
 #include <tessel/ops/resample.hpp>

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/gguf.hpp"
-#include "tessel/io/load_llama.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/load/load_llama.hpp"
 #include "tessel/nn/any_weight.hpp"
 #include "tessel/quant/format_list.hpp"
 #include "tessel/quant/formats.hpp"

@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <tessel/io/gguf.hpp>
-#include <tessel/io/gguf_writer.hpp>
+#include <tessel/io/formats/gguf.hpp>
+#include <tessel/io/formats/gguf_writer.hpp>
 #include <tessel/quant/ggml_blocks.hpp>
 #include <tessel/quant/kquants.hpp>
 

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <random>
 #include <string>
-#include <tessel/io/gguf.hpp>
-#include <tessel/io/gguf_writer.hpp>
+#include <tessel/io/formats/gguf.hpp>
+#include <tessel/io/formats/gguf_writer.hpp>
 #include <tessel/quant/formats.hpp>
 #include <tessel/quant/quantize.hpp>
 

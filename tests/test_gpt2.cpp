@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/gguf_writer.hpp"
-#include "tessel/io/load_gpt2.hpp"
-#include "tessel/io/npy.hpp"
+#include "tessel/io/formats/gguf_writer.hpp"
+#include "tessel/io/formats/npy.hpp"
+#include "tessel/io/load/load_gpt2.hpp"
+#include "tessel/io/load/load_llama.hpp"
 
 namespace {
 

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "tessel/generate/generate.hpp"
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/write_llama.hpp"
+#include "tessel/io/load/load_llama.hpp"
+#include "tessel/io/load/write_llama.hpp"
 
 namespace {
 

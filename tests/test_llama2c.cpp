@@ -6,8 +6,8 @@
 #include "skip.hpp"
 
 #include <filesystem>
-#include <tessel/io/gguf.hpp>
-#include <tessel/io/llama2c.hpp>
+#include <tessel/io/formats/gguf.hpp>
+#include <tessel/io/formats/llama2c.hpp>
 
 using namespace tessel;
 using namespace tessel::io;

@@ -16,16 +16,17 @@
 #include <functional>
 #include <limits>
 
-#include <tessel/io/gguf.hpp>
-#include <tessel/io/gguf_writer.hpp>
-#include <tessel/io/llama2c.hpp>
-#include <tessel/io/load_gpt2.hpp>
-#include <tessel/io/load_llama.hpp>
-#include <tessel/io/load_mamba2.hpp>
-#include <tessel/io/npy.hpp>
-#include <tessel/io/safetensors.hpp>
-#include <tessel/io/torch.hpp>
-#include <tessel/io/write_llama.hpp>
+#include <tessel/io/formats/gguf.hpp>
+#include <tessel/io/formats/gguf_writer.hpp>
+#include <tessel/io/formats/llama2c.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/formats/safetensors.hpp>
+#include <tessel/io/formats/torch.hpp>
+#include <tessel/io/load/load_gpt2.hpp>
+#include <tessel/io/load/load_llama.hpp>
+#include <tessel/io/load/load_mamba.hpp>
+#include <tessel/io/load/load_mamba2.hpp>
+#include <tessel/io/load/write_llama.hpp>
 #include <tessel/models/decoder.hpp>
 #include "io_test_zip.hpp"
 

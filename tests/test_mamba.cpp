@@ -20,10 +20,10 @@
 #include <new>
 #include <random>
 #include <string>
-#include <tessel/io/gguf_writer.hpp>
-#include <tessel/io/load_mamba.hpp>
-#include <tessel/io/npy.hpp>
-#include <tessel/io/write_llama.hpp>
+#include <tessel/io/formats/gguf_writer.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/load/load_mamba.hpp>
+#include <tessel/io/load/write_llama.hpp>
 #include <tessel/models/hybrid.hpp>
 #include <tessel/models/mamba.hpp>
 #include <vector>

@@ -21,9 +21,10 @@
 #include <new>
 #include <random>
 #include <string>
-#include <tessel/io/gguf_writer.hpp>
-#include <tessel/io/load_mamba2.hpp>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/gguf_writer.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/load/load_mamba.hpp>
+#include <tessel/io/load/load_mamba2.hpp>
 #include <tessel/models/mamba2.hpp>
 #include <tessel/ops/ssd_scan.hpp>
 #include <vector>

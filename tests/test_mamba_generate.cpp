@@ -27,8 +27,8 @@
 #include <random>
 #include <string>
 #include <tessel/generate/generate.hpp>
-#include <tessel/io/gguf_writer.hpp>
-#include <tessel/io/load_mamba.hpp>
+#include <tessel/io/formats/gguf_writer.hpp>
+#include <tessel/io/load/load_mamba.hpp>
 #include <vector>
 
 using namespace tessel;

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <random>
 #include <string>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
 #include <tessel/ops/activation.hpp>
 #include <tessel/ops/conv1d.hpp>
 #include <tessel/ops/selective_scan.hpp>

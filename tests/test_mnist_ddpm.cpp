@@ -12,8 +12,8 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
-#include <tessel/io/load_diffusion.hpp>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/load/load_diffusion.hpp>
 #include <tessel/models/mnist_ddpm.hpp>
 #include <tessel/models/samplers.hpp>
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/npy.hpp"
+#include "tessel/io/formats/npy.hpp"
+#include "tessel/io/load/load_llama.hpp"
 #include "tessel/nn/attention.hpp"
 #include "tessel/nn/embedding.hpp"
 #include "tessel/nn/kv_cache.hpp"

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
 
 using namespace tessel;
 using namespace tessel::io;

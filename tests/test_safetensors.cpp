@@ -7,7 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
-#include <tessel/io/safetensors.hpp>
+#include <tessel/io/formats/safetensors.hpp>
 
 using namespace tessel;
 using namespace tessel::io;

@@ -5,7 +5,7 @@
 
 #include "skip.hpp"
 
-#include <tessel/io/tokenizer.hpp>
+#include <tessel/io/tokenizers/tokenizer.hpp>
 
 #include <nlohmann/json.hpp>
 

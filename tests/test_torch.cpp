@@ -8,9 +8,9 @@
 
 #include <filesystem>
 
-#include <tessel/io/npy.hpp>
-#include <tessel/io/safetensors.hpp>
-#include <tessel/io/torch.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/formats/safetensors.hpp>
+#include <tessel/io/formats/torch.hpp>
 #include "io_test_zip.hpp"
 
 using namespace tessel;

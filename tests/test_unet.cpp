@@ -11,8 +11,8 @@
 #include <array>
 #include <cmath>
 #include <string>
-#include <tessel/io/load_diffusion.hpp>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/load/load_diffusion.hpp>
 #include <tessel/models/unet.hpp>
 
 using namespace tessel;

@@ -10,8 +10,8 @@
 #include <cmath>
 #include <random>
 #include <string>
-#include <tessel/io/load_diffusion.hpp>
-#include <tessel/io/npy.hpp>
+#include <tessel/io/formats/npy.hpp>
+#include <tessel/io/load/load_diffusion.hpp>
 #include <tessel/models/vae.hpp>
 
 using namespace tessel;

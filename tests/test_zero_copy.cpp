@@ -26,10 +26,11 @@
 #include <set>
 #include <string>
 #include <tessel/generate/generate.hpp>
-#include <tessel/io/load_gpt2.hpp>
-#include <tessel/io/load_mamba.hpp>
-#include <tessel/io/load_mamba2.hpp>
-#include <tessel/io/write_llama.hpp>
+#include <tessel/io/load/load_gpt2.hpp>
+#include <tessel/io/load/load_llama.hpp>
+#include <tessel/io/load/load_mamba.hpp>
+#include <tessel/io/load/load_mamba2.hpp>
+#include <tessel/io/load/write_llama.hpp>
 #include <vector>
 
 using namespace tessel;

@@ -54,22 +54,26 @@
 #include "models/unet.hpp"
 #include "models/vae.hpp"
 
-// io: model files, tokenizers, loaders
-#include "io/gguf.hpp"
-#include "io/gguf_tokenizer.hpp"
-#include "io/gguf_writer.hpp"
-#include "io/llama2c.hpp"
-#include "io/load_bert.hpp"
-#include "io/load_diffusion.hpp"
-#include "io/load_gpt2.hpp"
-#include "io/load_llama.hpp"
-#include "io/load_mamba.hpp"
-#include "io/load_mamba2.hpp"
-#include "io/npy.hpp"
-#include "io/safetensors.hpp"
-#include "io/tokenizer.hpp"
-#include "io/torch.hpp"
-#include "io/write_llama.hpp"
+// io/formats: file formats (GGUF read/write, safetensors, PyTorch, npy/npz, llama2.c)
+#include "io/formats/gguf.hpp"
+#include "io/formats/gguf_writer.hpp"
+#include "io/formats/llama2c.hpp"
+#include "io/formats/npy.hpp"
+#include "io/formats/safetensors.hpp"
+#include "io/formats/torch.hpp"
+
+// io/tokenizers: SentencePiece and byte-level BPE, from their own files or a GGUF file
+#include "io/tokenizers/gguf_tokenizer.hpp"
+#include "io/tokenizers/tokenizer.hpp"
+
+// io/load: loaders that fill a model from a file, and the GGUF Llama writer
+#include "io/load/load_bert.hpp"
+#include "io/load/load_diffusion.hpp"
+#include "io/load/load_gpt2.hpp"
+#include "io/load/load_llama.hpp"
+#include "io/load/load_mamba.hpp"
+#include "io/load/load_mamba2.hpp"
+#include "io/load/write_llama.hpp"
 
 // generate: sampling and generation loops
 #include "generate/generate.hpp"

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Generates include/tessel/io/tokenizer_unicode.hpp: the code-point classes the GPT-2
+// Generates include/tessel/io/tokenizers/tokenizer_unicode.hpp: the code-point classes the GPT-2
 // pre-tokenizer needs (\p{L}, \p{N} and ECMAScript's \s), as sorted ranges. They come from the
 // same regular-expression engine the oracle (gpt-3-encoder under node) uses, so both agree on
 // every code point. Run from the repository root: node tools/golden/unicode_tables.js
@@ -70,5 +70,5 @@ inline unicode_class classify(std::uint32_t cp) noexcept {
 
 }  // namespace tessel::detail
 `;
-fs.writeFileSync(path.join(__dirname, '..', '..', 'include', 'tessel', 'io', 'tokenizer_unicode.hpp'), text);
+fs.writeFileSync(path.join(__dirname, '..', '..', 'include', 'tessel', 'io', 'tokenizers', 'tokenizer_unicode.hpp'), text);
 console.error(`${ranges.length} ranges`);

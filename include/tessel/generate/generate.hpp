@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "tessel/generate/sampler.hpp"
-#include "tessel/io/tokenizer.hpp"
+#include "tessel/io/tokenizers/tokenizer.hpp"
 #include "tessel/models/decoder.hpp"
 
 namespace tessel {

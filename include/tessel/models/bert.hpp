@@ -5,7 +5,7 @@
 // over each sequence's unmasked tokens, x = LN(x + MLP(x)) with the erf GELU.
 //
 // Cfg is a struct of compile-time dimensions or models::BertConfig (run-time values, e.g. from
-// io/load_bert.hpp), as for models::Llama:
+// io/load/load_bert.hpp), as for models::Llama:
 //
 //   struct MiniLM { static constexpr int dim = 384, hidden = 1536, layers = 6, heads = 12,
 //                                        vocab = 30522, max_pos = 512; };

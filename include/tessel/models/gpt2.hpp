@@ -5,7 +5,7 @@
 // ties to the token embedding.
 //
 // Cfg is a struct of compile-time dimensions or models::GPT2Config (values read from a file
-// at run time, io/load_gpt2.hpp), as for models::Llama:
+// at run time, io/load/load_gpt2.hpp), as for models::Llama:
 //
 //   struct Tiny { static constexpr int dim = 64, hidden = 128, layers = 2, heads = 4,
 //                                      vocab = 300, max_seq = 32; };  // optional: norm_eps

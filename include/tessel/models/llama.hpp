@@ -9,7 +9,7 @@
 //   };  // optional: norm_eps, rope_theta, rope_style (defaults 1e-5, 10000, adjacent)
 //   models::Llama<Stories260K, f16> m;
 //
-// or models::LlamaConfig, whose values are read from a file at run time (io/load_llama.hpp):
+// or models::LlamaConfig, whose values are read from a file at run time (io/load/load_llama.hpp):
 // the same templates serve both. W is the weight format of the matrices (f32, f16, bf16 or a
 // block format); norms are f32. Every layer runs the kernels of Backend (default_backend: the
 // build's best CPU backend; models::Llama<LlamaConfig, W, cpu_scalar> is the reference).

@@ -11,7 +11,7 @@
 //                          d_conv = 4, dt_rank = 48;
 //   };  // optional: norm_eps (default 1e-5)
 //
-// or models::MambaConfig read from a file (io/load_mamba.hpp). GGUF names: token_embd,
+// or models::MambaConfig read from a file (io/load/load_mamba.hpp). GGUF names: token_embd,
 // blk.N.attn_norm, blk.N.ssm_* (nn/mamba.hpp), output_norm, output.
 //
 //   const models::Mamba<Mamba130M, f16> m;                     // weights only, shareable

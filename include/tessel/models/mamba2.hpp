@@ -11,7 +11,7 @@
 //                          d_conv = 4, n_heads = 24, n_groups = 1;   // headdim 64
 //   };  // optional: norm_eps (default 1e-5)
 //
-// or models::Mamba2Config read from a file (io/load_mamba2.hpp). GGUF names: token_embd,
+// or models::Mamba2Config read from a file (io/load/load_mamba2.hpp). GGUF names: token_embd,
 // blk.N.attn_norm, blk.N.ssm_* (nn/mamba2.hpp), output_norm, output.
 //
 //   const models::Mamba2<Mamba2_130M, f16> m;                       // weights only, shareable

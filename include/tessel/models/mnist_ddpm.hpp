@@ -13,7 +13,7 @@
 // bias of that shape; GELU is the erf form.
 //
 //   auto m = io::load_mnist_ddpm(dir + "/ddpm_mnist.safetensors");   // or ddpm_mnist.pth
-//   (the loader is in io/load_diffusion.hpp)
+//   (the loader is in io/load/load_diffusion.hpp)
 //   auto eps = m.forward(x, t);        // x [N,1,28,28], t [N] -> ε [N,1,28,28]
 //   m.beta_t, m.alpha_t                // β_i, ᾱ_i for i = 0 … 1000 (the training schedule)
 // MnistDDPM is BasicMnistDDPM<default_backend>; io::load_mnist_ddpm<BasicMnistDDPM<B>>(path)

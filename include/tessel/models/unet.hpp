@@ -4,7 +4,7 @@
 // Parameter names are diffusers' (`conv_in`, `time_embedding.linear_1`,
 // `down_blocks.0.resnets.1.conv1`, `down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k`,
 // `mid_block.attentions.0`, `up_blocks.2.upsamplers.0.conv`, `conv_norm_out`, `conv_out`), so
-// a diffusers `unet/diffusion_pytorch_model.safetensors` loads as is (io/load_diffusion.hpp).
+// a diffusers `unet/diffusion_pytorch_model.safetensors` loads as is (io/load/load_diffusion.hpp).
 //
 //   emb  = linear_2(SiLU(linear_1(timestep_embedding(t, c0))))  [+ class_embedding[label]]
 //   h    = conv_in(x);  skips = [h]

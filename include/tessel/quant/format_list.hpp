@@ -23,8 +23,8 @@
 #include "tessel/core/tensor.hpp"
 
 // ---- GGUF's table of tensor types ---------------------------------------------------------
-// Part of the file format (io/gguf.hpp reads and writes it); declared here so that the layers
-// below io/ can name formats without including a file parser.
+// Part of the file format (io/formats/gguf.hpp reads and writes it); declared here so that the
+// layers below io/ can name formats without including a file parser.
 
 namespace tessel::io {
 

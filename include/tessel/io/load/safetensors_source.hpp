@@ -1,10 +1,11 @@
 #pragma once
-// A safetensors tensor as the loaders' TensorSource (io/load_llama.hpp): float dtypes only.
+// A safetensors tensor as the loaders' TensorSource (common.hpp): float dtypes only. Apart from
+// common.hpp so that the GGUF and llama2.c loaders do not include the JSON library.
 
 #include <string>
 
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/safetensors.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/common.hpp"
 
 namespace tessel::io::detail {
 

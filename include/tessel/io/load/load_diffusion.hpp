@@ -28,8 +28,8 @@
 
 #include "tessel/core/error.hpp"
 #include "tessel/core/numeric.hpp"
-#include "tessel/io/safetensors.hpp"
-#include "tessel/io/torch.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/formats/torch.hpp"
 #include "tessel/models/clip.hpp"
 #include "tessel/models/mnist_ddpm.hpp"
 #include "tessel/models/unet.hpp"

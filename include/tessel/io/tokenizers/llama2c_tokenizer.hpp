@@ -10,7 +10,7 @@
 //   needs remove_extra_whitespaces = true, Llama 2's needs the defaults).
 
 #include <tessel/core/error.hpp>
-#include <tessel/io/tokenizer_sentencepiece.hpp>
+#include <tessel/io/tokenizers/tokenizer_sentencepiece.hpp>
 
 #include <bit>
 #include <cstddef>

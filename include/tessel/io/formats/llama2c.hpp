@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "../core/error.hpp"
-#include "../core/tensor.hpp"
 #include "byte_reader.hpp"
 #include "mmap.hpp"
+#include "tessel/core/error.hpp"
+#include "tessel/core/tensor.hpp"
 
 namespace tessel::io {
 

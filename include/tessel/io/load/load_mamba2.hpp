@@ -16,13 +16,14 @@
 // mamba2.ssm.group_count (1 when absent), mamba2.attention.layer_norm_rms_epsilon; the
 // vocabulary size is token_embd's row count.
 //
-// safetensors (transformers' Mamba2ForCausalLM): backbone.embeddings.weight,
-// backbone.layers.N.norm.weight, backbone.layers.N.mixer.{in_proj.weight, conv1d.weight
-// [conv_dim, 1, K], conv1d.bias, dt_bias [H], A_log [H], D [H], norm.weight [d_inner],
-// out_proj.weight}, backbone.norm_f.weight, lm_head.weight (an untied head when present and
-// not equal to the embedding). Dimensions come from the tensors' shapes, except the group
-// count (and the norms' epsilon), which only config.json has: Mamba2LoadOptions::n_groups, else
-// config.json's n_groups beside the file, else a format_error. A = −exp(A_log) once, here.
+// safetensors (transformers' Mamba2ForCausalLM; names.hpp maps the names):
+// backbone.embeddings.weight, backbone.layers.N.norm.weight,
+// backbone.layers.N.mixer.{in_proj.weight, conv1d.weight [conv_dim, 1, K], conv1d.bias, dt_bias
+// [H], A_log [H], D [H], norm.weight [d_inner], out_proj.weight}, backbone.norm_f.weight,
+// lm_head.weight (an untied head when present and not equal to the embedding). Dimensions come from
+// the tensors' shapes, except the group count (and the norms' epsilon), which only config.json has:
+// Mamba2LoadOptions::n_groups, else config.json's n_groups beside the file, else a format_error. A
+// = −exp(A_log) once, here.
 
 #include <cmath>
 #include <cstring>
@@ -34,7 +35,13 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/load_mamba.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/common.hpp"
+#include "tessel/io/load/gguf_check.hpp"
+#include "tessel/io/load/names.hpp"
+#include "tessel/io/load/safetensors_source.hpp"
+#include "tessel/io/tokenizers/gguf_tokenizer.hpp"
 #include "tessel/models/mamba2.hpp"
 
 namespace tessel::io {
@@ -73,20 +80,14 @@ Model make_mamba2(const models::Mamba2Config& c, const std::string& file) {
     return Model(c);
   } else {
     const models::Mamba2Config s = models::to_mamba2_config(Cfg{});
-    const auto differs = [&](const char* what, index_t a, index_t b) {
-      if (a != b)
-        throw format_error(file, 0,
-                           std::string("the file's ") + what + " is " + std::to_string(b) +
-                               ", the static config says " + std::to_string(a));
-    };
-    differs("embedding length", s.dim, c.dim);
-    differs("layer count", s.layers, c.layers);
-    differs("vocabulary size", s.vocab, c.vocab);
-    differs("inner size", s.d_inner, c.d_inner);
-    differs("state size", s.d_state, c.d_state);
-    differs("conv kernel", s.d_conv, c.d_conv);
-    differs("head count", s.n_heads, c.n_heads);
-    differs("group count", s.n_groups, c.n_groups);
+    check_static_dim(file, "embedding length", s.dim, c.dim);
+    check_static_dim(file, "layer count", s.layers, c.layers);
+    check_static_dim(file, "vocabulary size", s.vocab, c.vocab);
+    check_static_dim(file, "inner size", s.d_inner, c.d_inner);
+    check_static_dim(file, "state size", s.d_state, c.d_state);
+    check_static_dim(file, "conv kernel", s.d_conv, c.d_conv);
+    check_static_dim(file, "head count", s.n_heads, c.n_heads);
+    check_static_dim(file, "group count", s.n_groups, c.n_groups);
     if (s.tied_output != c.tied_output)
       throw format_error(file, 0,
                          c.tied_output ? "the file has no separate output tensor"
@@ -112,7 +113,7 @@ inline void mamba2_shapes(TensorSource& s, const std::string& n, const models::M
 }  // namespace detail
 
 /// Checks that f holds every tensor a Mamba2 of config c needs, with the shapes c implies (see
-/// io/gguf_check.hpp), in the layouts the loader accepts (see the top of the file).
+/// io/load/gguf_check.hpp), in the layouts the loader accepts (see the top of the file).
 inline void check_mamba2_tensors(const GGUFFile& f, const models::Mamba2Config& c) {
   const std::int64_t H = c.n_heads, G = c.n_groups, N = c.d_state, I = c.d_inner;
   const KeyedExtent dim = keyed("mamba2.embedding_length", c.dim),
@@ -274,32 +275,9 @@ Model load_mamba2_safetensors(const SafetensorsCheckpoint& ck, const Mamba2LoadO
   const models::Mamba2Config c = mamba2_config<detail::json_t<Model>>(ck, opt);
   Model m = detail::make_mamba2<Model>(c, file);
   std::deque<std::vector<float>> owned;  // A = −exp(A_log), alive until the copy
-  const auto hf_name = [](const std::string& n) -> std::string {
-    if (n == "token_embd.weight") return "backbone.embeddings.weight";
-    if (n == "output_norm.weight") return "backbone.norm_f.weight";
-    if (n == "output.weight") return "lm_head.weight";
-    if (n.rfind("blk.", 0) != 0) return n;
-    const std::size_t dot = n.find('.', 4);
-    const std::string pre = "backbone.layers." + n.substr(4, dot - 4) + ".";
-    const std::string rest = n.substr(dot + 1);
-    if (rest == "attn_norm.weight") return pre + "norm.weight";
-    static const std::pair<const char*, const char*> map[] = {
-        {"ssm_in.weight", "in_proj.weight"},
-        {"ssm_conv1d.weight", "conv1d.weight"},
-        {"ssm_conv1d.bias", "conv1d.bias"},
-        {"ssm_dt.bias", "dt_bias"},
-        {"ssm_a", "A_log"},
-        {"ssm_d", "D"},
-        {"ssm_norm.weight", "norm.weight"},
-        {"ssm_out.weight", "out_proj.weight"},
-    };
-    for (const auto& [g, h] : map)
-      if (rest == g) return pre + "mixer." + h;
-    return n;
-  };
   detail::load_params(m, file, [&](const std::string& n) -> std::optional<TensorSource> {
     const auto& ts = ck.tensors();
-    const auto it = ts.find(hf_name(n));
+    const auto it = ts.find(detail::mamba2_hf_name(n));
     if (it == ts.end()) return std::nullopt;
     const SafetensorsTensor& t = *it->second;
     TensorSource s = detail::st_source(t);

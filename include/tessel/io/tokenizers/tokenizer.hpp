@@ -4,10 +4,10 @@
 // vectors), one Tokenizer type over both, and a streaming decoder. See docs/tokenizers.md.
 
 #include <tessel/core/error.hpp>
-#include <tessel/io/llama2c_tokenizer.hpp>
-#include <tessel/io/tokenizer_gpt2.hpp>
-#include <tessel/io/tokenizer_sentencepiece.hpp>
-#include <tessel/io/utf8.hpp>
+#include <tessel/io/tokenizers/llama2c_tokenizer.hpp>
+#include <tessel/io/tokenizers/tokenizer_gpt2.hpp>
+#include <tessel/io/tokenizers/tokenizer_sentencepiece.hpp>
+#include <tessel/io/tokenizers/utf8.hpp>
 
 #include <cstddef>
 #include <span>

@@ -3,7 +3,7 @@
 // quantizers mix them: every 2-D weight whose rows hold whole blocks of the format is quantized,
 // the other 2-D weights are kept in F16, 1-D tensors (norms) in F32.
 //
-//   auto m = io::load_llama2c_model<f32>("stories260K.bin");
+//   auto m = io::load_llama2c_model<f32>("stories260K.bin");           // load_llama.hpp
 //   io::write_gguf_llama(m, "stories260K-Q8_0.gguf", io::ggml_type::Q8_0);  // ffn_down: F16
 //   auto q = io::load_gguf_llama<nn::any_weight>("stories260K-Q8_0.gguf");  // formats kept
 //
@@ -16,8 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/gguf_writer.hpp"
-#include "tessel/io/load_llama.hpp"
+#include "tessel/io/formats/gguf_writer.hpp"
+#include "tessel/io/load/common.hpp"
+#include "tessel/models/llama.hpp"
 #include "tessel/quant/formats.hpp"
 
 namespace tessel::io {

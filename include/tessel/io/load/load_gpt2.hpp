@@ -10,11 +10,11 @@
 //
 // Parameters are found by their GGUF names (the model's own). Hugging Face's names
 // (`wte`, `wpe`, `h.N.ln_1`, `h.N.attn.c_attn`, `h.N.attn.c_proj`, `h.N.ln_2`, `h.N.mlp.c_fc`,
-// `h.N.mlp.c_proj`, `ln_f`, optionally under `transformer.`) are mapped to them; HF's Conv1D
-// stores weights [in, out], so they are transposed on load. The fused attention projection
+// `h.N.mlp.c_proj`, `ln_f`, optionally under `transformer.`) are mapped to them (names.hpp); HF's
+// Conv1D stores weights [in, out], so they are transposed on load. The fused attention projection
 // (c_attn, GGUF attn_qkv: q, k, v stacked along the outputs) is split into attn_q / attn_k /
 // attn_v. A missing `output.weight` (lm_head) means the tied token embedding. Formats are
-// converted as io/load_llama.hpp does. Safetensors files hold no hyperparameters: the head
+// converted as io/load/common.hpp says. Safetensors files hold no hyperparameters: the head
 // count and LayerNorm epsilon come from the options or from the config.json beside the file;
 // the other dimensions from the tensors' shapes.
 
@@ -27,13 +27,14 @@
 #include <string_view>
 #include <vector>
 
-#include "tessel/io/file_kind.hpp"
-#include "tessel/io/gguf.hpp"
-#include "tessel/io/gguf_tokenizer.hpp"
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/safetensors.hpp"
-#include "tessel/io/safetensors_source.hpp"
-#include "tessel/io/tokenizer_gpt2.hpp"
+#include "tessel/io/formats/file_kind.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/common.hpp"
+#include "tessel/io/load/gguf_check.hpp"
+#include "tessel/io/load/names.hpp"
+#include "tessel/io/load/safetensors_source.hpp"
+#include "tessel/io/tokenizers/gguf_tokenizer.hpp"
 #include "tessel/models/gpt2.hpp"
 
 namespace tessel::io {
@@ -85,25 +86,6 @@ inline TensorSource transposed(const TensorSource& s, std::int64_t c0, std::int6
   return t;
 }
 
-/// "blk.N.rest" -> (N, rest); nullopt for other names.
-inline std::optional<std::pair<int, std::string>> split_block_name(const std::string& name) {
-  if (!name.starts_with("blk.")) return std::nullopt;
-  const auto dot = name.find('.', 4);
-  if (dot == std::string::npos) return std::nullopt;
-  return std::pair{std::stoi(name.substr(4, dot - 4)), name.substr(dot + 1)};
-}
-
-/// Which of q, k, v (0, 1, 2) a name "attn_q.weight" ... is, and its suffix; -1 for others.
-inline int qkv_part(const std::string& rest, std::string& suffix) {
-  static constexpr std::string_view parts[] = {"attn_q.", "attn_k.", "attn_v."};
-  for (int j = 0; j < 3; ++j)
-    if (rest.starts_with(parts[j])) {
-      suffix = rest.substr(parts[j].size());
-      return j;
-    }
-  return -1;
-}
-
 template <class Model>
 Model make_gpt2(const models::GPT2Config& c, const std::string& file) {
   using Cfg = typename Model::config_type;
@@ -111,18 +93,12 @@ Model make_gpt2(const models::GPT2Config& c, const std::string& file) {
     return Model(c);
   } else {
     const models::GPT2Config s = models::to_gpt2_config(Cfg{});
-    const auto differs = [&](const char* what, index_t a, index_t b) {
-      if (a != b)
-        throw format_error(file, 0,
-                           std::string("the file's ") + what + " is " + std::to_string(b) +
-                               ", the static config says " + std::to_string(a));
-    };
-    differs("dim", s.dim, c.dim);
-    differs("hidden dim", s.hidden, c.hidden);
-    differs("layer count", s.layers, c.layers);
-    differs("head count", s.heads, c.heads);
-    differs("vocabulary size", s.vocab, c.vocab);
-    differs("context length", s.max_seq, c.max_seq);
+    check_static_dim(file, "dim", s.dim, c.dim);
+    check_static_dim(file, "hidden dim", s.hidden, c.hidden);
+    check_static_dim(file, "layer count", s.layers, c.layers);
+    check_static_dim(file, "head count", s.heads, c.heads);
+    check_static_dim(file, "vocabulary size", s.vocab, c.vocab);
+    check_static_dim(file, "context length", s.max_seq, c.max_seq);
     return Model(Cfg{});
   }
 }
@@ -130,7 +106,7 @@ Model make_gpt2(const models::GPT2Config& c, const std::string& file) {
 }  // namespace detail
 
 /// Checks that f holds every tensor a GPT2 of config c needs, with the shapes c implies (see
-/// io/gguf_check.hpp); q, k and v may be stored apart or fused (attn_qkv).
+/// io/load/gguf_check.hpp); q, k and v may be stored apart or fused (attn_qkv).
 inline void check_gpt2_tensors(const GGUFFile& f, const models::GPT2Config& c) {
   const KeyedExtent dim = keyed("gpt2.embedding_length", c.dim),
                     hidden = keyed("gpt2.feed_forward_length", c.hidden),
@@ -269,32 +245,13 @@ Model load_gpt2_safetensors(const SafetensorsCheckpoint& ck, const std::string& 
   };
   std::vector<float> buffer;  // a transposed weight, consumed before the next lookup
   detail::load_params(m, path, [&](const std::string& n) -> std::optional<TensorSource> {
-    if (n == "token_embd.weight") return find("wte.weight");
-    if (n == "position_embd.weight") return find("wpe.weight");
-    if (n == "output.weight") return find("lm_head.weight");
-    if (n.starts_with("output_norm.")) return find("ln_f." + n.substr(12));
-    const auto blk = detail::split_block_name(n);
-    if (!blk) return std::nullopt;
-    const std::string h = "h." + std::to_string(blk->first) + ".";
-    const std::string& rest = blk->second;
-    const bool weight = rest.ends_with(".weight");
+    const auto hf = detail::gpt2_hf_tensor(n, c.dim, c.hidden);
+    if (!hf) return std::nullopt;
+    auto s = find(hf->name);
+    if (!s || !hf->conv1d) return s;
     // Conv1D: a weight [in, out] to transpose, a bias [out] as it is.
-    const auto conv = [&](const std::string& hf, std::int64_t c0,
-                          std::int64_t n_out) -> std::optional<TensorSource> {
-      auto s = find(hf + (weight ? ".weight" : ".bias"));
-      if (!s) return std::nullopt;
-      if (!weight) return detail::slice_outer(*s, c0, n_out);
-      return detail::transposed(*s, c0, n_out, buffer);
-    };
-    std::string suffix;
-    if (const int part = detail::qkv_part(rest, suffix); part >= 0)
-      return conv(h + "attn.c_attn", part * c.dim, c.dim);
-    if (rest.starts_with("attn_output.")) return conv(h + "attn.c_proj", 0, c.dim);
-    if (rest.starts_with("ffn_up.")) return conv(h + "mlp.c_fc", 0, c.hidden);
-    if (rest.starts_with("ffn_down.")) return conv(h + "mlp.c_proj", 0, c.dim);
-    if (rest.starts_with("attn_norm.")) return find(h + "ln_1." + rest.substr(10));
-    if (rest.starts_with("ffn_norm.")) return find(h + "ln_2." + rest.substr(9));
-    return std::nullopt;
+    if (n.ends_with(".weight")) return detail::transposed(*s, hf->first, hf->count, buffer);
+    return detail::slice_outer(*s, hf->first, hf->count);
   });
   return m;
 }
@@ -340,14 +297,6 @@ models::GPT2<models::GPT2Config, W> load_gpt2_safetensors(const std::string& pat
                                                           const GPT2LoadOptions& opt = {}) {
   return load_gpt2_safetensors<models::GPT2<models::GPT2Config, W>>(
       SafetensorsCheckpoint::open<detail::json_t<W>>(path), path, opt);
-}
-
-/// The byte-level BPE stored in a GGUF file (tokenizer.ggml.model = gpt2). GPT-2 files must
-/// carry tokenizer.ggml.merges: a missing list is a format_error.
-inline Gpt2Tokenizer load_gguf_gpt2_tokenizer(const GGUFFile& f) {
-  if (f.get<std::string_view>("tokenizer.ggml.model") == "gpt2")
-    (void)f.get_strings("tokenizer.ggml.merges");
-  return load_gguf_bpe_tokenizer(f);
 }
 
 }  // namespace tessel::io

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
@@ -23,12 +24,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../core/error.hpp"
-#include "../core/numeric.hpp"
-#include "../core/tensor.hpp"
-#include "../quant/format_list.hpp"
 #include "byte_reader.hpp"
 #include "mmap.hpp"
+#include "tessel/core/error.hpp"
+#include "tessel/core/numeric.hpp"
+#include "tessel/core/tensor.hpp"
+#include "tessel/quant/format_list.hpp"
 
 namespace tessel::io {
 
@@ -574,5 +575,11 @@ class GGUFFile {
   std::vector<GGUFTensor> tensors_;
   std::map<std::string_view, std::size_t, std::less<>> tensor_index_;
 };
+
+/// True when the file starts with GGUF's magic.
+inline bool is_gguf_file(const std::string& path) {
+  const MappedFile m = MappedFile::open(path);
+  return m.size() >= 4 && std::memcmp(m.data(), "GGUF", 4) == 0;
+}
 
 }  // namespace tessel::io

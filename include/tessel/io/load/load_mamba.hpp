@@ -17,12 +17,13 @@
 // mamba.ssm.inner_size, mamba.ssm.state_size, mamba.ssm.time_step_rank,
 // mamba.attention.layer_norm_rms_epsilon; the vocabulary size is token_embd's row count.
 //
-// safetensors (transformers' MambaForCausalLM): backbone.embeddings.weight,
-// backbone.layers.N.norm.weight, backbone.layers.N.mixer.{in_proj.weight, conv1d.weight
-// [d_inner, 1, K], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, A_log, D,
-// out_proj.weight}, backbone.norm_f.weight (lm_head.weight, when present, is the embedding).
-// The config is read from the tensors' shapes; A = −exp(A_log) is computed once here. F32, F16
-// and BF16 tensors load into any weight format (converted as load_llama.hpp does).
+// safetensors (transformers' MambaForCausalLM; names.hpp maps the names):
+// backbone.embeddings.weight, backbone.layers.N.norm.weight,
+// backbone.layers.N.mixer.{in_proj.weight, conv1d.weight [d_inner, 1, K], conv1d.bias,
+// x_proj.weight, dt_proj.weight, dt_proj.bias, A_log, D, out_proj.weight}, backbone.norm_f.weight
+// (lm_head.weight, when present, is the embedding). The config is read from the tensors' shapes; A
+// = −exp(A_log) is computed once here. F32, F16 and BF16 tensors load into any weight format
+// (converted as common.hpp says).
 
 #include <cmath>
 #include <deque>
@@ -30,11 +31,13 @@
 #include <string>
 #include <vector>
 
-#include "tessel/io/gguf.hpp"
-#include "tessel/io/gguf_tokenizer.hpp"
-#include "tessel/io/load_llama.hpp"
-#include "tessel/io/safetensors.hpp"
-#include "tessel/io/safetensors_source.hpp"
+#include "tessel/io/formats/gguf.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/common.hpp"
+#include "tessel/io/load/gguf_check.hpp"
+#include "tessel/io/load/names.hpp"
+#include "tessel/io/load/safetensors_source.hpp"
+#include "tessel/io/tokenizers/gguf_tokenizer.hpp"
 #include "tessel/models/mamba.hpp"
 
 namespace tessel::io {
@@ -52,19 +55,13 @@ Model make_mamba(const models::MambaConfig& c, const std::string& file) {
     return Model(c);
   } else {
     models::MambaConfig s = models::to_mamba_config(Cfg{});
-    const auto differs = [&](const char* what, index_t a, index_t b) {
-      if (a != b)
-        throw format_error(file, 0,
-                           std::string("the file's ") + what + " is " + std::to_string(b) +
-                               ", the static config says " + std::to_string(a));
-    };
-    differs("embedding length", s.dim, c.dim);
-    differs("layer count", s.layers, c.layers);
-    differs("vocabulary size", s.vocab, c.vocab);
-    differs("inner size", s.d_inner, c.d_inner);
-    differs("state size", s.d_state, c.d_state);
-    differs("conv kernel", s.d_conv, c.d_conv);
-    differs("time step rank", s.dt_rank, c.dt_rank);
+    check_static_dim(file, "embedding length", s.dim, c.dim);
+    check_static_dim(file, "layer count", s.layers, c.layers);
+    check_static_dim(file, "vocabulary size", s.vocab, c.vocab);
+    check_static_dim(file, "inner size", s.d_inner, c.d_inner);
+    check_static_dim(file, "state size", s.d_state, c.d_state);
+    check_static_dim(file, "conv kernel", s.d_conv, c.d_conv);
+    check_static_dim(file, "time step rank", s.dt_rank, c.dt_rank);
     if (s.tied_output != c.tied_output)
       throw format_error(file, 0,
                          c.tied_output ? "the file has no separate output tensor"
@@ -73,37 +70,10 @@ Model make_mamba(const models::MambaConfig& c, const std::string& file) {
   }
 }
 
-/// [d_inner, 1, K] (PyTorch's Conv1d weight) seen as [d_inner, K].
-inline void squeeze_conv(TensorSource& s) {
-  if (s.shape.size() == 3 && s.shape[1] == 1) s.shape = {s.shape[0], s.shape[2]};
-}
-
-inline bool is_name(const std::string& name, std::string_view suffix) {
-  return name.size() >= suffix.size() &&
-         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-template <class Model>
-void check_negative_a(Model& m, const std::string& file) {
-  m.visit([&](const std::string& name, auto& t) {
-    if constexpr (nn::is_any_matrix_v<std::remove_cvref_t<decltype(t)>>) {
-      return;  // a weight matrix, never A
-    } else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*t.data())>, float>) {
-      if (!is_name(name, ".ssm_a")) return;
-      for (index_t i = 0; i < t.size(); ++i)
-        if (!(t.data()[i] < 0.0f))
-          throw format_error(file, 0,
-                             "tensor '" + name + "' holds " + std::to_string(t.data()[i]) +
-                                 ": expected A = -exp(A_log) < 0, as llama.cpp's converter "
-                                 "stores it (an A_log written as ssm_a?)");
-    }
-  });
-}
-
 }  // namespace detail
 
 /// Checks that f holds every tensor a Mamba of config c needs, with the shapes c implies (see
-/// io/gguf_check.hpp). The convolution weight may be PyTorch's [d_inner, 1, d_conv].
+/// io/load/gguf_check.hpp). The convolution weight may be PyTorch's [d_inner, 1, d_conv].
 inline void check_mamba_tensors(const GGUFFile& f, const models::MambaConfig& c) {
   const KeyedExtent dim = keyed("mamba.embedding_length", c.dim),
                     inner = keyed("mamba.ssm.inner_size", c.d_inner),
@@ -206,27 +176,9 @@ Model load_mamba_safetensors(const SafetensorsCheckpoint& ck, const MambaLoadOpt
   const std::string& file = ck.shards().front().path();
   Model m = detail::make_mamba<Model>(mamba_config(ck, opt), file);
   std::deque<std::vector<float>> owned;  // A = −exp(A_log), alive until the copy
-  const auto hf_name = [](const std::string& n) -> std::string {
-    if (n == "token_embd.weight") return "backbone.embeddings.weight";
-    if (n == "output_norm.weight") return "backbone.norm_f.weight";
-    if (n.rfind("blk.", 0) != 0) return n;
-    const std::size_t dot = n.find('.', 4);
-    const std::string pre = "backbone.layers." + n.substr(4, dot - 4) + ".";
-    const std::string rest = n.substr(dot + 1);
-    if (rest == "attn_norm.weight") return pre + "norm.weight";
-    static const std::pair<const char*, const char*> map[] = {
-        {"ssm_in.", "in_proj."}, {"ssm_conv1d.", "conv1d."}, {"ssm_x.", "x_proj."},
-        {"ssm_dt.", "dt_proj."}, {"ssm_out.", "out_proj."},
-    };
-    for (const auto& [g, h] : map)
-      if (rest.rfind(g, 0) == 0) return pre + "mixer." + h + rest.substr(std::strlen(g));
-    if (rest == "ssm_a") return pre + "mixer.A_log";
-    if (rest == "ssm_d") return pre + "mixer.D";
-    return n;
-  };
   detail::load_params(m, file, [&](const std::string& n) -> std::optional<TensorSource> {
     const auto& ts = ck.tensors();
-    const auto it = ts.find(hf_name(n));
+    const auto it = ts.find(detail::mamba_hf_name(n));
     if (it == ts.end()) return std::nullopt;
     const SafetensorsTensor& t = *it->second;
     TensorSource s = detail::st_source(t);

@@ -7,7 +7,7 @@
 //
 // Dimensions come from the tensors' shapes; the head count and LayerNorm epsilon from the
 // options or from the config.json beside the file (num_attention_heads, layer_norm_eps).
-// HF's nn.Linear weights are [out, in] as tessel's; formats convert as in io/load_llama.hpp.
+// HF's nn.Linear weights are [out, in] as tessel's; formats convert as io/load/common.hpp says.
 // Old checkpoints name LayerNorm parameters gamma / beta: both spellings are accepted.
 
 #include <cmath>
@@ -17,7 +17,10 @@
 #include <optional>
 #include <string>
 
-#include "tessel/io/load_gpt2.hpp"
+#include "tessel/io/formats/safetensors.hpp"
+#include "tessel/io/load/common.hpp"
+#include "tessel/io/load/names.hpp"
+#include "tessel/io/load/safetensors_source.hpp"
 #include "tessel/models/bert.hpp"
 
 namespace tessel::io {
@@ -86,19 +89,13 @@ Model load_bert(const SafetensorsCheckpoint& ck, const std::string& path,
       return Model(c);
     } else {
       const models::BertConfig s = models::to_bert_config(Cfg{});
-      const auto differs = [&](const char* what, index_t a, index_t b) {
-        if (a != b)
-          throw format_error(path, 0,
-                             std::string("the file's ") + what + " is " + std::to_string(b) +
-                                 ", the static config says " + std::to_string(a));
-      };
-      differs("hidden size", s.dim, c.dim);
-      differs("intermediate size", s.hidden, c.hidden);
-      differs("layer count", s.layers, c.layers);
-      differs("head count", s.heads, c.heads);
-      differs("vocabulary size", s.vocab, c.vocab);
-      differs("position count", s.max_pos, c.max_pos);
-      differs("token type count", s.type_vocab, c.type_vocab);
+      detail::check_static_dim(path, "hidden size", s.dim, c.dim);
+      detail::check_static_dim(path, "intermediate size", s.hidden, c.hidden);
+      detail::check_static_dim(path, "layer count", s.layers, c.layers);
+      detail::check_static_dim(path, "head count", s.heads, c.heads);
+      detail::check_static_dim(path, "vocabulary size", s.vocab, c.vocab);
+      detail::check_static_dim(path, "position count", s.max_pos, c.max_pos);
+      detail::check_static_dim(path, "token type count", s.type_vocab, c.type_vocab);
       return Model(Cfg{});
     }
   }();
@@ -112,26 +109,9 @@ Model load_bert(const SafetensorsCheckpoint& ck, const std::string& path,
     return detail::st_source(*t);
   };
   detail::load_params(m, path, [&](const std::string& n) -> std::optional<TensorSource> {
-    const auto tail = [&](std::size_t k) { return n.substr(k); };  // ".weight" / ".bias"
-    if (n.starts_with("token_embd.")) return find("embeddings.word_embeddings" + tail(10));
-    if (n.starts_with("position_embd.")) return find("embeddings.position_embeddings" + tail(13));
-    if (n.starts_with("token_types.")) return find("embeddings.token_type_embeddings" + tail(11));
-    if (n.starts_with("token_embd_norm.")) return find("embeddings.LayerNorm" + tail(15));
-    const auto blk = detail::split_block_name(n);
-    if (!blk) return std::nullopt;
-    const std::string l = "encoder.layer." + std::to_string(blk->first) + ".";
-    const std::string& rest = blk->second;
-    const auto dot = rest.find('.');
-    const std::string what = rest.substr(0, dot), suffix = rest.substr(dot);
-    if (what == "attn_q") return find(l + "attention.self.query" + suffix);
-    if (what == "attn_k") return find(l + "attention.self.key" + suffix);
-    if (what == "attn_v") return find(l + "attention.self.value" + suffix);
-    if (what == "attn_output") return find(l + "attention.output.dense" + suffix);
-    if (what == "attn_output_norm") return find(l + "attention.output.LayerNorm" + suffix);
-    if (what == "ffn_up") return find(l + "intermediate.dense" + suffix);
-    if (what == "ffn_down") return find(l + "output.dense" + suffix);
-    if (what == "layer_output_norm") return find(l + "output.LayerNorm" + suffix);
-    return std::nullopt;
+    const std::optional<std::string> hf = detail::bert_hf_name(n);
+    if (!hf) return std::nullopt;
+    return find(*hf);
   });
   return m;
 }

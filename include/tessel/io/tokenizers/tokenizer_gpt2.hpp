@@ -8,9 +8,9 @@
 // SentencePiece tokenizer); special tokens such as <|endoftext|> in the text are plain text.
 
 #include <tessel/core/error.hpp>
-#include <tessel/io/tokenizer_sentencepiece.hpp>
-#include <tessel/io/tokenizer_unicode.hpp>
-#include <tessel/io/utf8.hpp>
+#include <tessel/io/tokenizers/tokenizer_sentencepiece.hpp>
+#include <tessel/io/tokenizers/tokenizer_unicode.hpp>
+#include <tessel/io/tokenizers/utf8.hpp>
 
 #include <nlohmann/json.hpp>
 

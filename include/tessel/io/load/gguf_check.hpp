@@ -13,8 +13,8 @@
 // Once every tensor matches, the model's weights are no larger than the file's tensors (in the
 // weight format asked for); the context length is only the default size of a state.
 //
-// The config readers of io/load_llama.hpp, load_gpt2.hpp, load_mamba.hpp and load_mamba2.hpp
-// use these; each lists its architecture's tensors (check_llama_tensors, ...).
+// The config readers of load_llama.hpp, load_gpt2.hpp, load_mamba.hpp and load_mamba2.hpp use
+// these; each lists its architecture's tensors (check_llama_tensors, ...).
 
 #include <cmath>
 #include <cstdint>
@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tessel/io/gguf.hpp"
+#include "tessel/io/formats/gguf.hpp"
 
 namespace tessel::io {
 

@@ -21,8 +21,8 @@
 #include <string>
 #include <utility>
 
-#include "../core/error.hpp"
-#include "../core/memory.hpp"
+#include "tessel/core/error.hpp"
+#include "tessel/core/memory.hpp"
 
 namespace tessel::io {
 

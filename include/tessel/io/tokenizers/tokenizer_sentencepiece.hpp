@@ -12,7 +12,7 @@
 // - text that is not UTF-8 has each bad byte replaced by U+FFFD first, as SentencePiece does.
 
 #include <tessel/core/error.hpp>
-#include <tessel/io/utf8.hpp>
+#include <tessel/io/tokenizers/utf8.hpp>
 
 #include <algorithm>
 #include <array>

@@ -12,11 +12,11 @@
 #include <string_view>
 #include <vector>
 
-#include "../core/error.hpp"
-#include "../core/numeric.hpp"
-#include "../core/tensor.hpp"
 #include "byte_reader.hpp"
 #include "mmap.hpp"
+#include "tessel/core/error.hpp"
+#include "tessel/core/numeric.hpp"
+#include "tessel/core/tensor.hpp"
 #include "zip.hpp"
 
 namespace tessel::io {

@@ -17,11 +17,11 @@
 #include <type_traits>
 #include <vector>
 
-#include "../core/error.hpp"
-#include "../core/numeric.hpp"
-#include "../core/tensor.hpp"
 #include "byte_reader.hpp"
 #include "mmap.hpp"
+#include "tessel/core/error.hpp"
+#include "tessel/core/numeric.hpp"
+#include "tessel/core/tensor.hpp"
 
 namespace tessel::io {
 

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "../core/error.hpp"
+#include "tessel/core/error.hpp"
 
 namespace tessel::io {
 

@@ -30,7 +30,7 @@ struct host_space {
     const std::size_t rounded =
         (bytes + tensor_alignment - 1) / tensor_alignment * tensor_alignment;
     if (rounded < bytes)
-      throw value_error("tessel: allocation of " + std::to_string(bytes) + " bytes overflows");
+      detail::raise<value_error>({"tessel: allocation of ", bytes, " bytes overflows"});
 #if defined(__linux__)
     // Large buffers (weights, KV caches, activations of big layers) start on a 2 MiB boundary
     // and ask for transparent huge pages, which many kernels give only on request (THP
@@ -39,7 +39,7 @@ struct host_space {
     if (rounded >= huge_threshold) {
       const std::size_t r2 = (rounded + huge_page - 1) / huge_page * huge_page;
       if (r2 < rounded)
-        throw value_error("tessel: allocation of " + std::to_string(bytes) + " bytes overflows");
+        detail::raise<value_error>({"tessel: allocation of ", bytes, " bytes overflows"});
       void* p = std::aligned_alloc(huge_page, r2);
       if (!p) throw std::bad_alloc();
       ::madvise(p, r2, MADV_HUGEPAGE);  // advice only: failure leaves ordinary pages

@@ -18,6 +18,15 @@ using index_t = std::int64_t;
 inline constexpr index_t dyn = -1;
 
 namespace detail {
+// The checks of every Shape constructor, out of line: each instantiation only calls them.
+[[noreturn, gnu::cold, gnu::noinline]] inline void negative_extent(index_t v) {
+  raise<shape_error>({"tessel::Shape: negative extent ", v});
+}
+[[noreturn, gnu::cold, gnu::noinline]] inline void static_extent_mismatch(std::size_t axis,
+                                                                          index_t expected,
+                                                                          index_t got) {
+  raise<shape_error>({"tessel::Shape: axis ", axis, " is static ", expected, ", got ", got});
+}
 template <index_t... Es>
 constexpr std::size_t count_dyn() {
   return ((Es == dyn ? 1u : 0u) + ... + 0u);
@@ -58,7 +67,7 @@ class Shape {
       assign_all(v);
     } else {
       for (std::size_t i = 0; i < rank_dynamic; ++i) {
-        if (v[i] < 0) throw shape_error("tessel::Shape: negative extent " + std::to_string(v[i]));
+        if (v[i] < 0) detail::negative_extent(v[i]);
         dyn_[i] = v[i];
       }
     }
@@ -103,11 +112,9 @@ class Shape {
   template <std::size_t N>
   constexpr void assign_all(const std::array<index_t, N>& v) {
     for (std::size_t i = 0; i < rank; ++i) {
-      if (v[i] < 0) throw shape_error("tessel::Shape: negative extent " + std::to_string(v[i]));
+      if (v[i] < 0) detail::negative_extent(v[i]);
       if (static_extents[i] != dyn) {
-        if (v[i] != static_extents[i])
-          throw shape_error("tessel::Shape: axis " + std::to_string(i) + " is static " +
-                            std::to_string(static_extents[i]) + ", got " + std::to_string(v[i]));
+        if (v[i] != static_extents[i]) detail::static_extent_mismatch(i, static_extents[i], v[i]);
       } else if constexpr (rank_dynamic > 0) {
         dyn_[dyn_slot(i)] = v[i];
       }
@@ -140,12 +147,7 @@ concept ShapeType = detail::is_shape<S>::value;
 /// "[2, 3, 4]"
 template <std::size_t R>
 std::string to_string(const std::array<index_t, R>& e) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < R; ++i) {
-    if (i) s += ", ";
-    s += std::to_string(e[i]);
-  }
-  return s + "]";
+  return detail::concat({e});
 }
 template <index_t... Es>
 std::string to_string(const Shape<Es...>& s) {
@@ -156,8 +158,7 @@ std::string to_string(const Shape<Es...>& s) {
 inline index_t checked_mul(index_t a, index_t b, const char* what = "size") {
   index_t r;
   if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
-    throw value_error(std::string("tessel: ") + what + " overflows (" + std::to_string(a) + " x " +
-                      std::to_string(b) + ")");
+    detail::raise<value_error>({"tessel: ", what, " overflows (", a, " x ", b, ")"});
   return r;
 }
 

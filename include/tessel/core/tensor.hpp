@@ -54,8 +54,8 @@ void check_block_divisible(const S& shape) {
                   "tessel: the last extent of a block-format tensor must be a multiple of the "
                   "format's block size");
     if (shape.extent(S::rank - 1) % block_elems_v<T> != 0)
-      throw shape_error("tessel: last extent " + std::to_string(shape.extent(S::rank - 1)) +
-                        " is not a multiple of the block size " + std::to_string(block_elems_v<T>));
+      detail::raise<shape_error>({"tessel: last extent ", shape.extent(S::rank - 1),
+                                  " is not a multiple of the block size ", block_elems_v<T>});
   }
 }
 }  // namespace detail
@@ -118,8 +118,7 @@ class TensorView {
       requires(block == 1 && Space::host_accessible) {
     for (std::size_t k = 0; k < rank; ++k)
       if (ix[k] < 0 || ix[k] >= extent(k))
-        throw shape_error("tessel: index " + to_string(ix) + " out of bounds for shape " +
-                          to_string(shape_));
+        detail::raise<shape_error>({"tessel: index ", ix, " out of bounds for shape ", shape_});
     return at(ix);
   }
 
@@ -127,9 +126,8 @@ class TensorView {
   TensorView<T, DynShape<rank>, Space> slice(std::size_t axis, index_t begin, index_t end) const {
     check_axis(axis, "slice");
     if (begin < 0 || end < begin || end > extent(axis))
-      throw shape_error("tessel: slice [" + std::to_string(begin) + ", " + std::to_string(end) +
-                        ") of axis " + std::to_string(axis) + " out of bounds for shape " +
-                        to_string(shape_));
+      detail::raise<shape_error>({"tessel: slice [", begin, ", ", end, ") of axis ", axis,
+                                  " out of bounds for shape ", shape_});
     index_t b = begin;
     if (axis + 1 == rank && block > 1) {
       if (begin % block || end % block)
@@ -149,8 +147,8 @@ class TensorView {
     if (axis + 1 == rank && block > 1)
       throw shape_error("tessel: cannot select single elements of a block format");
     if (index < 0 || index >= extent(axis))
-      throw shape_error("tessel: select index " + std::to_string(index) + " on axis " +
-                        std::to_string(axis) + " out of bounds for shape " + to_string(shape_));
+      detail::raise<shape_error>(
+          {"tessel: select index ", index, " on axis ", axis, " out of bounds for shape ", shape_});
     std::array<index_t, R - 1> e{}, st{};
     for (std::size_t k = 0, j = 0; k < rank; ++k)
       if (k != axis) e[j] = extent(k), st[j++] = strides_[k];
@@ -166,8 +164,8 @@ class TensorView {
     std::array<index_t, rank> e{}, st{};
     for (std::size_t k = 0; k < rank; ++k) {
       if (perm[k] >= rank || seen[perm[k]])
-        throw shape_error("tessel: permute: not a permutation of the " + std::to_string(rank) +
-                          " axes of shape " + to_string(shape_));
+        detail::raise<shape_error>(
+            {"tessel: permute: not a permutation of the ", rank, " axes of shape ", shape_});
       seen[perm[k]] = true;
       e[k] = extent(perm[k]);
       st[k] = strides_[perm[k]];
@@ -188,10 +186,9 @@ class TensorView {
     index_t n = 1;
     for (auto x : e) n = checked_mul(n, x, "reshape size");
     if (n != size())
-      throw shape_error("tessel: reshape: cannot view shape " + to_string(shape_) + " as " +
-                        to_string(e));
+      detail::raise<shape_error>({"tessel: reshape: cannot view shape ", shape_, " as ", e});
     if (!is_contiguous())
-      throw shape_error("tessel: reshape of a non-contiguous view of shape " + to_string(shape_));
+      detail::raise<shape_error>({"tessel: reshape of a non-contiguous view of shape ", shape_});
     return {data_, DynShape<N>::from_array(e)};
   }
   template <class... I>
@@ -204,8 +201,7 @@ class TensorView {
     if constexpr (S::is_static && S2::is_static)
       static_assert(S{}.size() == S2{}.size(), "tessel: reshape_as: sizes differ");
     if (s2.size() != size() || !is_contiguous())
-      throw shape_error("tessel: reshape: cannot view shape " + to_string(shape_) + " as " +
-                        to_string(s2));
+      detail::raise<shape_error>({"tessel: reshape: cannot view shape ", shape_, " as ", s2});
     return {data_, s2};
   }
 
@@ -223,8 +219,8 @@ class TensorView {
       } else if (extent(a) == 1) {
         st[k] = 0;
       } else {
-        throw shape_error("tessel: broadcast_to: shape " + to_string(shape_) +
-                          " cannot broadcast to " + to_string(target));
+        detail::raise<shape_error>(
+            {"tessel: broadcast_to: shape ", shape_, " cannot broadcast to ", target});
       }
     }
     return {data_, DynShape<N>::from_array(target), st};
@@ -239,8 +235,8 @@ class TensorView {
  private:
   void check_axis(std::size_t axis, const char* op) const {
     if (axis >= rank)
-      throw shape_error(std::string("tessel: ") + op + ": axis " + std::to_string(axis) +
-                        " out of range for shape " + to_string(shape_));
+      detail::raise<shape_error>(
+          {"tessel: ", op, ": axis ", axis, " out of range for shape ", shape_});
   }
 
   T* data_ = nullptr;

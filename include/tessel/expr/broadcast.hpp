@@ -100,8 +100,7 @@ broadcast_shape_t<SA, SB> broadcast_shapes(const char* op, const SA& a, const SB
     const index_t x = detail::aligned_extent<rank>(ea, k);
     const index_t y = detail::aligned_extent<rank>(eb, k);
     if (x != y && x != 1 && y != 1)
-      throw shape_error(std::string("tessel: ") + op + ": shapes " + to_string(a) + " and " +
-                        to_string(b) + " cannot broadcast");
+      detail::raise<shape_error>({"tessel: ", op, ": shapes ", a, " and ", b, " cannot broadcast"});
     r[k] = x == 1 ? y : x;
   }
   return R::from_array(r);
@@ -120,8 +119,8 @@ void check_assignable(const char* op, const SE& e, const SD& d) {
   for (std::size_t k = 0; k < SD::rank; ++k) {
     const index_t x = detail::aligned_extent<SD::rank>(ee, k);
     if (x != 1 && x != d.extent(k))
-      throw shape_error(std::string("tessel: ") + op + ": an expression of shape " + to_string(e) +
-                        " cannot be written to a destination of shape " + to_string(d));
+      detail::raise<shape_error>({"tessel: ", op, ": an expression of shape ", e,
+                                  " cannot be written to a destination of shape ", d});
   }
 }
 

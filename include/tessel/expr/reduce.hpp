@@ -155,8 +155,8 @@ struct reduce_expr : expr_base {
   reduce_expr(A a_, index_t ax) : a(std::move(a_)) {
     const index_t r = static_cast<index_t>(in_rank);
     if (ax < -r || ax >= r)
-      throw shape_error(std::string("tessel: ") + Red::name + ": axis " + std::to_string(ax) +
-                        " out of range for shape " + to_string(a.shape()));
+      detail::raise<shape_error>(
+          {"tessel: ", Red::name, ": axis ", ax, " out of range for shape ", a.shape()});
     axis_ = static_cast<std::size_t>(ax < 0 ? ax + r : ax);
     const auto ce = a.shape().extents();
     std::array<index_t, rank> e{};
@@ -179,8 +179,8 @@ struct reduce_expr : expr_base {
     auto cb = a.template bind<in_rank>(ce, ctx);
     const index_t n_out = shape_.size();
     if (Red::needs_nonempty && ce[axis_] == 0 && n_out > 0)
-      throw shape_error(std::string("tessel: ") + Red::name + ": reduction over the empty axis " +
-                        std::to_string(axis_) + " of shape " + to_string(a.shape()));
+      detail::raise<shape_error>({"tessel: ", Red::name, ": reduction over the empty axis ", axis_,
+                                  " of shape ", a.shape()});
     // Padded by 16 floats: vector loops may not read past n_out, but GCC cannot always prove it.
     std::shared_ptr<float[]> buf(n_out > 0 ? new float[static_cast<std::size_t>(n_out) + 16]
                                            : nullptr);

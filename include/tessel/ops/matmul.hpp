@@ -77,10 +77,8 @@ requires(std::is_empty_v<Backend>) void matmul(Backend, const TA& a_in, const TB
 
   const index_t M = a.extent(0), K = a.extent(1), N = b.extent(1);
   if (b.extent(0) != K || c.extent(0) != M || c.extent(1) != N)
-    throw shape_error("tessel::matmul: A " + to_string(a.shape()) + " times B " +
-                      to_string(b.shape()) + " into C " + to_string(c.shape()) + ": expected B [" +
-                      std::to_string(K) + ", N] and C [" + std::to_string(M) + ", " +
-                      std::to_string(N) + "]");
+    detail::raise<shape_error>({"tessel::matmul: A ", a.shape(), " times B ", b.shape(), " into C ",
+                                c.shape(), ": expected B [", K, ", N] and C [", M, ", ", N, "]"});
   if (M == 0 || N == 0) return;
 
   // A: row-major with unit column stride, else staged.

@@ -180,21 +180,18 @@ inline bool use_amx() {
 
 inline void check_gemm_args(index_t M, index_t N, index_t K, const void* A, index_t lda,
                             const void* B, index_t ldb, bool trans_b, const void* C, index_t ldc) {
-  const auto s = [](index_t v) { return std::to_string(v); };
   if (M < 0 || N < 0 || K < 0)
-    throw value_error("tessel::gemm: sizes must be >= 0, got M=" + s(M) + " N=" + s(N) +
-                      " K=" + s(K));
+    detail::raise<value_error>({"tessel::gemm: sizes must be >= 0, got M=", M, " N=", N, " K=", K});
   if (M > 0 && K > 0 && lda < K)
-    throw shape_error("tessel::gemm: lda must be >= K=" + s(K) + " (A is [M,K] row-major), got " +
-                      s(lda));
+    detail::raise<shape_error>(
+        {"tessel::gemm: lda must be >= K=", K, " (A is [M,K] row-major), got ", lda});
   const index_t brow = trans_b ? K : N;
   if (N > 0 && K > 0 && ldb < brow)
-    throw shape_error(std::string("tessel::gemm: ldb must be >= ") + (trans_b ? "K=" : "N=") +
-                      s(brow) + " (B is " + (trans_b ? "[N,K]" : "[K,N]") + " row-major), got " +
-                      s(ldb));
+    detail::raise<shape_error>({"tessel::gemm: ldb must be >= ", trans_b ? "K=" : "N=", brow,
+                                " (B is ", trans_b ? "[N,K]" : "[K,N]", " row-major), got ", ldb});
   if (M > 0 && N > 0 && ldc < N)
-    throw shape_error("tessel::gemm: ldc must be >= N=" + s(N) + " (C is [M,N] row-major), got " +
-                      s(ldc));
+    detail::raise<shape_error>(
+        {"tessel::gemm: ldc must be >= N=", N, " (C is [M,N] row-major), got ", ldc});
   if ((M > 0 && K > 0 && !A) || (N > 0 && K > 0 && !B) || (M > 0 && N > 0 && !C))
     throw value_error("tessel::gemm: null pointer for a non-empty matrix");
 }

@@ -20,6 +20,7 @@
 
 #include "tessel/core/error.hpp"
 #include "tessel/core/shape.hpp"
+#include "tessel/nn/common.hpp"
 
 namespace tessel::models {
 
@@ -76,18 +77,20 @@ void decode_chunks(const char* who, std::span<const Id> tokens, index_t pos, ind
 
 /// After the last block: logits of every row into all_logits ([M, vocab]) when given, and of
 /// the last row into logits when this is the last chunk. x: [M, D] hidden rows; xb: [M, D]
-/// scratch. norm.forward(x, rows, out), head.forward(in, rows, out).
-template <class Backend, class Norm, class Head>
-void decoder_head(Backend b, const Norm& norm, const Head& head, const float* x, index_t M,
-                  index_t D, index_t vocab, float* xb, float* all_logits, bool last,
-                  float* logits) {
+/// scratch rows; norm.forward(b, x, y) and head.forward(b, x, logits) take RowViews.
+template <class Backend, class Norm, class Head, index_t D>
+void decoder_head(Backend b, const Norm& norm, const Head& head, nn::RowView<D> x,
+                  nn::RowView<D> xb, index_t vocab, float* all_logits, bool last, float* logits) {
+  constexpr index_t V = Head::static_out;
+  const index_t M = x.extent(0);
   if (all_logits) {
-    norm.forward(b, x, M, xb);
-    head.forward(b, xb, M, all_logits);
+    norm.forward(b, x, xb);
+    head.forward(b, xb, nn::row_view<V>(all_logits, M, vocab));
     if (last) std::copy(all_logits + (M - 1) * vocab, all_logits + M * vocab, logits);
   } else if (last) {
-    norm.forward(b, x + (M - 1) * D, 1, xb);
-    head.forward(b, xb, 1, logits);
+    const auto x1 = nn::row_range(x, M - 1, M), xb1 = nn::row_range(xb, 0, 1);
+    norm.forward(b, x1, xb1);
+    head.forward(b, xb1, nn::row_view<V>(logits, 1, vocab));
   }
 }
 

@@ -242,23 +242,22 @@ class GPT2 {
                  bool last) const {
     const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
     s.reserve(*this, pos + M);
-    const index_t rows = s.cache_.capacity();
-    float* x = s.x_.data();
-    float* xb = s.xb_.data();
-    float* work = s.work_.data();
+    // The activations, typed with the config's static width (dyn for a run-time config).
+    const auto x = nn::row_view<E::dim>(s.x_.data(), M, D);
+    const auto xb = nn::row_view<E::dim>(s.xb_.data(), M, D);
+    const auto work = nn::scratch_view(s.work_.data(), index_t(s.work_.size()));
     const Backend be{};
     token_embd.forward(be, tokens, x);
-    position_embd.add(x, M, pos);
+    position_embd.add(be, x, pos);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(be, x, M, xb);
-      b.attn.forward(be, xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, work, x,
+      b.attn_norm.forward(be, x, xb);
+      b.attn.forward(be, xb, pos, s.cache_.keys_view(l), s.cache_.values_view(l), work, x,
                      1.0f);  // residual: x += attention (no RoPE: positions are in x)
-      b.ffn_norm.forward(be, x, M, xb);
-      b.ffn.forward(be, xb, M, x, work, 1.0f);
+      b.ffn_norm.forward(be, x, xb);
+      b.ffn.forward(be, xb, x, work, 1.0f);
     }
-    decoder_head(be, output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last,
-                 s.logits_.data());
+    decoder_head(be, output_norm, output, x, xb, cfg_.vocab, all_logits, last, s.logits_.data());
   }
 };
 

@@ -3,7 +3,7 @@
 // BERT `position_embeddings`): a table of MaxPos rows of Dim whose row p is added to the
 // activation of the token at position p.
 //
-//   pos_embd.add(x, M, pos);   // x[i, :] += row (pos + i), i < M
+//   pos_embd.add(b, x, pos);   // x[i, :] += row (pos + i) for the M rows of x (RowView<Dim>)
 
 #include "common.hpp"
 
@@ -20,25 +20,28 @@ class PositionEmbedding {
   index_t max_pos() const noexcept { return weight.extent(0); }
   index_t dim() const noexcept { return weight.extent(1); }
 
-  /// x[i, :] += row pos + i for i < M; positions past the table are a value_error.
-  void add(float* x, index_t M, index_t pos) const {
-    if (pos < 0 || M < 0 || pos + M > max_pos())
+  /// x[i, :] += row pos + i for the M rows of x; positions past the table are a value_error.
+  template <class Backend>
+  void add(Backend b, RowView<Dim> x, index_t pos) const {
+    const index_t M = x.extent(0), D = dim();
+    detail::check_rows("tessel::nn::PositionEmbedding", "input", x, D);
+    if (pos < 0 || pos + M > max_pos())
       throw value_error("tessel::nn::PositionEmbedding: positions " + std::to_string(pos) + " to " +
                         std::to_string(pos + M) + " exceed the table of " +
                         std::to_string(max_pos()));
-    const index_t D = dim(), row_units = D / block_elems_v<W>;
     if constexpr (std::is_same_v<W, float>) {
-      for (index_t i = 0; i < M; ++i) {
-        const float* r = weight.data() + (pos + i) * D;
-        for (index_t j = 0; j < D; ++j) x[i * D + j] += r[j];
-      }
+      const auto rows = weight.slice(0, pos, pos + M);
+      eval(b, x, x + rows);
     } else {
       // One row widened at a time: thread_local so a decode step does not allocate.
+      const index_t row_units = D / block_elems_v<W>;
       thread_local std::vector<float> row;
       if (static_cast<index_t>(row.size()) < D) row.resize(std::size_t(D));
+      const auto r = row_view<Dim, const float>(row.data(), 1, D);
       for (index_t i = 0; i < M; ++i) {
         detail::weight_row_f32(weight.data() + (pos + i) * row_units, row.data(), D);
-        for (index_t j = 0; j < D; ++j) x[i * D + j] += row[std::size_t(j)];
+        const auto xi = row_range(x, i, i + 1);
+        eval(b, xi, xi + r);
       }
     }
   }

@@ -17,10 +17,12 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "tessel/core/error.hpp"
 #include "tessel/core/shape.hpp"
 #include "tessel/nn/common.hpp"
+#include "tessel/nn/kv_cache.hpp"
 
 namespace tessel::models {
 
@@ -74,6 +76,48 @@ void decode_chunks(const char* who, std::span<const Id> tokens, index_t pos, ind
           all_logits ? all_logits + c * vocab : nullptr, c + m == n);
   }
 }
+
+/// What the state of a decoder with a KV cache (Llama, GPT-2) holds: the cache, which grows
+/// with the positions written, the hidden rows (x, xb: [max_batch, dim]) and scratch of one
+/// prefill chunk, and the logits of the last position. A model's State derives from it, adds
+/// its own tables (Llama: RoPE) and names the model a friend.
+template <index_t KvDim>
+class KVDecoderState {
+ public:
+  /// Positions this state may hold.
+  index_t max_seq() const noexcept { return cache_.max_seq(); }
+  /// Rows per prefill chunk.
+  index_t max_batch() const noexcept { return max_batch_; }
+  const nn::KVCache<dyn, KvDim>& cache() const noexcept { return cache_; }
+  /// Bytes allocated: the cache, the hidden rows, the scratch and the logits.
+  std::size_t bytes() const noexcept {
+    return cache_.bytes() +
+           (x_.size() + xb_.size() + work_.size() + logits_.size()) * sizeof(float);
+  }
+
+ protected:
+  KVDecoderState(index_t layers, index_t max_seq, index_t kv_dim, index_t dim, index_t vocab,
+                 index_t max_batch)
+      : cache_(layers, max_seq, kv_dim, 0), max_batch_(max_batch) {
+    x_.resize(std::size_t(max_batch * dim));
+    xb_.resize(x_.size());
+    logits_.resize(std::size_t(vocab));
+  }
+
+  /// Cache rows for positions [0, n), the scratch regrown to work(rows) floats for the new
+  /// number of rows; false when the rows were there already.
+  template <class Work>
+  bool grow(index_t n, Work&& work) {
+    if (n <= cache_.capacity()) return false;
+    cache_.reserve(n);
+    work_.resize(std::size_t(work(cache_.capacity())));
+    return true;
+  }
+
+  nn::KVCache<dyn, KvDim> cache_;
+  index_t max_batch_;
+  std::vector<float> x_, xb_, work_, logits_;
+};
 
 /// After the last block: logits of every row into all_logits ([M, vocab]) when given, and of
 /// the last row into logits when this is the last chunk. x: [M, D] hidden rows; xb: [M, D]

@@ -58,7 +58,8 @@ void check_linear(index_t M, index_t N, index_t K, float beta, unsigned seed) {
   for (index_t n = 0; n < N; ++n)
     F::dequantize_row(lin.weight.data() + n * (K / F::block_elems), wd.data() + n * K, K);
   auto y = y0;
-  lin.forward_strided(x.data(), ldx, M, y.data(), ldy, beta);
+  const auto xv = nn::row_view(x.data(), M, K, ldx);  // rows ldx apart, as a KV cache's
+  lin.forward(default_backend{}, xv, nn::row_view(y.data(), M, N, ldy), beta);
   using A = typename F::vec_dot_type;
   // GEMV quantizes x to F's vec_dot_type; the integer GEMM (qgemm_vnni.hpp) to q8_0 blocks.
   const bool gemm_int = M >= qgemm_min_m && qgemm_quantizes_activations<cpu, F>();
@@ -91,7 +92,7 @@ void check_linear(index_t M, index_t N, index_t K, float beta, unsigned seed) {
   any.weight.assign(lin.weight.data());
   CHECK(any.weight.kind() == nn::weight_kind_of<F>());
   auto ya = y0;
-  any.forward_strided(x.data(), ldx, M, ya.data(), ldy, beta);
+  any.forward(default_backend{}, xv, nn::row_view(ya.data(), M, N, ldy), beta);
   CHECK(ya == y);
 }
 
@@ -118,13 +119,15 @@ TEST_CASE("any_weight: dense formats equal the typed Linear; bad input is refuse
   nn::Linear<dyn, dyn, f16> typed(K, N);
   for (index_t i = 0; i < N * K; ++i) typed.weight.data()[i] = from_f32<f16>(wf[std::size_t(i)]);
   nn::Linear<dyn, dyn, nn::any_weight> any(K, N);
-  CHECK_THROWS_AS(any.forward(x.data(), M, std::vector<float>(M * N).data()), value_error);
+  std::vector<float> out(std::size_t(M * N));
+  const auto xv = nn::row_view(x.data(), M, K);
+  CHECK_THROWS_AS(any.forward(default_backend{}, xv, nn::row_view(out.data(), M, N)), value_error);
   any.weight.assign(typed.weight.data());
   CHECK(any.weight.kind() == nn::weight_kind::f16);
   CHECK(any.weight.bytes() == std::size_t(N * K * 2));
   std::vector<float> a(std::size_t(M * N)), b(a.size());
-  typed.forward(x.data(), M, a.data());
-  any.forward(x.data(), M, b.data());
+  typed.forward(default_backend{}, xv, nn::row_view(a.data(), M, N));
+  any.forward(default_backend{}, xv, nn::row_view(b.data(), M, N));
   CHECK(a == b);
   CHECK_THROWS_AS(any.weight.data<q8_0>(), value_error);
   // Rows of 40 do not hold whole q8_0 blocks.
@@ -136,7 +139,7 @@ TEST_CASE("any_weight: dense formats equal the typed Linear; bad input is refuse
   emb.weight.assign(typed.weight.data());
   std::vector<float> row(static_cast<std::size_t>(K));
   const std::vector<int> ids = {4};
-  emb.forward(std::span<const int>(ids), row.data());
+  emb.forward(default_backend{}, std::span<const int>(ids), nn::row_view(row.data(), 1, K));
   for (index_t k = 0; k < K; ++k)
     CHECK(row[std::size_t(k)] == to_f32(typed.weight.data()[4 * K + k]));
 }

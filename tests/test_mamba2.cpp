@@ -356,15 +356,21 @@ TEST_CASE_TEMPLATE("Mamba2Mixer: PyTorch golden (layer 0, 48 rows, fresh state),
     CHECK(mixer.n_groups() == (tag == "g1" ? 1 : 2));
     nn::Mamba2State st = mixer.make_state();
     std::vector<float> scratch(std::size_t(mixer.scratch_floats(L))), y(std::size_t(L * D));
-    mixer.forward(Backend{}, u.data(), L, st, scratch.data(), y.data());
+    mixer.forward(Backend{}, nn::row_view(u.data(), L, D), st,
+                  nn::scratch_view(scratch.data(), index_t(scratch.size())),
+                  nn::row_view(y.data(), L, D));
     CHECK(check_close("mixer " + tag + " " + Backend::name(), y.data(), want.data(), L * D, D,
                       1e-4) <= 1e-4);
 
     nn::Mamba2State s2 = mixer.make_state();
     std::vector<float> y2(std::size_t(L * D));
-    mixer.forward(Backend{}, u.data(), 17, s2, scratch.data(), y2.data());
+    mixer.forward(Backend{}, nn::row_view(u.data(), 17, D), s2,
+                  nn::scratch_view(scratch.data(), index_t(scratch.size())),
+                  nn::row_view(y2.data(), 17, D));
     for (index_t t = 17; t < L; ++t)
-      mixer.forward(Backend{}, u.data() + t * D, 1, s2, scratch.data(), y2.data() + t * D);
+      mixer.forward(Backend{}, nn::row_view(u.data() + t * D, 1, D), s2,
+                    nn::scratch_view(scratch.data(), index_t(scratch.size())),
+                    nn::row_view(y2.data() + t * D, 1, D));
     CHECK(check_close("mixer by steps " + tag, y2.data(), want.data(), L * D, D, 1e-4) <= 1e-4);
   }
 }

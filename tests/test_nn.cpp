@@ -16,6 +16,7 @@
 #include "tessel/nn/mlp.hpp"
 #include "tessel/nn/norm.hpp"
 #include "tessel/nn/rope.hpp"
+#include "tessel/ops/activation.hpp"
 #include "tessel/quant/ggml_blocks.hpp"
 
 using namespace tessel;
@@ -64,17 +65,18 @@ void check_attention(A& att, const std::string& name, float theta, nn::RopeStyle
   nn::Rope rope(att.head_dim(), att.head_dim(), max_seq, theta, style);
   nn::KVCache<dyn, dyn> cache(1, max_seq, att.kv_dim());
   std::vector<float> scratch(std::size_t(att.scratch_floats(T, max_seq))), y(std::size_t(T * D));
-  att.forward(B{}, x.data(), T, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
-              y.data());
+  const auto sv = nn::scratch_view(scratch.data(), index_t(scratch.size()));
+  att.forward(B{}, x.view(), 0, cache.keys_view(0), cache.values_view(0), rope, sv,
+              nn::row_view(y.data(), T, D));
   CHECK(rel_err(y.data(), want.data(), T * D) < 1e-5f);
   std::vector<float> y1(std::size_t(T * D));
   for (index_t i = 0; i < T; ++i)
-    att.forward(B{}, x.data() + i * D, 1, i, cache.keys(0), cache.values(0), max_seq, rope,
-                scratch.data(), y1.data() + i * D);
+    att.forward(B{}, nn::row_view(x.data() + i * D, 1, D), i, cache.keys_view(0),
+                cache.values_view(0), rope, sv, nn::row_view(y1.data() + i * D, 1, D));
   CHECK(rel_err(y1.data(), want.data(), T * D) < 1e-5f);
   // The cache is full up to max_seq: one more row than fits is an error.
-  CHECK_THROWS_AS(att.forward(B{}, x.data(), T, max_seq - T + 1, cache.keys(0), cache.values(0),
-                              max_seq, rope, scratch.data(), y.data()),
+  CHECK_THROWS_AS(att.forward(B{}, x.view(), max_seq - T + 1, cache.keys_view(0),
+                              cache.values_view(0), rope, sv, nn::row_view(y.data(), T, D)),
                   value_error);
 }
 
@@ -89,12 +91,12 @@ TEST_CASE_TEMPLATE("RMSNorm and LayerNorm match PyTorch", B, TESSEL_BACKENDS) {
   std::vector<float> y(std::size_t(x.size()));
   nn::RMSNorm<32> rms(1e-5f);
   fill_from(rms.weight, vec("rms_w"));
-  rms.forward(B{}, x.data(), T, y.data());
+  rms.forward(B{}, x.view(), nn::row_view(y.data(), T, 32));
   CHECK(rel_err(y.data(), mat("rms_y").data(), x.size()) < 1e-6f);
   nn::LayerNorm<dyn> ln(32, 1e-5f);
   fill_from(ln.weight, vec("ln_w"));
   fill_from(ln.bias, vec("ln_b"));
-  ln.forward(B{}, x.data(), T, y.data());
+  ln.forward(B{}, x.view(), nn::row_view(y.data(), T, 32));
   CHECK(rel_err(y.data(), mat("ln_y").data(), x.size()) < 1e-5f);
 }
 
@@ -108,7 +110,8 @@ TEST_CASE_TEMPLATE("SwiGLU and GELU MLPs match PyTorch", B, TESSEL_BACKENDS) {
     fill_from(mlp.ffn_up.weight, mat("up"));
     fill_from(mlp.ffn_down.weight, mat("down"));
     std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
-    mlp.forward(B{}, x.data(), T, y.data(), s.data());
+    mlp.forward(B{}, x.view(), nn::row_view(y.data(), T, 32),
+                nn::scratch_view(s.data(), index_t(s.size())));
     CHECK(rel_err(y.data(), mat("swiglu_y").data(), x.size()) < 1e-5f);
   }
   {  // run-time shapes, f16 weights: within f16 rounding of the weights
@@ -117,7 +120,8 @@ TEST_CASE_TEMPLATE("SwiGLU and GELU MLPs match PyTorch", B, TESSEL_BACKENDS) {
     fill_from(mlp.ffn_up.weight, mat("up"));
     fill_from(mlp.ffn_down.weight, mat("down"));
     std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
-    mlp.forward(B{}, x.data(), T, y.data(), s.data());
+    mlp.forward(B{}, x.view(), nn::row_view(y.data(), T, 32),
+                nn::scratch_view(s.data(), index_t(s.size())));
     const float e = rel_err(y.data(), mat("swiglu_y").data(), x.size());
     CHECK(e < 3e-3f);
     CHECK(e > 0.0f);  // f16 really rounds
@@ -130,7 +134,8 @@ TEST_CASE_TEMPLATE("SwiGLU and GELU MLPs match PyTorch", B, TESSEL_BACKENDS) {
     fill_from(mlp.ffn_down.weight, mat("down"));
     fill_from(mlp.ffn_down.bias, vec("down_b"));
     std::vector<float> s(std::size_t(mlp.scratch_floats(T)));
-    mlp.forward(B{}, x.data(), T, y.data(), s.data());
+    mlp.forward(B{}, x.view(), nn::row_view(y.data(), T, 32),
+                nn::scratch_view(s.data(), index_t(s.size())));
     CHECK(rel_err(y.data(), mat(name).data(), x.size()) < 1e-5f);
   }
 }
@@ -203,8 +208,8 @@ TEST_CASE_TEMPLATE("Attention: long chunked prompts equal an f64 reference and r
   };
   auto q = project(att.attn_q, D), k = project(att.attn_k, kvd), v = project(att.attn_v, kvd);
   for (index_t t = 0; t < T; ++t) {
-    rope.apply(q.data() + t * D, H, t);
-    rope.apply(k.data() + t * kvd, KvH, t);
+    rope.apply(B{}, q.data() + t * D, H, t);
+    rope.apply(B{}, k.data() + t * kvd, KvH, t);
   }
   std::vector<double> ctx(std::size_t(T * D)), want(std::size_t(T * D)),
       s(static_cast<std::size_t>(T));
@@ -249,14 +254,15 @@ TEST_CASE_TEMPLATE("Attention: long chunked prompts equal an f64 reference and r
   nn::KVCache<dyn, dyn> cache(1, max_seq, kvd);
   std::vector<float> scratch(std::size_t(att.scratch_floats(200, max_seq))), y(x.size()),
       y1(x.size());
-  att.forward(B{}, x.data(), 200, 0, cache.keys(0), cache.values(0), max_seq, rope, scratch.data(),
-              y.data());
-  att.forward(B{}, x.data() + 200 * D, 100, 200, cache.keys(0), cache.values(0), max_seq, rope,
-              scratch.data(), y.data() + 200 * D);
+  const auto sv = nn::scratch_view(scratch.data(), index_t(scratch.size()));
+  att.forward(B{}, nn::row_view(x.data(), 200, D), 0, cache.keys_view(0), cache.values_view(0),
+              rope, sv, nn::row_view(y.data(), 200, D));
+  att.forward(B{}, nn::row_view(x.data() + 200 * D, 100, D), 200, cache.keys_view(0),
+              cache.values_view(0), rope, sv, nn::row_view(y.data() + 200 * D, 100, D));
   CHECK(err(y) < 1e-5);
   for (index_t t = 0; t < T; ++t)
-    att.forward(B{}, x.data() + t * D, 1, t, cache.keys(0), cache.values(0), max_seq, rope,
-                scratch.data(), y1.data() + t * D);
+    att.forward(B{}, nn::row_view(x.data() + t * D, 1, D), t, cache.keys_view(0),
+                cache.values_view(0), rope, sv, nn::row_view(y1.data() + t * D, 1, D));
   CHECK(err(y1) < 1e-5);
 }
 
@@ -273,8 +279,10 @@ TEST_CASE("Linear: block-format weights against their dequantized f32 values") {
   std::vector<float> x18(18 * 32);
   for (std::size_t i = 0; i < x18.size(); ++i) x18[i] = x.data()[i % (6 * 32)];
   std::vector<float> a(18 * 48), b(18 * 48);
-  lq.forward(x18.data(), 18, a.data());
-  lf.forward(x18.data(), 18, b.data());
+  const default_backend be{};
+  const auto x18v = nn::row_view<32, const float>(x18.data(), 18);
+  lq.forward(be, x18v, nn::row_view<48>(a.data(), 18));
+  lf.forward(be, x18v, nn::row_view<48>(b.data(), 18));
   // Worst-case error of row m's outputs against the f32 Linear with x quantized to q8_0: half a
   // step of amax/127 plus the f16 rounding of the scale (2^-11 relative, times at most 127
   // steps) per activation, times sum |w|.
@@ -299,7 +307,7 @@ TEST_CASE("Linear: block-format weights against their dequantized f32 values") {
   }
   // and beta accumulates: y = x Wᵀ + 1 · y
   auto a2 = a;
-  lq.forward(x18.data(), 18, a2.data(), 1.0f);
+  lq.forward(be, x18v, nn::row_view<48>(a2.data(), 18), 1.0f);
   for (std::size_t i = 0; i < a.size(); ++i) a[i] *= 2;
   CHECK(rel_err(a2.data(), a.data(), 18 * 48) < 1e-5f);
 
@@ -307,12 +315,13 @@ TEST_CASE("Linear: block-format weights against their dequantized f32 values") {
   // activation moves by at most half a step of amax/127 plus the f16 rounding of the scale
   // (2^-11 relative, times at most 127 steps), so each output by at most that times sum |w|.
   std::vector<float> q6(6 * 48), f6(6 * 48, 0.5f), f6_beta(6 * 48, 0.5f);
-  lq.forward(x.data(), 6, q6.data());
-  lf.forward(x.data(), 6, f6.data());
+  lq.forward(be, x.view(), nn::row_view<48>(q6.data(), 6));
+  lf.forward(be, x.view(), nn::row_view<48>(f6.data(), 6));
   for (index_t m = 0; m < 6; ++m)
     for (index_t n = 0; n < 48; ++n)
       CHECK(std::fabs(q6[std::size_t(m * 48 + n)] - f6[std::size_t(m * 48 + n)]) <= q8_bound(m, n));
-  lq.forward(x.data(), 6, f6_beta.data(), 1.0f);  // beta on the GEMV path: 0.5 + x Wᵀ
+  lq.forward(be, x.view(), nn::row_view<48>(f6_beta.data(), 6),
+             1.0f);  // beta on the GEMV path: 0.5 + x Wᵀ
   for (std::size_t i = 0; i < q6.size(); ++i) CHECK(f6_beta[i] == doctest::Approx(q6[i] + 0.5f));
 }
 
@@ -321,12 +330,13 @@ TEST_CASE("Embedding: rows by token, out-of-range tokens rejected") {
   for (index_t i = 0; i < 12; ++i) e.weight.data()[i] = from_f32<bf16>(float(i));
   const int toks[2] = {2, 0};
   float out[8];
-  e.forward(std::span<const int>(toks), out);
+  e.forward(default_backend{}, std::span<const int>(toks), nn::row_view<4>(out, 2));
   CHECK(out[0] == 8.0f);
   CHECK(out[3] == 11.0f);
   CHECK(out[4] == 0.0f);
   const int bad[1] = {3};
-  CHECK_THROWS_AS(e.forward(std::span<const int>(bad), out), value_error);
+  CHECK_THROWS_AS(e.forward(default_backend{}, std::span<const int>(bad), nn::row_view<4>(out, 1)),
+                  value_error);
 }
 
 TEST_CASE_TEMPLATE("Whole Llama (GQA, separate classifier) matches PyTorch logits", B,
@@ -361,6 +371,97 @@ TEST_CASE_TEMPLATE("Whole Llama (GQA, separate classifier) matches PyTorch logit
   CHECK_THROWS_AS(m.forward(st, ids, 16 - T + 1), value_error);
   const std::int32_t bad = 40;
   CHECK_THROWS_AS(m.forward(st, std::span(&bad, 1), 0), value_error);
+}
+
+// Static widths are checked by the compiler (tests/compile_fail/typed_layer_static_width.cpp);
+// run-time widths, row counts, cache rows and scratch sizes that disagree are shape_errors,
+// raised before anything is written.
+TEST_CASE_TEMPLATE("Typed activations: dynamic shape mismatches throw shape_error", B,
+                   TESSEL_BACKENDS) {
+  std::vector<float> xs(8 * 64, 0.5f), ys(8 * 128, 7.0f);
+  const auto x = [&](index_t m, index_t d) {
+    return nn::row_view<dyn, const float>(xs.data(), m, d);
+  };
+  const auto y = [&](index_t m, index_t d) { return nn::row_view(ys.data(), m, d); };
+  nn::Linear<dyn, dyn> lin(64, 128);
+  CHECK_NOTHROW(lin.forward(B{}, x(8, 64), y(8, 128)));
+  CHECK(ys[0] == 0.0f);  // zero weights: it ran
+  ys.assign(ys.size(), 7.0f);
+  CHECK_THROWS_AS(lin.forward(B{}, x(8, 32), y(8, 128)), shape_error);  // input width != In
+  CHECK_THROWS_AS(lin.forward(B{}, x(8, 64), y(8, 64)), shape_error);   // output width != Out
+  CHECK_THROWS_AS(lin.forward(B{}, x(8, 64), y(7, 128)), shape_error);  // rows differ
+  CHECK(ys[0] == 7.0f);                                                 // nothing written
+  // A strided output (rows 128 apart, 64 wide) is fine; a row stride below the width is not.
+  nn::Linear<dyn, dyn> half(64, 64);
+  CHECK_NOTHROW(half.forward(B{}, x(4, 64), nn::row_view(ys.data(), 4, 64, 128)));
+  CHECK_THROWS_AS(
+      half.forward(B{}, x(4, 64),
+                   TensorView<float, Shape<dyn, dyn>>(ys.data(), Shape<dyn, dyn>(4, 64), {32, 1})),
+      shape_error);
+
+  // A run-time view into a layer of static widths: the width is checked as it converts.
+  nn::Linear<64, 128> st;
+  CHECK_NOTHROW(st.forward(B{}, make_view(xs.data(), 8, 64), make_view(ys.data(), 8, 128)));
+  CHECK_THROWS_AS(st.forward(B{}, make_view(xs.data(), 16, 32), make_view(ys.data(), 16, 128)),
+                  shape_error);
+  CHECK_THROWS_AS(st.forward(B{}, make_view(xs.data(), 8, 64), make_view(ys.data(), 16, 64)),
+                  shape_error);
+
+  nn::RMSNorm<dyn> rms(64, 1e-5f);
+  CHECK_THROWS_AS(rms.forward(B{}, x(8, 64), y(4, 64)), shape_error);
+  nn::LayerNorm<dyn> ln(64, 1e-5f);
+  CHECK_THROWS_AS(ln.forward(B{}, x(8, 64), y(8, 32)), shape_error);
+
+  nn::GatedMLP<dyn, dyn> mlp(64, 96);
+  std::vector<float> s(std::size_t(mlp.scratch_floats(8)));
+  CHECK_NOTHROW(
+      mlp.forward(B{}, x(8, 64), y(8, 64), nn::scratch_view(s.data(), index_t(s.size()))));
+  CHECK_THROWS_AS(
+      mlp.forward(B{}, x(8, 64), y(8, 64), nn::scratch_view(s.data(), index_t(s.size()) - 1)),
+      shape_error);
+  nn::MLP<dyn, dyn> gelu(64, 96);
+  CHECK_THROWS_AS(
+      gelu.forward(B{}, x(8, 64), y(8, 96), nn::scratch_view(s.data(), index_t(s.size()))),
+      shape_error);
+
+  nn::Attention<dyn, dyn, dyn> att(64, 4, 2);  // kv_dim 32
+  nn::KVCache<dyn, dyn> cache(1, 16, 32);
+  nn::Rope rope(16, 16, 16, 10000.0f, nn::RopeStyle::adjacent);
+  std::vector<float> as(std::size_t(att.scratch_floats(8, 16)));
+  const auto asv = nn::scratch_view(as.data(), index_t(as.size()));
+  CHECK_NOTHROW(
+      att.forward(B{}, x(8, 64), 0, cache.keys_view(0), cache.values_view(0), rope, asv, y(8, 64)));
+  // cache rows of another width, caches of different lengths, a scratch too small
+  CHECK_THROWS_AS(att.forward(B{}, x(8, 64), 0, nn::row_view(cache.keys(0), 8, 64),
+                              nn::row_view(cache.values(0), 8, 64), rope, asv, y(8, 64)),
+                  shape_error);
+  CHECK_THROWS_AS(att.forward(B{}, x(8, 64), 0, cache.keys_view(0),
+                              nn::row_view(cache.values(0), 8, 32), rope, asv, y(8, 64)),
+                  shape_error);
+  CHECK_THROWS_AS(att.forward(B{}, x(8, 64), 0, cache.keys_view(0), cache.values_view(0), rope,
+                              nn::scratch_view(as.data(), 10), y(8, 64)),
+                  shape_error);
+  CHECK_THROWS_AS(
+      att.forward(B{}, x(8, 64), 0, cache.keys_view(0), cache.values_view(0), rope, asv, y(4, 64)),
+      shape_error);
+  // bidirectional: rows that do not split into B sequences, a mask of another length
+  std::vector<float> bs(std::size_t(att.bidirectional_scratch_floats(2, 4)));
+  const auto bsv = nn::scratch_view(bs.data(), index_t(bs.size()));
+  const std::vector<int> mask(8, 1);
+  CHECK_NOTHROW(
+      att.forward_bidirectional(B{}, x(8, 64), 2, std::span<const int>(mask), bsv, y(8, 64)));
+  CHECK_THROWS_AS(
+      att.forward_bidirectional(B{}, x(8, 64), 3, std::span<const int>(), bsv, y(8, 64)),
+      shape_error);
+  CHECK_THROWS_AS(att.forward_bidirectional(B{}, x(8, 64), 2, std::span<const int>(mask.data(), 7),
+                                            bsv, y(8, 64)),
+                  shape_error);
+
+  nn::Embedding<dyn, dyn> emb(10, 64);
+  const int toks[3] = {1, 2, 3};
+  CHECK_NOTHROW(emb.forward(B{}, std::span<const int>(toks), y(3, 64)));
+  CHECK_THROWS_AS(emb.forward(B{}, std::span<const int>(toks), y(2, 64)), shape_error);
+  CHECK_THROWS_AS(emb.forward(B{}, std::span<const int>(toks), y(3, 32)), shape_error);
 }
 
 // Each kernel-table entry's SIMD kernel against its scalar reference, on random rows of odd

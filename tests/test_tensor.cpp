@@ -163,6 +163,40 @@ TEST_CASE("views of views compose") {
   CHECK(cv(4, 3, 2) == 432.f);
 }
 
+TEST_CASE("views convert between static and run-time extents that can agree") {
+  Tensor<float, Shape<3, 4>> t;
+  t(2, 1) = 5.0f;
+  // static -> dyn: always; the extents, strides and elements are the same
+  TensorView<const float, Shape<dyn, 4>> a = t.view();
+  CHECK(a.extent(0) == 3);
+  CHECK(a(2, 1) == 5.0f);
+  TensorView<float, DynShape<2>> d = t.view();
+  CHECK(d.strides() == t.view().strides());
+  // dyn -> static: checked at run time
+  TensorView<float, Shape<3, dyn>> s = d;
+  CHECK(s(2, 1) == 5.0f);
+  const auto wrong = [&] {
+    TensorView<const float, Shape<dyn, 5>> w = d;
+    (void)w;
+  };
+  CHECK_THROWS_AS(wrong(), shape_error);
+  CHECK_THROWS_AS((TensorView<float, Shape<4, dyn>>(d)), shape_error);
+  // strided views keep their strides
+  const auto col = t.view().slice(1, 1, 3);  // [3, 2], rows 4 apart
+  TensorView<float, Shape<3, 2>> c = col;
+  CHECK(c.stride(0) == 4);
+  CHECK(&c(2, 0) == &t(2, 1));
+  // two different static extents never convert; nor do other ranks, or const to mutable
+  static_assert(!std::is_convertible_v<TensorView<float, Shape<dyn, 128>>,
+                                       TensorView<const float, Shape<dyn, 64>>>);
+  static_assert(
+      !std::is_convertible_v<TensorView<float, Shape<3, 4>>, TensorView<float, Shape<12>>>);
+  static_assert(!std::is_convertible_v<TensorView<const float, Shape<dyn, 4>>,
+                                       TensorView<float, Shape<3, 4>>>);
+  static_assert(std::is_convertible_v<TensorView<float, Shape<dyn, 4>>,
+                                      TensorView<const float, Shape<3, dyn>>>);
+}
+
 TEST_CASE("narrow element types are stored as bits and read as f32") {
   Tensor<bf16, Shape<2, 2>> t;
   t.fill(1.0f / 3.0f);

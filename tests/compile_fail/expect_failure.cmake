@@ -1,5 +1,6 @@
 # Passes only when SRC fails to compile and the compiler's output contains the text of the
-# `// expect: <text>` line in SRC. Run as:
+# `// expect: <text>` line in SRC (alternatives for other compilers' wording separated by
+# " || ": any one of them). Run as:
 #   cmake -DCXX=<compiler> -DSRC=<file.cpp> -DINC=<include dir> -DEIGEN=<eigen dir>
 #         -P expect_failure.cmake
 foreach(var CXX SRC INC)
@@ -32,7 +33,14 @@ execute_process(
 if(_rc EQUAL 0)
   message(FATAL_ERROR "${SRC} compiled, but it must fail with: ${_expected}")
 endif()
-string(FIND "${_out}" "${_expected}" _pos)
+string(REPLACE " || " ";" _alternatives "${_expected}")
+set(_pos -1)
+foreach(_alt IN LISTS _alternatives)
+  string(FIND "${_out}" "${_alt}" _at)
+  if(NOT _at EQUAL -1)
+    set(_pos ${_at})
+  endif()
+endforeach()
 if(_pos EQUAL -1)
   message(FATAL_ERROR "${SRC} failed to compile, but without the expected text \"${_expected}\". "
                       "Compiler output:\n${_out}")

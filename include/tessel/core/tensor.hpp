@@ -46,6 +46,16 @@ constexpr std::array<index_t, S::rank> contiguous_strides(const S& shape, index_
   }
   return st;
 }
+/// Whether shapes S and S2 (of one rank) can describe the same extents: no axis static in both
+/// with different values.
+template <class S, class S2>
+constexpr bool extents_may_agree() {
+  for (std::size_t i = 0; i < S::rank; ++i)
+    if (S::static_extents[i] != dyn && S2::static_extents[i] != dyn &&
+        S::static_extents[i] != S2::static_extents[i])
+      return false;
+  return true;
+}
 template <class T, class S>
 void check_block_divisible(const S& shape) {
   if constexpr (S::rank > 0 && is_block_format_v<T>) {
@@ -84,6 +94,14 @@ class TensorView {
   requires(std::is_const_v<T>&& std::is_same_v<const U, T>) constexpr TensorView(
       const TensorView<U, S, Space>& o)
       : data_(o.data()), shape_(o.shape()), strides_(o.strides()) {}
+  /// A view converts to a view of other static extents where they can agree: a static extent
+  /// becomes dyn freely, a dyn one becomes static with a run-time check (shape_error); two
+  /// different static extents do not convert (a compile error at the call).
+  template <class U, class S2>
+  requires(!std::is_same_v<S2, S> && S2::rank == S::rank &&
+           (std::is_same_v<U, T> || std::is_same_v<const U, T>)&&detail::extents_may_agree<
+               S, S2>()) constexpr TensorView(const TensorView<U, S2, Space>& o)
+      : data_(o.data()), shape_(S::from_array(o.shape().extents())), strides_(o.strides()) {}
 
   constexpr T* data() const noexcept { return data_; }
   constexpr const S& shape() const noexcept { return shape_; }

@@ -145,24 +145,25 @@ class Bert {
     const index_t T = check_batch(ids.size(), mask.size(), types.size(), B);
     const index_t N = B * T, D = cfg_.dim;
     grow(s, B, T);
-    float* x = s.x_.data();
-    float* work = s.work_.data();
+    // The activations, typed with the config's static width (dyn for a run-time config).
+    const auto x = nn::row_view<E::dim>(s.x_.data(), N, D);
+    const auto work = nn::scratch_view(s.work_.data(), index_t(s.work_.size()));
     const Backend be{};
     token_embd.forward(be, ids, x);
-    for (index_t b = 0; b < B; ++b) position_embd.add(be, x + b * T * D, T, 0);
+    for (index_t b = 0; b < B; ++b) position_embd.add(be, nn::row_range(x, b * T, (b + 1) * T), 0);
     if (types.empty()) {
       const Id zero{};
-      for (index_t i = 0; i < N; ++i) token_types.forward_add(be, std::span(&zero, 1), x + i * D);
+      for (index_t i = 0; i < N; ++i)
+        token_types.forward_add(be, std::span(&zero, 1), nn::row_range(x, i, i + 1));
     } else {
       token_types.forward_add(be, types, x);
     }
-    token_embd_norm.forward(be, x, N, x);
-    const Mask* m = mask.empty() ? nullptr : mask.data();
+    token_embd_norm.forward(be, x, x);
     for (const Block& b : blk) {
-      b.attn.forward_bidirectional(be, x, B, T, m, work, x, 1.0f);  // x += attention(x)
-      b.attn_output_norm.forward(be, x, N, x);
-      b.ffn.forward(be, x, N, x, work, 1.0f);  // x += mlp(x)
-      b.layer_output_norm.forward(be, x, N, x);
+      b.attn.forward_bidirectional(be, x, B, mask, work, x, 1.0f);  // x += attention(x)
+      b.attn_output_norm.forward(be, x, x);
+      b.ffn.forward(be, x, x, work, 1.0f);  // x += mlp(x)
+      b.layer_output_norm.forward(be, x, x);
     }
     return {s.x_.data(), std::size_t(N * D)};
   }

@@ -33,8 +33,7 @@ struct CLIPConfig {
   float norm_eps = 1e-5f;
 };
 
-/// Backend: whose kernels encode() runs (default_backend; cpu_scalar: the references). The
-/// causal self-attention runs on nn::Attention's own backend-less path.
+/// Backend: whose kernels encode() runs (default_backend; cpu_scalar: the references).
 template <class Backend = default_backend>
 class BasicCLIPTextModel {
  public:
@@ -74,22 +73,26 @@ class BasicCLIPTextModel {
     std::vector<float> h(static_cast<std::size_t>(T * D)), t(h.size()),
         f(static_cast<std::size_t>(T * cfg_.hidden)), k(static_cast<std::size_t>(cfg_.max_pos * D)),
         v(k.size());
-    token_embedding.forward(Backend{}, ids, h.data());
-    position_embedding.add(Backend{}, h.data(), T, 0);
+    const Backend b{};
+    const auto hv = nn::row_view(h.data(), T, D), tv = nn::row_view(t.data(), T, D);
+    const auto fv = nn::row_view(f.data(), T, cfg_.hidden);
+    const auto kv = nn::row_view(k.data(), cfg_.max_pos, D),
+               vv = nn::row_view(v.data(), cfg_.max_pos, D);
+    token_embedding.forward(b, ids, hv);
+    position_embedding.add(b, hv, 0);
     const auto& a0 = layers.front().self_attn;
     std::vector<float> scratch(static_cast<std::size_t>(a0.scratch_floats(T, cfg_.max_pos)));
-    const Backend b{};
+    const auto sv = nn::scratch_view(scratch.data(), index_t(scratch.size()));
     for (const Layer& l : layers) {
-      l.layer_norm1.forward(b, h.data(), T, t.data());
+      l.layer_norm1.forward(b, hv, tv);
       // Causal attention over the sequence: its keys and values fill the cache rows 0 … T−1.
-      l.self_attn.forward(b, t.data(), T, 0, k.data(), v.data(), cfg_.max_pos, scratch.data(),
-                          h.data(), 1.0f);
-      l.layer_norm2.forward(b, h.data(), T, t.data());
-      l.fc1.forward(b, t.data(), T, f.data());
-      kernel<op::gelu, Backend>::run(f.data(), T * cfg_.hidden, gelu_kind::quick);
-      l.fc2.forward(b, f.data(), T, h.data(), 1.0f);
+      l.self_attn.forward(b, tv, 0, kv, vv, sv, hv, 1.0f);
+      l.layer_norm2.forward(b, hv, tv);
+      l.fc1.forward(b, tv, fv);
+      eval(b, fv, fv * sigmoid(1.702f * fv));  // quick_gelu
+      l.fc2.forward(b, fv, hv, 1.0f);
     }
-    final_layer_norm.forward(b, h.data(), T, h.data());
+    final_layer_norm.forward(b, hv, hv);
     return h;
   }
 

@@ -17,9 +17,12 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "tessel/core/error.hpp"
 #include "tessel/core/shape.hpp"
+#include "tessel/nn/common.hpp"
+#include "tessel/nn/kv_cache.hpp"
 
 namespace tessel::models {
 
@@ -74,20 +77,64 @@ void decode_chunks(const char* who, std::span<const Id> tokens, index_t pos, ind
   }
 }
 
+/// What the state of a decoder with a KV cache (Llama, GPT-2) holds: the cache, which grows
+/// with the positions written, the hidden rows (x, xb: [max_batch, dim]) and scratch of one
+/// prefill chunk, and the logits of the last position. A model's State derives from it, adds
+/// its own tables (Llama: RoPE) and names the model a friend.
+template <index_t KvDim>
+class KVDecoderState {
+ public:
+  /// Positions this state may hold.
+  index_t max_seq() const noexcept { return cache_.max_seq(); }
+  /// Rows per prefill chunk.
+  index_t max_batch() const noexcept { return max_batch_; }
+  const nn::KVCache<dyn, KvDim>& cache() const noexcept { return cache_; }
+  /// Bytes allocated: the cache, the hidden rows, the scratch and the logits.
+  std::size_t bytes() const noexcept {
+    return cache_.bytes() +
+           (x_.size() + xb_.size() + work_.size() + logits_.size()) * sizeof(float);
+  }
+
+ protected:
+  KVDecoderState(index_t layers, index_t max_seq, index_t kv_dim, index_t dim, index_t vocab,
+                 index_t max_batch)
+      : cache_(layers, max_seq, kv_dim, 0), max_batch_(max_batch) {
+    x_.resize(std::size_t(max_batch * dim));
+    xb_.resize(x_.size());
+    logits_.resize(std::size_t(vocab));
+  }
+
+  /// Cache rows for positions [0, n), the scratch regrown to work(rows) floats for the new
+  /// number of rows; false when the rows were there already.
+  template <class Work>
+  bool grow(index_t n, Work&& work) {
+    if (n <= cache_.capacity()) return false;
+    cache_.reserve(n);
+    work_.resize(std::size_t(work(cache_.capacity())));
+    return true;
+  }
+
+  nn::KVCache<dyn, KvDim> cache_;
+  index_t max_batch_;
+  std::vector<float> x_, xb_, work_, logits_;
+};
+
 /// After the last block: logits of every row into all_logits ([M, vocab]) when given, and of
 /// the last row into logits when this is the last chunk. x: [M, D] hidden rows; xb: [M, D]
-/// scratch. norm.forward(x, rows, out), head.forward(in, rows, out).
-template <class Backend, class Norm, class Head>
-void decoder_head(Backend b, const Norm& norm, const Head& head, const float* x, index_t M,
-                  index_t D, index_t vocab, float* xb, float* all_logits, bool last,
-                  float* logits) {
+/// scratch rows; norm.forward(b, x, y) and head.forward(b, x, logits) take RowViews.
+template <class Backend, class Norm, class Head, index_t D>
+void decoder_head(Backend b, const Norm& norm, const Head& head, nn::RowView<D> x,
+                  nn::RowView<D> xb, index_t vocab, float* all_logits, bool last, float* logits) {
+  constexpr index_t V = Head::static_out;
+  const index_t M = x.extent(0);
   if (all_logits) {
-    norm.forward(b, x, M, xb);
-    head.forward(b, xb, M, all_logits);
+    norm.forward(b, x, xb);
+    head.forward(b, xb, nn::row_view<V>(all_logits, M, vocab));
     if (last) std::copy(all_logits + (M - 1) * vocab, all_logits + M * vocab, logits);
   } else if (last) {
-    norm.forward(b, x + (M - 1) * D, 1, xb);
-    head.forward(b, xb, 1, logits);
+    const auto x1 = nn::row_range(x, M - 1, M), xb1 = nn::row_range(xb, 0, 1);
+    norm.forward(b, x1, xb1);
+    head.forward(b, xb1, nn::row_view<V>(logits, 1, vocab));
   }
 }
 

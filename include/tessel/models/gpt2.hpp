@@ -111,42 +111,25 @@ class GPT2 {
 
   /// What one sequence changes: its KV cache (grows with the positions written), the scratch
   /// of a chunk of max_batch rows, the logits. Made by new_state().
-  class State {
+  class State : public KVDecoderState<E::dim> {
+    using Base = KVDecoderState<E::dim>;
+
    public:
     State(State&&) noexcept = default;
     State& operator=(State&&) noexcept = default;
 
-    /// Positions this state may hold.
-    index_t max_seq() const noexcept { return cache_.max_seq(); }
-    /// Rows per prefill chunk.
-    index_t max_batch() const noexcept { return max_batch_; }
-    const nn::KVCache<dyn, E::dim>& cache() const noexcept { return cache_; }
-    /// Bytes allocated: the cache, the scratch and the logits.
-    std::size_t bytes() const noexcept {
-      return cache_.bytes() +
-             (x_.size() + xb_.size() + work_.size() + logits_.size()) * sizeof(float);
-    }
-
    private:
     friend class GPT2;
     State(const GPT2& m, index_t max_seq, index_t max_batch)
-        : cache_(m.cfg_.layers, max_seq, m.cfg_.dim, 0), max_batch_(max_batch) {
-      x_.resize(std::size_t(max_batch * m.cfg_.dim));
-      xb_.resize(x_.size());
-      logits_.resize(std::size_t(m.cfg_.vocab));
-    }
+        : Base(m.cfg_.layers, max_seq, m.cfg_.dim, m.cfg_.dim, m.cfg_.vocab, max_batch) {}
 
     // Rows for positions [0, n): the cache grows, and with it the attention's scores scratch.
     void reserve(const GPT2& m, index_t n) {
-      if (n <= cache_.capacity()) return;
-      cache_.reserve(n);
-      work_.resize(std::size_t(std::max(m.blk[0].attn.scratch_floats(max_batch_, cache_.capacity()),
-                                        m.blk[0].ffn.scratch_floats(max_batch_))));
+      this->grow(n, [&](index_t rows) {
+        return std::max(m.blk[0].attn.scratch_floats(this->max_batch_, rows),
+                        m.blk[0].ffn.scratch_floats(this->max_batch_));
+      });
     }
-
-    nn::KVCache<dyn, E::dim> cache_;
-    index_t max_batch_;
-    std::vector<float> x_, xb_, work_, logits_;
   };
 
   explicit GPT2(const Cfg& cfg = {})
@@ -242,23 +225,22 @@ class GPT2 {
                  bool last) const {
     const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
     s.reserve(*this, pos + M);
-    const index_t rows = s.cache_.capacity();
-    float* x = s.x_.data();
-    float* xb = s.xb_.data();
-    float* work = s.work_.data();
+    // The activations, typed with the config's static width (dyn for a run-time config).
+    const auto x = nn::row_view<E::dim>(s.x_.data(), M, D);
+    const auto xb = nn::row_view<E::dim>(s.xb_.data(), M, D);
+    const auto work = nn::scratch_view(s.work_.data(), index_t(s.work_.size()));
     const Backend be{};
     token_embd.forward(be, tokens, x);
-    position_embd.add(be, x, M, pos);
+    position_embd.add(be, x, pos);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(be, x, M, xb);
-      b.attn.forward(be, xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, work, x,
+      b.attn_norm.forward(be, x, xb);
+      b.attn.forward(be, xb, pos, s.cache_.keys_view(l), s.cache_.values_view(l), work, x,
                      1.0f);  // residual: x += attention (no RoPE: positions are in x)
-      b.ffn_norm.forward(be, x, M, xb);
-      b.ffn.forward(be, xb, M, x, work, 1.0f);
+      b.ffn_norm.forward(be, x, xb);
+      b.ffn.forward(be, xb, x, work, 1.0f);
     }
-    decoder_head(be, output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last,
-                 s.logits_.data());
+    decoder_head(be, output_norm, output, x, xb, cfg_.vocab, all_logits, last, s.logits_.data());
   }
 };
 

@@ -191,24 +191,23 @@ class Hybrid {
   void run_chunk(State& s, std::span<const Id> tokens, index_t pos, float* all_logits,
                  bool last) const {
     const index_t M = static_cast<index_t>(tokens.size());
-    float* x = s.x_.data();
-    float* xb = s.xb_.data();
-    float* work = s.work_.data();
-    detail::embed_rows<Backend>(token_embd.weight, tokens, x, "tessel::models::Hybrid");
+    const auto x = nn::row_view<D>(s.x_.data(), M, D);
+    const auto xb = nn::row_view<D>(s.xb_.data(), M, D);
+    const auto work = nn::scratch_view(s.work_.data(), index_t(s.work_.size()));
+    const Backend be{};
+    detail::embed_rows<Backend>(token_embd.weight, tokens, x.data(), "tessel::models::Hybrid");
     for (index_t l = 0; l < Cfg::layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(Backend{}, x, M, xb);
+      b.attn_norm.forward(be, x, xb);
       if (is_attention(l))
-        attns[std::size_t(b.slot)].forward(Backend{}, xb, M, pos, s.cache_.keys(b.slot),
-                                           s.cache_.values(b.slot), s.max_seq_, work, x, 1.0f);
+        attns[std::size_t(b.slot)].forward(be, xb, pos, s.cache_.keys_view(b.slot),
+                                           s.cache_.values_view(b.slot), work, x, 1.0f);
       else
-        mixers[std::size_t(b.slot)].forward(Backend{}, xb, M, s.mamba_[std::size_t(b.slot)], work,
-                                            x, 1.0f);
-      b.ffn_norm.forward(Backend{}, x, M, xb);
-      b.ffn.forward(Backend{}, xb, M, x, work, 1.0f);
+        mixers[std::size_t(b.slot)].forward(be, xb, s.mamba_[std::size_t(b.slot)], work, x, 1.0f);
+      b.ffn_norm.forward(be, x, xb);
+      b.ffn.forward(be, xb, x, work, 1.0f);
     }
-    decoder_head(Backend{}, output_norm, token_embd, x, M, D, Vocab, xb, all_logits, last,
-                 s.logits_.data());
+    decoder_head(be, output_norm, token_embd, x, xb, Vocab, all_logits, last, s.logits_.data());
   }
 };
 

@@ -128,52 +128,40 @@ class Llama {
 
   /// What one sequence changes: its KV cache and RoPE table (both grow with the positions
   /// written), the scratch of a chunk of max_batch rows, the logits. Made by new_state().
-  class State {
+  class State : public KVDecoderState<E::kv_dim> {
+    using Base = KVDecoderState<E::kv_dim>;
+
    public:
     State(State&&) noexcept = default;
     State& operator=(State&&) noexcept = default;
 
-    /// Positions this state may hold.
-    index_t max_seq() const noexcept { return cache_.max_seq(); }
-    /// Rows per prefill chunk.
-    index_t max_batch() const noexcept { return max_batch_; }
-    const nn::KVCache<dyn, E::kv_dim>& cache() const noexcept { return cache_; }
     /// Bytes allocated: the cache, the RoPE table, the scratch and the logits.
     std::size_t bytes() const noexcept {
-      return cache_.bytes() +
-             (x_.size() + xb_.size() + work_.size() + logits_.size() +
-              std::size_t(rope_.max_seq() * rot_dim_)) *  // cos and sin: rot_dim / 2 each
-                 sizeof(float);
+      return Base::bytes() +
+             std::size_t(rope_.max_seq() * rot_dim_) * sizeof(float);  // cos and sin: rot_dim / 2
     }
 
    private:
     friend class Llama;
     State(const Llama& m, index_t max_seq, index_t max_batch)
-        : cache_(m.cfg_.layers, max_seq, m.cfg_.kv_dim(), 0),
+        : Base(m.cfg_.layers, max_seq, m.cfg_.kv_dim(), m.cfg_.dim, m.cfg_.vocab, max_batch),
           rot_dim_(m.rot_dim()),
-          rope_(m.cfg_.head_dim(), rot_dim_, 1, m.cfg_.rope_theta, m.cfg_.rope_style),
-          max_batch_(max_batch) {
-      x_.resize(std::size_t(max_batch * m.cfg_.dim));
-      xb_.resize(x_.size());
-      logits_.resize(std::size_t(m.cfg_.vocab));
-    }
+          rope_(m.cfg_.head_dim(), rot_dim_, 1, m.cfg_.rope_theta, m.cfg_.rope_style) {}
 
     // Rows for positions [0, n): the cache grows, and with it the RoPE table and the
     // attention's scores scratch (both sized by the cache's rows).
     void reserve(const Llama& m, index_t n) {
-      if (n <= cache_.capacity()) return;
-      cache_.reserve(n);
-      const index_t rows = cache_.capacity();
-      rope_ = nn::Rope(m.cfg_.head_dim(), rot_dim_, rows, m.cfg_.rope_theta, m.cfg_.rope_style);
-      work_.resize(std::size_t(std::max(m.blk[0].attn.scratch_floats(max_batch_, rows),
-                                        m.blk[0].ffn.scratch_floats(max_batch_))));
+      const auto work = [&](index_t rows) {
+        return std::max(m.blk[0].attn.scratch_floats(this->max_batch_, rows),
+                        m.blk[0].ffn.scratch_floats(this->max_batch_));
+      };
+      if (this->grow(n, work))
+        rope_ = nn::Rope(m.cfg_.head_dim(), rot_dim_, this->cache_.capacity(), m.cfg_.rope_theta,
+                         m.cfg_.rope_style);
     }
 
-    nn::KVCache<dyn, E::kv_dim> cache_;
     index_t rot_dim_;
     nn::Rope rope_;
-    index_t max_batch_;
-    std::vector<float> x_, xb_, work_, logits_;
   };
 
   explicit Llama(const Cfg& cfg = {})
@@ -271,22 +259,21 @@ class Llama {
                  bool last) const {
     const index_t M = static_cast<index_t>(tokens.size()), D = cfg_.dim;
     s.reserve(*this, pos + M);
-    const index_t rows = s.cache_.capacity();
-    float* x = s.x_.data();
-    float* xb = s.xb_.data();
-    float* work = s.work_.data();
+    // The activations, typed with the config's static width (dyn for a run-time config).
+    const auto x = nn::row_view<E::dim>(s.x_.data(), M, D);
+    const auto xb = nn::row_view<E::dim>(s.xb_.data(), M, D);
+    const auto work = nn::scratch_view(s.work_.data(), index_t(s.work_.size()));
     const Backend be{};
     token_embd.forward(be, tokens, x);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(be, x, M, xb);
-      b.attn.forward(be, xb, M, pos, s.cache_.keys(l), s.cache_.values(l), rows, s.rope_, work, x,
+      b.attn_norm.forward(be, x, xb);
+      b.attn.forward(be, xb, pos, s.cache_.keys_view(l), s.cache_.values_view(l), s.rope_, work, x,
                      1.0f);  // residual: x += attention
-      b.ffn_norm.forward(be, x, M, xb);
-      b.ffn.forward(be, xb, M, x, work, 1.0f);
+      b.ffn_norm.forward(be, x, xb);
+      b.ffn.forward(be, xb, x, work, 1.0f);
     }
-    decoder_head(be, output_norm, output, x, M, D, cfg_.vocab, xb, all_logits, last,
-                 s.logits_.data());
+    decoder_head(be, output_norm, output, x, xb, cfg_.vocab, all_logits, last, s.logits_.data());
   }
 };
 

@@ -244,17 +244,17 @@ class recurrent_lm {
   template <class Id>
   void run_chunk(State& s, std::span<const Id> tokens, float* all_logits, bool last) const {
     const index_t M = static_cast<index_t>(tokens.size());
-    float* x = s.x_.data();
-    float* xb = s.xb_.data();
-    embed_rows<Backend>(token_embd.weight, tokens, x, Traits::name);
+    const auto x = nn::row_view<Traits::dim>(s.x_.data(), M, cfg_.dim);
+    const auto xb = nn::row_view<Traits::dim>(s.xb_.data(), M, cfg_.dim);
+    const auto work = nn::scratch_view(s.work_.data(), index_t(s.work_.size()));
+    const Backend be{};
+    embed_rows<Backend>(token_embd.weight, tokens, x.data(), Traits::name);
     for (index_t l = 0; l < cfg_.layers; ++l) {
       const Block& b = blk[std::size_t(l)];
-      b.attn_norm.forward(Backend{}, x, M, xb);
-      b.mixer.forward(Backend{}, xb, M, s.layers_[std::size_t(l)], s.work_.data(), x,
-                      1.0f);  // x += mixer
+      b.attn_norm.forward(be, x, xb);
+      b.mixer.forward(be, xb, s.layers_[std::size_t(l)], work, x, 1.0f);  // x += mixer
     }
-    decoder_head(Backend{}, output_norm, head(), x, M, cfg_.dim, cfg_.vocab, xb, all_logits, last,
-                 s.logits_.data());
+    decoder_head(be, output_norm, head(), x, xb, cfg_.vocab, all_logits, last, s.logits_.data());
   }
 };
 

@@ -87,13 +87,13 @@ class BasicMnistDDPM {
         phi(n, n_freq + i) = static_cast<float>(std::cos(a) - 1.0);
       }
     const Backend b{};
-    time_embed[0].forward(b, phi.data(), N, h.data());
-    gelu_inplace(h.data(), h.size());
-    time_embed[1].forward(b, h.data(), N, h2.data());
-    gelu_inplace(h2.data(), h2.size());
-    time_embed[2].forward(b, h2.data(), N, h.data());
-    gelu_inplace(h.data(), h.size());
-    time_out.forward(b, h.data(), N, out.data());
+    time_embed[0].forward(b, phi, h);
+    eval(b, h, gelu(h));
+    time_embed[1].forward(b, h, h2);
+    eval(b, h2, gelu(h2));
+    time_embed[2].forward(b, h2, h);
+    eval(b, h, gelu(h));
+    time_out.forward(b, h, out);
     return out;
   }
 
@@ -132,10 +132,6 @@ class BasicMnistDDPM {
   Tensor<float, DynShape<1>> beta_t{DynShape<1>(steps + 1)}, alpha_t{DynShape<1>(steps + 1)};
 
  private:
-  static void gelu_inplace(float* p, index_t n) {
-    kernel<op::gelu, Backend>::run(p, n, gelu_kind::erf);
-  }
-
   static Tensor<float, DynShape<4>> run_block(const Block& b,
                                               TensorView<const float, DynShape<4>> x) {
     Tensor<float, DynShape<4>> h(x.extent(0), b.conv_w.extent(0), side, side);
@@ -143,7 +139,7 @@ class BasicMnistDDPM {
     const index_t N = h.extent(0), D = h.size() / N;
     auto rows = h.reshape(N, D);  // one row per sample: LayerNorm over (C, 28, 28)
     layer_norm(Backend{}, rows, rows, b.ln_w.reshape(D), b.ln_b.reshape(D), ln_eps);
-    gelu_inplace(h.data(), h.size());
+    eval(Backend{}, h, gelu(h));
     return h;
   }
 

@@ -152,9 +152,10 @@ class UNet {
     const index_t ted = time_embed_dim();
     const auto tp = timestep_embedding(t, cfg_.block_out_channels[0]);
     std::vector<float> e1(static_cast<std::size_t>(N * ted)), emb(e1.size());
-    linear_1.forward(b, tp.data(), N, e1.data());
+    linear_1.forward(b, tp, nn::row_view(e1.data(), N, ted));
     kernel<op::silu, Backend>::run(e1.data(), N * ted);
-    linear_2.forward(b, e1.data(), N, emb.data());
+    linear_2.forward(b, nn::row_view<dyn, const float>(e1.data(), N, ted),
+                     nn::row_view(emb.data(), N, ted));
     for (std::size_t n = 0; n < class_labels.size(); ++n) {
       const index_t c = class_labels[n];
       if (c < 0 || c >= cfg_.num_classes)

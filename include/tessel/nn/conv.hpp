@@ -7,7 +7,6 @@
 //                                                // the backend whose tag b is
 //   nn::GroupNorm gn(/*groups=*/32, channels, /*eps=*/1e-5f);
 //   auto h = gn.forward(b, x.view());  gn.forward_silu(b, ...) fuses the SiLU that follows
-// The forwards without a backend run on default_backend.
 //
 // NCHW activations are Tensor<float, DynShape<4>> here: the convolutional blocks allocate their
 // outputs (a U-Net step is dominated by its convolutions, not by allocation).
@@ -52,7 +51,6 @@ class BasicConv2d {
     conv2d(b, y.view(), x, weight.view(), bias.view(), opt);
     return y;
   }
-  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {
@@ -81,7 +79,6 @@ class GroupNorm {
     group_norm(b, y, x, weight, bias, groups, eps);
     return y;
   }
-  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
   /// SiLU(GroupNorm(x)): the pair every ResBlock and U-Net output runs.
   template <class Backend>
   Act4 forward_silu(Backend b, View4 x) const {
@@ -89,7 +86,6 @@ class GroupNorm {
     group_norm_silu(b, y, x, weight, bias, groups, eps);
     return y;
   }
-  Act4 forward_silu(View4 x) const { return forward_silu(default_backend{}, x); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {

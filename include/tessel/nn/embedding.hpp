@@ -21,26 +21,18 @@ class Embedding {
   index_t vocab() const noexcept { return weight.extent(0); }
   index_t dim() const noexcept { return weight.extent(1); }
 
-  /// out[i, :] = row tokens[i]; a token outside [0, Vocab) is a value_error (nothing is
-  /// written then). The rows are gathered by Backend's op::embedding_rows kernel.
+  /// out[i, :] = row tokens[i] (out: [tokens.size(), Dim], rows may be strided); a token
+  /// outside [0, Vocab) is a value_error (nothing is written then). The rows are gathered by
+  /// Backend's op::embedding_rows kernel.
   template <class Backend, class Id>
-  void forward(Backend, std::span<const Id> tokens, float* out) const {
+  void forward(Backend, std::span<const Id> tokens, RowView<Dim> out) const {
     lookup<Backend>(tokens, out, false);
-  }
-
-  template <class Id>
-  void forward(std::span<const Id> tokens, float* out) const {
-    forward(default_backend{}, tokens, out);
   }
 
   /// out[i, :] += row tokens[i] (BERT's token-type embedding is added to the others).
   template <class Backend, class Id>
-  void forward_add(Backend, std::span<const Id> tokens, float* out) const {
+  void forward_add(Backend, std::span<const Id> tokens, RowView<Dim> out) const {
     lookup<Backend>(tokens, out, true);
-  }
-  template <class Id>
-  void forward_add(std::span<const Id> tokens, float* out) const {
-    forward_add(default_backend{}, tokens, out);
   }
 
   template <class V>
@@ -52,24 +44,36 @@ class Embedding {
 
  private:
   template <class Backend, class Id>
-  void lookup(std::span<const Id> tokens, float* out, bool add) const {
+  void lookup(std::span<const Id> tokens, RowView<Dim> out, bool add) const {
+    const index_t n = static_cast<index_t>(tokens.size());
+    detail::check_rows("tessel::nn::Embedding", "output", out, dim(), n);
     for (const Id id : tokens) {
       const auto t = static_cast<index_t>(id);
       if (t < 0 || t >= vocab())
         throw value_error("tessel::nn::Embedding: token " + std::to_string(t) +
                           " is outside the vocabulary of " + std::to_string(vocab()));
     }
-    const index_t n = static_cast<index_t>(tokens.size());
     if constexpr (std::is_same_v<W, any_weight>) {
       if (n > 0 && weight.empty())
         throw value_error("tessel::nn::Embedding: a table of " + std::to_string(vocab()) +
                           " rows was used before any weights were loaded");
       with_weight_kind(weight.kind(), [&]<class T>(type_tag<T>) {
-        kernel<op::embedding_rows, Backend, T>::run(weight.template data<T>(), dim(), tokens.data(),
-                                                    n, out, add);
+        gather<Backend, T>(weight.template data<T>(), tokens, out, add);
       });
     } else {
-      kernel<op::embedding_rows, Backend, W>::run(weight.data(), dim(), tokens.data(), n, out, add);
+      gather<Backend, W>(weight.data(), tokens, out, add);
+    }
+  }
+  /// One kernel call for contiguous rows, one per row for strided ones.
+  template <class Backend, class T, class Id>
+  void gather(const T* table, std::span<const Id> tokens, RowView<Dim> out, bool add) const {
+    const index_t n = static_cast<index_t>(tokens.size()), D = dim();
+    if (n <= 1 || out.stride(0) == D) {
+      kernel<op::embedding_rows, Backend, T>::run(table, D, tokens.data(), n, out.data(), add);
+    } else {
+      for (index_t i = 0; i < n; ++i)
+        kernel<op::embedding_rows, Backend, T>::run(table, D, tokens.data() + i, 1,
+                                                    out.data() + i * out.stride(0), add);
     }
   }
 };

@@ -51,6 +51,14 @@ class KVCache {
   const float* keys(index_t layer) const noexcept { return k_.data() + layer * rows_ * kv_dim(); }
   const float* values(index_t layer) const noexcept { return v_.data() + layer * rows_ * kv_dim(); }
 
+  /// A layer's key / value rows [capacity(), KvDim], as Attention::forward takes them.
+  RowView<KvDim> keys_view(index_t layer) noexcept {
+    return {keys(layer), Shape<dyn, KvDim>(rows_, kv_dim())};
+  }
+  RowView<KvDim> values_view(index_t layer) noexcept {
+    return {values(layer), Shape<dyn, KvDim>(rows_, kv_dim())};
+  }
+
   /// Bytes allocated (keys and values).
   std::size_t bytes() const noexcept { return (k_.size() + v_.size()) * sizeof(float); }
 

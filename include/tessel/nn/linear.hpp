@@ -9,8 +9,9 @@
 //
 //   nn::Linear<64, 172, f16> up;            // static: shapes checked at compile time
 //   nn::Linear<dyn, dyn> proj(dim, hidden);  // run-time dimensions
-//   up.forward(x, M, y);                     // x [M, In], y [M, Out], row-major f32
-//   up.forward(x, M, y, 1.0f);               // y += x Wᵀ (a residual add for free)
+//   up.forward(b, x, y);                     // x RowView<64, const float>, y RowView<172>
+//   up.forward(b, x, y, 1.0f);               // y += x Wᵀ (a residual add for free)
+// Rows may be strided (the keys of a KV cache are written in place through a strided view).
 
 #include "any_weight.hpp"
 #include "common.hpp"
@@ -32,36 +33,15 @@ class Linear {
   index_t out() const noexcept { return weight.extent(0); }
 
   /// y[M, Out] = x[M, In] Wᵀ + b + beta · y (beta 0 never reads y), with Backend's kernels.
+  /// The rows of x and y must agree, and their widths equal In and Out (shape_error).
   template <class Backend>
-  void forward(Backend b, const float* x, index_t M, float* y, float beta = 0.0f) const {
-    forward_strided(b, x, in(), M, y, out(), beta);
-  }
-  void forward(const float* x, index_t M, float* y, float beta = 0.0f) const {
-    forward_strided(default_backend{}, x, in(), M, y, out(), beta);
-  }
-  /// The same with row strides (ldx >= In, ldy >= Out): writes straight into a KV cache.
-  void forward_strided(const float* x, index_t ldx, index_t M, float* y, index_t ldy,
-                       float beta = 0.0f) const {
-    forward_strided(default_backend{}, x, ldx, M, y, ldy, beta);
-  }
-  template <class Backend>
-  void forward_strided(Backend, const float* x, index_t ldx, index_t M, float* y, index_t ldy,
-                       float beta = 0.0f) const {
-    const index_t K = in(), N = out();
-    if constexpr (is_dense_weight_v<W>) {
-      gemm<Backend>(M, N, K, x, ldx, weight.data(), K, true, y, ldy, beta);
-    } else if constexpr (std::is_same_v<W, any_weight>) {
-      weight.template matmul<Backend>(x, ldx, M, y, ldy, beta);
-    } else if constexpr (QuantFormat<W>) {
-      qgemm<Backend>(M, N, K, x, ldx, weight.data(), y, ldy, beta);
-    } else {
-      kernel<op::dequant_matmul, Backend, W>::run(M, N, K, x, ldx, weight.data(), y, ldy, beta);
-    }
-    if constexpr (Bias) {
-      const float* b = bias.data();
-      for (index_t i = 0; i < M; ++i)
-        for (index_t j = 0; j < N; ++j) y[i * ldy + j] += b[j];
-    }
+  void forward(Backend b, RowView<In, const float> x, RowView<Out> y, float beta = 0.0f) const {
+    const index_t M = x.extent(0);
+    detail::check_rows("tessel::nn::Linear", "input", x, in());
+    detail::check_rows("tessel::nn::Linear", "output", y, out(), M);
+    forward_rows(b, x.data(), std::max(x.stride(0), in()), M, y.data(),
+                 std::max(y.stride(0), out()), beta);
+    if constexpr (Bias) eval(b, y, y + bias);
   }
 
   template <class V>
@@ -74,6 +54,21 @@ class Linear {
   [[no_unique_address]] std::conditional_t<Bias, Tensor<float, Shape<Out>>, no_param> bias;
 
  private:
+  template <class Backend>
+  void forward_rows(Backend, const float* x, index_t ldx, index_t M, float* y, index_t ldy,
+                    float beta) const {
+    const index_t K = in(), N = out();
+    if constexpr (is_dense_weight_v<W>) {
+      gemm<Backend>(M, N, K, x, ldx, weight.data(), K, true, y, ldy, beta);
+    } else if constexpr (std::is_same_v<W, any_weight>) {
+      weight.template matmul<Backend>(x, ldx, M, y, ldy, beta);
+    } else if constexpr (QuantFormat<W>) {
+      qgemm<Backend>(M, N, K, x, ldx, weight.data(), y, ldy, beta);
+    } else {
+      kernel<op::dequant_matmul, Backend, W>::run(M, N, K, x, ldx, weight.data(), y, ldy, beta);
+    }
+  }
+
   static auto make_bias(index_t out) {
     if constexpr (Bias) {
       return Tensor<float, Shape<Out>>(Shape<Out>(out));

@@ -18,7 +18,7 @@
 // d_state]) is all a layer remembers: its size does not depend on the sequence length.
 //
 //   nn::MambaState st = mixer.make_state();
-//   mixer.forward(default_backend{}, u, M, st, scratch, out, 1.0f);  // M rows, out += ...
+//   mixer.forward(b, u, st, scratch, out, 1.0f);  // u, out: RowView<dim> [M, dim]; out += ...
 //
 // forward runs every kernel (projections, conv1d, silu, selective scan) on the backend it is
 // given: the scalar references or the SIMD kernels of its instruction set.
@@ -118,15 +118,19 @@ class MambaMixer {
   /// y[M, dim] = mixer(x[M, dim]) + beta · y, continuing the sequence whose state is st (and
   /// leaving in it the state after these rows), on backend b. scratch: scratch_floats(M) floats.
   template <class Backend>
-  void forward(Backend b, const float* x, index_t M, MambaState& st, float* scratch, float* y,
-               float beta = 0.0f) const {
+  void forward(Backend b, RowView<E::dim, const float> xv, MambaState& st, ScratchView sv,
+               RowView<E::dim> yv, float beta = 0.0f) const {
+    const index_t M = xv.extent(0);
+    detail::check_rows("tessel::nn::MambaMixer", "output", yv, dim(), M);
+    detail::check_scratch("tessel::nn::MambaMixer", sv, scratch_floats(M));
+    float* scratch = sv.data();
     const index_t Di = d_inner(), N = d_state(), R = dt_rank(), XO = R + 2 * N;
     float* xz = scratch;          // [M, 2·Di]: x | z
     float* xc = xz + M * 2 * Di;  // [M, Di]: silu(conv(x))
     float* xdbl = xc + M * Di;    // [M, R + 2N]: δ | B | C
     float* dt = xdbl + M * XO;    // [M, Di]
     float* ys = dt + M * Di;      // [M, Di]
-    ssm_in.forward(b, x, M, xz);
+    ssm_in.forward(b, xv, row_view<E::xz>(xz, M, 2 * Di));
 
     tessel::detail::conv1d_problem c;
     c.L = M, c.D = Di, c.K = d_conv();
@@ -136,10 +140,13 @@ class MambaMixer {
     c.state = st.conv.data(), c.ld_s = Di;
     c.y = xc, c.ld_y = Di;
     kernel<op::conv1d, Backend>::run(c);
-    kernel<op::silu, Backend>::run(xc, M * Di);
+    const auto xcv = row_view<E::d_inner>(xc, M, Di);
+    eval(b, xcv, silu(xcv));
 
-    ssm_x.forward(b, xc, M, xdbl);
-    ssm_dt.forward_strided(b, xdbl, XO, M, dt, Di);  // its bias goes into the scan's softplus
+    ssm_x.forward(b, xcv, row_view<E::x_out>(xdbl, M, XO));
+    // δ is the first R columns of xdbl; ssm_dt's bias goes into the scan's softplus.
+    ssm_dt.forward(b, row_view<E::dt_rank, const float>(xdbl, M, R, XO),
+                   row_view<E::d_inner>(dt, M, Di));
 
     tessel::detail::scan_problem p;
     p.L = M, p.D = Di, p.N = N;
@@ -155,12 +162,7 @@ class MambaMixer {
     p.h = st.ssm.data(), p.ld_h = N;
     kernel<op::selective_scan, Backend>::run(p);
 
-    ssm_out.forward(b, ys, M, y, beta);
-  }
-  /// The same on default_backend.
-  void forward(const float* x, index_t M, MambaState& st, float* scratch, float* y,
-               float beta = 0.0f) const {
-    forward(default_backend{}, x, M, st, scratch, y, beta);
+    ssm_out.forward(b, row_view<E::d_inner, const float>(ys, M, Di), yv, beta);
   }
 
   /// Parameters with GGUF's names: prefix "blk.3." gives blk.3.ssm_in.weight, ...

@@ -23,7 +23,7 @@
 // is all a layer remembers: its size does not depend on the sequence length.
 //
 //   nn::Mamba2State st = mixer.make_state();
-//   mixer.forward(default_backend{}, u, M, st, scratch, out, 1.0f);  // M rows, out += ...
+//   mixer.forward(b, u, st, scratch, out, 1.0f);  // u, out: RowView<dim> [M, dim]; out += ...
 //
 // forward runs every kernel (projections, conv1d, silu, SSD scan, gated norm) on the backend
 // it is given: the scalar references or the SIMD kernels of its instruction set.
@@ -131,14 +131,18 @@ class Mamba2Mixer {
   /// y[M, dim] = mixer(x[M, dim]) + beta · y, continuing the sequence whose state is st (and
   /// leaving in it the state after these rows), on backend b. scratch: scratch_floats(M) floats.
   template <class Backend>
-  void forward(Backend b, const float* x, index_t M, Mamba2State& st, float* scratch, float* y,
-               float beta = 0.0f) const {
+  void forward(Backend b, RowView<E::dim, const float> xv, Mamba2State& st, ScratchView sv,
+               RowView<E::dim> yv, float beta = 0.0f) const {
+    const index_t M = xv.extent(0);
+    detail::check_rows("tessel::nn::Mamba2Mixer", "output", yv, dim(), M);
+    detail::check_scratch("tessel::nn::Mamba2Mixer", sv, scratch_floats(M));
+    float* scratch = sv.data();
     const index_t Di = d_inner(), N = d_state(), H = n_heads(), G = n_groups();
     const index_t CD = conv_dim(), PR = ssm_in.out();
     float* zx = scratch;      // [M, PR]: z | xBC | dt
     float* xc = zx + M * PR;  // [M, CD]: silu(conv(xBC)) = x | B | C
     float* ys = xc + M * CD;  // [M, Di]
-    ssm_in.forward(b, x, M, zx);
+    ssm_in.forward(b, xv, row_view<E::proj>(zx, M, PR));
 
     tessel::detail::conv1d_problem c;
     c.L = M, c.D = CD, c.K = d_conv();
@@ -148,7 +152,8 @@ class Mamba2Mixer {
     c.state = st.conv.data(), c.ld_s = CD;
     c.y = xc, c.ld_y = CD;
     kernel<op::conv1d, Backend>::run(c);
-    kernel<op::silu, Backend>::run(xc, M * CD);
+    const auto xcv = row_view(xc, M, CD);
+    eval(b, xcv, silu(xcv));
 
     tessel::detail::ssd_problem p;
     p.L = M, p.H = H, p.P = Di / H, p.N = N, p.G = G;
@@ -165,12 +170,7 @@ class Mamba2Mixer {
     // rms_norm(y · silu(z)) per group of Di / G channels
     kernel<op::gated_group_rms_norm, Backend>::run(zx, PR, ys, Di, M, Di, G, norm_weight.data(),
                                                    eps);
-    ssm_out.forward(b, ys, M, y, beta);
-  }
-  /// The same on default_backend.
-  void forward(const float* x, index_t M, Mamba2State& st, float* scratch, float* y,
-               float beta = 0.0f) const {
-    forward(default_backend{}, x, M, st, scratch, y, beta);
+    ssm_out.forward(b, row_view<E::d_inner, const float>(ys, M, Di), yv, beta);
   }
 
   /// Parameters with GGUF's names: prefix "blk.3." gives blk.3.ssm_in.weight, ...

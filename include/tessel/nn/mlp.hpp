@@ -2,7 +2,9 @@
 // Feed-forward blocks, with GGUF names:
 //   GatedMLP<Dim, Hidden, W> (SwiGLU, Llama): y = ffn_down(silu(ffn_gate(x)) ⊙ ffn_up(x))
 //   MLP<Dim, Hidden, W, Bias> (GPT-2, BERT):   y = ffn_down(gelu(ffn_up(x)))
-// forward takes a scratch area of scratch_floats(M) floats, so a decode loop allocates nothing.
+// forward takes x [M, Dim] and y [M, Dim] as RowViews and a scratch area of at least
+// scratch_floats(M) floats, so a decode loop allocates nothing; the activations between the
+// matrix products are expressions evaluated on the layer's backend.
 
 #include "linear.hpp"
 
@@ -21,18 +23,16 @@ class GatedMLP {
 
   /// y[M, Dim] = mlp(x) + beta · y, with Backend's kernels.
   template <class Backend>
-  void forward(Backend b, const float* x, index_t M, float* y, float* scratch,
+  void forward(Backend b, RowView<Dim, const float> x, RowView<Dim> y, ScratchView scratch,
                float beta = 0.0f) const {
-    const index_t H = hidden();
-    float* g = scratch;
-    float* u = scratch + M * H;
-    ffn_gate.forward(b, x, M, g);
-    ffn_up.forward(b, x, M, u);
-    detail::silu_mul(b, g, u, g, M * H);
-    ffn_down.forward(b, g, M, y, beta);
-  }
-  void forward(const float* x, index_t M, float* y, float* scratch, float beta = 0.0f) const {
-    forward(default_backend{}, x, M, y, scratch, beta);
+    const index_t M = x.extent(0), H = hidden();
+    detail::check_scratch("tessel::nn::GatedMLP", scratch, scratch_floats(M));
+    const auto g = row_view<Hidden>(scratch.data(), M, H);
+    const auto u = row_view<Hidden>(scratch.data() + M * H, M, H);
+    ffn_gate.forward(b, x, g);
+    ffn_up.forward(b, x, u);
+    eval(b, g, silu(g) * u);
+    ffn_down.forward(b, g, y, beta);
   }
 
   template <class V>
@@ -60,14 +60,18 @@ class MLP {
 
   /// y[M, Dim] = mlp(x) + beta · y, with Backend's kernels.
   template <class Backend>
-  void forward(Backend b, const float* x, index_t M, float* y, float* scratch,
+  void forward(Backend b, RowView<Dim, const float> x, RowView<Dim> y, ScratchView scratch,
                float beta = 0.0f) const {
-    ffn_up.forward(b, x, M, scratch);
-    detail::gelu_inplace(b, scratch, M * hidden(), gelu);
-    ffn_down.forward(b, scratch, M, y, beta);
-  }
-  void forward(const float* x, index_t M, float* y, float* scratch, float beta = 0.0f) const {
-    forward(default_backend{}, x, M, y, scratch, beta);
+    const index_t M = x.extent(0);
+    detail::check_scratch("tessel::nn::MLP", scratch, scratch_floats(M));
+    const auto h = row_view<Hidden>(scratch.data(), M, hidden());
+    ffn_up.forward(b, x, h);
+    if (gelu == GeluKind::tanh) {
+      eval(b, h, gelu_tanh(h));
+    } else {
+      eval(b, h, tessel::gelu(h));
+    }
+    ffn_down.forward(b, h, y, beta);
   }
 
   template <class V>

@@ -18,12 +18,14 @@ class RMSNorm {
 
   /// y[M, Dim] = rms_norm(x[M, Dim]); y may be x.
   template <class Backend>
-  void forward(Backend, const float* x, index_t M, float* y) const {
-    const index_t D = dim();
+  void forward(Backend, RowView<Dim, const float> x, RowView<Dim> y) const {
+    const index_t D = dim(), M = x.extent(0);
+    detail::check_rows("tessel::nn::RMSNorm", "input", x, D);
+    detail::check_rows("tessel::nn::RMSNorm", "output", y, D, M);
     for (index_t i = 0; i < M; ++i)
-      kernel<op::rms_norm_row, Backend>::run(x + i * D, y + i * D, D, weight.data(), eps);
+      kernel<op::rms_norm_row, Backend>::run(x.data() + i * x.stride(0), y.data() + i * y.stride(0),
+                                             D, weight.data(), eps);
   }
-  void forward(const float* x, index_t M, float* y) const { forward(default_backend{}, x, M, y); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {
@@ -42,14 +44,17 @@ class LayerNorm {
 
   index_t dim() const noexcept { return weight.extent(0); }
 
+  /// y[M, Dim] = layer_norm(x[M, Dim]); y may be x.
   template <class Backend>
-  void forward(Backend, const float* x, index_t M, float* y) const {
-    const index_t D = dim();
+  void forward(Backend, RowView<Dim, const float> x, RowView<Dim> y) const {
+    const index_t D = dim(), M = x.extent(0);
+    detail::check_rows("tessel::nn::LayerNorm", "input", x, D);
+    detail::check_rows("tessel::nn::LayerNorm", "output", y, D, M);
     for (index_t i = 0; i < M; ++i)
-      kernel<op::layer_norm_row, Backend>::run(x + i * D, y + i * D, D, weight.data(), bias.data(),
-                                               eps);
+      kernel<op::layer_norm_row, Backend>::run(x.data() + i * x.stride(0),
+                                               y.data() + i * y.stride(0), D, weight.data(),
+                                               bias.data(), eps);
   }
-  void forward(const float* x, index_t M, float* y) const { forward(default_backend{}, x, M, y); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {

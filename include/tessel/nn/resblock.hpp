@@ -14,7 +14,6 @@
 //   r.visit("down_blocks.0.resnets.0", v);
 //   auto y = r.forward(b, x.view(), silu_temb);  // on backend b; silu_temb [N, temb_dim]:
 //                                     // SiLU(temb), which the U-Net computes once for its blocks
-// The forwards without a backend run on default_backend.
 
 #include <optional>
 
@@ -51,7 +50,8 @@ class BasicResBlock {
     if (time_emb_proj && silu_temb) {
       const index_t N = h.extent(0), C = h.extent(1), P = h.extent(2) * h.extent(3);
       std::vector<float> e(static_cast<std::size_t>(N * C));
-      time_emb_proj->forward(b, silu_temb, N, e.data());
+      time_emb_proj->forward(b, row_view<dyn, const float>(silu_temb, N, time_emb_proj->in()),
+                             row_view(e.data(), N, C));
       parallel_for(0, N * C, std::max<index_t>(1, 16384 / std::max<index_t>(P, 1)),
                    [&](index_t lo, index_t hi) {
                      for (index_t nc = lo; nc < hi; ++nc) {
@@ -69,9 +69,6 @@ class BasicResBlock {
       detail::add_inplace(h.data(), x.data(), h.size());
     }
     return h;
-  }
-  Act4 forward(View4 x, const float* silu_temb = nullptr) const {
-    return forward(default_backend{}, x, silu_temb);
   }
 
   template <class V>
@@ -105,7 +102,6 @@ class BasicDownsample {
     if (conv.opt.padding == 0) return conv.forward(b, pad2d_zero(x, 0, 1, 0, 1, b).view());
     return conv.forward(b, x);
   }
-  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
   template <class V>
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);
@@ -122,7 +118,6 @@ class BasicUpsample {
   Act4 forward(Backend b, View4 x) const {
     return conv.forward(b, upsample_nearest2x(x, b));
   }
-  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
   template <class V>
   void visit(const std::string& name, V&& v) {
     conv.visit(name + ".conv", v);

@@ -44,9 +44,6 @@ class Rope {
     kernel<op::rope_rows, Backend>::run(v, n_heads, head_dim_, half_, cos_.data() + pos * half_,
                                         sin_.data() + pos * half_, style_ == RopeStyle::adjacent);
   }
-  void apply(float* v, index_t n_heads, index_t pos) const {
-    apply(default_backend{}, v, n_heads, pos);
-  }
 
  private:
   index_t head_dim_, half_, max_seq_;

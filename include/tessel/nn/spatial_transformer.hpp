@@ -14,7 +14,7 @@
 //
 //   nn::SpatialTransformer st(channels, heads, context_dim, groups);
 //   auto y = st.forward(b, x.view(), ctx, L);   // x [N, C, H, W], ctx [N, L, context_dim] rows,
-//                                               // on backend b (without b: default_backend)
+//                                               // on backend b
 //
 // Attention runs per (image, head) as two GEMMs (scores = Q Kᵀ, out = softmax(scores) V) over
 // blocks of query rows, keeping the score block within 16 MiB.
@@ -154,15 +154,14 @@ class CrossAttention {
     }
     std::vector<float> q(static_cast<std::size_t>(N * T * D)),
         k(static_cast<std::size_t>(N * L * D)), v(k.size()), att(q.size());
-    to_q.forward(b, x, N * T, q.data());
-    to_k.forward(b, context, N * L, k.data());
-    to_v.forward(b, context, N * L, v.data());
+    const auto xv = row_view<dyn, const float>(x, N * T, D);
+    const auto cv = row_view<dyn, const float>(context, N * L, context_dim());
+    to_q.forward(b, xv, row_view(q.data(), N * T, D));
+    to_k.forward(b, cv, row_view(k.data(), N * L, D));
+    to_v.forward(b, cv, row_view(v.data(), N * L, D));
     detail::multi_head_attention(b, q.data(), k.data(), v.data(), N, T, L, D, heads, att.data());
-    to_out.forward(b, att.data(), N * T, y, beta);
-  }
-  void forward(const float* x, index_t N, index_t T, const float* context, index_t L, float* y,
-               float beta = 0.0f) const {
-    forward(default_backend{}, x, N, T, context, L, y, beta);
+    to_out.forward(b, row_view<dyn, const float>(att.data(), N * T, D), row_view(y, N * T, D),
+                   beta);
   }
 
   template <class V>
@@ -195,18 +194,16 @@ class BasicTransformerBlock {
   void forward(Backend b, float* x, index_t N, index_t T, const float* context, index_t L) const {
     const index_t D = norm1.dim(), M = N * T, F = 4 * D;
     std::vector<float> t(static_cast<std::size_t>(M * D));
-    norm1.forward(b, x, M, t.data());
+    const auto xv = row_view(x, M, D), tv = row_view(t.data(), M, D);
+    norm1.forward(b, xv, tv);
     attn1.forward(b, t.data(), N, T, nullptr, 0, x, 1.0f);
-    norm2.forward(b, x, M, t.data());
+    norm2.forward(b, xv, tv);
     attn2.forward(b, t.data(), N, T, context, L, x, 1.0f);
-    norm3.forward(b, x, M, t.data());
+    norm3.forward(b, xv, tv);
     std::vector<float> g(static_cast<std::size_t>(M * 2 * F)), a(static_cast<std::size_t>(M * F));
-    ff_proj.forward(b, t.data(), M, g.data());
+    ff_proj.forward(b, tv, row_view(g.data(), M, 2 * F));
     kernel<op::geglu, Backend>::run(g.data(), M, F, a.data());
-    ff_out.forward(b, a.data(), M, x, 1.0f);
-  }
-  void forward(float* x, index_t N, index_t T, const float* context, index_t L) const {
-    forward(default_backend{}, x, N, T, context, L);
+    ff_out.forward(b, row_view<dyn, const float>(a.data(), M, F), xv, 1.0f);
   }
 
   template <class V>
@@ -256,9 +253,6 @@ class BasicSpatialTransformer {
     for (const auto& blk : blocks) blk.forward(b, h.data(), N, T, context, L);
     return detail::rows_to_nchw_add(detail::conv1x1_rows(b, h, proj_out), x);
   }
-  Act4 forward(View4 x, const float* context, index_t L) const {
-    return forward(default_backend{}, x, context, L);
-  }
 
   template <class V>
   void visit(const std::string& name, V&& v) {
@@ -292,7 +286,6 @@ class AttentionBlock {
     attn.forward(b, h.data(), N, T, nullptr, 0, y.data());
     return detail::rows_to_nchw_add(y, x);
   }
-  Act4 forward(View4 x) const { return forward(default_backend{}, x); }
 
   template <class V>
   void visit(const std::string& name, V&& v) {

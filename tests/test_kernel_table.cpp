@@ -279,11 +279,14 @@ TEST_CASE_TEMPLATE("dequant_matmul: a format without integer dots, through Linea
         want[m * N + n] = s;
       }
     std::vector<float> y(want.size());
-    lin.forward(Backend{}, x.data(), M, y.data());
+    lin.forward(Backend{}, nn::row_view<K, const float>(x.data(), M, K),
+                nn::row_view<N>(y.data(), M, N));
     // K = 38 f32 products summed in f32: 38 roundings of at most |x||w| <= 16 each, 1e-5.
     check_vec("y = x Wᵀ", y, want, 1e-5);
     std::vector<float> y2(want.size(), 1.0f);
-    lin.forward(Backend{}, x.data(), M, y2.data(), 0.5f);  // y = x Wᵀ + 0.5 · y
+    lin.forward(Backend{}, nn::row_view<K, const float>(x.data(), M, K),
+                nn::row_view<N>(y2.data(), M, N),
+                0.5f);  // y = x Wᵀ + 0.5 · y
     for (auto& v : want) v += 0.5;
     check_vec("y = x Wᵀ + 0.5 y", y2, want, 1e-5);
   }
@@ -302,24 +305,43 @@ TEST_CASE_TEMPLATE("Embedding and PositionEmbedding gather through the table", B
   q8_0::dequantize_row(q.data(), widened.data(), V * D);
   const int toks[3] = {4, 0, 4};
   std::vector<float> out(3 * D), add(3 * D, 1.0f);
-  e.forward(Backend{}, std::span<const int>(toks), out.data());
-  e.forward_add(Backend{}, std::span<const int>(toks), add.data());
+  e.forward(Backend{}, std::span<const int>(toks), nn::row_view(out.data(), 3, D));
+  e.forward_add(Backend{}, std::span<const int>(toks), nn::row_view(add.data(), 3, D));
   for (index_t i = 0; i < 3; ++i)
     for (index_t j = 0; j < D; ++j) {
       CHECK(out[i * D + j] == widened[toks[i] * D + j]);
       CHECK(add[i * D + j] == 1.0f + widened[toks[i] * D + j]);
     }
+  // Strided rows (ld = D + 5, as a view into a wider buffer): one gather per row, the gaps kept.
+  const index_t ld = D + 5;
+  std::vector<float> wide(std::size_t(3 * ld), -7.0f);
+  e.forward(Backend{}, std::span<const int>(toks), nn::row_view(wide.data(), 3, D, ld));
+  for (index_t i = 0; i < 3; ++i) {
+    for (index_t j = 0; j < D; ++j) CHECK(wide[i * ld + j] == widened[toks[i] * D + j]);
+    for (index_t j = D; j < ld; ++j) CHECK(wide[i * ld + j] == -7.0f);
+  }
+  std::vector<float> xw(std::size_t(2 * ld), 0.25f);
+  nn::PositionEmbedding<dyn, dyn> pf(V, D);
+  std::copy(table.begin(), table.end(), pf.weight.data());
+  pf.add(Backend{}, nn::row_view(xw.data(), 2, D, ld), 1);  // rows 1 and 2
+  for (index_t i = 0; i < 2; ++i) {
+    for (index_t j = 0; j < D; ++j) CHECK(xw[i * ld + j] == 0.25f + table[(1 + i) * D + j]);
+    for (index_t j = D; j < ld; ++j) CHECK(xw[i * ld + j] == 0.25f);
+  }
   const int bad[2] = {1, 5};
-  CHECK_THROWS_AS(e.forward(Backend{}, std::span<const int>(bad), out.data()), value_error);
+  CHECK_THROWS_AS(e.forward(Backend{}, std::span<const int>(bad), nn::row_view(out.data(), 2, D)),
+                  value_error);
   nn::Embedding<dyn, dyn, nn::any_weight> unloaded(V, D);
-  CHECK_THROWS_AS(unloaded.forward(Backend{}, std::span<const int>(toks), out.data()), value_error);
+  CHECK_THROWS_AS(
+      unloaded.forward(Backend{}, std::span<const int>(toks), nn::row_view(out.data(), 3, D)),
+      value_error);
 
   nn::PositionEmbedding<dyn, dyn, bf16> p(V, D);
   for (index_t i = 0; i < V * D; ++i) p.weight.data()[i] = from_f32<bf16>(table[i]);
   std::vector<float> x(2 * D, 0.5f);
-  p.add(Backend{}, x.data(), 2, 3);  // rows 3 and 4
+  p.add(Backend{}, nn::row_view(x.data(), 2, D), 3);  // rows 3 and 4
   for (index_t i = 0; i < 2; ++i)
     for (index_t j = 0; j < D; ++j)
       CHECK(x[i * D + j] == 0.5f + to_f32(p.weight.data()[(3 + i) * D + j]));
-  CHECK_THROWS_AS(p.add(Backend{}, x.data(), 2, 4), value_error);
+  CHECK_THROWS_AS(p.add(Backend{}, nn::row_view(x.data(), 2, D), 4), value_error);
 }

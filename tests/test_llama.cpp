@@ -362,6 +362,14 @@ TEST_CASE("A state's KV cache grows with the positions written; its context boun
   CHECK_THROWS_AS(m.forward(small, eight.subspan(0, 1), -1), tessel::value_error);
   CHECK_THROWS_AS((void)m.new_state({.max_seq = lo.max_seq + 1}), tessel::value_error);
   CHECK_THROWS_AS((void)m.new_state({.max_seq = -1}), tessel::value_error);
+  // A prefill chunk past the bound (or below one row) is refused by name, before allocating.
+  CHECK_THROWS_WITH_AS((void)m.new_state({.max_batch = tessel::index_t(1) << 40}),
+                       doctest::Contains("max_batch"), tessel::value_error);
+  CHECK_THROWS_AS((void)m.new_state({.max_batch = 0}), tessel::value_error);
+  CHECK_THROWS_AS((void)m.new_state({.max_batch = -5}), tessel::value_error);
+  CHECK(m.new_state({.max_batch = tessel::models::max_state_batch}).max_batch() ==
+        tessel::models::max_state_batch);
+  CHECK(m.new_state({.max_seq = 8, .max_batch = 64}).max_batch() == 8);  // at most the context
   // generate() stops at the state's context.
   auto g = m.new_state({.max_seq = 8});
   const auto r = tessel::generate_ids(m, g, eight.subspan(0, 3), greedy(1 << 30), -1, -1,

@@ -57,6 +57,20 @@ inline index_t state_context(const char* who, index_t model_max_seq, index_t req
   return requested > 0 ? requested : model_max_seq;
 }
 
+/// The most rows a state's prefill chunk may hold. Scratch grows with the chunk (a 7B Llama's
+/// MLP alone takes 2 · rows · hidden floats), and past a few thousand rows a larger chunk runs
+/// no faster: a request beyond this is refused instead of ending in bad_alloc.
+inline constexpr index_t max_state_batch = 8192;
+
+/// The prefill chunk of a new state: the request, at most the state's context.
+inline index_t state_batch(const char* who, index_t requested, index_t max_seq) {
+  if (requested < 1 || requested > max_state_batch)
+    throw value_error(std::string(who) + ": StateOptions::max_batch of " +
+                      std::to_string(requested) + " rows is outside [1, " +
+                      std::to_string(max_state_batch) + "]");
+  return std::max<index_t>(1, std::min(requested, max_seq));
+}
+
 /// Runs tokens [pos, pos + n) as chunks of at most max_batch rows:
 /// chunk(tokens_of_chunk, pos_of_chunk, all_logits_of_chunk_or_null, is_last_chunk).
 /// Positions must lie inside [0, max_seq).

@@ -136,7 +136,7 @@ class Hybrid {
   /// rows per prefill chunk).
   State new_state(StateOptions opt = {}) const {
     const index_t seq = state_context("tessel::models::Hybrid", Cfg::max_seq, opt.max_seq);
-    return State(*this, seq, std::clamp<index_t>(opt.max_batch, 1, seq));
+    return State(*this, seq, state_batch("tessel::models::Hybrid", opt.max_batch, seq));
   }
 
   /// As Mamba::forward: pos 0 starts the sequence over, other positions continue it.

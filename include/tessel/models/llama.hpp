@@ -186,7 +186,7 @@ class Llama {
   /// opt.max_batch rows. It allocates the scratch of one chunk; the cache grows with use.
   State new_state(StateOptions opt = {}) const {
     const index_t seq = state_context("tessel::models::Llama", cfg_.max_seq, opt.max_seq);
-    return State(*this, seq, std::max<index_t>(1, std::min(opt.max_batch, seq)));
+    return State(*this, seq, state_batch("tessel::models::Llama", opt.max_batch, seq));
   }
 
   /// Runs tokens at positions pos .. pos+n-1 of the state's sequence (its cache rows before

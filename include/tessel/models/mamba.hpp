@@ -192,7 +192,7 @@ class recurrent_lm {
   /// per prefill chunk, which sizes the scratch).
   State new_state(StateOptions opt = {}) const {
     const index_t seq = state_context(Traits::name, cfg_.max_seq, opt.max_seq);
-    return State(*this, seq, std::clamp<index_t>(opt.max_batch, 1, seq));
+    return State(*this, seq, state_batch(Traits::name, opt.max_batch, seq));
   }
 
   /// Runs tokens at positions pos .. pos+n-1 of the sequence s and returns the logits after

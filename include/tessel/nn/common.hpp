@@ -31,7 +31,8 @@
 #include "tessel/core/numeric.hpp"
 #include "tessel/core/shape.hpp"
 #include "tessel/core/tensor.hpp"
-#include "tessel/ops/matmul.hpp"  // gemm, which the layers call
+#include "tessel/ops/activation.hpp"  // gelu_kind
+#include "tessel/ops/matmul.hpp"      // gemm, which the layers call
 #include "tessel/ops/norm.hpp"
 #include "tessel/ops/softmax.hpp"
 

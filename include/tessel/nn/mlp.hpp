@@ -66,10 +66,16 @@ class MLP {
     detail::check_scratch("tessel::nn::MLP", scratch, scratch_floats(M));
     const auto h = row_view<Hidden>(scratch.data(), M, hidden());
     ffn_up.forward(b, x, h);
-    if (gelu == GeluKind::tanh) {
-      eval(b, h, gelu_tanh(h));
-    } else {
-      eval(b, h, tessel::gelu(h));
+    switch (gelu) {
+      case GeluKind::tanh:
+        eval(b, h, gelu_tanh(h));
+        break;
+      case GeluKind::quick:
+        eval(b, h, h * sigmoid(1.702f * h));
+        break;
+      case GeluKind::erf:
+        eval(b, h, tessel::gelu(h));
+        break;
     }
     ffn_down.forward(b, h, y, beta);
   }

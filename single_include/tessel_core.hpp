@@ -12,9 +12,14 @@
 // ---- begin tessel/core/error.hpp ----
 // Errors a user can cause. Each message reads like a sentence: what, where, expected, got.
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace tessel {
 
@@ -51,6 +56,94 @@ struct value_error : error {
   using error::error;
 };
 
+namespace detail {
+
+/// One piece of an error message: text, an integer (written as std::to_string writes it), or
+/// extents (written "[2, 3, 4]", as to_string(shape) writes them).
+class msg_part {
+ public:
+  msg_part(const char* s) noexcept : msg_part(std::string_view(s)) {}
+  msg_part(std::string_view s) noexcept : ptr_(s.data()), n_(s.size()) {}
+  msg_part(const std::string& s) noexcept : msg_part(std::string_view(s)) {}
+  template <class I>
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, char>)
+      msg_part(I v)
+  noexcept
+      : n_(static_cast<std::uint64_t>(v)), kind_(std::is_signed_v<I> ? kind::sint : kind::uint) {}
+  /// The extents of a shape (anything whose extents() is a std::array), or a std::array of
+  /// integers, written "[2, 3, 4]" as to_string writes them. Read when the message is built:
+  /// the object must outlive the full expression (as in `throw e(concat({..., shape}))`).
+  template <class S>
+  requires requires(const S& s) { s.extents().data(); }
+  msg_part(const S& s) noexcept : ptr_(&s), write_(&write_extents_of<S>), kind_(kind::object) {}
+  template <class T, std::size_t R>
+  requires std::is_integral_v<T> msg_part(const std::array<T, R>& e)
+  noexcept : ptr_(&e), write_(&write_array<T, R>), kind_(kind::object) {}
+
+  void append_to(std::string& out) const {
+    switch (kind_) {
+      case kind::text:
+        out.append(static_cast<const char*>(ptr_), n_);
+        break;
+      case kind::sint:
+        out += std::to_string(static_cast<long long>(n_));
+        break;
+      case kind::uint:
+        out += std::to_string(static_cast<unsigned long long>(n_));
+        break;
+      case kind::object:
+        write_(out, ptr_);
+        break;
+    }
+  }
+
+ private:
+  enum class kind : unsigned char { text, sint, uint, object };
+  static void append_extents(std::string& out, const long long* e, std::size_t n) {
+    out += '[';
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i) out += ", ";
+      out += std::to_string(e[i]);
+    }
+    out += ']';
+  }
+  template <class T, std::size_t R>
+  static void write_array(std::string& out, const void* p) {
+    const auto& e = *static_cast<const std::array<T, R>*>(p);
+    long long v[R > 0 ? R : 1];
+    for (std::size_t i = 0; i < R; ++i) v[i] = static_cast<long long>(e[i]);
+    append_extents(out, v, R);
+  }
+  template <class S>
+  static void write_extents_of(std::string& out, const void* p) {
+    const auto e = static_cast<const S*>(p)->extents();
+    write_array<typename decltype(e)::value_type, std::tuple_size_v<decltype(e)>>(out, &e);
+  }
+
+  const void* ptr_ = nullptr;  // text, or the object
+  std::uint64_t n_ = 0;        // length of the text, or the integer
+  void (*write_)(std::string&, const void*) = nullptr;
+  kind kind_ = kind::text;
+};
+
+/// The message made of `parts`. Out of line and cold: a throw inside a template then costs one
+/// call per instantiation instead of a chain of inlined string appends, which at -O2 made up
+/// about a sixth of the compile time of a small program using tensors, an expression and matmul.
+[[gnu::cold, gnu::noinline]] inline std::string concat(std::initializer_list<msg_part> parts) {
+  std::string s;
+  for (const auto& p : parts) p.append_to(s);
+  return s;
+}
+
+/// Throws E (an exception taking a std::string) with the message made of `parts`. A throw site
+/// is then one call: no string temporaries or clean-ups compiled into every instantiation.
+template <class E>
+[[noreturn, gnu::cold, gnu::noinline]] void raise(std::initializer_list<msg_part> parts) {
+  throw E(concat(parts));
+}
+
+}  // namespace detail
+
 }  // namespace tessel
 // ---- end tessel/core/error.hpp ----
 // ---- begin tessel/core/memory.hpp ----
@@ -84,7 +177,7 @@ struct host_space {
     const std::size_t rounded =
         (bytes + tensor_alignment - 1) / tensor_alignment * tensor_alignment;
     if (rounded < bytes)
-      throw value_error("tessel: allocation of " + std::to_string(bytes) + " bytes overflows");
+      detail::raise<value_error>({"tessel: allocation of ", bytes, " bytes overflows"});
 #if defined(__linux__)
     // Large buffers (weights, KV caches, activations of big layers) start on a 2 MiB boundary
     // and ask for transparent huge pages, which many kernels give only on request (THP
@@ -93,7 +186,7 @@ struct host_space {
     if (rounded >= huge_threshold) {
       const std::size_t r2 = (rounded + huge_page - 1) / huge_page * huge_page;
       if (r2 < rounded)
-        throw value_error("tessel: allocation of " + std::to_string(bytes) + " bytes overflows");
+        detail::raise<value_error>({"tessel: allocation of ", bytes, " bytes overflows"});
       void* p = std::aligned_alloc(huge_page, r2);
       if (!p) throw std::bad_alloc();
       ::madvise(p, r2, MADV_HUGEPAGE);  // advice only: failure leaves ordinary pages
@@ -420,6 +513,15 @@ using index_t = std::int64_t;
 inline constexpr index_t dyn = -1;
 
 namespace detail {
+// The checks of every Shape constructor, out of line: each instantiation only calls them.
+[[noreturn, gnu::cold, gnu::noinline]] inline void negative_extent(index_t v) {
+  raise<shape_error>({"tessel::Shape: negative extent ", v});
+}
+[[noreturn, gnu::cold, gnu::noinline]] inline void static_extent_mismatch(std::size_t axis,
+                                                                          index_t expected,
+                                                                          index_t got) {
+  raise<shape_error>({"tessel::Shape: axis ", axis, " is static ", expected, ", got ", got});
+}
 template <index_t... Es>
 constexpr std::size_t count_dyn() {
   return ((Es == dyn ? 1u : 0u) + ... + 0u);
@@ -460,7 +562,7 @@ class Shape {
       assign_all(v);
     } else {
       for (std::size_t i = 0; i < rank_dynamic; ++i) {
-        if (v[i] < 0) throw shape_error("tessel::Shape: negative extent " + std::to_string(v[i]));
+        if (v[i] < 0) detail::negative_extent(v[i]);
         dyn_[i] = v[i];
       }
     }
@@ -505,11 +607,9 @@ class Shape {
   template <std::size_t N>
   constexpr void assign_all(const std::array<index_t, N>& v) {
     for (std::size_t i = 0; i < rank; ++i) {
-      if (v[i] < 0) throw shape_error("tessel::Shape: negative extent " + std::to_string(v[i]));
+      if (v[i] < 0) detail::negative_extent(v[i]);
       if (static_extents[i] != dyn) {
-        if (v[i] != static_extents[i])
-          throw shape_error("tessel::Shape: axis " + std::to_string(i) + " is static " +
-                            std::to_string(static_extents[i]) + ", got " + std::to_string(v[i]));
+        if (v[i] != static_extents[i]) detail::static_extent_mismatch(i, static_extents[i], v[i]);
       } else if constexpr (rank_dynamic > 0) {
         dyn_[dyn_slot(i)] = v[i];
       }
@@ -542,12 +642,7 @@ concept ShapeType = detail::is_shape<S>::value;
 /// "[2, 3, 4]"
 template <std::size_t R>
 std::string to_string(const std::array<index_t, R>& e) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < R; ++i) {
-    if (i) s += ", ";
-    s += std::to_string(e[i]);
-  }
-  return s + "]";
+  return detail::concat({e});
 }
 template <index_t... Es>
 std::string to_string(const Shape<Es...>& s) {
@@ -558,8 +653,7 @@ std::string to_string(const Shape<Es...>& s) {
 inline index_t checked_mul(index_t a, index_t b, const char* what = "size") {
   index_t r;
   if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
-    throw value_error(std::string("tessel: ") + what + " overflows (" + std::to_string(a) + " x " +
-                      std::to_string(b) + ")");
+    detail::raise<value_error>({"tessel: ", what, " overflows (", a, " x ", b, ")"});
   return r;
 }
 
@@ -609,6 +703,16 @@ constexpr std::array<index_t, S::rank> contiguous_strides(const S& shape, index_
   }
   return st;
 }
+/// Whether shapes S and S2 (of one rank) can describe the same extents: no axis static in both
+/// with different values.
+template <class S, class S2>
+constexpr bool extents_may_agree() {
+  for (std::size_t i = 0; i < S::rank; ++i)
+    if (S::static_extents[i] != dyn && S2::static_extents[i] != dyn &&
+        S::static_extents[i] != S2::static_extents[i])
+      return false;
+  return true;
+}
 template <class T, class S>
 void check_block_divisible(const S& shape) {
   if constexpr (S::rank > 0 && is_block_format_v<T>) {
@@ -617,8 +721,8 @@ void check_block_divisible(const S& shape) {
                   "tessel: the last extent of a block-format tensor must be a multiple of the "
                   "format's block size");
     if (shape.extent(S::rank - 1) % block_elems_v<T> != 0)
-      throw shape_error("tessel: last extent " + std::to_string(shape.extent(S::rank - 1)) +
-                        " is not a multiple of the block size " + std::to_string(block_elems_v<T>));
+      detail::raise<shape_error>({"tessel: last extent ", shape.extent(S::rank - 1),
+                                  " is not a multiple of the block size ", block_elems_v<T>});
   }
 }
 }  // namespace detail
@@ -647,6 +751,14 @@ class TensorView {
   requires(std::is_const_v<T>&& std::is_same_v<const U, T>) constexpr TensorView(
       const TensorView<U, S, Space>& o)
       : data_(o.data()), shape_(o.shape()), strides_(o.strides()) {}
+  /// A view converts to a view of other static extents where they can agree: a static extent
+  /// becomes dyn freely, a dyn one becomes static with a run-time check (shape_error); two
+  /// different static extents do not convert (a compile error at the call).
+  template <class U, class S2>
+  requires(!std::is_same_v<S2, S> && S2::rank == S::rank &&
+           (std::is_same_v<U, T> || std::is_same_v<const U, T>)&&detail::extents_may_agree<
+               S, S2>()) constexpr TensorView(const TensorView<U, S2, Space>& o)
+      : data_(o.data()), shape_(S::from_array(o.shape().extents())), strides_(o.strides()) {}
 
   constexpr T* data() const noexcept { return data_; }
   constexpr const S& shape() const noexcept { return shape_; }
@@ -681,8 +793,7 @@ class TensorView {
       requires(block == 1 && Space::host_accessible) {
     for (std::size_t k = 0; k < rank; ++k)
       if (ix[k] < 0 || ix[k] >= extent(k))
-        throw shape_error("tessel: index " + to_string(ix) + " out of bounds for shape " +
-                          to_string(shape_));
+        detail::raise<shape_error>({"tessel: index ", ix, " out of bounds for shape ", shape_});
     return at(ix);
   }
 
@@ -690,9 +801,8 @@ class TensorView {
   TensorView<T, DynShape<rank>, Space> slice(std::size_t axis, index_t begin, index_t end) const {
     check_axis(axis, "slice");
     if (begin < 0 || end < begin || end > extent(axis))
-      throw shape_error("tessel: slice [" + std::to_string(begin) + ", " + std::to_string(end) +
-                        ") of axis " + std::to_string(axis) + " out of bounds for shape " +
-                        to_string(shape_));
+      detail::raise<shape_error>({"tessel: slice [", begin, ", ", end, ") of axis ", axis,
+                                  " out of bounds for shape ", shape_});
     index_t b = begin;
     if (axis + 1 == rank && block > 1) {
       if (begin % block || end % block)
@@ -712,8 +822,8 @@ class TensorView {
     if (axis + 1 == rank && block > 1)
       throw shape_error("tessel: cannot select single elements of a block format");
     if (index < 0 || index >= extent(axis))
-      throw shape_error("tessel: select index " + std::to_string(index) + " on axis " +
-                        std::to_string(axis) + " out of bounds for shape " + to_string(shape_));
+      detail::raise<shape_error>(
+          {"tessel: select index ", index, " on axis ", axis, " out of bounds for shape ", shape_});
     std::array<index_t, R - 1> e{}, st{};
     for (std::size_t k = 0, j = 0; k < rank; ++k)
       if (k != axis) e[j] = extent(k), st[j++] = strides_[k];
@@ -729,8 +839,8 @@ class TensorView {
     std::array<index_t, rank> e{}, st{};
     for (std::size_t k = 0; k < rank; ++k) {
       if (perm[k] >= rank || seen[perm[k]])
-        throw shape_error("tessel: permute: not a permutation of the " + std::to_string(rank) +
-                          " axes of shape " + to_string(shape_));
+        detail::raise<shape_error>(
+            {"tessel: permute: not a permutation of the ", rank, " axes of shape ", shape_});
       seen[perm[k]] = true;
       e[k] = extent(perm[k]);
       st[k] = strides_[perm[k]];
@@ -751,10 +861,9 @@ class TensorView {
     index_t n = 1;
     for (auto x : e) n = checked_mul(n, x, "reshape size");
     if (n != size())
-      throw shape_error("tessel: reshape: cannot view shape " + to_string(shape_) + " as " +
-                        to_string(e));
+      detail::raise<shape_error>({"tessel: reshape: cannot view shape ", shape_, " as ", e});
     if (!is_contiguous())
-      throw shape_error("tessel: reshape of a non-contiguous view of shape " + to_string(shape_));
+      detail::raise<shape_error>({"tessel: reshape of a non-contiguous view of shape ", shape_});
     return {data_, DynShape<N>::from_array(e)};
   }
   template <class... I>
@@ -767,8 +876,7 @@ class TensorView {
     if constexpr (S::is_static && S2::is_static)
       static_assert(S{}.size() == S2{}.size(), "tessel: reshape_as: sizes differ");
     if (s2.size() != size() || !is_contiguous())
-      throw shape_error("tessel: reshape: cannot view shape " + to_string(shape_) + " as " +
-                        to_string(s2));
+      detail::raise<shape_error>({"tessel: reshape: cannot view shape ", shape_, " as ", s2});
     return {data_, s2};
   }
 
@@ -786,8 +894,8 @@ class TensorView {
       } else if (extent(a) == 1) {
         st[k] = 0;
       } else {
-        throw shape_error("tessel: broadcast_to: shape " + to_string(shape_) +
-                          " cannot broadcast to " + to_string(target));
+        detail::raise<shape_error>(
+            {"tessel: broadcast_to: shape ", shape_, " cannot broadcast to ", target});
       }
     }
     return {data_, DynShape<N>::from_array(target), st};
@@ -802,8 +910,8 @@ class TensorView {
  private:
   void check_axis(std::size_t axis, const char* op) const {
     if (axis >= rank)
-      throw shape_error(std::string("tessel: ") + op + ": axis " + std::to_string(axis) +
-                        " out of range for shape " + to_string(shape_));
+      detail::raise<shape_error>(
+          {"tessel: ", op, ": axis ", axis, " out of range for shape ", shape_});
   }
 
   T* data_ = nullptr;
@@ -1073,6 +1181,19 @@ template <class B>
 inline constexpr bool is_cpu_simd_v = false;
 template <class A>
 inline constexpr bool is_cpu_simd_v<cpu_simd<A>> = true;
+
+/// What an xsimd architecture may use, for kernels whose path follows their Arch rather than
+/// the translation unit's macros. xsimd 8's AVX-512 types do not derive from its AVX2 ones,
+/// so "has AVX2" is spelled out; an AVX2 Arch stands for x86-64-v3 (AVX2, FMA and F16C, which
+/// an `#if` on their macros still has to let compile).
+template <class Arch>
+inline constexpr bool arch_has_avx_v =
+    std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>;
+template <class Arch>
+inline constexpr bool arch_has_avx2_v =
+    std::is_base_of_v<xsimd::avx2, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>;
+template <class Arch>
+inline constexpr bool arch_has_avx512f_v = std::is_base_of_v<xsimd::avx512f, Arch>;
 
 /// Where a backend looks when it has no kernel of its own.
 template <class Backend>
@@ -1529,8 +1650,7 @@ broadcast_shape_t<SA, SB> broadcast_shapes(const char* op, const SA& a, const SB
     const index_t x = detail::aligned_extent<rank>(ea, k);
     const index_t y = detail::aligned_extent<rank>(eb, k);
     if (x != y && x != 1 && y != 1)
-      throw shape_error(std::string("tessel: ") + op + ": shapes " + to_string(a) + " and " +
-                        to_string(b) + " cannot broadcast");
+      detail::raise<shape_error>({"tessel: ", op, ": shapes ", a, " and ", b, " cannot broadcast"});
     r[k] = x == 1 ? y : x;
   }
   return R::from_array(r);
@@ -1549,8 +1669,8 @@ void check_assignable(const char* op, const SE& e, const SD& d) {
   for (std::size_t k = 0; k < SD::rank; ++k) {
     const index_t x = detail::aligned_extent<SD::rank>(ee, k);
     if (x != 1 && x != d.extent(k))
-      throw shape_error(std::string("tessel: ") + op + ": an expression of shape " + to_string(e) +
-                        " cannot be written to a destination of shape " + to_string(d));
+      detail::raise<shape_error>({"tessel: ", op, ": an expression of shape ", e,
+                                  " cannot be written to a destination of shape ", d});
   }
 }
 
@@ -2267,8 +2387,8 @@ struct reduce_expr : expr_base {
   reduce_expr(A a_, index_t ax) : a(std::move(a_)) {
     const index_t r = static_cast<index_t>(in_rank);
     if (ax < -r || ax >= r)
-      throw shape_error(std::string("tessel: ") + Red::name + ": axis " + std::to_string(ax) +
-                        " out of range for shape " + to_string(a.shape()));
+      detail::raise<shape_error>(
+          {"tessel: ", Red::name, ": axis ", ax, " out of range for shape ", a.shape()});
     axis_ = static_cast<std::size_t>(ax < 0 ? ax + r : ax);
     const auto ce = a.shape().extents();
     std::array<index_t, rank> e{};
@@ -2291,8 +2411,8 @@ struct reduce_expr : expr_base {
     auto cb = a.template bind<in_rank>(ce, ctx);
     const index_t n_out = shape_.size();
     if (Red::needs_nonempty && ce[axis_] == 0 && n_out > 0)
-      throw shape_error(std::string("tessel: ") + Red::name + ": reduction over the empty axis " +
-                        std::to_string(axis_) + " of shape " + to_string(a.shape()));
+      detail::raise<shape_error>({"tessel: ", Red::name, ": reduction over the empty axis ", axis_,
+                                  " of shape ", a.shape()});
     // Padded by 16 floats: vector loops may not read past n_out, but GCC cannot always prove it.
     std::shared_ptr<float[]> buf(n_out > 0 ? new float[static_cast<std::size_t>(n_out) + 16]
                                            : nullptr);
@@ -2990,8 +3110,8 @@ inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
   if constexpr (std::is_same_v<T, float>) {
     return batch::load_unaligned(p);
   } else {
-#if defined(__AVX512F__)
-    if constexpr (W == 16) {
+#if defined(__AVX512F__)  // only lets the intrinsics compile: Arch chooses the path
+    if constexpr (arch_has_avx512f_v<Arch> && W == 16) {
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
       // The maskz forms: GCC 12's unmasked ones start from _mm512_undefined_*() and trip
       // -Wmaybe-uninitialized (GCC bug 105593) under -Werror.
@@ -3005,7 +3125,7 @@ inline xsimd::batch<float, Arch> load_f32(const T* p) noexcept {
     }
 #endif
 #if defined(__AVX2__) && defined(__F16C__)
-    if constexpr (W == 8) {
+    if constexpr (arch_has_avx2_v<Arch> && W == 8) {
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
       if constexpr (std::is_same_v<T, f16>) {
         return batch(_mm256_cvtph_ps(h));
@@ -3027,33 +3147,34 @@ inline void transpose8(__m256 r[8]) noexcept;
 #endif
 
 /// Packs rows [0, mc) x columns [0, kc) of A (row-major, stride lda) into MR-row slivers,
-/// zero-padding the last sliver to MR rows. With AVX, 8 columns of up to 8 rows at a time go
-/// through an in-register transpose (reads stay contiguous along k; measured on the 1.1B f16
-/// prefill, the scalar loop took 2-3% of the time).
-template <int MR>
+/// zero-padding the last sliver to MR rows. When Arch has AVX2, 8 columns of up to 8 rows at a
+/// time go through an in-register transpose (reads stay contiguous along k; measured on the
+/// 1.1B f16 prefill, the scalar loop took 2-3% of the time).
+template <class Arch, int MR>
 inline void pack_a(index_t mc, index_t kc, const float* A, index_t lda, float* out) noexcept {
   for (index_t i0 = 0; i0 < mc; i0 += MR) {
     const index_t rows = std::min<index_t>(MR, mc - i0);
     const float* src = A + i0 * lda;
     index_t k0 = 0;
-#if defined(__AVX2__)
-    for (; k0 + 8 <= kc; k0 += 8) {
-      for (int g = 0; g < MR; g += 8) {
-        const int n = std::min(8, MR - g);  // rows of the sliver this group fills
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i)
-          r[i] = i < n && g + i < rows ? _mm256_loadu_ps(src + (g + i) * lda + k0)
-                                       : _mm256_setzero_ps();
-        transpose8(r);
-        if (n == 8) {
-          for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + g, r[i]);
-        } else {
-          const __m256i mask =
-              _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-          for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + g, mask, r[i]);
+#if defined(__AVX2__)  // only lets the intrinsics compile: Arch chooses the path
+    if constexpr (arch_has_avx2_v<Arch>)
+      for (; k0 + 8 <= kc; k0 += 8) {
+        for (int g = 0; g < MR; g += 8) {
+          const int n = std::min(8, MR - g);  // rows of the sliver this group fills
+          __m256 r[8];
+          for (int i = 0; i < 8; ++i)
+            r[i] = i < n && g + i < rows ? _mm256_loadu_ps(src + (g + i) * lda + k0)
+                                         : _mm256_setzero_ps();
+          transpose8(r);
+          if (n == 8) {
+            for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k0 + i) * MR + g, r[i]);
+          } else {
+            const __m256i mask =
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR + g, mask, r[i]);
+          }
         }
       }
-    }
 #endif
     for (index_t k = k0; k < kc; ++k)
       for (int r = 0; r < MR; ++r) out[k * MR + r] = r < rows ? src[r * lda + k] : 0.0f;
@@ -3086,24 +3207,26 @@ inline void pack_b_rows(index_t kc, index_t nc, const T* B, index_t ldb, float* 
 }
 
 #if defined(__AVX__)
-/// 8 consecutive weights widened to f32, for the AVX transposes below.
-template <class T>
+/// 8 consecutive weights widened to f32, for the AVX transposes below (F16C and AVX2's
+/// widening where Arch has AVX2).
+template <class Arch, class T>
 inline __m256 load8_f32(const T* p) noexcept {
   if constexpr (std::is_same_v<T, float>) {
     return _mm256_loadu_ps(p);
   } else {
-#if defined(__AVX2__) && defined(__F16C__)
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    if constexpr (std::is_same_v<T, f16>) {
-      return _mm256_cvtph_ps(h);
-    } else {
-      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#if defined(__AVX2__) && defined(__F16C__)  // only lets the intrinsics compile
+    if constexpr (arch_has_avx2_v<Arch>) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      if constexpr (std::is_same_v<T, f16>) {
+        return _mm256_cvtph_ps(h);
+      } else {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+      }
     }
-#else
+#endif
     alignas(32) float tmp[8];
     for (int i = 0; i < 8; ++i) tmp[i] = weight_to_f32(p[i]);
     return _mm256_load_ps(tmp);
-#endif
   }
 }
 
@@ -3128,23 +3251,24 @@ inline void transpose8(__m256 r[8]) noexcept {
 #endif
 
 /// Packs like pack_b_rows, but from B stored transposed, [N, K] (trans_b = true, the layout of
-/// a Linear layer's weight): B[k, n] = Bt[n * ldb + k]. Full 8x8 blocks go through an
-/// in-register transpose (reads stay contiguous along k), the rest element by element.
-template <int NR, class T>
+/// a Linear layer's weight): B[k, n] = Bt[n * ldb + k]. When Arch has AVX, full 8x8 blocks go
+/// through an in-register transpose (reads stay contiguous along k), the rest element by element.
+template <class Arch, int NR, class T>
 inline void pack_b_cols(index_t kc, index_t nc, const T* Bt, index_t ldb, float* out) noexcept {
   for (index_t j0 = 0; j0 < nc; j0 += NR) {
     const index_t cols = std::min<index_t>(NR, nc - j0);
     index_t k0 = 0;
-#if defined(__AVX__)
-    if (cols == NR && NR % 8 == 0) {
-      for (; k0 + 8 <= kc; k0 += 8) {
-        for (int jb = 0; jb < NR; jb += 8) {
-          __m256 r[8];
-          for (int i = 0; i < 8; ++i) r[i] = load8_f32(Bt + (j0 + jb + i) * ldb + k0);
-          transpose8(r);
-          for (int i = 0; i < 8; ++i) _mm256_store_ps(out + (k0 + i) * NR + jb, r[i]);
+#if defined(__AVX__)  // only lets the intrinsics compile: Arch chooses the path
+    if constexpr (arch_has_avx_v<Arch> && NR % 8 == 0) {
+      if (cols == NR)
+        for (; k0 + 8 <= kc; k0 += 8) {
+          for (int jb = 0; jb < NR; jb += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i) r[i] = load8_f32<Arch>(Bt + (j0 + jb + i) * ldb + k0);
+            transpose8(r);
+            for (int i = 0; i < 8; ++i) _mm256_store_ps(out + (k0 + i) * NR + jb, r[i]);
+          }
         }
-      }
     }
 #endif
     for (index_t j = 0; j < NR; ++j) {
@@ -3826,8 +3950,8 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
         for (index_t t = lo; t < hi; ++t) {
           const index_t p = t / n_mp, i = t % n_mp;
           const index_t pc = p * KC, kc = std::min(KC, K - pc), r0 = i * MR;
-          pack_a<MR>(std::min(MR, mb - r0), kc, A + (m0 + r0) * lda + pc, lda,
-                     Ap + n_mp * MR * KC * p + i * MR * kc);
+          pack_a<Arch, MR>(std::min(MR, mb - r0), kc, A + (m0 + r0) * lda + pc, lda,
+                           Ap + n_mp * MR * KC * p + i * MR * kc);
         }
       });
     const index_t n_rg = n_chunks >= nt ? 1 : std::min(n_mp, (nt + n_chunks - 1) / n_chunks);
@@ -3847,7 +3971,7 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
           const index_t pc = p * KC, kc = std::min(KC, K - pc);
           const float beta_k = pc == 0 ? beta : 1.0f;
           if (trans_b) {
-            pack_b_cols<NR>(kc, cols, B + j0 * ldb + pc, ldb, Bp);
+            pack_b_cols<Arch, NR>(kc, cols, B + j0 * ldb + pc, ldb, Bp);
           } else {
             pack_b_rows<Arch, NR>(kc, cols, B + pc * ldb + j0, ldb, Bp);
           }
@@ -3856,7 +3980,7 @@ void gemm_packed(index_t M, index_t N, index_t K, const float* A, index_t lda, c
             float* Ci = C + (m0 + r0) * ldc;
             const float* Ai = Apan;
             if (a_inline) {
-              pack_a<MR>(m, kc, A + (m0 + r0) * lda + pc, lda, Apan);
+              pack_a<Arch, MR>(m, kc, A + (m0 + r0) * lda + pc, lda, Apan);
             } else {
               Ai = Ap + n_mp * MR * KC * p + i * MR * kc;
             }
@@ -3886,21 +4010,18 @@ inline bool use_amx() {
 
 inline void check_gemm_args(index_t M, index_t N, index_t K, const void* A, index_t lda,
                             const void* B, index_t ldb, bool trans_b, const void* C, index_t ldc) {
-  const auto s = [](index_t v) { return std::to_string(v); };
   if (M < 0 || N < 0 || K < 0)
-    throw value_error("tessel::gemm: sizes must be >= 0, got M=" + s(M) + " N=" + s(N) +
-                      " K=" + s(K));
+    detail::raise<value_error>({"tessel::gemm: sizes must be >= 0, got M=", M, " N=", N, " K=", K});
   if (M > 0 && K > 0 && lda < K)
-    throw shape_error("tessel::gemm: lda must be >= K=" + s(K) + " (A is [M,K] row-major), got " +
-                      s(lda));
+    detail::raise<shape_error>(
+        {"tessel::gemm: lda must be >= K=", K, " (A is [M,K] row-major), got ", lda});
   const index_t brow = trans_b ? K : N;
   if (N > 0 && K > 0 && ldb < brow)
-    throw shape_error(std::string("tessel::gemm: ldb must be >= ") + (trans_b ? "K=" : "N=") +
-                      s(brow) + " (B is " + (trans_b ? "[N,K]" : "[K,N]") + " row-major), got " +
-                      s(ldb));
+    detail::raise<shape_error>({"tessel::gemm: ldb must be >= ", trans_b ? "K=" : "N=", brow,
+                                " (B is ", trans_b ? "[N,K]" : "[K,N]", " row-major), got ", ldb});
   if (M > 0 && N > 0 && ldc < N)
-    throw shape_error("tessel::gemm: ldc must be >= N=" + s(N) + " (C is [M,N] row-major), got " +
-                      s(ldc));
+    detail::raise<shape_error>(
+        {"tessel::gemm: ldc must be >= N=", N, " (C is [M,N] row-major), got ", ldc});
   if ((M > 0 && K > 0 && !A) || (N > 0 && K > 0 && !B) || (M > 0 && N > 0 && !C))
     throw value_error("tessel::gemm: null pointer for a non-empty matrix");
 }
@@ -4046,10 +4167,8 @@ requires(std::is_empty_v<Backend>) void matmul(Backend, const TA& a_in, const TB
 
   const index_t M = a.extent(0), K = a.extent(1), N = b.extent(1);
   if (b.extent(0) != K || c.extent(0) != M || c.extent(1) != N)
-    throw shape_error("tessel::matmul: A " + to_string(a.shape()) + " times B " +
-                      to_string(b.shape()) + " into C " + to_string(c.shape()) + ": expected B [" +
-                      std::to_string(K) + ", N] and C [" + std::to_string(M) + ", " +
-                      std::to_string(N) + "]");
+    detail::raise<shape_error>({"tessel::matmul: A ", a.shape(), " times B ", b.shape(), " into C ",
+                                c.shape(), ": expected B [", K, ", N] and C [", M, ", ", N, "]"});
   if (M == 0 || N == 0) return;
 
   // A: row-major with unit column stride, else staged.

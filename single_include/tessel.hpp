@@ -21065,6 +21065,15 @@ void load_params(Model& m, const std::string& file, Find&& find) {
   });
 }
 
+/// Throws unless the file's general.architecture is `want` (the loaders' first check).
+inline void expect_architecture(const GGUFFile& f, std::string_view want) {
+  const auto arch = f.get<std::string_view>("general.architecture");
+  if (arch != want)
+    throw format_error(f.path(), 0,
+                       "general.architecture is '" + std::string(arch) + "', expected '" +
+                           std::string(want) + "'");
+}
+
 /// A GGUF tensor as a source (viewable: it carries the file's mapping).
 inline TensorSource gguf_source(const GGUFFile& f, const GGUFTensor& t) {
   return TensorSource{t.name, t.type, t.shape(), t.data, &f.path(), t.file_offset, f.mapping()};
@@ -21932,10 +21941,7 @@ inline void check_gpt2_tensors(const GGUFFile& f, const models::GPT2Config& c) {
 /// The config in a GGUF file's `gpt2.*` metadata (vocabulary: token_embd's rows), each value
 /// checked and the tensor table checked against it.
 inline models::GPT2Config gpt2_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "gpt2")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'gpt2'");
+  detail::expect_architecture(f, "gpt2");
   models::GPT2Config c;
   c.dim = checked_int(f, "gpt2.embedding_length");
   c.hidden = checked_int(f, "gpt2.feed_forward_length");
@@ -22183,10 +22189,7 @@ inline void check_llama_tensors(const GGUFFile& f, const models::LlamaConfig& c)
 /// The config in a GGUF file's `llama.*` metadata, each value checked (a message names the key)
 /// and the tensor table checked against it. The context length is only a default for states.
 inline models::LlamaConfig llama_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "llama")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'llama'");
+  detail::expect_architecture(f, "llama");
   models::LlamaConfig c;
   c.dim = checked_int(f, "llama.embedding_length");
   c.hidden = checked_int(f, "llama.feed_forward_length");
@@ -22393,10 +22396,7 @@ inline void check_mamba_tensors(const GGUFFile& f, const models::MambaConfig& c)
 /// The config in a GGUF file's `mamba.*` metadata, each value checked and the tensor table
 /// checked against it.
 inline models::MambaConfig mamba_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "mamba")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'mamba'");
+  detail::expect_architecture(f, "mamba");
   models::MambaConfig c;
   c.dim = checked_int(f, "mamba.embedding_length");
   c.layers = checked_int(f, "mamba.block_count");
@@ -22636,10 +22636,7 @@ inline void check_mamba2_tensors(const GGUFFile& f, const models::Mamba2Config& 
 /// The config in a GGUF file's `mamba2.*` metadata, each value checked and the tensor table
 /// checked against it.
 inline models::Mamba2Config mamba2_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "mamba2")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'mamba2'");
+  detail::expect_architecture(f, "mamba2");
   models::Mamba2Config c;
   c.dim = checked_int(f, "mamba2.embedding_length");
   c.layers = checked_int(f, "mamba2.block_count");

@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "kernel_backends.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -31,21 +33,8 @@ using namespace tessel;
 namespace {
 
 using best = cpu_simd<cpu_best_arch>;
-#if XSIMD_WITH_AVX512BW
-using table_backends = std::tuple<best, cpu_simd<xsimd::fma3<xsimd::avx2>>, cpu_simd<xsimd::sse2>>;
-#elif XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
-using table_backends = std::tuple<best, cpu_simd<xsimd::sse2>>;
-#else
-using table_backends = std::tuple<best>;
-#endif
-
-std::vector<float> random_floats(index_t n, unsigned seed, float lo = -4.f, float hi = 4.f) {
-  std::vector<float> v(static_cast<std::size_t>(n));
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::random_floats;
+using test::table_backends;
 
 // |got - want| <= tol · (|want| + 1): relative for large values, absolute near zero.
 void check_vec(const std::string& what, const std::vector<float>& got,

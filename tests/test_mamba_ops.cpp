@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "kernel_backends.hpp"
+
 #include <cmath>
 #include <random>
 #include <string>
@@ -397,23 +399,8 @@ TEST_CASE("selective_scan: shape errors name the op and the shapes") {
 
 namespace {
 
-// The best instruction set of the build and, where it is wider, AVX2 + FMA and SSE2: the
-// vector width must follow Arch, not the build's flags.
-#if XSIMD_WITH_AVX512BW
-using table_backends = std::tuple<avx, cpu_simd<xsimd::fma3<xsimd::avx2>>, cpu_simd<xsimd::sse2>>;
-#elif XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
-using table_backends = std::tuple<avx, cpu_simd<xsimd::sse2>>;
-#else
-using table_backends = std::tuple<avx>;
-#endif
-
-std::vector<float> random_floats(index_t n, unsigned seed, float lo = -4.f, float hi = 4.f) {
-  std::vector<float> v(static_cast<std::size_t>(n));
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::random_floats;
+using test::table_backends;
 
 void check_vec(const std::string& what, const std::vector<float>& got,
                const std::vector<float>& want, double rel) {

@@ -160,6 +160,15 @@ void load_params(Model& m, const std::string& file, Find&& find) {
   });
 }
 
+/// Throws unless the file's general.architecture is `want` (the loaders' first check).
+inline void expect_architecture(const GGUFFile& f, std::string_view want) {
+  const auto arch = f.get<std::string_view>("general.architecture");
+  if (arch != want)
+    throw format_error(f.path(), 0,
+                       "general.architecture is '" + std::string(arch) + "', expected '" +
+                           std::string(want) + "'");
+}
+
 /// A GGUF tensor as a source (viewable: it carries the file's mapping).
 inline TensorSource gguf_source(const GGUFFile& f, const GGUFTensor& t) {
   return TensorSource{t.name, t.type, t.shape(), t.data, &f.path(), t.file_offset, f.mapping()};

@@ -141,10 +141,7 @@ inline void check_gpt2_tensors(const GGUFFile& f, const models::GPT2Config& c) {
 /// The config in a GGUF file's `gpt2.*` metadata (vocabulary: token_embd's rows), each value
 /// checked and the tensor table checked against it.
 inline models::GPT2Config gpt2_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "gpt2")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'gpt2'");
+  detail::expect_architecture(f, "gpt2");
   models::GPT2Config c;
   c.dim = checked_int(f, "gpt2.embedding_length");
   c.hidden = checked_int(f, "gpt2.feed_forward_length");

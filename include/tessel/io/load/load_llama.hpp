@@ -96,10 +96,7 @@ inline void check_llama_tensors(const GGUFFile& f, const models::LlamaConfig& c)
 /// The config in a GGUF file's `llama.*` metadata, each value checked (a message names the key)
 /// and the tensor table checked against it. The context length is only a default for states.
 inline models::LlamaConfig llama_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "llama")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'llama'");
+  detail::expect_architecture(f, "llama");
   models::LlamaConfig c;
   c.dim = checked_int(f, "llama.embedding_length");
   c.hidden = checked_int(f, "llama.feed_forward_length");

@@ -105,10 +105,7 @@ inline void check_mamba_tensors(const GGUFFile& f, const models::MambaConfig& c)
 /// The config in a GGUF file's `mamba.*` metadata, each value checked and the tensor table
 /// checked against it.
 inline models::MambaConfig mamba_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "mamba")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'mamba'");
+  detail::expect_architecture(f, "mamba");
   models::MambaConfig c;
   c.dim = checked_int(f, "mamba.embedding_length");
   c.layers = checked_int(f, "mamba.block_count");

@@ -147,10 +147,7 @@ inline void check_mamba2_tensors(const GGUFFile& f, const models::Mamba2Config& 
 /// The config in a GGUF file's `mamba2.*` metadata, each value checked and the tensor table
 /// checked against it.
 inline models::Mamba2Config mamba2_config(const GGUFFile& f) {
-  const auto arch = f.get<std::string_view>("general.architecture");
-  if (arch != "mamba2")
-    throw format_error(f.path(), 0,
-                       "general.architecture is '" + std::string(arch) + "', expected 'mamba2'");
+  detail::expect_architecture(f, "mamba2");
   models::Mamba2Config c;
   c.dim = checked_int(f, "mamba2.embedding_length");
   c.layers = checked_int(f, "mamba2.block_count");

@@ -21,7 +21,8 @@ if [ -d "$MODELS/stories260K" ]; then
     --prompt "Once upon a time" -n 96 --temp 0.8 --top-p 0.9 --seed 7
   echo
   banner "tessel-inspect: the Q8_0 GGUF (first lines)"
-  "$bin/tessel-inspect" "$MODELS/stories260K/gguf/stories260K-Q8_0-mixed.gguf" | head -20
+  # sed reads to the end: head would close the pipe early and fail it under pipefail
+  "$bin/tessel-inspect" "$MODELS/stories260K/gguf/stories260K-Q8_0-mixed.gguf" | sed -n 1,20p
 else
   echo "($MODELS/stories260K not found: skipping the language-model demos)"
 fi
